@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* libocitree: OCI image layouts, layers, trees and mounts. */
+#ifndef OCITREE_H
+#define OCITREE_H
+
+#include "ocitree/digest.h"
+#include "ocitree/error.h"
+#include "ocitree/image.h"
+#include "ocitree/layout.h"
+#include "ocitree/log.h"
+#include "ocitree/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The library's version string, e.g. "0.1.0". */
+const char *ocitree_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,242 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "config.h"
+
+#include <stdarg.h>
+
+#include "cli.h"
+
+const struct command *cli_current;
+
+const struct command *cli_find_command(const struct command *table, const char *name)
+{
+	for (const struct command *c = table; c->name; c++)
+		if (strcmp(c->name, name) == 0 || (c->alias && strcmp(c->alias, name) == 0))
+			return c;
+	return NULL;
+}
+
+void cli_print_help(FILE *f, const char *prefix, const struct command *cmd)
+{
+	fprintf(f, "Usage: %s %s %s\n\n%s\n", prefix, cmd->name, cmd->usage, cmd->summary);
+	if (cmd->alias)
+		fprintf(f, "Alias: %s\n", cmd->alias);
+	fprintf(f, "\nOptions:\n%s  -h, --help                       show this help\n", cmd->help ? cmd->help : "");
+}
+
+int cli_usage_error(struct ocitree_error **err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	_cleanup_free_ char *m = xvasprintf(fmt, ap);
+	va_end(ap);
+	if (cli_current)
+		return ocitree_error_setk(err, OCITREE_ERROR_USAGE, "%s (see 'ocitree %s --help')", m,
+					  cli_current->name);
+	return ocitree_error_setk(err, OCITREE_ERROR_USAGE, "%s (see 'ocitree --help')", m);
+}
+
+int cli_getopt(int argc, char **argv, const struct option *opts, struct ocitree_error **err)
+{
+	/* build the short option string from the table: ":" first so that a
+	 * missing argument is told apart from an unknown option */
+	char shortopts[64] = ":";
+	size_t n = 1;
+	for (const struct option *o = opts; o->name && n < sizeof(shortopts) - 3; o++) {
+		if (o->val > 0 && o->val < 128 && !o->flag) {
+			shortopts[n++] = (char)o->val;
+			if (o->has_arg == required_argument)
+				shortopts[n++] = ':';
+		}
+	}
+	shortopts[n] = '\0';
+	opterr = 0;
+	int longidx = -1;
+	int c = getopt_long(argc, argv, shortopts, opts, &longidx);
+	if (c == '?') {
+		if (optopt)
+			return cli_usage_error(err, "unknown option '-%c'", optopt), '?';
+		return cli_usage_error(err, "unknown option '%s'", argv[optind - 1]), '?';
+	}
+	if (c == ':') {
+		return cli_usage_error(err, "option '%s' needs a value", argv[optind - 1]), '?';
+	}
+	return c;
+}
+
+int cli_expect_args(int argc, char **argv, int min, int max, struct ocitree_error **err)
+{
+	int n = argc - optind;
+	if (n < min)
+		return cli_usage_error(err, "missing argument%s", min - n > 1 ? "s" : "");
+	if (max >= 0 && n > max)
+		return cli_usage_error(err, "unexpected argument '%s'", argv[optind + max]);
+	return 0;
+}
+
+void image_ref_clear(struct image_ref *r)
+{
+	free(r->path);
+	free(r->tag);
+	r->path = r->tag = NULL;
+}
+
+int cli_image_ref(const char *arg, struct image_ref *out, struct ocitree_error **err)
+{
+	image_ref_clear(out);
+	if (ocitree_image_ref_parse(arg, &out->path, &out->tag, err) < 0)
+		return -1;
+	return 0;
+}
+
+int cli_layout_path(const char *arg, char **out, struct ocitree_error **err)
+{
+	if (*arg == '\0')
+		return ocitree_error_setk(err, OCITREE_ERROR_USAGE, "invalid --layout '': path is empty");
+	if (strchr(arg, ':'))
+		return ocitree_error_setk(err, OCITREE_ERROR_USAGE, "invalid --layout '%s': path contains ':'", arg);
+	free(*out);
+	*out = xstrdup(arg);
+	return 0;
+}
+
+struct ocitree_layout *cli_open_layout(const char *path, struct ocitree_error **err)
+{
+	return ocitree_layout_open(path, err);
+}
+
+bool history_opt(struct history_opts *h, int opt, const char *arg)
+{
+	switch (opt) {
+	case OPT_NO_HISTORY:
+		h->no_history = true;
+		return true;
+	case OPT_HISTORY_AUTHOR:
+		h->author = arg;
+		return true;
+	case OPT_HISTORY_COMMENT:
+		h->comment = arg;
+		return true;
+	case OPT_HISTORY_CREATED:
+		h->created = arg;
+		return true;
+	case OPT_HISTORY_CREATED_BY:
+		h->created_by = arg;
+		return true;
+	default:
+		return false;
+	}
+}
+
+int history_opts_check(const struct history_opts *h, struct ocitree_error **err)
+{
+	struct timespec ts;
+	if (h->created && time_parse_rfc3339(h->created, &ts) < 0)
+		return ocitree_error_setk(err, OCITREE_ERROR_USAGE,
+					  "invalid --history.created '%s': not an RFC 3339 time such as 2024-01-02T03:04:05Z",
+					  h->created);
+	return 0;
+}
+
+void history_opts_entry(const struct history_opts *h, const struct ocitree_config *c, const char *default_created_by,
+			bool empty_layer, struct ocitree_history *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (h->created) {
+		struct timespec ts;
+		time_parse_rfc3339(h->created, &ts);
+		out->created = time_format_rfc3339(&ts);
+	} else {
+		struct timespec now = time_now_or_source_date_epoch();
+		out->created = time_format_rfc3339(&now);
+	}
+	out->created_by = xstrdup(h->created_by ? h->created_by : default_created_by);
+	out->author = xstrdup_or_null(h->author ? h->author : (c ? c->author : NULL));
+	out->comment = xstrdup_or_null(h->comment);
+	out->empty_layer = empty_layer;
+}
+
+char *human_size(int64_t bytes)
+{
+	static const char *const units[] = {"B", "kB", "MB", "GB", "TB", "PB"};
+	double v = (double)bytes;
+	size_t u = 0;
+	while (v >= 1000 && u + 1 < ARRAY_SIZE(units)) {
+		v /= 1000;
+		u++;
+	}
+	if (u == 0)
+		return xasprintf("%jd B", (intmax_t)bytes);
+	return xasprintf("%.3g %s", v, units[u]);
+}
+
+enum { OPT_LAYOUT = OPT_COMMAND_BASE, OPT_JSON };
+
+
+int cli_parse_layout_opts(int argc, char **argv, char **layout, bool *json, struct ocitree_error **err)
+{
+	/* --json only where the command has it */
+	const struct option with_json[] = {
+		{"layout", required_argument, NULL, OPT_LAYOUT},
+		CLI_HELP_OPTION,
+		{"json", no_argument, NULL, OPT_JSON},
+		{NULL, 0, NULL, 0},
+	};
+	const struct option without_json[] = {
+		{"layout", required_argument, NULL, OPT_LAYOUT},
+		CLI_HELP_OPTION,
+		{NULL, 0, NULL, 0},
+	};
+	int c;
+	while ((c = cli_getopt(argc, argv, json ? with_json : without_json, err)) != -1) {
+		switch (c) {
+		case OPT_LAYOUT:
+			if (cli_layout_path(optarg, layout, err) < 0)
+				return -1;
+			break;
+		case OPT_JSON:
+			*json = true;
+			break;
+		CLI_HANDLE_HELP;
+		default:
+			return -1;
+		}
+	}
+	if (!*layout)
+		return cli_usage_error(err, "missing mandatory option --layout");
+	return cli_expect_args(argc, argv, 0, 0, err);
+}
+
+
+int cli_parse_image_opts(int argc, char **argv, struct image_ref *image, bool *json, struct ocitree_error **err)
+{
+	enum { OPT_IMAGE = OPT_COMMAND_BASE, OPT_JSON2 };
+	const struct option with_json[] = {
+		{"image", required_argument, NULL, OPT_IMAGE},
+		CLI_HELP_OPTION,
+		{"json", no_argument, NULL, OPT_JSON2},
+		{NULL, 0, NULL, 0},
+	};
+	const struct option without_json[] = {
+		{"image", required_argument, NULL, OPT_IMAGE},
+		CLI_HELP_OPTION,
+		{NULL, 0, NULL, 0},
+	};
+	int c;
+	while ((c = cli_getopt(argc, argv, json ? with_json : without_json, err)) != -1) {
+		switch (c) {
+		case OPT_IMAGE:
+			if (cli_image_ref(optarg, image, err) < 0)
+				return -1;
+			break;
+		case OPT_JSON2:
+			*json = true;
+			break;
+		CLI_HANDLE_HELP;
+		default:
+			return -1;
+		}
+	}
+	if (!image->path)
+		return cli_usage_error(err, "missing mandatory option --image");
+	return 0;
+}

@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The ocitree command line: one cmd-<verb>.c per command, each exporting
+ * `int cmd_<verb>(int argc, char **argv, struct ocitree_error **err)`.
+ * A command returns 0 or <0 with *err set; only main() prints errors and
+ * picks the exit status (2 for OCITREE_ERROR_USAGE, 1 otherwise).
+ */
+#ifndef OCITREE_CLI_H
+#define OCITREE_CLI_H
+
+#include <getopt.h>
+#include <stdbool.h>
+
+#include "ocitree/ocitree.h"
+#include "util.h"
+
+struct command {
+	const char *name;
+	const char *alias;    /* NULL when none */
+	const char *group;    /* "image", "layout", "mount" or "raw" */
+	const char *summary;  /* one line for `ocitree --help` */
+	const char *usage;    /* the argument synopsis */
+	const char *help;     /* option descriptions, one per line */
+	int (*fn)(int argc, char **argv, struct ocitree_error **err);
+};
+
+/* Find a command by name or alias in table (NULL-terminated by name). */
+const struct command *cli_find_command(const struct command *table, const char *name);
+/* Print "Usage: ocitree <name> <usage>\n\n<summary>\n\nOptions:\n<help>". */
+void cli_print_help(FILE *f, const char *prefix, const struct command *cmd);
+/* The command being run, for usage errors and --help. */
+extern const struct command *cli_current;
+
+/* Every command's option table has CLI_HELP_OPTION; its getopt loop has
+ * CLI_HANDLE_HELP, which prints the help and makes the command return
+ * CLI_EXIT_HELP (main exits 0 without running it). */
+#define CLI_EXIT_HELP 1
+#define CLI_HELP_OPTION {"help", no_argument, NULL, 'h'}
+#define CLI_HANDLE_HELP                                                                                            \
+	case 'h':                                                                                                  \
+		cli_print_help(stdout, "ocitree", cli_current);                                                    \
+		return CLI_EXIT_HELP
+
+/* A getopt_long loop helper: returns the option or -1 at the end; turns
+ * unknown options and missing arguments into a usage error (returning '?'). */
+int cli_getopt(int argc, char **argv, const struct option *opts, struct ocitree_error **err);
+
+/* Usage errors that mention `--help`. */
+int cli_usage_error(struct ocitree_error **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Positional argument count check. */
+int cli_expect_args(int argc, char **argv, int min, int max, struct ocitree_error **err);
+
+/* --image and --layout */
+struct image_ref {
+	char *path;
+	char *tag;
+};
+void image_ref_clear(struct image_ref *r);
+int cli_image_ref(const char *arg, struct image_ref *out, struct ocitree_error **err);
+int cli_layout_path(const char *arg, char **out, struct ocitree_error **err);
+/* Parse the options of a command that takes only --layout (and --json when
+ * json is not NULL). Returns 0, CLI_EXIT_HELP or -1. */
+int cli_parse_layout_opts(int argc, char **argv, char **layout, bool *json, struct ocitree_error **err);
+/* The same for commands that take only --image (and --json); positional
+ * arguments are left for the caller at argv[optind..]. */
+int cli_parse_image_opts(int argc, char **argv, struct image_ref *image, bool *json, struct ocitree_error **err);
+struct ocitree_layout *cli_open_layout(const char *path, struct ocitree_error **err);
+
+/* --history.* and --no-history, shared by every command that writes an
+ * image. */
+struct history_opts {
+	bool no_history;
+	const char *author, *comment, *created, *created_by;
+};
+#define HISTORY_OPTS_HELP                                                                                          \
+	"      --no-history                 do not add a history entry\n"                                          \
+	"      --history.author=AUTHOR      author of the history entry\n"                                         \
+	"      --history.comment=COMMENT    comment of the history entry\n"                                        \
+	"      --history.created=TIME       creation time of the history entry (RFC 3339)\n"                       \
+	"      --history.created_by=TEXT    created_by of the history entry\n"
+enum {
+	OPT_HISTORY_BASE = 1000,
+	OPT_NO_HISTORY = OPT_HISTORY_BASE,
+	OPT_HISTORY_AUTHOR,
+	OPT_HISTORY_COMMENT,
+	OPT_HISTORY_CREATED,
+	OPT_HISTORY_CREATED_BY,
+	OPT_COMMAND_BASE = 1100, /* commands number their own options from here */
+};
+#define HISTORY_OPTIONS                                                                                            \
+	{"no-history", no_argument, NULL, OPT_NO_HISTORY},                                                         \
+		{"history.author", required_argument, NULL, OPT_HISTORY_AUTHOR},                                   \
+		{"history.comment", required_argument, NULL, OPT_HISTORY_COMMENT},                                 \
+		{"history.created", required_argument, NULL, OPT_HISTORY_CREATED},                                 \
+		{"history.created_by", required_argument, NULL, OPT_HISTORY_CREATED_BY}
+/* Returns true when opt was a history option (and records it). */
+bool history_opt(struct history_opts *h, int opt, const char *arg);
+/* Check --history.created; call once options are parsed. */
+int history_opts_check(const struct history_opts *h, struct ocitree_error **err);
+/* Fill *out with the entry to add: defaults (created now or from
+ * SOURCE_DATE_EPOCH, author from the config, created_by default_created_by)
+ * overridden by the options.  Caller clears *out. */
+void history_opts_entry(const struct history_opts *h, const struct ocitree_config *c, const char *default_created_by,
+			bool empty_layer, struct ocitree_history *out);
+
+/* Output helpers */
+char *human_size(int64_t bytes);
+
+/* Each command */
+int cmd_init(int argc, char **argv, struct ocitree_error **err);
+int cmd_new(int argc, char **argv, struct ocitree_error **err);
+int cmd_tag(int argc, char **argv, struct ocitree_error **err);
+int cmd_rm(int argc, char **argv, struct ocitree_error **err);
+int cmd_ls(int argc, char **argv, struct ocitree_error **err);
+int cmd_stat(int argc, char **argv, struct ocitree_error **err);
+int cmd_config(int argc, char **argv, struct ocitree_error **err);
+int cmd_gc(int argc, char **argv, struct ocitree_error **err);
+
+#endif

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "config.h"
+
+#include "cli.h"
+#include "json.h"
+
+int cmd_ls(int argc, char **argv, struct ocitree_error **err)
+{
+	_cleanup_free_ char *layout = NULL;
+	bool json = false;
+	int r = cli_parse_layout_opts(argc, argv, &layout, &json, err);
+	if (r != 0)
+		return r;
+	struct ocitree_layout *l = cli_open_layout(layout, err);
+	if (!l)
+		return -1;
+	struct ocitree_index *idx = ocitree_layout_read_index(l, err);
+	ocitree_layout_free(l);
+	if (!idx)
+		return -1;
+	struct strset seen = {0};
+	_cleanup_json_ cJSON *arr = json_array();
+	for (size_t i = 0; i < idx->n_manifests; i++) {
+		const struct ocitree_descriptor *d = &idx->manifests[i];
+		const char *tag = ocitree_descriptor_ref_name(d);
+		if (!tag || !strset_add(&seen, tag))
+			continue;
+		if (json) {
+			cJSON *o = json_object();
+			json_add(o, "tag", json_string(tag));
+			json_add(o, "digest", json_string(d->digest));
+			json_add(o, "mediaType", json_string(d->media_type));
+			json_add(o, "size", json_int64(d->size));
+			json_append(arr, o);
+		} else {
+			printf("%s\n", tag);
+		}
+	}
+	if (json) {
+		_cleanup_free_ char *s = json_print(arr);
+		printf("%s\n", s);
+	}
+	strset_free(&seen);
+	ocitree_index_free(idx);
+	return 0;
+}

@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "config.h"
+
+#include <locale.h>
+
+#include "cli.h"
+
+static const struct command commands[] = {
+	/* image */
+	{"config", NULL, "image", "modify the configuration of an image",
+	 "--image LAYOUT[:TAG] [--tag NEWTAG] [OPTIONS]",
+	 "      --image=LAYOUT[:TAG]         the image to change (TAG defaults to latest)\n"
+	 "      --tag=NEWTAG                 tag the result NEWTAG instead of replacing TAG\n"
+	 "      --config.user=USER           set the user (and group) the process runs as\n"
+	 "      --config.exposedports=PORT   add an exposed port (repeatable)\n"
+	 "      --config.env=NAME=VALUE      set an environment variable (repeatable)\n"
+	 "      --config.entrypoint=ARG      set the entrypoint, one argument per use\n"
+	 "      --config.cmd=ARG             set the command, one argument per use\n"
+	 "      --config.volume=PATH         add a volume (repeatable)\n"
+	 "      --config.label=NAME=VALUE    set a label (repeatable)\n"
+	 "      --config.workingdir=DIR      set the working directory\n"
+	 "      --config.stopsignal=SIGNAL   set the stop signal\n"
+	 "      --created=TIME               set the creation time (RFC 3339)\n"
+	 "      --author=AUTHOR              set the author\n"
+	 "      --architecture=ARCH          set the architecture\n"
+	 "      --os=OS                      set the operating system\n"
+	 "      --platform.variant=VARIANT   set the architecture variant\n"
+	 "      --platform.os.version=VER    set the operating system version\n"
+	 "      --manifest.annotation=K=V    set a manifest annotation (repeatable)\n"
+	 "      --clear=KEY                  clear config.labels, config.env, config.exposedports,\n"
+	 "                                   config.volume, config.cmd, config.entrypoint or\n"
+	 "                                   manifest.annotations before setting (repeatable)\n" HISTORY_OPTS_HELP,
+	 cmd_config},
+	{"new", NULL, "image", "create a new, empty image", "--image LAYOUT:TAG",
+	 "      --image=LAYOUT[:TAG]         where to create the image (TAG defaults to latest)\n", cmd_new},
+	{"tag", NULL, "image", "give an image another tag", "--image LAYOUT[:TAG] NEWTAG",
+	 "      --image=LAYOUT[:TAG]         the image to tag (TAG defaults to latest)\n", cmd_tag},
+	{"remove", "rm", "image", "remove a tag from a layout", "--image LAYOUT[:TAG]",
+	 "      --image=LAYOUT[:TAG]         the tag to remove (TAG defaults to latest)\n", cmd_rm},
+	{"stat", NULL, "image", "show the history and layers of an image", "--image LAYOUT[:TAG] [--json]",
+	 "      --image=LAYOUT[:TAG]         the image to describe (TAG defaults to latest)\n"
+	 "      --json                       print JSON (manifest, config and history)\n",
+	 cmd_stat},
+	/* layout */
+	{"gc", NULL, "layout", "remove unreferenced blobs and stale temporary files", "--layout LAYOUT",
+	 "      --layout=LAYOUT              the layout to clean\n", cmd_gc},
+	{"init", NULL, "layout", "create a new, empty OCI image layout", "--layout LAYOUT",
+	 "      --layout=LAYOUT              where to create the layout\n", cmd_init},
+	{"list", "ls", "layout", "list the tags of a layout", "--layout LAYOUT [--json]",
+	 "      --layout=LAYOUT              the layout to list\n"
+	 "      --json                       print a JSON array of {tag, digest, mediaType, size}\n",
+	 cmd_ls},
+	{NULL, NULL, NULL, NULL, NULL, NULL, NULL},
+};
+
+static const char *const groups[][2] = {
+	{"image", "Image commands"},
+	{"layout", "Layout commands"},
+	{"mount", "Mount commands"},
+	{"raw", "Raw commands"},
+};
+
+static void print_main_help(FILE *f)
+{
+	fputs("Usage: ocitree [GLOBAL OPTIONS] COMMAND [OPTIONS] [ARGS]\n\n"
+	      "ocitree works on OCI images in an OCI image layout directory: it unpacks and\n"
+	      "repacks them, mounts them without extracting, and commits changes as layers.\n",
+	      f);
+	for (size_t g = 0; g < ARRAY_SIZE(groups); g++) {
+		bool any = false;
+		for (const struct command *c = commands; c->name; c++) {
+			if (strcmp(c->group, groups[g][0]) != 0)
+				continue;
+			if (!any)
+				fprintf(f, "\n%s:\n", groups[g][1]);
+			any = true;
+			_cleanup_free_ char *name = c->alias ? xasprintf("%s, %s", c->name, c->alias) : xstrdup(c->name);
+			fprintf(f, "  %-16s %s\n", name, c->summary);
+		}
+	}
+	fputs("\nGlobal options:\n"
+	      "      --log=LEVEL   log level: debug, info, warn (default) or error\n"
+	      "      --verbose     the same as --log=info\n"
+	      "  -h, --help        show this help\n"
+	      "  -v, --version     show the version\n"
+	      "\nRun 'ocitree COMMAND --help' for the options of a command.\n",
+	      f);
+}
+
+static void log_to_stderr(enum ocitree_log_level level, const char *msg, void *userdata)
+{
+	static const char *const names[] = {"debug", "info", "warning", "error"};
+	fprintf(stderr, "ocitree: %s: %s\n", names[level], msg);
+}
+
+int main(int argc, char **argv)
+{
+	setlocale(LC_ALL, "");
+	ocitree_log_set_handler(log_to_stderr, NULL);
+	struct ocitree_error *err = NULL;
+
+	enum { OPT_LOG = 1, OPT_VERBOSE };
+	static const struct option global[] = {
+		{"log", required_argument, NULL, OPT_LOG},
+		{"verbose", no_argument, NULL, OPT_VERBOSE},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'v'},
+		{NULL, 0, NULL, 0},
+	};
+	/* global options stop at the command name */
+	int c;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+:hv", global, NULL)) != -1) {
+		switch (c) {
+		case OPT_LOG: {
+			enum ocitree_log_level lvl;
+			if (ocitree_log_level_parse(optarg, &lvl) < 0) {
+				fprintf(stderr, "ocitree: invalid --log level '%s': use debug, info, warn or error\n", optarg);
+				return 2;
+			}
+			ocitree_log_set_level(lvl);
+			break;
+		}
+		case OPT_VERBOSE:
+			if (ocitree_log_get_level() > OCITREE_LOG_INFO)
+				ocitree_log_set_level(OCITREE_LOG_INFO);
+			break;
+		case 'h':
+			print_main_help(stdout);
+			return 0;
+		case 'v':
+			printf("ocitree version %s\n", PACKAGE_VERSION);
+			return 0;
+		case ':':
+			fprintf(stderr, "ocitree: option '%s' needs a value (see 'ocitree --help')\n", argv[optind - 1]);
+			return 2;
+		default:
+			fprintf(stderr, "ocitree: unknown option '%s' (see 'ocitree --help')\n", argv[optind - 1]);
+			return 2;
+		}
+	}
+	if (optind >= argc) {
+		print_main_help(stderr);
+		return 2;
+	}
+	const char *name = argv[optind];
+	if (strcmp(name, "help") == 0) {
+		const struct command *cmd = optind + 1 < argc ? cli_find_command(commands, argv[optind + 1]) : NULL;
+		if (cmd)
+			cli_print_help(stdout, "ocitree", cmd);
+		else
+			print_main_help(stdout);
+		return 0;
+	}
+	const struct command *cmd = cli_find_command(commands, name);
+	if (!cmd) {
+		fprintf(stderr, "ocitree: unknown command '%s' (see 'ocitree --help')\n", name);
+		return 2;
+	}
+	cli_current = cmd;
+	int cargc = argc - optind;
+	char **cargv = argv + optind;
+	optind = 0; /* a full reset of getopt for the command's options */
+	int r = cmd->fn(cargc, cargv, &err);
+	if (r < 0) {
+		int status = err && err->kind == OCITREE_ERROR_USAGE ? 2 : 1;
+		fprintf(stderr, "ocitree %s: %s\n", cmd->name, err ? err->msg : "failed");
+		ocitree_error_free(err);
+		return status;
+	}
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "ocitree %s: write output: %s\n", cmd->name, strerror(errno));
+		return 1;
+	}
+	return 0;
+}
