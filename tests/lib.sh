@@ -1,0 +1,122 @@
+# SPDX-License-Identifier: Apache-2.0
+# Shared helpers for the shell tests: TAP output, a scratch directory, and
+# the binary under test from $OCITREE (set by `make check`).
+#
+#   . "$top_srcdir/tests/lib.sh"
+#   ok "init makes a layout" $OCITREE init --layout "$T/l"
+#   fails 1 "no such layout" "missing layout is an error" $OCITREE ls --layout "$T/nope"
+#   done_testing
+set -u
+: "${OCITREE:?set OCITREE to the ocitree binary under test}"
+: "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
+OCI_VALIDATE=${OCI_VALIDATE:-$top_srcdir/../shared/tools/oci-validate}
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/ocitree-test.XXXXXX")
+chmod 755 "$T"
+_tap_n=0
+_tap_failed=0
+_cleanups=()
+at_exit() { _cleanups+=("$*"); }
+_cleanup() {
+	local c
+	for c in "${_cleanups[@]}"; do eval "$c" || true; done
+	rm -rf "$T"
+}
+trap _cleanup EXIT
+
+_result() { # status description
+	_tap_n=$((_tap_n + 1))
+	if [ "$1" -eq 0 ]; then
+		echo "ok $_tap_n - $2"
+	else
+		echo "not ok $_tap_n - $2"
+		_tap_failed=$((_tap_failed + 1))
+	fi
+}
+
+# diag MESSAGE: a TAP comment
+diag() { printf '%s\n' "$@" | sed 's/^/# /'; }
+
+# ok DESC CMD...: CMD succeeds (its output goes to $T/out and $T/err)
+ok() {
+	local desc=$1
+	shift
+	if "$@" >"$T/out" 2>"$T/err"; then
+		_result 0 "$desc"
+	else
+		local s=$?
+		_result 1 "$desc"
+		diag "command: $*" "exit status $s" "stderr:" "$(head -c 2000 "$T/err")"
+	fi
+}
+
+# fails STATUS PATTERN DESC CMD...: CMD exits with STATUS and its stderr
+# matches the extended regex PATTERN
+fails() {
+	local want=$1 pat=$2 desc=$3
+	shift 3
+	local s=0
+	"$@" >"$T/out" 2>"$T/err" || s=$?
+	if [ "$s" -eq "$want" ] && grep -Eq -- "$pat" "$T/err"; then
+		_result 0 "$desc"
+	else
+		_result 1 "$desc"
+		diag "command: $*" "exit status $s (want $want), stderr:" "$(head -c 2000 "$T/err")" "wanted: $pat"
+	fi
+}
+
+# check DESC TEST-EXPRESSION...: a shell condition (eval'd)
+check() {
+	local desc=$1
+	shift
+	if eval "$@"; then
+		_result 0 "$desc"
+	else
+		_result 1 "$desc"
+		diag "condition: $*"
+	fi
+}
+
+# is DESC GOT WANT: string equality
+is() {
+	if [ "$2" = "$3" ]; then
+		_result 0 "$1"
+	else
+		_result 1 "$1"
+		diag "got:  $2" "want: $3"
+	fi
+}
+
+skip_all() {
+	echo "1..0 # SKIP $*"
+	exit 0
+}
+
+skip() { # DESC REASON
+	_tap_n=$((_tap_n + 1))
+	echo "ok $_tap_n - $1 # SKIP $2"
+}
+
+done_testing() {
+	echo "1..$_tap_n"
+	[ "$_tap_failed" -eq 0 ]
+}
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# validate LAYOUT [TAG...]: the independent validator, --full
+validate() {
+	"$OCI_VALIDATE" --full "$@"
+}
+have_validator() { [ -x "$OCI_VALIDATE" ] && /usr/bin/python3 -c 'import jsonschema' 2>/dev/null; }
+
+# A snapshot of a layout's files and their contents, to prove a failed
+# command changed nothing.
+snapshot() { (cd "$1" && find . -type f ! -name '.ocitree-tmp.*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum); }
+
+# A listing of a tree for comparisons: type, mode, owner, size, link target,
+# xattrs and a content digest for every path.
+tree_listing() {
+	(cd "$1" && find . -mindepth 1 -printf '%y %m %U:%G %s %P -> %l\n' | LC_ALL=C sort) | awk '
+	{ if ($1 == "d") $4 = "-"; print }'
+}
