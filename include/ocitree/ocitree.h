@@ -5,6 +5,7 @@
 
 #include "ocitree/digest.h"
 #include "ocitree/error.h"
+#include "ocitree/fsck.h"
 #include "ocitree/image.h"
 #include "ocitree/layout.h"
 #include "ocitree/log.h"
