@@ -79,6 +79,8 @@ static void test_manifest(void)
 		{"{\"schemaVersion\":2,", "invalid JSON", "truncated JSON"},
 		{"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\"}", "is not a manifest",
 		 "an index media type in a manifest"},
+		{"{\"schemaVersion\":2,\"config\":{\"mediaType\":\"x\",\"digest\":\"" D1 "\",\"size\":1,\"size\":2}}",
+		 "key 'size' appears twice", "a duplicated key (parsers disagree on which wins)"},
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		m = manifest(bad[i].json);
