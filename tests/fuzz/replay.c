@@ -91,5 +91,6 @@ int main(int argc, char **argv)
 		free(names);
 	}
 	printf("1..%d\n", n);
+	free(def[1]);
 	return 0;
 }
