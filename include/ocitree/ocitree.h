@@ -7,8 +7,10 @@
 #include "ocitree/error.h"
 #include "ocitree/image.h"
 #include "ocitree/layout.h"
+#include "ocitree/layer-index.h"
 #include "ocitree/log.h"
 #include "ocitree/model.h"
+#include "ocitree/tree.h"
 
 #ifdef __cplusplus
 extern "C" {
