@@ -116,5 +116,7 @@ int cmd_ls(int argc, char **argv, struct ocitree_error **err);
 int cmd_stat(int argc, char **argv, struct ocitree_error **err);
 int cmd_config(int argc, char **argv, struct ocitree_error **err);
 int cmd_gc(int argc, char **argv, struct ocitree_error **err);
+int cmd_mount(int argc, char **argv, struct ocitree_error **err);
+int cmd_umount(int argc, char **argv, struct ocitree_error **err);
 
 #endif
