@@ -323,37 +323,27 @@ static int build_zstd(struct builder *b, struct ocitree_blob_reader *r, struct o
 		if (n == 0)
 			break;
 		ZSTD_inBuffer ib = {in, (size_t)n, 0};
-		while (ib.pos < ib.size) {
+		bool full;
+		do {
 			ZSTD_outBuffer ob = {out, out_cap, 0};
-			last = ZSTD_decompressStream(zd, &ob, &ib);
-			if (ZSTD_isError(last)) {
+			size_t before = ib.pos;
+			size_t z = ZSTD_decompressStream(zd, &ob, &ib);
+			if (ZSTD_isError(z)) {
 				ret = ocitree_error_setk(err, OCITREE_ERROR_INVALID, "corrupt zstd stream: %s",
-							 ZSTD_getErrorName(last));
+							 ZSTD_getErrorName(z));
 				goto out;
 			}
+			/* a call that moved nothing reports the next frame's
+			 * header size, not the state of the one that ended */
+			if (ob.pos || ib.pos != before)
+				last = z;
 			any = true;
 			if (builder_output(b, out, ob.pos, err) < 0) {
 				ret = -1;
 				goto out;
 			}
-		}
-		/* flush what the decoder still holds */
-		for (;;) {
-			ZSTD_outBuffer ob = {out, out_cap, 0};
-			ZSTD_inBuffer empty = {in, 0, 0};
-			last = ZSTD_decompressStream(zd, &ob, &empty);
-			if (ZSTD_isError(last)) {
-				ret = ocitree_error_setk(err, OCITREE_ERROR_INVALID, "corrupt zstd stream: %s",
-							 ZSTD_getErrorName(last));
-				goto out;
-			}
-			if (builder_output(b, out, ob.pos, err) < 0) {
-				ret = -1;
-				goto out;
-			}
-			if (ob.pos < out_cap)
-				break;
-		}
+			full = ob.pos == out_cap;
+		} while (ib.pos < ib.size || full);
 	}
 	if (ret == 0 && (!any || last != 0))
 		ret = ocitree_error_setk(err, OCITREE_ERROR_INVALID, "zstd stream is truncated");
@@ -724,7 +714,7 @@ OCITREE_EXPORT struct ocitree_layer_index *ocitree_layer_index_open(struct ocitr
 	if (!idx) {
 		idx = build(l, layer, comp, diff_id, opts, idx_dirfd, err);
 		if (!idx)
-			return ocitree_error_prefix(err, "layer %s", layer->digest), NULL;
+			return ocitree_error_prefix(err, "%s", layer->digest), NULL;
 	}
 	if (comp == OCITREE_COMPRESSION_NONE) {
 		idx->data_fd = dup(blob_fd);
