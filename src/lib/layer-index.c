@@ -568,14 +568,22 @@ static struct ocitree_layer_index *build(struct ocitree_layout *l, const struct 
 		r = build_none(&b, rd, err);
 		break;
 	}
-	/* read to the verified end even if the tar ended early */
-	if (r == 0) {
-		char tmp[4096];
+	/* read to the verified end even if the tar ended early; and when the
+	 * stream was bad, a digest mismatch is the better explanation */
+	if (r == 0 || (err && *err && (*err)->kind == OCITREE_ERROR_INVALID)) {
+		_cleanup_free_ char *tmp = xmalloc(IN_CHUNK);
+		struct ocitree_error *rerr = NULL;
 		ssize_t n;
-		while ((n = ocitree_blob_reader_read(rd, tmp, sizeof(tmp), err)) > 0)
+		while ((n = ocitree_blob_reader_read(rd, tmp, IN_CHUNK, &rerr)) > 0)
 			;
-		if (n < 0)
+		if (n < 0 && (r == 0 || rerr->kind == OCITREE_ERROR_DIGEST)) {
 			r = -1;
+			if (err) {
+				ocitree_error_free(*err);
+				*err = steal_pointer(&rerr);
+			}
+		}
+		ocitree_error_free(rerr);
 	}
 	ocitree_blob_reader_free(rd);
 	if (r == 0)

@@ -3,6 +3,7 @@
 """Build an OCI image layout from a small text description, for tests.
 
     mkimage.py LAYOUT TAG < SPEC
+    mkimage.py --content CONTENT    (print the bytes of a CONTENT spec)
 
 SPEC has one directive per line ('#' starts a comment):
 
@@ -90,7 +91,7 @@ def main():
         entries = layers[-1][1]
         if op == "xattr":
             ti = entries[-1][0]
-            v = w[2]
+            v = " ".join(w[2:])
             if v.startswith("0x"):
                 v = bytes.fromhex(v[2:]).decode("utf-8", "surrogateescape")
             ti.pax_headers["SCHILY.xattr." + w[1]] = v
@@ -103,8 +104,10 @@ def main():
         if op in ("dir", "file"):
             args = w[2:]
             if op == "file":
-                data = content(args[-1])
-                args = args[:-1]
+                # the content is the rest of the line from its kind on
+                k = next(i for i, a in enumerate(args) if a.split(":")[0] in ("text", "random", "zeros", "pattern"))
+                data = content(" ".join(args[k:]))
+                args = args[:k]
             ti.type = tarfile.DIRTYPE if op == "dir" else tarfile.REGTYPE
             ti.mode = int(args[0], 8) if len(args) > 0 else (0o755 if op == "dir" else 0o644)
             ti.uid = int(args[1]) if len(args) > 1 else 0
@@ -180,4 +183,8 @@ def main():
         print(d["digest"])
 
 
-main()
+if len(sys.argv) == 3 and sys.argv[1] == "--content":
+    # the bytes a CONTENT spec stands for, to check what a mount shows
+    sys.stdout.buffer.write(content(sys.argv[2]))
+else:
+    main()
