@@ -50,6 +50,7 @@ struct fs {
 	double timeout;
 	bool debug;
 	uint64_t total_bytes;
+	bool no_open; /* the kernel opens files and directories without asking us */
 	/* lock: reported_eio; the first EIO of each run is logged, later ones
 	 * counted, so a corrupt layer read in a loop cannot flood the log */
 	pthread_mutex_t lock;
@@ -158,6 +159,15 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 	/* the data never changes: never drop the page cache on attribute changes */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
 	conn->max_readahead = 1u << 20;
+	/* zero-message open: answering ENOSYS to open and opendir makes the
+	 * kernel open without asking, and keep the page cache and the cached
+	 * directory listing (FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR), which is
+	 * what an immutable tree wants; writes are refused by the ro mount */
+	struct fs *fs = userdata;
+	if ((conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) && (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT)) {
+		conn->want |= FUSE_CAP_NO_OPEN_SUPPORT | FUSE_CAP_NO_OPENDIR_SUPPORT;
+		fs->no_open = true;
+	}
 }
 
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -223,6 +233,10 @@ static bool is_dir(struct fs *fs, fuse_ino_t ino)
 static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
+	if (fs->no_open) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	if (!is_dir(fs, ino)) {
 		fuse_reply_err(req, ENOTDIR);
 		return;
@@ -299,6 +313,10 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
 		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (fs->no_open) {
+		fuse_reply_err(req, ENOSYS);
 		return;
 	}
 	fi->keep_cache = 1;

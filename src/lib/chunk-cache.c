@@ -31,6 +31,7 @@ struct ocitree_chunk_cache {
 	struct chunk **buckets;  /* lock */
 	size_t n_buckets;        /* immutable */
 	struct chunk lru;        /* lock: sentinel; lru.lru_next is the oldest */
+	unsigned prefetching;    /* lock: read-ahead decoders running */
 };
 
 static size_t bucket_of(const struct ocitree_chunk_cache *c, const void *owner, uint64_t no)
@@ -87,10 +88,19 @@ static void evict(struct ocitree_chunk_cache *c)
 	}
 }
 
+static void wait_prefetches(struct ocitree_chunk_cache *c)
+{
+	while (c->prefetching)
+		pthread_cond_wait(&c->cond, &c->lock);
+}
+
 OCITREE_EXPORT void ocitree_chunk_cache_free(struct ocitree_chunk_cache *c)
 {
 	if (!c)
 		return;
+	pthread_mutex_lock(&c->lock);
+	wait_prefetches(c);
+	pthread_mutex_unlock(&c->lock);
 	for (size_t i = 0; i < c->n_buckets; i++) {
 		struct chunk *ch = c->buckets[i];
 		while (ch) {
@@ -110,6 +120,8 @@ void chunk_cache_forget_owner(struct ocitree_chunk_cache *c, const void *owner)
 	if (!c)
 		return;
 	pthread_mutex_lock(&c->lock);
+	/* a read-ahead decoder may be using owner */
+	wait_prefetches(c);
 	for (size_t i = 0; i < c->n_buckets; i++) {
 		struct chunk **pp = &c->buckets[i];
 		while (*pp) {
@@ -202,5 +214,85 @@ void chunk_cache_put(struct ocitree_chunk_cache *c, const struct chunk_data *d)
 		c->lru.lru_prev = ch;
 		evict(c);
 	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+struct prefetch_job {
+	struct ocitree_chunk_cache *c;
+	struct chunk *ch;
+	chunk_decode_fn decode;
+	void *userdata;
+};
+
+static void *prefetch_thread(void *arg)
+{
+	struct prefetch_job *j = arg;
+	struct ocitree_chunk_cache *c = j->c;
+	struct chunk *ch = j->ch;
+	struct ocitree_error *err = NULL;
+	int r = j->decode(j->userdata, ch->no, &ch->data, &err);
+	pthread_mutex_lock(&c->lock);
+	ch->loading = false;
+	if (r < 0) {
+		table_remove(c, ch);
+		ch->error = err ? ocitree_error_errno(err) : EIO;
+		if (ch->refs == 0)
+			chunk_destroy(ch);
+	} else {
+		c->bytes += ch->data.len;
+		if (ch->refs == 0) {
+			ch->lru_prev = c->lru.lru_prev;
+			ch->lru_next = &c->lru;
+			c->lru.lru_prev->lru_next = ch;
+			c->lru.lru_prev = ch;
+		}
+		evict(c);
+	}
+	c->prefetching--;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	ocitree_error_free(err);
+	free(j);
+	return NULL;
+}
+
+void chunk_cache_prefetch(struct ocitree_chunk_cache *c, const void *owner, uint64_t no, chunk_decode_fn decode,
+			  void *userdata)
+{
+	pthread_mutex_lock(&c->lock);
+	/* one read-ahead at a time: enough to overlap decoding with the
+	 * reader, without taking cores from other requests */
+	if (c->prefetching) {
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	size_t b = bucket_of(c, owner, no);
+	for (struct chunk *ch = c->buckets[b]; ch; ch = ch->hnext) {
+		if (ch->owner == owner && ch->no == no) {
+			pthread_mutex_unlock(&c->lock);
+			return;
+		}
+	}
+	struct chunk *ch = xcalloc(1, sizeof(*ch));
+	ch->owner = owner;
+	ch->no = no;
+	ch->loading = true;
+	ch->hnext = c->buckets[b];
+	c->buckets[b] = ch;
+	c->prefetching++;
+	struct prefetch_job *j = xmalloc(sizeof(*j));
+	*j = (struct prefetch_job){c, ch, decode, userdata};
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_t t;
+	if (pthread_create(&t, &attr, prefetch_thread, j) != 0) {
+		table_remove(c, ch);
+		free(ch);
+		free(j);
+		c->prefetching--;
+		pthread_cond_broadcast(&c->cond);
+	}
+	pthread_attr_destroy(&attr);
 	pthread_mutex_unlock(&c->lock);
 }

@@ -19,6 +19,11 @@ typedef int (*chunk_decode_fn)(void *userdata, uint64_t no, struct chunk_data *o
 const struct chunk_data *chunk_cache_get(struct ocitree_chunk_cache *c, const void *owner, uint64_t no,
 					 chunk_decode_fn decode, void *userdata, struct ocitree_error **err);
 void chunk_cache_put(struct ocitree_chunk_cache *c, const struct chunk_data *d);
+/* Start decoding chunk no in the background unless it is cached, being
+ * decoded, or another read-ahead is running.  userdata must stay valid until
+ * chunk_cache_forget_owner() (which waits for read-aheads). */
+void chunk_cache_prefetch(struct ocitree_chunk_cache *c, const void *owner, uint64_t no, chunk_decode_fn decode,
+			  void *userdata);
 /* Drop the unused chunks of owner (an index being freed). */
 void chunk_cache_forget_owner(struct ocitree_chunk_cache *c, const void *owner);
 

@@ -131,6 +131,20 @@ static int unpack(const unsigned char *in, size_t in_len, uint32_t crc, void *ou
 {
 	if (crc_update(0, in, in_len) != crc)
 		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "index checkpoint data checksum mismatch");
+#ifdef HAVE_ISAL
+	if (use_isal()) {
+		_cleanup_free_ struct inflate_state *st = xmalloc(sizeof(*st));
+		isal_inflate_init(st);
+		st->next_in = (uint8_t *)in;
+		st->avail_in = (uint32_t)in_len;
+		st->next_out = out;
+		st->avail_out = (uint32_t)n;
+		st->crc_flag = ISAL_DEFLATE;
+		if (isal_inflate_stateless(st) == ISAL_DECOMP_OK && st->total_out == n)
+			return 0;
+		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "index checkpoint data is corrupt");
+	}
+#endif
 	z_stream zs = {0};
 	inflateInit2(&zs, -15);
 	zs.next_in = (Bytef *)in;
@@ -1241,10 +1255,6 @@ static int window_of(const struct ocitree_layer_index *idx, const struct idx_che
 	return 0;
 }
 
-struct decode_ctx {
-	struct ocitree_layer_index *idx;
-};
-
 #ifdef HAVE_ISAL
 /* ISA-L inflates 3-4x faster than zlib.  It resumes at a checkpoint given the
  * window as dictionary and the partial byte's bits primed into its bit
@@ -1363,8 +1373,7 @@ static int inflate_chunk_zlib(const struct idx_checkpoint *cp, const unsigned ch
 
 static int decode_chunk(void *userdata, uint64_t no, struct chunk_data *outd, struct ocitree_error **err)
 {
-	struct decode_ctx *ctx = userdata;
-	struct ocitree_layer_index *idx = ctx->idx;
+	struct ocitree_layer_index *idx = userdata;
 	const struct idx_checkpoint *cp = &idx->cps[no];
 	uint64_t out_len = chunk_end(idx, (size_t)no) - cp->out_off;
 	uint64_t in_start = cp->bits ? cp->in_off - 1 : cp->in_off;
@@ -1424,7 +1433,6 @@ OCITREE_EXPORT ssize_t ocitree_layer_index_pread(struct ocitree_layer_index *idx
 	}
 	if (idx->comp != OCITREE_COMPRESSION_GZIP)
 		return ocitree_error_setk(err, OCITREE_ERROR_FAILED, "layer %s has no data source", idx->digest);
-	struct decode_ctx ctx = {idx};
 	size_t done = 0;
 	while (done < len) {
 		uint64_t pos = off + done;
@@ -1433,11 +1441,11 @@ OCITREE_EXPORT ssize_t ocitree_layer_index_pread(struct ocitree_layer_index *idx
 		const struct chunk_data *d = NULL;
 		struct chunk_data local = {0};
 		if (idx->chunks) {
-			d = chunk_cache_get(idx->chunks, idx, c, decode_chunk, &ctx, err);
+			d = chunk_cache_get(idx->chunks, idx, c, decode_chunk, idx, err);
 			if (!d)
 				return -1;
 		} else {
-			if (decode_chunk(&ctx, c, &local, err) < 0)
+			if (decode_chunk(idx, c, &local, err) < 0)
 				return -1;
 			d = &local;
 		}
@@ -1447,6 +1455,10 @@ OCITREE_EXPORT ssize_t ocitree_layer_index_pread(struct ocitree_layer_index *idx
 			n = len - done;
 		memcpy((char *)buf + done, d->data + skip, n);
 		done += n;
+		/* past the middle of a chunk: the reader is likely sequential, so
+		 * decode the next chunk while it consumes this one */
+		if (idx->chunks && c + 1 < idx->n_cps && skip + n > d->len / 2)
+			chunk_cache_prefetch(idx->chunks, idx, c + 1, decode_chunk, idx);
 		if (idx->chunks)
 			chunk_cache_put(idx->chunks, d);
 		else
