@@ -56,8 +56,9 @@ int cmd_umount(int argc, char **argv, struct ocitree_error **err)
 	if (geteuid() == 0) {
 		if (umount2(mp, lazy ? MNT_DETACH : 0) == 0)
 			return 0;
-		if (errno != EPERM)
+		if (errno == ENOENT || errno == EBUSY)
 			return ocitree_error_set(err, errno, "unmount '%s'", mp);
+		/* anything else: let fusermount3, which knows FUSE mounts, try */
 	}
 	return run_fusermount(mp, lazy, err);
 }

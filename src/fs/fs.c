@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include <fuse_lowlevel.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <sys/statvfs.h>
@@ -514,6 +515,10 @@ int fs_run(struct ocitree_tree *tree, const struct fs_opts *opts, struct ocitree
 	struct fuse_args args;
 	if (parse_options(opts, &cfg, &args, err) < 0)
 		return -1;
+	/* decompressed chunks (~1 MiB) come and go: a fixed mmap threshold
+	 * hands them back to the system instead of letting glibc's dynamic
+	 * threshold grow and keep them in per-thread arenas */
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 	struct fs fs = {.tree = tree, .timeout = cfg.timeout, .debug = cfg.debug};
 	pthread_mutex_init(&fs.lock, NULL);
 	for (uint32_t i = 1; i <= ocitree_tree_inodes(tree); i++) {
