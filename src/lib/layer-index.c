@@ -221,6 +221,7 @@ struct ocitree_layer_index {
 	const unsigned char *windows;
 	size_t windows_len;
 	struct ocitree_chunk_cache *chunks; /* borrowed; may be NULL */
+	uint64_t last_end; /* atomic: where the last read ended, to spot sequential readers */
 };
 
 /* ---------------------------------------------------------------- cache dir */
@@ -1434,6 +1435,12 @@ OCITREE_EXPORT ssize_t ocitree_layer_index_pread(struct ocitree_layer_index *idx
 	if (idx->comp != OCITREE_COMPRESSION_GZIP)
 		return ocitree_error_setk(err, OCITREE_ERROR_FAILED, "layer %s has no data source", idx->digest);
 	size_t done = 0;
+	/* sequential: this read starts near where the previous one ended (the
+	 * next file in tar order is a header away; the kernel's read-ahead
+	 * requests may arrive a little out of order) */
+	uint64_t prev = __atomic_load_n(&idx->last_end, __ATOMIC_RELAXED);
+	bool sequential = off + CHECKPOINT_SPAN >= prev && off <= prev + CHECKPOINT_SPAN;
+	__atomic_store_n(&idx->last_end, off + len, __ATOMIC_RELAXED);
 	while (done < len) {
 		uint64_t pos = off + done;
 		size_t c = find_checkpoint(idx, pos);
@@ -1455,9 +1462,9 @@ OCITREE_EXPORT ssize_t ocitree_layer_index_pread(struct ocitree_layer_index *idx
 			n = len - done;
 		memcpy((char *)buf + done, d->data + skip, n);
 		done += n;
-		/* past the middle of a chunk: the reader is likely sequential, so
-		 * decode the next chunk while it consumes this one */
-		if (idx->chunks && c + 1 < idx->n_cps && skip + n > d->len / 2)
+		/* a sequential reader past the middle of a chunk: decode the next
+		 * chunk while it consumes this one */
+		if (sequential && idx->chunks && c + 1 < idx->n_cps && skip + n > d->len / 2)
 			chunk_cache_prefetch(idx->chunks, idx, c + 1, decode_chunk, idx);
 		if (idx->chunks)
 			chunk_cache_put(idx->chunks, d);
