@@ -8,8 +8,10 @@
 #include "ocitree/fsck.h"
 #include "ocitree/image.h"
 #include "ocitree/layout.h"
+#include "ocitree/layer-index.h"
 #include "ocitree/log.h"
 #include "ocitree/model.h"
+#include "ocitree/tree.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -117,5 +117,7 @@ int cmd_stat(int argc, char **argv, struct ocitree_error **err);
 int cmd_config(int argc, char **argv, struct ocitree_error **err);
 int cmd_fsck(int argc, char **argv, struct ocitree_error **err);
 int cmd_gc(int argc, char **argv, struct ocitree_error **err);
+int cmd_mount(int argc, char **argv, struct ocitree_error **err);
+int cmd_umount(int argc, char **argv, struct ocitree_error **err);
 
 #endif

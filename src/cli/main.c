@@ -4,6 +4,7 @@
 #include <locale.h>
 
 #include "cli.h"
+#include "fs.h"
 
 static const struct command commands[] = {
 	/* image */
@@ -54,6 +55,20 @@ static const struct command commands[] = {
 	 "      --layout=LAYOUT              the layout to list\n"
 	 "      --json                       print a JSON array of {tag, digest, mediaType, size}\n",
 	 cmd_ls},
+	/* mount */
+	{"mount", NULL, "mount", "mount an image (or one layer) read-only without extracting it",
+	 "[OPTIONS] --image LAYOUT[:TAG] MOUNTPOINT",
+	 "      --image=LAYOUT[:TAG]         the image to mount (TAG defaults to latest)\n"
+	 "      --layer=N|DIGEST             mount one layer as stored (1 is the lowest), whiteouts shown as files\n"
+	 "      --upto=N                     mount the image merged up to layer N\n"
+	 "      --cache-dir=DIR              where layer indexes are cached (default $OCITREE_CACHE_DIR,\n"
+	 "                                   else $XDG_CACHE_HOME/ocitree, else ~/.cache/ocitree)\n"
+	 "      --rebuild-index              ignore cached layer indexes and build them again\n"
+	 "  -f, --foreground                 stay in the foreground (default: return once mounted)\n"
+	 FS_MOUNT_OPTIONS_HELP,
+	 cmd_mount},
+	{"umount", "unmount", "mount", "unmount a mounted image", "[--lazy] MOUNTPOINT",
+	 "  -z, --lazy                       detach now, finish when the mount is no longer busy\n", cmd_umount},
 	{NULL, NULL, NULL, NULL, NULL, NULL, NULL},
 };
 
