@@ -56,9 +56,11 @@ static const struct command commands[] = {
 	 "      --json                       print a JSON array of {tag, digest, mediaType, size}\n",
 	 cmd_ls},
 	/* mount */
-	{"mount", NULL, "mount", "mount an image (or one layer) read-only without extracting it",
-	 "[OPTIONS] --image LAYOUT[:TAG] MOUNTPOINT",
+	{"mount", NULL, "mount", "mount an image (or one layer) without extracting it, read-only or writable",
+	 "[OPTIONS] [--upper DIR] --image LAYOUT[:TAG] MOUNTPOINT",
 	 "      --image=LAYOUT[:TAG]         the image to mount (TAG defaults to latest)\n"
+	 "      --upper=DIR                  make the mount writable: changes go to DIR (see ocitree-upper(5))\n"
+	 "      --workdir=DIR                the work directory of --upper, on its file system (default DIR.work)\n"
 	 "      --layer=N|DIGEST             mount one layer as stored (1 is the lowest), whiteouts shown as files\n"
 	 "      --upto=N                     mount the image merged up to layer N\n"
 	 "      --cache-dir=DIR              where layer indexes are cached (default $OCITREE_CACHE_DIR,\n"
