@@ -107,6 +107,9 @@ void history_opts_entry(const struct history_opts *h, const struct ocitree_confi
 /* Output helpers */
 char *human_size(int64_t bytes);
 
+/* Run as mount.fuse.ocitree, the mount(8) helper (mount-helper.c). */
+int mount_helper_main(int argc, char **argv);
+
 /* Each command */
 int cmd_init(int argc, char **argv, struct ocitree_error **err);
 int cmd_new(int argc, char **argv, struct ocitree_error **err);

@@ -117,6 +117,9 @@ static void log_to_stderr(enum ocitree_log_level level, const char *msg, void *u
 int main(int argc, char **argv)
 {
 	setlocale(LC_ALL, "");
+	const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+	if (strcmp(base, "mount.fuse.ocitree") == 0)
+		return mount_helper_main(argc, argv);
 	ocitree_log_set_handler(log_to_stderr, NULL);
 	struct ocitree_error *err = NULL;
 
