@@ -537,6 +537,14 @@ static struct node *node_get_lower(struct rwfs *fs, uint32_t k)
 	return n;
 }
 
+/* With virtual owners, devices, fifos and sockets are empty regular files
+ * whose stat xattr says what they are: user xattrs, which hold owners, are
+ * only allowed on regular files and directories. */
+static bool virtual_special(mode_t m)
+{
+	return S_ISCHR(m) || S_ISBLK(m) || S_ISFIFO(m) || S_ISSOCK(m);
+}
+
 /* Read the private xattrs of an upper object into a node being made. */
 static int node_read_meta(struct rwfs *fs, struct node *n, const struct upath *p, struct upper_meta *m)
 {
@@ -550,6 +558,25 @@ static int node_read_meta(struct rwfs *fs, struct node *n, const struct upath *p
 		n->v_rdev = m->rdev;
 	}
 	return 0;
+}
+
+static bool wh_file_exists(int dirfd, const char *name);
+
+/* The opaque marker of formats without xattrs. */
+static bool has_opaque_marker(int dirfd)
+{
+	struct stat st;
+	return fstatat(dirfd, UPPER_WH_OPAQUE, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/* Whether an object of this type can carry the origin xattr. */
+static bool can_record_origin(const struct rwfs *fs, mode_t type)
+{
+	if (fs->fmt.xattrs == OCITREE_UPPER_XATTR_NONE)
+		return false;
+	if (fs->fmt.xattrs == OCITREE_UPPER_XATTR_USER)
+		return S_ISREG(type) || S_ISDIR(type) || (fs->virtual_owners && !S_ISLNK(type));
+	return true;
 }
 
 /* The inode of the current tree a lower path names, 0 when none of type. */
@@ -597,8 +624,8 @@ static int node_get_upper(struct rwfs *fs, struct node *dir, const char *name, c
 		return r;
 	}
 	if (nn->vstat && (nn->v_mode & S_IFMT) != nn->type) {
-		/* a device kept as a regular file (virtual owners) */
-		if (S_ISREG(nn->type) && (S_ISCHR(nn->v_mode) || S_ISBLK(nn->v_mode)))
+		/* a special file kept as a regular file (virtual owners) */
+		if (S_ISREG(nn->type) && virtual_special(nn->v_mode))
 			nn->type = nn->v_mode & S_IFMT;
 		else
 			nn->vstat = false;
@@ -616,8 +643,12 @@ static int node_get_upper(struct rwfs *fs, struct node *dir, const char *name, c
 	}
 	if (!origin)
 		origin = lower_by_path(fs, m.origin, nn->type);
+	if (!origin && !S_ISDIR(st.st_mode) && below && ltype(dir->tree, below) == nn->type &&
+	    lnlink(dir->tree, below) == 1 && !can_record_origin(fs, nn->type))
+		origin = below; /* it could not record its origin: take the one it hides */
 	if (S_ISDIR(st.st_mode)) {
-		nn->lower = !m.opaque && below && ltype(dir->tree, below) == S_IFDIR ? below : 0;
+		bool opaque = m.opaque || has_opaque_marker(fd) || wh_file_exists(dir->ufd, name);
+		nn->lower = !opaque && below && ltype(dir->tree, below) == S_IFDIR ? below : 0;
 		if (!origin)
 			origin = nn->lower;
 	}
@@ -1002,7 +1033,8 @@ static int set_lower_meta(struct rwfs *fs, struct ocitree_tree *t, uint32_t k, i
 				return errno;
 		}
 	}
-	if (origin && !S_ISLNK(lst.st_mode)) {
+	if (origin) {
+		/* user xattrs are not allowed on symlinks: those go without */
 		r = set_private(fs, fd, UPPER_X_ORIGIN, origin);
 		if (r && r != EPERM && r != ENOTSUP)
 			return r;
@@ -1346,21 +1378,18 @@ static int cu_file(struct rwfs *fs, struct ocitree_tree *t, uint32_t k, enum cu 
 		break;
 	case S_IFCHR:
 	case S_IFBLK:
+	case S_IFIFO:
+	case S_IFSOCK:
 		if (fs->virtual_owners) {
 			int fd = openat(wfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 			if (fd < 0)
 				return errno;
 			close(fd);
-		} else if (lst.st_rdev == 0) {
+		} else if ((S_ISCHR(lst.st_mode) || S_ISBLK(lst.st_mode)) && lst.st_rdev == 0) {
 			return EPERM; /* a 0/0 device would read as a whiteout */
-		} else if (mknodat(wfd, tmp, lst.st_mode & S_IFMT, lst.st_rdev) < 0) {
+		} else if (mknodat(wfd, tmp, (lst.st_mode & S_IFMT) | 0600, lst.st_rdev) < 0) {
 			return errno;
 		}
-		break;
-	case S_IFIFO:
-	case S_IFSOCK:
-		if (mknodat(wfd, tmp, (lst.st_mode & S_IFMT) | 0600, 0) < 0)
-			return errno;
 		break;
 	default:
 		return EIO;
@@ -1519,7 +1548,8 @@ static int cu_subtree(struct rwfs *fs, int dfd, uint32_t ld)
 			struct upath p;
 			upath_fd(&p, sub);
 			struct upper_meta m;
-			if (upper_meta_read(&fs->fmt, &p, &m) == 0 && (m.opaque || wh_file_exists(sub, "." "wh..opq"))) {
+			if (upper_meta_read(&fs->fmt, &p, &m) == 0 &&
+			    (m.opaque || has_opaque_marker(sub) || wh_file_exists(dfd, name))) {
 				upper_meta_clear(&m);
 				close(sub);
 				continue;
@@ -1794,6 +1824,8 @@ static int make_object(struct rwfs *fs, fuse_req_t req, struct node *dir, const 
 		break;
 	case S_IFCHR:
 	case S_IFBLK:
+	case S_IFIFO:
+	case S_IFSOCK:
 		if (fs->virtual_owners) {
 			int t = openat(cdir, cname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 			if (t < 0)
@@ -1801,10 +1833,7 @@ static int make_object(struct rwfs *fs, fuse_req_t req, struct node *dir, const 
 			close(t);
 			break;
 		}
-		/* fall through */
-	case S_IFIFO:
-	case S_IFSOCK:
-		if (mknodat(cdir, cname, type | (S_ISCHR(type) || S_ISBLK(type) ? rp : rp), o->rdev) < 0)
+		if (mknodat(cdir, cname, type | rp, o->rdev) < 0)
 			return errno;
 		break;
 	default:
@@ -3047,7 +3076,7 @@ static int root_init(struct rwfs *fs, bool fresh, struct ocitree_error **err)
 		node_destroy(root);
 		return ocitree_error_set(err, errno, "read the xattrs of upper directory '%s'", fs->upper->path);
 	}
-	root->lower = m.opaque ? 0 : OCITREE_TREE_ROOT;
+	root->lower = m.opaque || has_opaque_marker(fd) ? 0 : OCITREE_TREE_ROOT;
 	upper_meta_clear(&m);
 	root->nlookup = 1;
 	map_insert(&fs->by_upper, root, true);
