@@ -20,6 +20,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/stat.h>
 
 #include "ocitree/error.h"
@@ -119,6 +120,52 @@ int ocitree_upper_finish_clear(struct ocitree_upper *u, struct ocitree_error **e
 /* Open the image an upper directory changes (state.manifest) in l. */
 struct ocitree_image *ocitree_upper_base_image(struct ocitree_upper *u, struct ocitree_layout *l,
 					       struct ocitree_error **err);
+
+/* ---- commit ---- */
+
+struct ocitree_commit_options {
+	enum ocitree_compression compression;
+	/* the history entry to add, or NULL for none; author NULL means the
+	 * config's author */
+	const struct ocitree_history *history;
+	/* empty the upper directory once the new image is tagged; its record
+	 * then names the new image */
+	bool clear;
+	/* the merged tree of the image the upper directory changes, for the
+	 * data of metacopy files; NULL: built from the layout when needed, with
+	 * layer indexes cached in cache_dir */
+	struct ocitree_tree *lower;
+	const char *cache_dir;
+	/* called for every object of the upper directory (not whiteouts) with
+	 * its path in the layer and its lstat, before the upper directory is
+	 * cleared; may be NULL */
+	void (*visit)(const char *path, const struct stat *st, void *userdata);
+	/* with clear: see ocitree_upper_clear(); may be NULL */
+	ocitree_upper_keep_fn keep;
+	void *userdata;
+};
+
+struct ocitree_commit_result {
+	char manifest[OCITREE_DIGEST_MAX]; /* the new image */
+	int64_t manifest_size;
+	char layer[OCITREE_DIGEST_MAX];    /* its new layer, "" when nothing changed */
+	char diff_id[OCITREE_DIGEST_MAX];
+	uint64_t entries;                  /* tar entries written */
+	int64_t layer_size;
+};
+
+/* Turn the upper directory into a layer on top of the image it changes:
+ * its entries in name order (whiteouts as ".wh.NAME", opaque directories
+ * with ".wh..wh..opq"), metadata from the upper directory, data from it or,
+ * for metacopy files, from the image; written by the layer writer, appended
+ * to the image's manifest with its diff_id and the history entry, and
+ * tagged tag in l (which must hold the image).  An upper directory without
+ * changes adds no layer, only the history entry (marked empty_layer).  The
+ * time is proportional to the size of the change.  A failure leaves l as
+ * it was (tags included), and the upper directory too. */
+int ocitree_upper_commit(struct ocitree_upper *u, struct ocitree_layout *l, const char *tag,
+			 const struct ocitree_commit_options *o, struct ocitree_commit_result *res,
+			 struct ocitree_error **err);
 
 #ifdef __cplusplus
 }

@@ -122,5 +122,6 @@ int cmd_fsck(int argc, char **argv, struct ocitree_error **err);
 int cmd_gc(int argc, char **argv, struct ocitree_error **err);
 int cmd_mount(int argc, char **argv, struct ocitree_error **err);
 int cmd_umount(int argc, char **argv, struct ocitree_error **err);
+int cmd_commit(int argc, char **argv, struct ocitree_error **err);
 
 #endif

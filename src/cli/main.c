@@ -71,6 +71,20 @@ static const struct command commands[] = {
 	 cmd_mount},
 	{"umount", "unmount", "mount", "unmount a mounted image", "[--lazy] MOUNTPOINT",
 	 "  -z, --lazy                       detach now, finish when the mount is no longer busy\n", cmd_umount},
+#ifdef HAVE_LAYER_WRITER
+	{"commit", NULL, "mount", "turn the changes of a writable mount into a new layer",
+	 "[--upper DIR [--workdir DIR] | MOUNTPOINT] --image LAYOUT[:NEWTAG] [OPTIONS]",
+	 "      --image=LAYOUT[:NEWTAG]      the layout of the mounted image, and the tag of the result\n"
+	 "                                   (default: the tag that was mounted)\n"
+	 "      --upper=DIR                  commit this upper directory (not mounted) instead of a mount\n"
+	 "      --workdir=DIR                the work directory of --upper (default DIR.work)\n"
+	 "      --compress=gzip|zstd|none    the compression of the new layer (default gzip)\n"
+	 "      --clear                      empty the upper directory afterwards: the mount goes on\n"
+	 "                                   showing the same tree, on top of the new image\n"
+	 "      --cache-dir=DIR              with --upper: where layer indexes are cached (for metacopy data)\n"
+	 HISTORY_OPTS_HELP,
+	 cmd_commit},
+#endif
 	{NULL, NULL, NULL, NULL, NULL, NULL, NULL},
 };
 
