@@ -642,6 +642,9 @@ static int clear_dir(struct clear_ctx *c, int dirfd)
 	}
 	closedir(d);
 	int kept = 0, ret = 0;
+	/* a directory that stays keeps its times: emptying it is no change */
+	struct stat dst;
+	bool have_times = fstat(dirfd, &dst) == 0;
 	for (size_t i = 0; i < n && ret == 0; i++) {
 		struct stat st;
 		if (fstatat(dirfd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0) {
@@ -685,6 +688,10 @@ static int clear_dir(struct clear_ctx *c, int dirfd)
 	for (size_t i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
+	if (have_times && ret == 0) {
+		struct timespec ts[2] = {dst.st_atim, dst.st_mtim};
+		futimens(dirfd, ts);
+	}
 	return ret < 0 ? -1 : kept;
 }
 
