@@ -102,6 +102,10 @@ struct ocitree_upper_probe_opts {
 int ocitree_upper_probe(struct ocitree_upper *u, const struct ocitree_upper_probe_opts *want,
 			struct ocitree_upper_format *out, struct ocitree_error **err);
 
+/* Remove what a killed user of the upper directory left in the work
+ * directory (temporary objects of copy-ups and removals). */
+void ocitree_upper_remove_stale(struct ocitree_upper *u);
+
 /* Write u->state to the work directory atomically. */
 int ocitree_upper_save_state(struct ocitree_upper *u, struct ocitree_error **err);
 

@@ -57,6 +57,7 @@ static int commit_offline(struct commit_args *a, struct ocitree_error **err)
 				   a->upper, u->work_path);
 		goto out;
 	}
+	ocitree_upper_remove_stale(u);
 	if (u->state.clearing && ocitree_upper_finish_clear(u, err) < 0)
 		goto out;
 	const char *tag = a->tag ? a->tag : u->state.tag;

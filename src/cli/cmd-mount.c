@@ -138,6 +138,9 @@ static struct ocitree_upper *open_upper(struct mount_args *a, struct fs_opts *fo
 	if (u->has_state && u->state.clearing && strcmp(u->state.manifest.digest, img->manifest_desc.digest) == 0 &&
 	    ocitree_upper_finish_clear(u, err) < 0)
 		goto fail;
+	/* copy-ups and removals a killed daemon left half-done: nothing
+	 * else uses the work directory while we hold its lock */
+	ocitree_upper_remove_stale(u);
 	bool empty = ocitree_upper_is_empty(u);
 	*fresh = !u->has_state && empty;
 	if (u->has_state && strcmp(u->state.manifest.digest, img->manifest_desc.digest) != 0 && !empty) {

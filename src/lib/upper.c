@@ -695,7 +695,7 @@ static int clear_dir(struct clear_ctx *c, int dirfd)
 	return ret < 0 ? -1 : kept;
 }
 
-static void remove_stale_tmp(struct ocitree_upper *u)
+OCITREE_EXPORT void ocitree_upper_remove_stale(struct ocitree_upper *u)
 {
 	int dfd = openat(u->work_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
@@ -719,7 +719,7 @@ OCITREE_EXPORT int ocitree_upper_clear(struct ocitree_upper *u, ocitree_upper_ke
 	if (clear_dir(&c, u->fd) < 0)
 		return ocitree_error_set(err, errno, "empty upper directory '%s'", u->path);
 	strip_dir(&c, u->fd);
-	remove_stale_tmp(u);
+	ocitree_upper_remove_stale(u);
 	u->state.clearing = false;
 	return ocitree_upper_save_state(u, err);
 }
