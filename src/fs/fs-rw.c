@@ -2880,7 +2880,8 @@ static int dir_list(struct rwfs *fs, struct node *n, struct dirh *d)
 		GROW(d->ents, cap, d->n + 1);
 		d->ents[d->n++] = (struct dent){xstrdup(name), ltype(n->tree, c)};
 	}
-	qsort(d->ents, d->n, sizeof(*d->ents), cmp_dent);
+	if (d->n)
+		qsort(d->ents, d->n, sizeof(*d->ents), cmp_dent);
 	d->loaded = true;
 	return 0;
 }
@@ -3578,7 +3579,8 @@ int fs_run_rw(const struct fs_rw_setup *s, const struct fs_opts *opts, struct oc
 	fs->index_opts = s->index_opts;
 	fs->tree = s->tree;
 	fs->layers = xcalloc(s->n_layers + 1, sizeof(*s->layers));
-	memcpy(fs->layers, s->layers, s->n_layers * sizeof(*s->layers));
+	if (s->n_layers)
+		memcpy(fs->layers, s->layers, s->n_layers * sizeof(*s->layers));
 	fs->n_layers = fs->n_base = s->n_layers;
 	fs->ctl_fd = -1;
 	fs->ctl_wake[0] = fs->ctl_wake[1] = -1;

@@ -196,7 +196,8 @@ static int read_xattrs(struct cw *c, const struct upath *p, struct xlist *x, con
 	}
 	for (size_t i = 0; i < x->n; i++)
 		x->v[i].name = x->names.data + (uintptr_t)x->v[i].name;
-	qsort(x->v, x->n, sizeof(*x->v), cmp_xattr);
+	if (x->n)
+		qsort(x->v, x->n, sizeof(*x->v), cmp_xattr);
 	return 0;
 }
 
@@ -385,7 +386,7 @@ static int walk(struct cw *c, int dfd, const char *dir, struct ocitree_error **e
 		GROW(v, cap, n + 1);
 		v[n++] = (struct item){xasprintf(UPPER_WH_PREFIX "%s", w), NULL, true, {0}};
 	}
-	if (ret == 0)
+	if (ret == 0 && n)
 		qsort(v, n, sizeof(*v), cmp_item);
 	for (size_t i = 0; i < n && ret == 0; i++) {
 		_cleanup_free_ char *tpath = *dir ? xasprintf("%s/%s", dir, v[i].tarname) : xstrdup(v[i].tarname);
