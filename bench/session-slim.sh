@@ -32,47 +32,49 @@ s=$(now)
 step "mount oci:slim writable" "$OCITREE" mount --upper "$U" --image "$L:slim" "$M"
 echo "  mount: $(echo "$(now) - $s" | bc) s"
 
-session() {
-	set -e
-	# files: new, changed, appended, truncated
-	printf 'new file\n' >"$M/etc/ocitree-test.conf"
-	echo "10.0.0.1 db.example" >>"$M/etc/hosts"
-	sed -i 's/^root:.*/root:x:0:0:root:\/root:\/bin\/bash/' "$M/etc/passwd"
-	: >"$M/etc/motd"
-	dd if=/dev/urandom of="$M/var/tmp/blob" bs=1M count=5 status=none
-	# deleted files and directories
-	rm -f "$M/etc/debian_version"
-	rm -rf "$M/usr/share/doc"
-	rm -rf "$M/usr/lib/python3/dist-packages/pkg_resources"
-	# renamed: a file, a big image directory, across directories
-	mv "$M/usr/bin/perl" "$M/usr/bin/perl.moved"
-	mv "$M/usr/share/perl5" "$M/usr/share/perl5.moved"
-	mv "$M/etc/default" "$M/opt/default"
-	# modes and owners
-	chmod 700 "$M/etc/ssl" 2>/dev/null || chmod 700 "$M/etc"
-	chmod u+s "$M/usr/bin/env"
-	chown 1000:1000 "$M/var/tmp/blob"
-	chown -R 33:33 "$M/var/cache/debconf"
-	touch -d @1500000000 "$M/etc/os-release"
-	setfattr -n user.ocitree -v test "$M/etc/hostname"
-	# hardlinks: new ones, and to image files
-	ln "$M/etc/hosts" "$M/etc/hosts.link"
-	ln "$M/usr/bin/env" "$M/usr/local/bin/env-link"
-	# directories removed and made again
-	rm -rf "$M/var/lib/apt/lists"
-	mkdir -p "$M/var/lib/apt/lists/partial"
-	rm -rf "$M/root"
-	mkdir -m 700 "$M/root"
-	echo 'export X=1' >"$M/root/.profile"
-	# symlinks, fifos, devices
-	ln -s /etc/hosts "$M/etc/hosts.sym"
-	mkfifo "$M/run/fifo"
-	mknod "$M/dev/null2" c 1 3
-	# a file made, written and removed: nothing of it in the layer
-	echo tmp >"$M/tmp/gone" && rm "$M/tmp/gone"
-}
+# the changes; run by bash -e, so that the first failure stops it
+read -r -d '' SESSION <<'EOS'
+M=$1
+# files: new, changed, appended, truncated
+printf 'new file\n' >"$M/etc/ocitree-test.conf"
+echo "10.0.0.1 db.example" >>"$M/etc/hosts"
+sed -i 's/^root:.*/root:x:0:0:root:\/root:\/bin\/bash/' "$M/etc/passwd"
+: >"$M/etc/motd"
+dd if=/dev/urandom of="$M/var/tmp/blob" bs=1M count=5 status=none
+# deleted files and directories
+rm "$M/etc/debian_version"
+rm -r "$M/usr/lib/python3/dist-packages/pkg_resources"
+# renamed: a file, image directories (one of them big), across directories
+mv "$M/usr/bin/perl" "$M/usr/bin/perl.moved"
+mv "$M/usr/share/perl5" "$M/usr/share/perl5.moved"
+mv "$M/usr/lib/python3/dist-packages" "$M/usr/lib/python3/dist-packages.moved"
+mv "$M/etc/default" "$M/opt/default"
+# modes and owners
+chmod 700 "$M/etc/ssl"
+chmod u+s "$M/usr/bin/env"
+chown 1000:1000 "$M/var/tmp/blob"
+chown -R 33:33 "$M/var/cache/debconf"
+touch -d @1500000000 "$M/etc/os-release"
+setfattr -n user.ocitree -v test "$M/etc/hostname"
+# hardlinks: new ones, and to image files
+ln "$M/etc/hosts" "$M/etc/hosts.link"
+ln "$M/usr/bin/env" "$M/usr/local/bin/env-link"
+# directories removed and made again
+rm -r "$M/var/lib/apt/lists"
+mkdir -p "$M/var/lib/apt/lists/partial"
+rm -r "$M/root"
+mkdir -m 700 "$M/root"
+echo 'export X=1' >"$M/root/.profile"
+# symlinks, fifos, devices
+ln -s /etc/hosts "$M/etc/hosts.sym"
+mkfifo "$M/run/fifo"
+mknod "$M/dev/null2" c 1 3
+# a file made, written and removed: nothing of it in the layer
+echo tmp >"$M/tmp/gone"
+rm "$M/tmp/gone"
+EOS
 s=$(now)
-step "the session of changes" session
+step "the session of changes" bash -ec "$SESSION" session "$M"
 echo "  session: $(echo "$(now) - $s" | bc) s, upper directory: $(du -sh "$U" | cut -f1), $(find "$U" | wc -l) entries"
 
 s=$(now)

@@ -28,6 +28,20 @@
  * image, found again after a remount through the origin xattr written at
  * copy-up; bit 63 plus the upper inode number for what was created here.
  *
+ * Kernel caches.  Every change of the tree comes through this mount, and
+ * the kernel updates or drops what it caches for the inodes and directories
+ * a request touches (attributes after a write or setattr, the parents of a
+ * create, unlink or rename, their readdir caches).  What the daemon does
+ * besides (copying up, whiteouts, linking the other names of a hardlinked
+ * file, moving onto a new image after commit --clear) changes nothing the
+ * tree shows: inode numbers, node ids, attributes and contents stay.  So
+ * entries, attributes and negative lookups are cached as long as -o
+ * timeout says (a day by default) and no invalidation is ever sent; the
+ * page cache is kept across opens only for files that have no upper copy
+ * (keep_cache), and directory listings only for untouched image
+ * directories (cache_readdir).  The upper directory must not be changed
+ * behind the mount's back.
+ *
  * Locking (order: freeze, ns, nodes):
  *   freeze  rwlock; every operation that changes the upper directory holds
  *           it shared, a live commit holds it exclusively while it reads
