@@ -6,6 +6,7 @@
 #include "ocitree/digest.h"
 #include "ocitree/error.h"
 #include "ocitree/image.h"
+#include "ocitree/layer.h"
 #include "ocitree/layout.h"
 #include "ocitree/log.h"
 #include "ocitree/model.h"
