@@ -3,6 +3,7 @@
 #ifndef OCITREE_H
 #define OCITREE_H
 
+#include "ocitree/bundle.h"
 #include "ocitree/digest.h"
 #include "ocitree/error.h"
 #include "ocitree/image.h"
