@@ -6,6 +6,7 @@
 #include "ocitree/bundle.h"
 #include "ocitree/digest.h"
 #include "ocitree/error.h"
+#include "ocitree/fsck.h"
 #include "ocitree/image.h"
 #include "ocitree/layer.h"
 #include "ocitree/layout.h"

@@ -155,6 +155,7 @@ int cmd_rm(int argc, char **argv, struct ocitree_error **err);
 int cmd_ls(int argc, char **argv, struct ocitree_error **err);
 int cmd_stat(int argc, char **argv, struct ocitree_error **err);
 int cmd_config(int argc, char **argv, struct ocitree_error **err);
+int cmd_fsck(int argc, char **argv, struct ocitree_error **err);
 int cmd_gc(int argc, char **argv, struct ocitree_error **err);
 int cmd_unpack(int argc, char **argv, struct ocitree_error **err);
 int cmd_repack(int argc, char **argv, struct ocitree_error **err);

@@ -63,6 +63,10 @@ static const struct command commands[] = {
 	 "      --keep-dirlinks              unpack through symlinks to directories\n" MAP_OPTS_HELP,
 	 cmd_unpack},
 	/* layout */
+	{"fsck", NULL, "layout", "check every blob and every image of a layout", "--layout LAYOUT [--json]",
+	 "      --layout=LAYOUT              the layout to check\n"
+	 "      --json                       print a JSON report (clean, problems, unreferenced, temporary)\n",
+	 cmd_fsck},
 	{"gc", NULL, "layout", "remove unreferenced blobs and stale temporary files", "--layout LAYOUT",
 	 "      --layout=LAYOUT              the layout to clean\n", cmd_gc},
 	{"init", NULL, "layout", "create a new, empty OCI image layout", "--layout LAYOUT",

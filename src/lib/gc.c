@@ -52,8 +52,16 @@ static int mark(struct ocitree_layout *l, struct strset *s, const struct ocitree
 		ocitree_manifest_free(m);
 		return r;
 	}
-	if (!ocitree_blob_exists(l, d->digest))
-		log_warn("gc: referenced blob %s (%s) is missing", d->digest, d->media_type);
+	if (!ocitree_blob_exists(l, d->digest)) {
+		/* foreign (non-distributable) layers may legitimately live elsewhere */
+		if (d->urls || strstr(d->media_type, "nondistributable") || strstr(d->media_type, "foreign")) {
+			log_warn("gc: non-distributable blob %s is not in the layout", d->digest);
+			return 0;
+		}
+		return ocitree_error_setk(err, OCITREE_ERROR_NOT_FOUND,
+					  "referenced blob %s (%s) is missing; refusing to collect garbage", d->digest,
+					  d->media_type);
+	}
 	return 0;
 }
 

@@ -15,6 +15,39 @@ static void *check(void *p)
 	return p;
 }
 
+/* The first duplicated key in any object of j, or NULL.  Parsers disagree
+ * on duplicates (cJSON keeps the first, Go's encoding/json the last), so a
+ * document with them would mean different things to ocitree and to the
+ * tools beside it: refuse it. */
+static const char *find_duplicate_key(const cJSON *j)
+{
+	if (cJSON_IsObject(j)) {
+		struct strset keys = {0};
+		const cJSON *e;
+		const char *dup = NULL;
+		cJSON_ArrayForEach(e, j)
+		{
+			if (!strset_add(&keys, e->string)) {
+				dup = e->string;
+				break;
+			}
+		}
+		strset_free(&keys);
+		if (dup)
+			return dup;
+	}
+	if (cJSON_IsObject(j) || cJSON_IsArray(j)) {
+		const cJSON *e;
+		cJSON_ArrayForEach(e, j)
+		{
+			const char *d = find_duplicate_key(e);
+			if (d)
+				return d;
+		}
+	}
+	return NULL;
+}
+
 cJSON *json_parse_object(const char *data, size_t len, const char *what, struct ocitree_error **err)
 {
 	const char *end = NULL;
@@ -39,6 +72,13 @@ cJSON *json_parse_object(const char *data, size_t len, const char *what, struct 
 	if (!cJSON_IsObject(j)) {
 		cJSON_Delete(j);
 		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "parse %s: not a JSON object", what), NULL;
+	}
+	const char *dup = find_duplicate_key(j);
+	if (dup) {
+		ocitree_error_setk(err, OCITREE_ERROR_INVALID, "parse %s: key '%.64s' appears twice in one object", what,
+				   dup);
+		cJSON_Delete(j);
+		return NULL;
 	}
 	return j;
 }

@@ -1,0 +1,103 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+# Crash consistency: every command that writes is killed (SIGKILL, injected
+# by strace before the syscall runs) at its openat, write, fsync, renameat
+# and unlinkat calls in turn; after each kill the layout must pass fsck,
+# every tag that existed must still resolve, and index.json must be the old
+# or the new one. Then a full disk: the same commands on a tiny tmpfs.
+. "$top_srcdir/tests/lib.sh"
+have strace || skip_all "strace is not installed"
+strace -qq -e trace=getpid -e inject=getpid:retval=1 true 2>/dev/null || skip_all "strace cannot inject faults here (ptrace not permitted)"
+
+# run a command that will be killed, without the shell's "Killed" notice
+killrun() { bash -c '"$@"; true' _ "$@" >/dev/null 2>&1; }
+MAX_POINTS=${OCITREE_CRASH_POINTS:-25} # kill points sampled per syscall and command
+P=$T/pristine
+$OCITREE init --layout "$P" && $OCITREE new --image "$P:a" && $OCITREE config --image "$P:a" --config.cmd sh &&
+	$OCITREE tag --image "$P:a" b && $OCITREE new --image "$P:orphan" && $OCITREE rm --image "$P:orphan" || exit 1
+
+# name | tags that must survive | command (L is the layout)
+commands=(
+	"tag|a b|tag --image \$L:a c"
+	"config|a b|config --image \$L:a --config.env X=1 --author crash"
+	"config --tag|a b|config --image \$L:b --tag d --config.label l=v"
+	"new|a b|new --image \$L:e"
+	"rm|a|rm --image \$L:b"
+	"gc|a b|gc --layout \$L"
+)
+points_total=0
+for entry in "${commands[@]}"; do
+	IFS='|' read -r name keep cmd <<<"$entry"
+	L=$T/count
+	rm -rf "$L" && cp -a "$P" "$L"
+	strace -f -qq -o "$T/trace" -e trace=openat,write,fsync,renameat,unlinkat $OCITREE $(eval echo "$cmd") >/dev/null 2>&1
+	bad=
+	n=0
+	for sc in openat write fsync renameat unlinkat; do
+		count=$(grep -c "^[0-9]* *$sc(" "$T/trace" || true)
+		[ "$count" -gt 0 ] || continue
+		for k in $(seq 1 "$count" | shuf -n "$MAX_POINTS" --random-source=<(yes)); do
+			L=$T/run
+			rm -rf "$L" && cp -a "$P" "$L"
+			killrun strace -f -qq -o /dev/null -e trace=$sc -e inject=$sc:signal=KILL:when=$k $OCITREE $(eval echo "$cmd")
+			n=$((n + 1))
+			if ! $OCITREE fsck --layout "$L" >"$T/fsck.out" 2>&1; then
+				bad="$bad $sc#$k(fsck: $(grep -m1 problem "$T/fsck.out"))"
+				continue
+			fi
+			for t in $keep; do
+				$OCITREE stat --image "$L:$t" >/dev/null 2>&1 || bad="$bad $sc#$k(tag $t lost)"
+			done
+		done
+	done
+	points_total=$((points_total + n))
+	is "$name: layout valid and tags intact after each of $n kill points" "$bad" ""
+done
+diag "$points_total kill points survived"
+
+# after a crash, gc removes what the killed command left behind
+L=$T/leftover
+rm -rf "$L" && cp -a "$P" "$L"
+killrun strace -f -qq -o /dev/null -e trace=renameat -e inject=renameat:signal=KILL:when=2 \
+	$OCITREE config --image "$L:a" --author x
+check "a killed command leaves temporary files" '[ -n "$(find "$L" -name ".ocitree-tmp.*")" ]'
+ok "gc after the crash" $OCITREE gc --layout "$L"
+check "gc removed them" '[ -z "$(find "$L" -name ".ocitree-tmp.*")" ]'
+if have_validator; then
+	ok "oci-validate --full after the crash and gc" validate "$L"
+fi
+
+# a full disk: a tiny tmpfs with 0 to 3 pages free
+if [ "$(id -u)" -eq 0 ] && mkdir "$T/small" && mount -t tmpfs -o size=128k tmpfs "$T/small" 2>/dev/null; then
+	at_exit "umount '$T/small'"
+	bad=
+	enospc=0
+	for free in 0 1 2 3; do
+		L=$T/small/l
+		rm -rf "$L" "$T/small/filler"
+		cp -a "$P" "$L" || { bad="$bad copy"; break; }
+		dd if=/dev/zero of="$T/small/filler" bs=4k status=none 2>/dev/null || true
+		[ "$free" -gt 0 ] && truncate -s "-$((free * 4096))" "$T/small/filler"
+		for entry in "${commands[@]}"; do
+			IFS='|' read -r name keep cmd <<<"$entry"
+			if ! $OCITREE $(eval echo "$cmd") >/dev/null 2>"$T/err"; then
+				if grep -q "No space left on device" "$T/err"; then
+					enospc=$((enospc + 1))
+				else
+					bad="$bad $name@$free(unexpected: $(head -1 "$T/err"))"
+				fi
+			fi
+			$OCITREE fsck --layout "$L" >/dev/null 2>&1 || bad="$bad $name@$free(fsck)"
+			for t in $keep; do
+				$OCITREE stat --image "$L:$t" >/dev/null 2>&1 || bad="$bad $name@$free(tag $t lost)"
+			done
+		done
+		[ -z "$(find "$L" -name '.ocitree-tmp.*')" ] || bad="$bad tmp-left@$free"
+	done
+	is "a full disk: every command fails cleanly or succeeds, nothing is lost" "$bad" ""
+	check "the disk really was full for some ($enospc failed with ENOSPC)" '[ "$enospc" -gt 0 ]'
+	diag "$enospc commands failed with ENOSPC"
+else
+	skip "a full disk" "needs root to mount a small tmpfs"
+fi
+done_testing

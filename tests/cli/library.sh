@@ -1,0 +1,40 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+# libocitree as a library: the example program, built against the shared
+# library with only public symbols, lists the tags of a layout; and once
+# installed, pkg-config finds it.
+. "$top_srcdir/tests/lib.sh"
+EX=$top_builddir/contrib/examples/list-tags
+L=$T/l
+$OCITREE init --layout "$L" && $OCITREE new --image "$L:one" && $OCITREE tag --image "$L:one" two || exit 1
+ok "the example program runs" "$EX" "$L"
+is "it lists both tags" "$(cut -f1 "$T/out" | tr '\n' ' ')" "one two "
+check "with digests and platforms" 'grep -q "sha256:.*linux/" "$T/out"'
+fails 1 "list-tags: open layout" "and reports errors" "$EX" "$T/nope"
+
+lib=$top_builddir/.libs/libocitree.so
+if [ -f "$lib" ]; then
+	bad=$(nm -D --defined-only "$lib" | awk '$2 ~ /^[TDBR]$/ && $3 !~ /^ocitree_/ && $3 !~ /^_/ {print $3}')
+	is "the shared library exports only ocitree_* symbols" "$bad" ""
+else
+	skip "the shared library exports only ocitree_* symbols" "no shared library was built"
+fi
+if have pkg-config && have cc && [ -z "${OCITREE_SKIP_INSTALL_TEST:-}" ]; then
+	D=$T/destdir
+	ok "make install DESTDIR=..." make -s -C "$top_builddir" install DESTDIR="$D"
+	prefix=$(sed -n 's/^prefix=//p' "$top_builddir/src/lib/ocitree.pc")
+	libdir=$(PKG_CONFIG_SYSROOT_DIR= pkg-config --variable=libdir "$top_builddir/src/lib/ocitree.pc")
+	check "the binary, library, headers, pkg-config file, man pages and completion are installed" \
+		'[ -x "$D$prefix/bin/ocitree" ] && ls "$D$libdir"/libocitree.so.* >/dev/null && [ -f "$D$prefix/include/ocitree/ocitree.h" ] &&
+		 [ -f "$D$libdir/pkgconfig/ocitree.pc" ] && [ -f "$D$prefix/share/man/man1/ocitree.1" ] &&
+		 [ -f "$D$prefix/share/bash-completion/completions/ocitree" ]'
+	export PKG_CONFIG_PATH=$D$libdir/pkgconfig PKG_CONFIG_SYSROOT_DIR=$D
+	ok "pkg-config --cflags --libs ocitree works" pkg-config --cflags --libs ocitree
+	san=
+	ldd "$lib" 2>/dev/null | grep -q libasan && san="-fsanitize=address,undefined" # a sanitizer build
+	ok "the example builds with pkg-config" cc $san "$top_srcdir/contrib/examples/list-tags.c" $(pkg-config --cflags --libs ocitree) -o "$T/list-tags"
+	ok "and runs against the installed library" env LD_LIBRARY_PATH="$D$libdir" "$T/list-tags" "$L"
+else
+	skip "install and pkg-config" "pkg-config or cc missing, or OCITREE_SKIP_INSTALL_TEST set"
+fi
+done_testing
