@@ -454,6 +454,12 @@ OCITREE_EXPORT int ocitree_tar_reader_next(struct ocitree_tar_reader *tr, const 
 	const void *value;
 	size_t len;
 	while (e->n_xattrs < n && archive_entry_xattr_next(ae, &name, &value, &len) == ARCHIVE_OK) {
+		/* a pax record with an empty value unsets its key (POSIX), and Go's
+		 * reader (umoci, Docker) drops it: so do we */
+		if (len == 0) {
+			n--;
+			continue;
+		}
 		tr->xattrs[e->n_xattrs].name = name;
 		tr->xattrs[e->n_xattrs].value = value;
 		tr->xattrs[e->n_xattrs].len = len;
