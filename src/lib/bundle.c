@@ -109,7 +109,7 @@ OCITREE_EXPORT int ocitree_unpack_rootfs(struct ocitree_image *img, const char *
 		else
 			log_warn("the partial tree in '%s' was left behind", rootfs);
 		ocitree_error_free(e2);
-		return ocitree_error_prefix(err, "unpack '%s'", img->manifest_desc.digest);
+		return -1;
 	}
 	tree_free(t);
 	return 0;
@@ -184,10 +184,8 @@ OCITREE_EXPORT int ocitree_unpack_bundle(struct ocitree_image *img, const char *
 		goto fail;
 	}
 	t = unpack_into(img, rootfd, o, err);
-	if (!t) {
-		ocitree_error_prefix(err, "unpack '%s'", img->manifest_desc.digest);
+	if (!t)
 		goto fail;
-	}
 	config = ocitree_runtime_config(img->config, rootfs_path, &o->map, err);
 	if (!config) {
 		ocitree_error_prefix(err, "generate config.json");

@@ -119,6 +119,25 @@ OCITREE_EXPORT void ocitree_layer_reader_set_limit(struct ocitree_layer_reader *
 	r->limit = max_bytes;
 }
 
+/* Undecompressable data is most often a damaged blob: read the rest of the
+ * blob, and report its digest mismatch instead when there is one. */
+static void blame_blob(struct ocitree_layer_reader *r, struct ocitree_error **err)
+{
+	if (!r->blob || (*err && (*err)->kind != OCITREE_ERROR_INVALID))
+		return;
+	struct ocitree_error *e = NULL;
+	_cleanup_free_ void *scratch = xmalloc(CHUNK_SIZE);
+	ssize_t n;
+	while ((n = ocitree_blob_reader_read(r->blob, scratch, CHUNK_SIZE, &e)) > 0)
+		;
+	if (n < 0 && e->kind == OCITREE_ERROR_DIGEST) {
+		ocitree_error_free(*err);
+		*err = e;
+	} else {
+		ocitree_error_free(e);
+	}
+}
+
 /* The producer: fills chunks until the end of the stream, an error or
  * cancellation; the last thing it does is to set end. */
 static void *produce(void *arg)
@@ -140,8 +159,10 @@ static void *produce(void *arg)
 		bool eos = false;
 		while (c->len < CHUNK_SIZE) {
 			ssize_t n = decompressor_read(r->dec, c->data + c->len, CHUNK_SIZE - c->len, &err);
-			if (n < 0)
+			if (n < 0) {
+				blame_blob(r, &err);
 				goto out;
+			}
 			if (n == 0) {
 				eos = true;
 				break;
@@ -478,10 +499,12 @@ OCITREE_EXPORT ssize_t ocitree_tar_reader_data(struct ocitree_tar_reader *tr, co
 	int r = archive_read_data_block(tr->a, buf, &size, &off);
 	if (r == ARCHIVE_EOF)
 		return 0;
-	if (r == ARCHIVE_WARN)
+	if (r == ARCHIVE_WARN) {
 		log_warn("%s: %s: %s", tr->r->what, tr->e.path, archive_error_string(tr->a));
-	else if (r != ARCHIVE_OK)
-		return archive_failure(tr, "read entry data", err);
+	} else if (r != ARCHIVE_OK) {
+		_cleanup_free_ char *ctx = xasprintf("entry '%s'", tr->e.path);
+		return archive_failure(tr, ctx, err);
+	}
 	*offset = off;
 	return (ssize_t)size;
 }

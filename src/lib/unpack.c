@@ -52,6 +52,7 @@ struct unpacker {
 	size_t n_pending, cap_pending;
 	EVP_MD_CTX *md;
 	bool enotsup_warned;
+	bool reader_failed; /* the error came from the layer reader and names the layer */
 	/* progress */
 	size_t layer, n_layers;
 	uint64_t entries;
@@ -484,8 +485,10 @@ static int write_data(struct unpacker *u, struct ocitree_tar_reader *tr, int fd,
 		const void *data;
 		int64_t off = 0;
 		ssize_t len = ocitree_tar_reader_data(tr, &data, &off, err);
-		if (len < 0)
-			return ocitree_error_prefix(err, "entry '%s'", entry);
+		if (len < 0) {
+			u->reader_failed = true;
+			return -1;
+		}
 		if (len == 0)
 			break;
 		if (off < pos || off + len > e->size)
@@ -932,12 +935,15 @@ int unpacker_apply(struct unpacker *u, struct ocitree_layout *l, const struct oc
 	u->n_layers = n;
 	u->entries = 0;
 	u->reader = r;
+	u->reader_failed = false;
 	int ret;
 	for (;;) {
 		const struct ocitree_tar_entry *e;
 		ret = ocitree_tar_reader_next(tr, &e, err);
-		if (ret <= 0)
+		if (ret <= 0) {
+			u->reader_failed = ret < 0;
 			break;
+		}
 		ret = apply_entry(u, tr, e, err);
 		if (ret < 0)
 			break;
@@ -950,9 +956,9 @@ int unpacker_apply(struct unpacker *u, struct ocitree_layout *l, const struct oc
 	u->reader = NULL;
 	ocitree_tar_reader_free(tr);
 	ocitree_layer_reader_free(r);
-	if (ret < 0)
+	if (ret < 0 && !u->reader_failed)
 		return ocitree_error_prefix(err, "layer %s", desc->digest);
-	return 0;
+	return ret < 0 ? -1 : 0;
 }
 
 /* Post-order: children first, so that a parent's final (rootless) mode
