@@ -18,10 +18,122 @@
 #define CHUNK_SIZE (512u << 10)
 #define N_CHUNKS 8
 
+/* ---- a bounded queue of chunks between two threads ---- */
+
 struct chunk {
 	uint8_t *data;
 	size_t len;
 };
+
+struct pipe {
+	pthread_mutex_t mu; /* protects produced, released, end, error, cancel */
+	pthread_cond_t cv;
+	struct chunk ring[N_CHUNKS];
+	uint64_t produced; /* chunks filled */
+	uint64_t released; /* chunks the consumer is done with */
+	bool end;          /* the producer finished; error says how */
+	struct ocitree_error *error;
+	bool cancel; /* the consumer gave up */
+	/* consumer side */
+	bool holding; /* the consumer holds chunk `released` */
+};
+
+static void pipe_init(struct pipe *p)
+{
+	memset(p, 0, sizeof(*p));
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	for (size_t i = 0; i < N_CHUNKS; i++)
+		p->ring[i].data = xmalloc(CHUNK_SIZE);
+}
+
+static void pipe_destroy(struct pipe *p)
+{
+	for (size_t i = 0; i < N_CHUNKS; i++)
+		free(p->ring[i].data);
+	ocitree_error_free(p->error);
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->cv);
+}
+
+/* Producer: the next free chunk (seq is the producer's count), or NULL when
+ * the consumer gave up. */
+static struct chunk *pipe_slot(struct pipe *p, uint64_t seq)
+{
+	pthread_mutex_lock(&p->mu);
+	while (seq - p->released >= N_CHUNKS && !p->cancel)
+		pthread_cond_wait(&p->cv, &p->mu);
+	bool cancel = p->cancel;
+	pthread_mutex_unlock(&p->mu);
+	return cancel ? NULL : &p->ring[seq % N_CHUNKS];
+}
+
+static void pipe_push(struct pipe *p)
+{
+	pthread_mutex_lock(&p->mu);
+	p->produced++;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* Producer: no more chunks; err (owned by the pipe from now) says why. */
+static void pipe_finish(struct pipe *p, struct ocitree_error *err)
+{
+	pthread_mutex_lock(&p->mu);
+	p->end = true;
+	p->error = err;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* Consumer: release the chunk held, then wait for the next.  Returns its
+ * length, 0 at a clean end, -1 with the producer's error. */
+static ssize_t pipe_next(struct pipe *p, const uint8_t **data, struct ocitree_error **err)
+{
+	pthread_mutex_lock(&p->mu);
+	if (p->holding) {
+		p->released++;
+		p->holding = false;
+		pthread_cond_broadcast(&p->cv);
+	}
+	while (p->produced == p->released && !p->end)
+		pthread_cond_wait(&p->cv, &p->mu);
+	ssize_t ret = 0;
+	if (p->produced > p->released) {
+		struct chunk *c = &p->ring[p->released % N_CHUNKS];
+		*data = c->data;
+		ret = (ssize_t)c->len;
+		p->holding = true;
+	} else if (p->error) {
+		if (err) {
+			ocitree_error_free(*err);
+			*err = xmalloc(sizeof(**err));
+			**err = *p->error;
+			(*err)->msg = xstrdup(p->error->msg);
+		}
+		ret = -1;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return ret;
+}
+
+static void pipe_cancel(struct pipe *p)
+{
+	pthread_mutex_lock(&p->mu);
+	p->cancel = true;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* ---- the reader: fetch thread -> inflate thread -> consumer ----
+ *
+ * The fetch thread reads the blob (which hashes it and checks its digest at
+ * the end) into the raw pipe; the inflate thread decompresses from it into
+ * the data pipe; the consumer hashes what it takes for the diff_id check.
+ * On two cores this balances best (measured on the corpus: unpack 1.55 s
+ * against 1.78 s with reading, inflating and hashing in one thread, and
+ * against a fourth thread for the diff_id hash, whose handoffs cost more
+ * than they save). */
 
 struct ocitree_layer_reader {
 	char *what;
@@ -29,42 +141,120 @@ struct ocitree_layer_reader {
 	int fd;
 	struct decompressor *dec;
 	char want_diff_id[OCITREE_DIGEST_MAX];
-	char diff_id[OCITREE_DIGEST_MAX]; /* written by the thread before it sets end */
+	char diff_id[OCITREE_DIGEST_MAX];
 	uint64_t limit;
-
-	pthread_mutex_t mu; /* protects produced, released, end, error, cancel */
-	pthread_cond_t cv;
-	struct chunk ring[N_CHUNKS];
-	uint64_t produced; /* chunks filled by the thread */
-	uint64_t released; /* chunks the consumer is done with */
-	bool end;          /* the thread finished: verified end or error */
-	struct ocitree_error *error;
-	bool cancel;
-
-	/* consumer side */
-	pthread_t thread;
+	struct pipe raw, data;
+	pthread_t fetch_thread, inflate_thread;
 	bool started;
-	bool holding; /* the consumer holds chunk `released` */
+
+	/* inflate thread: its position in the raw pipe */
+	const uint8_t *raw_cur;
+	size_t raw_left;
+	uint64_t raw_seq;
+
+	/* consumer */
+	struct ocitree_hasher *hasher;
+	const uint8_t *cur; /* the unread part of the chunk held */
+	size_t cur_left;
 	uint64_t offset;
-	struct ocitree_error *final_error; /* taken from the thread */
+	struct ocitree_error *final_error; /* repeated by every later call */
 	bool finished;
 };
 
-static ssize_t src_blob(void *ctx, void *buf, size_t len, struct ocitree_error **err)
+static void *fetch(void *arg)
 {
-	return ocitree_blob_reader_read(ctx, buf, len, err);
+	struct ocitree_layer_reader *r = arg;
+	struct ocitree_error *err = NULL;
+	for (uint64_t seq = 0;; seq++) {
+		struct chunk *c = pipe_slot(&r->raw, seq);
+		if (!c)
+			break;
+		ssize_t n;
+		if (r->blob) {
+			n = ocitree_blob_reader_read(r->blob, c->data, CHUNK_SIZE, &err);
+		} else {
+			do
+				n = read(r->fd, c->data, CHUNK_SIZE);
+			while (n < 0 && errno == EINTR);
+			if (n < 0)
+				ocitree_error_set(&err, errno, "read %s", r->what);
+		}
+		if (n <= 0)
+			break;
+		c->len = (size_t)n;
+		pipe_push(&r->raw);
+	}
+	pipe_finish(&r->raw, err);
+	return NULL;
 }
 
-static ssize_t src_fd(void *ctx, void *buf, size_t len, struct ocitree_error **err)
+/* The decompressor's source: bytes from the raw pipe. */
+static ssize_t src_pipe(void *ctx, void *buf, size_t len, struct ocitree_error **err)
 {
 	struct ocitree_layer_reader *r = ctx;
+	if (r->raw_left == 0) {
+		ssize_t n = pipe_next(&r->raw, &r->raw_cur, err);
+		if (n <= 0)
+			return n;
+		r->raw_left = (size_t)n;
+	}
+	size_t k = len < r->raw_left ? len : r->raw_left;
+	memcpy(buf, r->raw_cur, k);
+	r->raw_cur += k;
+	r->raw_left -= k;
+	return (ssize_t)k;
+}
+
+/* Undecompressable data is most often a damaged blob: read the rest, and
+ * report the blob's digest mismatch instead when there is one. */
+static void blame_blob(struct ocitree_layer_reader *r, struct ocitree_error **err)
+{
+	if (!r->blob || (*err && (*err)->kind != OCITREE_ERROR_INVALID))
+		return;
+	struct ocitree_error *e = NULL;
+	const uint8_t *d;
 	ssize_t n;
-	do
-		n = read(r->fd, buf, len);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return ocitree_error_set(err, errno, "read %s", r->what);
-	return n;
+	while ((n = pipe_next(&r->raw, &d, &e)) > 0)
+		;
+	if (n < 0 && e->kind == OCITREE_ERROR_DIGEST) {
+		ocitree_error_free(*err);
+		*err = e;
+	} else {
+		ocitree_error_free(e);
+	}
+}
+
+static void *inflate_stage(void *arg)
+{
+	struct ocitree_layer_reader *r = arg;
+	struct ocitree_error *err = NULL;
+	for (uint64_t seq = 0;; seq++) {
+		struct chunk *c = pipe_slot(&r->data, seq);
+		if (!c)
+			break;
+		c->len = 0;
+		bool eos = false;
+		while (c->len < CHUNK_SIZE) {
+			ssize_t n = decompressor_read(r->dec, c->data + c->len, CHUNK_SIZE - c->len, &err);
+			if (n < 0) {
+				blame_blob(r, &err);
+				break;
+			}
+			if (n == 0) {
+				eos = true;
+				break;
+			}
+			c->len += (size_t)n;
+		}
+		if (c->len && !err)
+			pipe_push(&r->data);
+		if (eos || err)
+			break;
+	}
+	/* let the fetch thread finish whatever happened here */
+	pipe_cancel(&r->raw);
+	pipe_finish(&r->data, err);
+	return NULL;
 }
 
 static struct ocitree_layer_reader *reader_new(const char *what, const char *diff_id)
@@ -74,10 +264,9 @@ static struct ocitree_layer_reader *reader_new(const char *what, const char *dif
 	r->fd = -1;
 	if (diff_id)
 		snprintf(r->want_diff_id, sizeof(r->want_diff_id), "%s", diff_id);
-	pthread_mutex_init(&r->mu, NULL);
-	pthread_cond_init(&r->cv, NULL);
-	for (size_t i = 0; i < N_CHUNKS; i++)
-		r->ring[i].data = xmalloc(CHUNK_SIZE);
+	pipe_init(&r->raw);
+	pipe_init(&r->data);
+	r->hasher = ocitree_hasher_new("sha256");
 	return r;
 }
 
@@ -96,7 +285,7 @@ OCITREE_EXPORT struct ocitree_layer_reader *ocitree_layer_reader_open(struct oci
 	_cleanup_free_ char *what = xasprintf("layer %s", desc->digest);
 	struct ocitree_layer_reader *r = reader_new(what, diff_id);
 	r->blob = b;
-	r->dec = decompressor_new(comp, src_blob, b, what);
+	r->dec = decompressor_new(comp, src_pipe, r, what);
 	return r;
 }
 
@@ -110,7 +299,7 @@ OCITREE_EXPORT struct ocitree_layer_reader *ocitree_layer_reader_open_fd(int fd,
 	}
 	struct ocitree_layer_reader *r = reader_new(what, diff_id);
 	r->fd = fd;
-	r->dec = decompressor_new(comp, src_fd, r, what);
+	r->dec = decompressor_new(comp, src_pipe, r, what);
 	return r;
 }
 
@@ -119,137 +308,65 @@ OCITREE_EXPORT void ocitree_layer_reader_set_limit(struct ocitree_layer_reader *
 	r->limit = max_bytes;
 }
 
-/* Undecompressable data is most often a damaged blob: read the rest of the
- * blob, and report its digest mismatch instead when there is one. */
-static void blame_blob(struct ocitree_layer_reader *r, struct ocitree_error **err)
+static ssize_t fail_final(struct ocitree_layer_reader *r, struct ocitree_error **err)
 {
-	if (!r->blob || (*err && (*err)->kind != OCITREE_ERROR_INVALID))
-		return;
-	struct ocitree_error *e = NULL;
-	_cleanup_free_ void *scratch = xmalloc(CHUNK_SIZE);
-	ssize_t n;
-	while ((n = ocitree_blob_reader_read(r->blob, scratch, CHUNK_SIZE, &e)) > 0)
-		;
-	if (n < 0 && e->kind == OCITREE_ERROR_DIGEST) {
+	if (err) {
 		ocitree_error_free(*err);
-		*err = e;
-	} else {
-		ocitree_error_free(e);
+		*err = xmalloc(sizeof(**err));
+		**err = *r->final_error;
+		(*err)->msg = xstrdup(r->final_error->msg);
 	}
-}
-
-/* The producer: fills chunks until the end of the stream, an error or
- * cancellation; the last thing it does is to set end. */
-static void *produce(void *arg)
-{
-	struct ocitree_layer_reader *r = arg;
-	struct ocitree_hasher *h = ocitree_hasher_new("sha256");
-	struct ocitree_error *err = NULL;
-	uint64_t total = 0;
-	for (uint64_t seq = 0;; seq++) {
-		pthread_mutex_lock(&r->mu);
-		while (seq - r->released >= N_CHUNKS && !r->cancel)
-			pthread_cond_wait(&r->cv, &r->mu);
-		bool cancel = r->cancel;
-		pthread_mutex_unlock(&r->mu);
-		if (cancel)
-			break;
-		struct chunk *c = &r->ring[seq % N_CHUNKS];
-		c->len = 0;
-		bool eos = false;
-		while (c->len < CHUNK_SIZE) {
-			ssize_t n = decompressor_read(r->dec, c->data + c->len, CHUNK_SIZE - c->len, &err);
-			if (n < 0) {
-				blame_blob(r, &err);
-				goto out;
-			}
-			if (n == 0) {
-				eos = true;
-				break;
-			}
-			c->len += (size_t)n;
-		}
-		ocitree_hasher_update(h, c->data, c->len);
-		total += c->len;
-		if (r->limit && total > r->limit) {
-			ocitree_error_setk(&err, OCITREE_ERROR_INVALID,
-					   "%s: expands to more than %" PRIu64 " bytes (limit)", r->what, r->limit);
-			goto out;
-		}
-		if (eos) {
-			ocitree_hasher_final(h, r->diff_id);
-			if (*r->want_diff_id && strcmp(r->diff_id, r->want_diff_id) != 0)
-				ocitree_error_setk(&err, OCITREE_ERROR_DIGEST,
-						   "%s: uncompressed content %s does not match its diff_id %s", r->what,
-						   r->diff_id, r->want_diff_id);
-		}
-		if (c->len) {
-			pthread_mutex_lock(&r->mu);
-			r->produced++;
-			pthread_cond_broadcast(&r->cv);
-			pthread_mutex_unlock(&r->mu);
-		}
-		if (eos || err)
-			break;
-	}
-out:
-	ocitree_hasher_free(h);
-	pthread_mutex_lock(&r->mu);
-	r->end = true;
-	r->error = err;
-	pthread_cond_broadcast(&r->cv);
-	pthread_mutex_unlock(&r->mu);
-	return NULL;
+	return -1;
 }
 
 OCITREE_EXPORT ssize_t ocitree_layer_reader_next(struct ocitree_layer_reader *r, const void **data,
 						 struct ocitree_error **err)
 {
-	if (r->final_error) {
-		/* every later call repeats the error */
-		if (err) {
-			ocitree_error_free(*err);
-			*err = xmalloc(sizeof(**err));
-			**err = *r->final_error;
-			(*err)->msg = xstrdup(r->final_error->msg);
-		}
-		return -1;
-	}
+	if (r->final_error)
+		return fail_final(r, err);
 	if (r->finished)
 		return 0;
+	if (r->cur_left) {
+		/* the rest of a chunk ocitree_layer_reader_read() split */
+		size_t n = r->cur_left;
+		*data = r->cur;
+		r->cur_left = 0;
+		return (ssize_t)n;
+	}
 	if (!r->started) {
-		int e = pthread_create(&r->thread, NULL, produce, r);
+		int e = pthread_create(&r->fetch_thread, NULL, fetch, r);
+		if (e == 0 && (e = pthread_create(&r->inflate_thread, NULL, inflate_stage, r)) != 0) {
+			pipe_cancel(&r->raw);
+			pthread_join(r->fetch_thread, NULL);
+		}
 		if (e != 0)
-			return ocitree_error_set(err, e, "%s: start reader thread", r->what);
+			return ocitree_error_set(err, e, "%s: start reader threads", r->what);
 		r->started = true;
 	}
-	pthread_mutex_lock(&r->mu);
-	if (r->holding) {
-		r->released++;
-		r->holding = false;
-		pthread_cond_broadcast(&r->cv);
-	}
-	while (r->produced == r->released && !r->end)
-		pthread_cond_wait(&r->cv, &r->mu);
-	ssize_t ret;
-	if (r->produced > r->released) {
-		struct chunk *c = &r->ring[r->released % N_CHUNKS];
-		*data = c->data;
-		ret = (ssize_t)c->len;
-		r->holding = true;
-		r->offset += c->len;
-	} else if (r->error) {
-		r->final_error = r->error;
-		r->error = NULL;
-		ret = -2;
-	} else {
+	const uint8_t *d;
+	ssize_t n = pipe_next(&r->data, &d, &r->final_error);
+	if (n < 0)
+		return fail_final(r, err);
+	if (n == 0) {
+		ocitree_hasher_final(r->hasher, r->diff_id);
+		if (*r->want_diff_id && strcmp(r->diff_id, r->want_diff_id) != 0) {
+			ocitree_error_setk(&r->final_error, OCITREE_ERROR_DIGEST,
+					   "%s: uncompressed content %s does not match its diff_id %s", r->what, r->diff_id,
+					   r->want_diff_id);
+			return fail_final(r, err);
+		}
 		r->finished = true;
-		ret = 0;
+		return 0;
 	}
-	pthread_mutex_unlock(&r->mu);
-	if (ret == -2)
-		return ocitree_layer_reader_next(r, data, err);
-	return ret;
+	ocitree_hasher_update(r->hasher, d, (size_t)n);
+	r->offset += (uint64_t)n;
+	if (r->limit && r->offset > r->limit) {
+		ocitree_error_setk(&r->final_error, OCITREE_ERROR_INVALID,
+				   "%s: expands to more than %" PRIu64 " bytes (limit)", r->what, r->limit);
+		return fail_final(r, err);
+	}
+	*data = d;
+	return n;
 }
 
 OCITREE_EXPORT ssize_t ocitree_layer_reader_read(struct ocitree_layer_reader *r, void *buf, size_t len,
@@ -261,18 +378,11 @@ OCITREE_EXPORT ssize_t ocitree_layer_reader_read(struct ocitree_layer_reader *r,
 	ssize_t n = ocitree_layer_reader_next(r, &d, err);
 	if (n <= 0)
 		return n;
-	/* a chunk larger than the caller's buffer is split by handing the rest
-	 * back: the reader keeps holding it with an adjusted start */
 	if ((size_t)n > len) {
-		struct chunk *c = &r->ring[r->released % N_CHUNKS];
-		memcpy(buf, d, len);
-		memmove(c->data, c->data + len, (size_t)n - len);
-		c->len = (size_t)n - len;
-		r->offset -= c->len;
-		pthread_mutex_lock(&r->mu);
-		r->holding = false; /* not released: handed out again next time */
-		pthread_mutex_unlock(&r->mu);
-		return (ssize_t)len;
+		/* keep the rest for the next call */
+		r->cur = (const uint8_t *)d + len;
+		r->cur_left = (size_t)n - len;
+		n = (ssize_t)len;
 	}
 	memcpy(buf, d, (size_t)n);
 	return n;
@@ -280,7 +390,7 @@ OCITREE_EXPORT ssize_t ocitree_layer_reader_read(struct ocitree_layer_reader *r,
 
 OCITREE_EXPORT uint64_t ocitree_layer_reader_offset(const struct ocitree_layer_reader *r)
 {
-	return r->offset;
+	return r->offset - r->cur_left;
 }
 
 OCITREE_EXPORT const char *ocitree_layer_reader_diff_id(const struct ocitree_layer_reader *r)
@@ -293,22 +403,19 @@ OCITREE_EXPORT void ocitree_layer_reader_free(struct ocitree_layer_reader *r)
 	if (!r)
 		return;
 	if (r->started) {
-		pthread_mutex_lock(&r->mu);
-		r->cancel = true;
-		pthread_cond_broadcast(&r->cv);
-		pthread_mutex_unlock(&r->mu);
-		pthread_join(r->thread, NULL);
+		pipe_cancel(&r->data);
+		pipe_cancel(&r->raw);
+		pthread_join(r->inflate_thread, NULL);
+		pthread_join(r->fetch_thread, NULL);
 	}
-	ocitree_error_free(r->error);
 	ocitree_error_free(r->final_error);
 	decompressor_free(r->dec);
 	ocitree_blob_reader_free(r->blob);
 	if (r->fd >= 0)
 		close(r->fd);
-	for (size_t i = 0; i < N_CHUNKS; i++)
-		free(r->ring[i].data);
-	pthread_mutex_destroy(&r->mu);
-	pthread_cond_destroy(&r->cv);
+	pipe_destroy(&r->raw);
+	pipe_destroy(&r->data);
+	ocitree_hasher_free(r->hasher);
 	free(r->what);
 	free(r);
 }
