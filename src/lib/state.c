@@ -421,7 +421,10 @@ static void mtree_entry(struct buf *b, const struct tnode *n, bool indent)
 		put_hex(b, n->digest, 32);
 	}
 	for (size_t i = 0; n->xattrs && i < n->xattrs->n; i++) {
-		buf_printf(b, " xattr.%s=", n->xattrs->v[i].name);
+		/* names are plain in practice; escape the odd ones, '=' too */
+		buf_puts(b, " xattr.");
+		put_escaped(b, n->xattrs->v[i].name, "#*?[=");
+		buf_puts(b, "=");
 		put_base64(b, n->xattrs->v[i].value, n->xattrs->v[i].len);
 	}
 	buf_puts(b, "\n");
@@ -553,7 +556,7 @@ static int mtree_fill(struct tnode *n, struct kv *kv, size_t nkv, struct kv *set
 	for (size_t i = 0; i < nkv; i++) {
 		if (!str_has_prefix(kv[i].key, "xattr."))
 			continue;
-		if (base64_decode(kv[i].value, &val) < 0)
+		if (base64_decode(kv[i].value, &val) < 0 || unescape(kv[i].key) < 0)
 			return -1;
 		xattr_list_add(&n->xattrs, kv[i].key + 6, val.data ? val.data : "", val.len);
 	}

@@ -65,6 +65,19 @@ check "mapped config.json is umoci's" 'diff -u <(norm "$T/um/config.json") <(nor
 check "mapped owners are umoci's" 'diff -u <(tree_dump "$T/um/rootfs") <(tree_dump "$T/om/rootfs") >&2'
 is "the rootfs belongs to the mapped root" "$(stat -c %u:%g "$T/om/rootfs")" 100000:200000
 
+# --keep-dirlinks: a symlink to a directory where a later layer has a directory
+mkdir -p "$T/k1/usr/lib" "$T/k2/lib"
+ln -s usr/lib "$T/k1/lib"; echo base >"$T/k1/usr/lib/base"; echo x >"$T/k2/lib/x"
+tar_dir "$T/k1" "$T/k1.tar"; tar_dir "$T/k2" "$T/k2.tar"
+$MKIMAGE "$L" dirlinks "$T/k1.tar" "$T/k2.tar" >/dev/null
+ok "unpack over a dirlink" $OCITREE unpack --image "$L:dirlinks" "$T/d1"
+check "replaces the symlink by the directory" '[ -d "$T/d1/rootfs/lib" ] && [ ! -L "$T/d1/rootfs/lib" ] && [ -f "$T/d1/rootfs/lib/x" ]'
+ok "unpack --keep-dirlinks" $OCITREE unpack --keep-dirlinks --image "$L:dirlinks" "$T/d2"
+check "keeps the symlink and unpacks through it" '[ -L "$T/d2/rootfs/lib" ] && [ -f "$T/d2/rootfs/usr/lib/x" ] && [ -f "$T/d2/rootfs/usr/lib/base" ]'
+ok "umoci unpack --keep-dirlinks" umoci unpack --keep-dirlinks --image "$L:dirlinks" "$T/d3"
+check "as umoci does" 'diff -u <(tree_dump "$T/d3/rootfs") <(tree_dump "$T/d2/rootfs") >&2'
+check "and the mtree agrees" '$MTREE_DIFF "$T"/d3/*.mtree "$T"/d2/*.mtree >&2'
+
 # raw commands
 ok "raw unpack" $OCITREE raw unpack --image "$L:special" "$T/rawroot"
 check "raw unpack gives the same tree" 'diff -u "$T/got" <(tree_dump "$T/rawroot") >&2'
