@@ -14,8 +14,6 @@
 
 #include "layer-internal.h"
 
-#define INBUF_SIZE (1u << 20)
-
 unsigned cpu_count(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -26,10 +24,10 @@ unsigned cpu_count(void)
 
 struct decompressor {
 	enum ocitree_compression comp;
-	source_read_fn src;
+	source_next_fn src;
 	void *src_ctx;
 	char *what;
-	uint8_t *in;
+	const uint8_t *in; /* the source's current piece, borrowed */
 	size_t in_len, in_pos;
 	bool in_eof;
 	bool started;     /* a member or frame began */
@@ -44,7 +42,7 @@ struct decompressor {
 	ZSTD_DStream *zd;
 };
 
-struct decompressor *decompressor_new(enum ocitree_compression comp, source_read_fn src, void *src_ctx,
+struct decompressor *decompressor_new(enum ocitree_compression comp, source_next_fn src, void *src_ctx,
 				      const char *what)
 {
 	struct decompressor *d = xcalloc(1, sizeof(*d));
@@ -52,7 +50,6 @@ struct decompressor *decompressor_new(enum ocitree_compression comp, source_read
 	d->src = src;
 	d->src_ctx = src_ctx;
 	d->what = xstrdup(what);
-	d->in = xmalloc(INBUF_SIZE);
 	if (comp == OCITREE_COMPRESSION_GZIP) {
 #ifdef HAVE_ISAL
 		d->isal = xmalloc(sizeof(*d->isal));
@@ -86,7 +83,6 @@ void decompressor_free(struct decompressor *d)
 	free(d->z);
 #endif
 	ZSTD_freeDStream(d->zd);
-	free(d->in);
 	free(d->what);
 	free(d);
 }
@@ -98,9 +94,11 @@ static ssize_t refill(struct decompressor *d, struct ocitree_error **err)
 		return (ssize_t)(d->in_len - d->in_pos);
 	if (d->in_eof)
 		return 0;
-	ssize_t n = d->src(d->src_ctx, d->in, INBUF_SIZE, err);
+	const void *data = NULL;
+	ssize_t n = d->src(d->src_ctx, &data, err);
 	if (n < 0)
 		return -1;
+	d->in = data;
 	d->in_pos = 0;
 	d->in_len = (size_t)n;
 	if (n == 0)
@@ -166,7 +164,7 @@ static ssize_t read_gzip(struct decompressor *d, uint8_t *out, size_t len, struc
 			return -1;
 #ifdef HAVE_ISAL
 		struct inflate_state *s = d->isal;
-		s->next_in = d->in + d->in_pos;
+		s->next_in = (uint8_t *)(uintptr_t)(d->in + d->in_pos);
 		s->avail_in = (uint32_t)avail;
 		s->next_out = out + produced;
 		s->avail_out = (uint32_t)(len - produced);
@@ -181,7 +179,7 @@ static ssize_t read_gzip(struct decompressor *d, uint8_t *out, size_t len, struc
 		bool finished = s->block_state == ISAL_BLOCK_FINISH;
 #else
 		z_stream *z = d->z;
-		z->next_in = d->in + d->in_pos;
+		z->next_in = (Bytef *)(uintptr_t)(d->in + d->in_pos);
 		z->avail_in = (uInt)avail;
 		z->next_out = out + produced;
 		z->avail_out = (uInt)(len - produced);
@@ -241,13 +239,16 @@ ssize_t decompressor_read(struct decompressor *d, void *out, size_t len, struct 
 		return read_zstd(d, out, len, err);
 	case OCITREE_COMPRESSION_NONE:
 	default: {
-		/* no copy through the input buffer */
-		if (d->in_eof)
-			return 0;
-		ssize_t n = d->src(d->src_ctx, out, len, err);
-		if (n == 0)
-			d->in_eof = d->done = true;
-		return n;
+		ssize_t avail = refill(d, err);
+		if (avail <= 0) {
+			if (avail == 0)
+				d->done = true;
+			return avail;
+		}
+		size_t k = len < (size_t)avail ? len : (size_t)avail;
+		memcpy(out, d->in + d->in_pos, k);
+		d->in_pos += k;
+		return (ssize_t)k;
 	}
 	}
 }

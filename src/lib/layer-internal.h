@@ -14,15 +14,16 @@
 
 /* ---- decompression ---- */
 
-/* Where compressed bytes come from: returns bytes read, 0 at the end, -1. */
-typedef ssize_t (*source_read_fn)(void *ctx, void *buf, size_t len, struct ocitree_error **err);
+/* Where compressed bytes come from: the next piece of input in *data, valid
+ * until the next call (no copy); returns its length, 0 at the end, -1. */
+typedef ssize_t (*source_next_fn)(void *ctx, const void **data, struct ocitree_error **err);
 
 struct decompressor;
 
 /* A decompressor for comp reading from src; what names the stream in errors
  * ("layer sha256:..").  Gzip streams may hold several members (zero padding
  * after the last is accepted), zstd streams several frames. */
-struct decompressor *decompressor_new(enum ocitree_compression comp, source_read_fn src, void *src_ctx,
+struct decompressor *decompressor_new(enum ocitree_compression comp, source_next_fn src, void *src_ctx,
 				      const char *what);
 /* Up to len decompressed bytes into out: returns the count, 0 once the
  * compressed stream ended cleanly, -1 on corrupt or truncated input. */

@@ -147,10 +147,6 @@ struct ocitree_layer_reader {
 	pthread_t fetch_thread, inflate_thread;
 	bool started;
 
-	/* inflate thread: its position in the raw pipe */
-	const uint8_t *raw_cur;
-	size_t raw_left;
-	uint64_t raw_seq;
 
 	/* consumer */
 	struct ocitree_hasher *hasher;
@@ -188,21 +184,14 @@ static void *fetch(void *arg)
 	return NULL;
 }
 
-/* The decompressor's source: bytes from the raw pipe. */
-static ssize_t src_pipe(void *ctx, void *buf, size_t len, struct ocitree_error **err)
+/* The decompressor's source: the chunks of the raw pipe, not copied. */
+static ssize_t src_pipe(void *ctx, const void **data, struct ocitree_error **err)
 {
 	struct ocitree_layer_reader *r = ctx;
-	if (r->raw_left == 0) {
-		ssize_t n = pipe_next(&r->raw, &r->raw_cur, err);
-		if (n <= 0)
-			return n;
-		r->raw_left = (size_t)n;
-	}
-	size_t k = len < r->raw_left ? len : r->raw_left;
-	memcpy(buf, r->raw_cur, k);
-	r->raw_cur += k;
-	r->raw_left -= k;
-	return (ssize_t)k;
+	const uint8_t *d = NULL;
+	ssize_t n = pipe_next(&r->raw, &d, err);
+	*data = d;
+	return n;
 }
 
 /* Undecompressable data is most often a damaged blob: read the rest, and
