@@ -110,3 +110,13 @@ with tarfile.open(sys.argv[1], "r:*") as t:
         print(" ".join(x for x in (m.type.decode() if m.type else "0", m.name.lstrip("./") or ".", m.linkname) if x))
 EOF
 }
+
+# valid DESC LAYOUT: oci-validate --full accepts LAYOUT (skipped without it)
+valid() {
+	local lay=$2
+	if have_validator; then
+		check "$1" 'validate "$lay" >&2'
+	else
+		skip "$1" "oci-validate or python3-jsonschema missing"
+	fi
+}

@@ -86,5 +86,5 @@ fails 1 "not an uncompressed tar archive" "raw add-layer of a compressed archive
 	$OCITREE raw add-layer --image "$L:base" "$T/tree.tar.gz"
 check "failures leave the layout as it was" 'diff "$T/before" <(snapshot "$L") >&2'
 fails 2 "unknown raw subcommand 'frobnicate'" "an unknown raw subcommand" $OCITREE raw frobnicate
-check "every image is valid" 'validate "$L" >&2'
+valid "every image is valid" "$L"
 done_testing

@@ -64,7 +64,7 @@ cat >"$T/want-layer" <<'LIST'
 0 times/old/x
 LIST
 check "the layer holds exactly the edits, in order" 'diff -u "$T/want-layer" <(last_layer_list "$L" edited) >&2'
-check "the image is valid" 'validate "$L" >&2'
+valid "the image is valid" "$L"
 ok "umoci unpacks the repacked image" umoci unpack --image "$L:edited" "$T/u1"
 check "umoci sees exactly the edited tree" 'diff -u "$T/edited" <(tree_dump "$T/u1/rootfs") >&2'
 ok "and so does ocitree" $OCITREE unpack --image "$L:edited" "$T/o1"
@@ -150,7 +150,7 @@ for c in zstd none; do
 	ok "unpack the $c image" $OCITREE unpack --image "$L:c-$c" "$T/cu-$c"
 	check "$c round trip" 'diff -u "$T/edited" <(tree_dump "$T/cu-$c/rootfs") >&2'
 done
-check "every image written is valid" 'validate "$L" >&2'
+valid "every image written is valid" "$L"
 
 # failures leave the layout as it was
 snapshot "$L" >"$T/before"
