@@ -526,6 +526,51 @@ static void test_trailer_and_limit(struct ocitree_layout *l)
 	ocitree_descriptor_clear(&d);
 }
 
+/* A stream that is not a blob: a gzip file read through an fd. */
+static void test_reader_fd(void)
+{
+	const size_t len = OCITREE_LAYER_PIECE_SIZE + 4321;
+	_cleanup_free_ uint8_t *data = make_data(len);
+	_cleanup_buf_ struct buf c = BUF_INIT;
+	compress_all(OCITREE_COMPRESSION_GZIP, 2, data, len, &c, NULL, NULL);
+	_cleanup_free_ char *path = xasprintf("%s/stream.gz", tmpdir);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	write_all(fd, c.data, c.len);
+	char want[OCITREE_DIGEST_MAX];
+	ocitree_digest_sha256(data, len, want);
+	struct ocitree_error *err = NULL;
+	for (int pass = 0; pass < 2; pass++) {
+		lseek(fd, 0, SEEK_SET);
+		const char *diff_id = pass ? "sha256:2222222222222222222222222222222222222222222222222222222222222222" : want;
+		struct ocitree_layer_reader *r =
+			ocitree_layer_reader_open_fd(dup(fd), OCITREE_COMPRESSION_GZIP, diff_id, "test stream", &err);
+		_cleanup_buf_ struct buf out = BUF_INIT;
+		ssize_t n;
+		do {
+			buf_reserve(&out, 7000);
+			/* odd sizes: the copying reader splits chunks */
+			n = ocitree_layer_reader_read(r, out.data + out.len, 7000, &err);
+			if (n > 0)
+				out.len += (size_t)n;
+		} while (n > 0);
+		if (!pass) {
+			ok(n == 0 && same(&out, data, len), "fd reader: the whole stream, in odd sizes");
+			is_str(ocitree_layer_reader_diff_id(r), want, "fd reader: diff_id");
+			is_int(ocitree_layer_reader_offset(r), len, "fd reader: offset");
+		} else {
+			ok(n < 0 && err && err->kind == OCITREE_ERROR_DIGEST && strstr(err->msg, "test stream"),
+			   "fd reader: a wrong diff_id is a digest error naming the stream");
+			ocitree_error_free(err);
+			err = NULL;
+			ok(ocitree_layer_reader_read(r, out.data, 10, &err) < 0 && err, "and stays an error");
+			ocitree_error_free(err);
+			err = NULL;
+		}
+		ocitree_layer_reader_free(r);
+	}
+	close(fd);
+}
+
 int main(void)
 {
 	test_round_trips();
@@ -543,6 +588,7 @@ int main(void)
 		test_layer_round_trip(l, OCITREE_COMPRESSION_ZSTD);
 		test_layer_round_trip(l, OCITREE_COMPRESSION_NONE);
 		test_trailer_and_limit(l);
+		test_reader_fd();
 		ocitree_layout_free(l);
 	}
 	_cleanup_free_ char *rm = xasprintf("rm -rf '%s'", tmpdir);
