@@ -27,6 +27,12 @@ int rootless_decode(const void *data, size_t len, uint32_t *uid, uint32_t *gid);
 
 /* ---- unpacking into a tree (unpack.c) ---- */
 
+/* Lexically clean a relative path into *out (allocated; "" for the root):
+ * no '.', empty or trailing components, '..' resolved.  Returns NULL, or
+ * the reason to refuse the path (absolute, or '..' above the root), and then
+ * *out is not set. */
+const char *path_clean(const char *in, char **out);
+
 struct unpacker;
 
 /* rootfd: the rootfs directory (O_RDONLY), borrowed. */
@@ -42,7 +48,7 @@ void unpacker_free(struct unpacker *u);
 
 /* Remove name in dirfd and everything below it (as root or as the owner of
  * read-only directories). */
-int remove_tree_at(int dirfd, const char *name, struct ocitree_error **err);
+int rm_rf_at(int dirfd, const char *name, struct ocitree_error **err);
 
 /* ---- bundle metadata (state.c) ---- */
 

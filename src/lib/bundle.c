@@ -105,7 +105,7 @@ OCITREE_EXPORT int ocitree_unpack_rootfs(struct ocitree_image *img, const char *
 	if (!t) {
 		struct ocitree_error *e2 = NULL;
 		if (created)
-			remove_tree_at(pfd, base, &e2);
+			rm_rf_at(pfd, base, &e2);
 		else
 			log_warn("the partial tree in '%s' was left behind", rootfs);
 		ocitree_error_free(e2);
@@ -203,9 +203,9 @@ fail:
 	{
 		struct ocitree_error *e2 = NULL;
 		if (created) {
-			remove_tree_at(pfd, base, &e2);
+			rm_rf_at(pfd, base, &e2);
 		} else {
-			remove_tree_at(bfd, "rootfs", &e2);
+			rm_rf_at(bfd, "rootfs", &e2);
 			unlinkat(bfd, "config.json", 0);
 			unlinkat(bfd, mname, 0);
 			unlinkat(bfd, STATE_FILE, 0);

@@ -530,21 +530,6 @@ static struct ocitree_image *image_from_manifest(struct ocitree_layout *l, const
 	return img;
 }
 
-static char *clean_mask(const char *m)
-{
-	_cleanup_free_ char *copy = xstrdup(m);
-	struct buf b = BUF_INIT;
-	char *save = NULL;
-	for (char *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
-		if (strcmp(c, ".") == 0)
-			continue;
-		if (b.len)
-			buf_puts(&b, "/");
-		buf_puts(&b, c);
-	}
-	return buf_steal(&b);
-}
-
 static struct ocitree_layer_writer *new_writer(struct ocitree_layout *l, const struct ocitree_write_options *o,
 					       struct ocitree_error **err)
 {
@@ -630,12 +615,22 @@ OCITREE_EXPORT int ocitree_repack_bundle(struct ocitree_layout *l, const char *t
 	ocitree_error_free(serr);
 	g.old = old;
 
+	/* masks are paths in the image, absolute or not */
 	size_t nm = 0;
 	g.masks = xcalloc(o->n_mask_paths + img->config->config.volumes.n + 1, sizeof(char *));
-	for (size_t i = 0; i < o->n_mask_paths; i++)
-		g.masks[nm++] = clean_mask(o->mask_paths[i]);
-	for (size_t i = 0; !o->no_mask_volumes && i < img->config->config.volumes.n; i++)
-		g.masks[nm++] = clean_mask(img->config->config.volumes.keys[i]);
+	for (size_t i = 0; i < o->n_mask_paths + img->config->config.volumes.n; i++) {
+		bool vol = i >= o->n_mask_paths;
+		if (vol && o->no_mask_volumes)
+			break;
+		const char *m = vol ? img->config->config.volumes.keys[i - o->n_mask_paths] : o->mask_paths[i];
+		const char *why = path_clean(m + strspn(m, "/"), &g.masks[nm]);
+		if (why) {
+			ocitree_error_setk(err, OCITREE_ERROR_USAGE, "invalid %s '%s': %s", vol ? "volume" : "mask path",
+					   m, why);
+			goto out;
+		}
+		nm++;
+	}
 	g.n_masks = nm;
 
 	g.rootfd = openat(bfd, "rootfs", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -744,16 +739,11 @@ static int insert_tree(struct gen *g, int dfd, struct buf *tpath, struct ocitree
 OCITREE_EXPORT int ocitree_insert(struct ocitree_image *img, const char *source, const char *target, const char *tag,
 				  const struct ocitree_insert_options *o, struct ocitree_error **err)
 {
-	/* the target, relative and clean; ".." is not allowed */
-	_cleanup_free_ char *t = clean_mask(target);
-	for (char *p = t; *p;) {
-		size_t l = strcspn(p, "/");
-		if (l == 2 && p[0] == '.' && p[1] == '.')
-			return ocitree_error_setk(err, OCITREE_ERROR_USAGE, "invalid target '%s': contains '..'", target);
-		p += l;
-		if (*p)
-			p++;
-	}
+	/* the target is a path in the image, absolute or not */
+	_cleanup_free_ char *t = NULL;
+	const char *why = path_clean(target + strspn(target, "/"), &t);
+	if (why)
+		return ocitree_error_setk(err, OCITREE_ERROR_USAGE, "invalid target '%s': %s", target, why);
 	if (o->whiteout && !*t)
 		return ocitree_error_setk(err, OCITREE_ERROR_USAGE, "cannot white out the root directory");
 	if (!o->whiteout && !source)

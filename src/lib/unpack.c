@@ -76,9 +76,7 @@ static int entry_error(struct ocitree_error **err, int errnum, const char *entry
 
 /* ---- paths ---- */
 
-/* Lexically clean an archive path into *out ("" for the root). Returns a
- * reason when the path must be refused. */
-static const char *clean_path(const char *in, char **out)
+const char *path_clean(const char *in, char **out)
 {
 	if (in[0] == '/')
 		return "absolute path";
@@ -250,7 +248,7 @@ static int remove_node(struct unpacker *u, struct tnode *n, const char *entry, s
 		pfd = node_fd(u, parent, err);
 		if (pfd < 0)
 			return -1;
-		if (remove_tree_at(pfd, n->name, err) < 0)
+		if (rm_rf_at(pfd, n->name, err) < 0)
 			return ocitree_error_prefix(err, "entry '%s': remove '%s'", entry, n->name);
 		drop_pending_below(u, n);
 	} else if (unlinkat(pfd, n->name, 0) < 0 && errno != ENOENT) {
@@ -672,7 +670,7 @@ static int apply_entry(struct unpacker *u, struct ocitree_tar_reader *tr, const 
 {
 	const char *entry = e->path;
 	_cleanup_free_ char *path = NULL;
-	const char *why = clean_path(e->path, &path);
+	const char *why = path_clean(e->path, &path);
 	if (why)
 		return entry_error(err, 0, entry, "%s", why);
 	if (!*path) {
@@ -702,7 +700,7 @@ static int apply_entry(struct unpacker *u, struct ocitree_tar_reader *tr, const 
 		if (e->type == OCITREE_TAR_HARDLINK) {
 			/* a hardlink to the path it replaces has nothing left to link to */
 			_cleanup_free_ char *target = NULL;
-			if (!clean_path(e->linkname, &target) && tree_lookup(u->tree, target) == old)
+			if (!path_clean(e->linkname, &target) && tree_lookup(u->tree, target) == old)
 				return entry_error(err, 0, entry, "hardlink to itself");
 		}
 		if (remove_node(u, old, entry, err) < 0)
@@ -736,7 +734,7 @@ static int apply_entry(struct unpacker *u, struct ocitree_tar_reader *tr, const 
 	}
 	case OCITREE_TAR_HARDLINK: {
 		_cleanup_free_ char *target = NULL;
-		const char *twhy = clean_path(e->linkname ? e->linkname : "", &target);
+		const char *twhy = path_clean(e->linkname ? e->linkname : "", &target);
 		if (twhy)
 			return entry_error(err, 0, entry, "hardlink target '%s': %s", e->linkname, twhy);
 		if (!*target)
@@ -1040,7 +1038,7 @@ static int remove_children(int dfd, struct ocitree_error **err)
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
 		if (de->d_type == DT_DIR || de->d_type == DT_UNKNOWN) {
-			if (remove_tree_at(dfd, de->d_name, err) < 0)
+			if (rm_rf_at(dfd, de->d_name, err) < 0)
 				ret = -1;
 		} else if (unlinkat(dfd, de->d_name, 0) < 0 && errno != ENOENT) {
 			ret = ocitree_error_set(err, errno, "remove '%s'", de->d_name);
@@ -1050,7 +1048,7 @@ static int remove_children(int dfd, struct ocitree_error **err)
 	return ret;
 }
 
-int remove_tree_at(int dirfd, const char *name, struct ocitree_error **err)
+int rm_rf_at(int dirfd, const char *name, struct ocitree_error **err)
 {
 	if (unlinkat(dirfd, name, 0) == 0 || errno == ENOENT)
 		return 0;

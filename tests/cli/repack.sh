@@ -114,6 +114,8 @@ is "umoci sees only the third edit" "$(last_layer_list "$L" r3 | cut -d' ' -f2 |
 ok "unpack for masks" $OCITREE unpack --image "$L:special" "$T/m"
 echo a >"$T/m/rootfs/tmp/scratch"; echo b >"$T/m/rootfs/etc/kept"; rm "$T/m/rootfs/bin/tool"
 ok "repack --mask-path" $OCITREE repack --mask-path /tmp --mask-path bin --image "$L:masked" "$T/m"
+fails 2 "invalid mask path '../etc': path climbs out of the root" "a mask above the root is refused" \
+	$OCITREE repack --mask-path ../etc --image "$L:masked-bad" "$T/m"
 is "masked paths are left out" "$(last_layer_list "$L" masked | cut -d' ' -f2 | tr '\n' ' ')" "etc etc/kept "
 $MKIMAGE "$L" vol --base special --config '{"Volumes":{"/data":{}}}' >/dev/null
 ok "unpack an image with a volume" $OCITREE unpack --image "$L:vol" "$T/v"
