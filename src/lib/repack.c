@@ -581,6 +581,7 @@ OCITREE_EXPORT int ocitree_repack_bundle(struct ocitree_layout *l, const char *t
 	struct tree *old = NULL;
 	struct ocitree_image *img = NULL;
 	_cleanup_free_ char *old_mtree = NULL;
+	_cleanup_buf_ struct buf path = BUF_INIT;
 	int ret = -1;
 	const struct ocitree_descriptor *md = &meta.walk[meta.n_walk - 1];
 	if (ocitree_layout_hold_blobs(l, err) < 0)
@@ -648,7 +649,6 @@ OCITREE_EXPORT int ocitree_repack_bundle(struct ocitree_layout *l, const char *t
 		goto out;
 	}
 	tnode_set_stat(g.new->root, &rst);
-	_cleanup_buf_ struct buf path = BUF_INIT;
 	bool root_changed;
 	if (changed(&g, old->root, bfd, "rootfs", &rst, ".", &root_changed, err) < 0)
 		goto out;
