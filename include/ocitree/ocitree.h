@@ -10,8 +10,10 @@
 #include "ocitree/image.h"
 #include "ocitree/layer.h"
 #include "ocitree/layout.h"
+#include "ocitree/layer-index.h"
 #include "ocitree/log.h"
 #include "ocitree/model.h"
+#include "ocitree/tree.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -147,6 +147,9 @@ void cli_progress_end(void);
 /* Output helpers */
 char *human_size(int64_t bytes);
 
+/* Run as mount.fuse.ocitree, the mount(8) helper (mount-helper.c). */
+int mount_helper_main(int argc, char **argv);
+
 /* Each command */
 int cmd_init(int argc, char **argv, struct ocitree_error **err);
 int cmd_new(int argc, char **argv, struct ocitree_error **err);
@@ -162,5 +165,7 @@ int cmd_repack(int argc, char **argv, struct ocitree_error **err);
 int cmd_insert(int argc, char **argv, struct ocitree_error **err);
 int cmd_raw(int argc, char **argv, struct ocitree_error **err);
 int cmd_raw_unpack(int argc, char **argv, struct ocitree_error **err);
+int cmd_mount(int argc, char **argv, struct ocitree_error **err);
+int cmd_umount(int argc, char **argv, struct ocitree_error **err);
 
 #endif

@@ -4,6 +4,7 @@
 #include <locale.h>
 
 #include "cli.h"
+#include "fs.h"
 
 static const struct command commands[] = {
 	/* image */
@@ -83,6 +84,20 @@ static const struct command commands[] = {
 	 "  add-layer LAYER.tar              add an uncompressed tar archive as a new layer\n"
 	 "Run 'ocitree raw SUBCOMMAND --help' for its options.\n",
 	 cmd_raw},
+	/* mount */
+	{"mount", NULL, "mount", "mount an image (or one layer) read-only without extracting it",
+	 "[OPTIONS] --image LAYOUT[:TAG] MOUNTPOINT",
+	 "      --image=LAYOUT[:TAG]         the image to mount (TAG defaults to latest)\n"
+	 "      --layer=N|DIGEST             mount one layer as stored (1 is the lowest), whiteouts shown as files\n"
+	 "      --upto=N                     mount the image merged up to layer N\n"
+	 "      --cache-dir=DIR              where layer indexes are cached (default $OCITREE_CACHE_DIR,\n"
+	 "                                   else $XDG_CACHE_HOME/ocitree, else ~/.cache/ocitree)\n"
+	 "      --rebuild-index              ignore cached layer indexes and build them again\n"
+	 "  -f, --foreground                 stay in the foreground (default: return once mounted)\n"
+	 FS_MOUNT_OPTIONS_HELP,
+	 cmd_mount},
+	{"umount", "unmount", "mount", "unmount a mounted image", "[--lazy] MOUNTPOINT",
+	 "  -z, --lazy                       detach now, finish when the mount is no longer busy\n", cmd_umount},
 	{NULL, NULL, NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -129,6 +144,9 @@ static void log_to_stderr(enum ocitree_log_level level, const char *msg, void *u
 int main(int argc, char **argv)
 {
 	setlocale(LC_ALL, "");
+	const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+	if (strcmp(base, "mount.fuse.ocitree") == 0)
+		return mount_helper_main(argc, argv);
 	ocitree_log_set_handler(log_to_stderr, NULL);
 	struct ocitree_error *err = NULL;
 

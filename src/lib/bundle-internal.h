@@ -5,7 +5,7 @@
 
 #include "ocitree/bundle.h"
 #include "ocitree/layer.h"
-#include "tree.h"
+#include "rootfs-tree.h"
 
 #define ROOTLESS_XATTR "user.rootlesscontainers"
 #define STATE_FILE "ocitree.state"

@@ -1,243 +1,513 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Merging layer indexes into the tree (see ocitree/tree.h).
+ *
+ * The merge works on a temporary name graph: one node per name (parent,
+ * name, inode) in a flat array, found through a hash of (parent, name), and
+ * one inode record per distinct file.  Each layer is applied in two passes:
+ * its whiteouts first (they only ever hide lower layers, so applying them
+ * before the layer's own entries is the OCI semantics whatever the order in
+ * the tar), then its entries.  A name that is replaced or whited out is
+ * marked dead and dropped from the hash; its subtree becomes unreachable.
+ * The result is then compacted breadth-first into the final arrays.
+ */
 #include "config.h"
 
-#include "tree.h"
+#include <sys/sysmacros.h>
 
-void xattr_list_add(struct xattr_list **l, const char *name, const void *value, size_t len)
+#include "ocitree/tree.h"
+#include "util.h"
+
+#define NONE UINT32_MAX
+#define REF_LAYER_SHIFT 24
+#define REF_ENTRY_MASK ((1u << REF_LAYER_SHIFT) - 1)
+#define WH_PREFIX ".wh."
+#define WH_OPAQUE ".wh..wh..opq"
+
+struct tinode {
+	uint32_t ref;   /* layer << 24 | entry, NONE for a made-up directory */
+	uint32_t nlink;
+	uint32_t first; /* directories: first child in dirents */
+	uint32_t count; /* directories: number of children */
+};
+
+struct tdirent {
+	uint32_t name; /* offset in names */
+	uint32_t ino;
+};
+
+struct ocitree_tree {
+	struct ocitree_layer_index **layers;
+	size_t n_layers;
+	struct tinode *inodes; /* [0] unused: inode numbers start at 1 */
+	uint32_t n_inodes;
+	struct tdirent *dirents;
+	uint32_t n_dirents;
+	char *names;
+	size_t names_len;
+};
+
+/* ---- build-time graph ---- */
+
+struct bnode {
+	const char *name;
+	uint32_t namelen;
+	uint32_t parent;
+	uint32_t ino;         /* index into binodes */
+	uint32_t first_child; /* newest first */
+	uint32_t next_sibling;
+	uint32_t hnext;
+	bool dead;
+};
+
+struct binode {
+	uint32_t ref;
+	uint32_t final; /* final inode number, 0 until assigned */
+	bool dir;
+};
+
+struct graph {
+	struct ocitree_layer_index *const *layers;
+	struct bnode *nodes;
+	size_t n_nodes, cap_nodes;
+	struct binode *inodes;
+	size_t n_inodes, cap_inodes;
+	uint32_t *buckets;
+	size_t n_buckets;
+	/* the parent of the previous entry, to skip walking the same path */
+	char *last_dir;
+	uint32_t last_dir_node;
+};
+
+static uint64_t key_hash(uint32_t parent, const char *name, size_t len)
 {
-	if (!*l)
-		*l = xcalloc(1, sizeof(**l));
-	struct xattr_list *x = *l;
-	for (size_t i = 0; i < x->n; i++) {
-		if (strcmp(x->v[i].name, name) == 0) {
-			free(x->v[i].value);
-			x->v[i].value = xmalloc(len ? len : 1);
-			memcpy(x->v[i].value, value, len);
-			x->v[i].len = len;
-			return;
-		}
-	}
-	x->v = xrealloc(x->v, (x->n + 1) * sizeof(*x->v));
-	x->v[x->n].name = xstrdup(name);
-	x->v[x->n].value = xmalloc(len ? len : 1);
-	memcpy(x->v[x->n].value, value, len);
-	x->v[x->n].len = len;
-	x->n++;
+	return hash_bytes(name, len) ^ ((uint64_t)parent * 0x9e3779b97f4a7c15ULL);
 }
 
-void xattr_list_free(struct xattr_list *l)
+static void rehash(struct graph *g)
 {
-	if (!l)
+	size_t nb = g->n_buckets ? g->n_buckets * 2 : 4096;
+	free(g->buckets);
+	g->buckets = xmalloc(nb * sizeof(*g->buckets));
+	memset(g->buckets, 0xff, nb * sizeof(*g->buckets));
+	g->n_buckets = nb;
+	for (uint32_t i = 0; i < g->n_nodes; i++) {
+		struct bnode *n = &g->nodes[i];
+		if (n->dead || i == 0)
+			continue;
+		size_t b = key_hash(n->parent, n->name, n->namelen) & (nb - 1);
+		n->hnext = g->buckets[b];
+		g->buckets[b] = i;
+	}
+}
+
+static uint32_t find_child(const struct graph *g, uint32_t parent, const char *name, size_t len)
+{
+	size_t b = key_hash(parent, name, len) & (g->n_buckets - 1);
+	for (uint32_t i = g->buckets[b]; i != NONE; i = g->nodes[i].hnext) {
+		const struct bnode *n = &g->nodes[i];
+		if (n->parent == parent && n->namelen == len && memcmp(n->name, name, len) == 0)
+			return i;
+	}
+	return NONE;
+}
+
+static uint32_t new_inode(struct graph *g, uint32_t ref, bool dir)
+{
+	GROW(g->inodes, g->cap_inodes, g->n_inodes + 1);
+	g->inodes[g->n_inodes] = (struct binode){.ref = ref, .final = 0, .dir = dir};
+	return (uint32_t)g->n_inodes++;
+}
+
+static uint32_t add_node(struct graph *g, uint32_t parent, const char *name, size_t len, uint32_t ino)
+{
+	GROW(g->nodes, g->cap_nodes, g->n_nodes + 1);
+	uint32_t id = (uint32_t)g->n_nodes++;
+	struct bnode *n = &g->nodes[id];
+	*n = (struct bnode){.name = name, .namelen = (uint32_t)len, .parent = parent, .ino = ino,
+			    .first_child = NONE, .next_sibling = NONE, .hnext = NONE};
+	if (id != 0) {
+		n->next_sibling = g->nodes[parent].first_child;
+		g->nodes[parent].first_child = id;
+		if (g->n_nodes > g->n_buckets)
+			rehash(g);
+		else {
+			size_t b = key_hash(parent, name, len) & (g->n_buckets - 1);
+			n->hnext = g->buckets[b];
+			g->buckets[b] = id;
+		}
+	}
+	return id;
+}
+
+static void kill_node(struct graph *g, uint32_t id)
+{
+	struct bnode *n = &g->nodes[id];
+	if (n->dead)
 		return;
-	for (size_t i = 0; i < l->n; i++) {
-		free(l->v[i].name);
-		free(l->v[i].value);
-	}
-	free(l->v);
-	free(l);
-}
-
-static int cmp_item(const void *a, const void *b)
-{
-	return strcmp(((const struct xattr_item *)a)->name, ((const struct xattr_item *)b)->name);
-}
-
-void xattr_list_sort(struct xattr_list *l)
-{
-	if (l && l->n > 1)
-		qsort(l->v, l->n, sizeof(*l->v), cmp_item);
-}
-
-bool xattr_list_equal(const struct xattr_list *a, const struct xattr_list *b)
-{
-	size_t na = a ? a->n : 0, nb = b ? b->n : 0;
-	if (na != nb)
-		return false;
-	for (size_t i = 0; i < na; i++) {
-		const struct xattr_item *x = &a->v[i];
-		bool found = false;
-		for (size_t k = 0; k < nb && !found; k++) {
-			const struct xattr_item *y = &b->v[k];
-			found = strcmp(x->name, y->name) == 0 && x->len == y->len && memcmp(x->value, y->value, x->len) == 0;
+	size_t b = key_hash(n->parent, n->name, n->namelen) & (g->n_buckets - 1);
+	for (uint32_t *pp = &g->buckets[b]; *pp != NONE; pp = &g->nodes[*pp].hnext) {
+		if (*pp == id) {
+			*pp = n->hnext;
+			break;
 		}
-		if (!found)
-			return false;
 	}
-	return true;
+	n->dead = true;
+	/* the parent's list is filtered at compaction; a dead node's list is
+	 * never walked again.  The cached directory may have been under it. */
+	g->last_dir_node = NONE;
 }
 
-struct xattr_list *xattr_list_dup(const struct xattr_list *l)
+static bool node_is_dir(const struct graph *g, uint32_t id)
 {
-	struct xattr_list *r = NULL;
-	for (size_t i = 0; l && i < l->n; i++)
-		xattr_list_add(&r, l->v[i].name, l->v[i].value, l->v[i].len);
-	return r;
+	return g->inodes[g->nodes[id].ino].dir;
 }
 
-/* ---- the tree ---- */
-
-static size_t bucket_of(const struct tree *t, const struct tnode *parent, const char *name)
+/* Walk dir (a normalised path, "" for the root) from the root.  With create,
+ * missing or non-directory components become made-up directories. */
+static uint32_t walk_dir(struct graph *g, const char *dir, size_t dirlen, bool create)
 {
-	uint64_t h = hash_bytes(name, strlen(name)) ^ ((uint64_t)(uintptr_t)parent * 0x9e3779b97f4a7c15ULL);
-	return (size_t)(h ^ (h >> 29)) & (t->n_buckets - 1);
+	if (g->last_dir && g->last_dir_node != NONE && strlen(g->last_dir) == dirlen &&
+	    memcmp(g->last_dir, dir, dirlen) == 0 && !g->nodes[g->last_dir_node].dead)
+		return g->last_dir_node;
+	uint32_t cur = 0;
+	const char *p = dir, *end = dir + dirlen;
+	while (p < end) {
+		const char *slash = memchr(p, '/', (size_t)(end - p));
+		size_t len = slash ? (size_t)(slash - p) : (size_t)(end - p);
+		uint32_t c = find_child(g, cur, p, len);
+		if (c != NONE && !node_is_dir(g, c)) {
+			if (!create)
+				return NONE;
+			kill_node(g, c);
+			c = NONE;
+		}
+		if (c == NONE) {
+			if (!create)
+				return NONE;
+			c = add_node(g, cur, p, len, new_inode(g, NONE, true));
+		}
+		cur = c;
+		p += len + (slash ? 1 : 0);
+	}
+	free(g->last_dir);
+	g->last_dir = xstrndup(dir, dirlen);
+	g->last_dir_node = cur;
+	return cur;
 }
 
-struct tree *tree_new(void)
+static void split(const char *path, size_t *dirlen, const char **base)
 {
-	struct tree *t = xcalloc(1, sizeof(*t));
-	t->n_buckets = 1024;
-	t->buckets = xcalloc(t->n_buckets, sizeof(*t->buckets));
-	t->root = xcalloc(1, sizeof(*t->root));
-	t->root->name = xstrdup("");
-	t->root->mode = S_IFDIR | 0755;
+	const char *s = strrchr(path, '/');
+	if (s) {
+		*dirlen = (size_t)(s - path);
+		*base = s + 1;
+	} else {
+		*dirlen = 0;
+		*base = path;
+	}
+}
+
+static void apply_whiteout(struct graph *g, const char *path)
+{
+	size_t dirlen;
+	const char *base;
+	split(path, &dirlen, &base);
+	uint32_t dir = walk_dir(g, path, dirlen, false);
+	if (dir == NONE)
+		return;
+	if (strcmp(base, WH_OPAQUE) == 0) {
+		for (uint32_t c = g->nodes[dir].first_child; c != NONE; c = g->nodes[c].next_sibling)
+			kill_node(g, c);
+		return;
+	}
+	const char *name = base + strlen(WH_PREFIX);
+	uint32_t c = find_child(g, dir, name, strlen(name));
+	if (c != NONE)
+		kill_node(g, c);
+}
+
+static int apply_entry(struct graph *g, uint32_t layer, uint32_t i, const struct ocitree_layer_entry *e,
+		       const char *path, bool raw)
+{
+	uint32_t ref = layer << REF_LAYER_SHIFT | i;
+	bool dir = e->type == OCITREE_ENTRY_DIR;
+	if (!*path) {
+		/* the root itself: only a directory makes sense */
+		if (dir)
+			g->inodes[g->nodes[0].ino].ref = ref;
+		return 0;
+	}
+	size_t dirlen;
+	const char *base;
+	split(path, &dirlen, &base);
+	if (!raw && str_has_prefix(base, WH_PREFIX))
+		return 0; /* applied in the first pass */
+	uint32_t parent = walk_dir(g, path, dirlen, true);
+	size_t len = strlen(base);
+	uint32_t old = find_child(g, parent, base, len);
+	uint32_t ino;
+	if (e->type == OCITREE_ENTRY_HARDLINK) {
+		const char *target = ocitree_layer_index_string(g->layers[layer], e->link);
+		size_t tdl;
+		const char *tbase;
+		split(target, &tdl, &tbase);
+		uint32_t tdir = walk_dir(g, target, tdl, false);
+		uint32_t t = tdir == NONE ? NONE : find_child(g, tdir, tbase, strlen(tbase));
+		if (t == NONE || node_is_dir(g, t)) {
+			log_warn("hardlink '%s' to '%s': no such file in the image: ignored", path, target);
+			return 0;
+		}
+		if (t == old)
+			return 0;
+		ino = g->nodes[t].ino;
+	} else if (old != NONE && dir && node_is_dir(g, old)) {
+		/* a directory again: new metadata, children kept */
+		g->inodes[g->nodes[old].ino].ref = ref;
+		return 0;
+	} else {
+		ino = new_inode(g, ref, dir);
+	}
+	if (old != NONE)
+		kill_node(g, old);
+	add_node(g, parent, base, len, ino);
+	return 0;
+}
+
+static int cmp_dirent(const void *a, const void *b, void *arg)
+{
+	const char *names = arg;
+	return strcmp(names + ((const struct tdirent *)a)->name, names + ((const struct tdirent *)b)->name);
+}
+
+OCITREE_EXPORT struct ocitree_tree *ocitree_tree_build(struct ocitree_layer_index *const *layers, size_t n,
+						       unsigned flags, struct ocitree_error **err)
+{
+	if (n > 255)
+		return ocitree_error_setk(err, OCITREE_ERROR_UNSUPPORTED, "%zu layers: at most 255 are supported", n),
+		       NULL;
+	bool raw = flags & OCITREE_TREE_RAW;
+	struct graph g = {.layers = layers, .last_dir_node = NONE};
+	size_t total = 1;
+	for (size_t l = 0; l < n; l++) {
+		size_t c = ocitree_layer_index_count(layers[l]);
+		if (c > REF_ENTRY_MASK)
+			return ocitree_error_setk(err, OCITREE_ERROR_UNSUPPORTED,
+						  "layer %zu has %zu entries: at most %u are supported", l + 1, c,
+						  REF_ENTRY_MASK),
+			       NULL;
+		total += c;
+	}
+	GROW(g.nodes, g.cap_nodes, total);
+	GROW(g.inodes, g.cap_inodes, total);
+	rehash(&g);
+	add_node(&g, 0, "", 0, new_inode(&g, NONE, true));
+	for (size_t l = 0; l < n; l++) {
+		size_t c = ocitree_layer_index_count(layers[l]);
+		if (!raw) {
+			for (size_t i = 0; i < c; i++) {
+				const struct ocitree_layer_entry *e = ocitree_layer_index_entry(layers[l], i);
+				const char *path = ocitree_layer_index_string(layers[l], e->path);
+				const char *s = strrchr(path, '/');
+				if (str_has_prefix(s ? s + 1 : path, WH_PREFIX))
+					apply_whiteout(&g, path);
+			}
+		}
+		for (size_t i = 0; i < c; i++) {
+			const struct ocitree_layer_entry *e = ocitree_layer_index_entry(layers[l], i);
+			apply_entry(&g, (uint32_t)l, (uint32_t)i, e, ocitree_layer_index_string(layers[l], e->path), raw);
+		}
+	}
+	free(g.last_dir);
+	free(g.buckets);
+
+	/* compact: breadth-first over live names, children sorted by name */
+	struct ocitree_tree *t = xcalloc(1, sizeof(*t));
+	t->layers = xmalloc((n ? n : 1) * sizeof(*t->layers));
+	memcpy(t->layers, layers, n * sizeof(*layers));
+	t->n_layers = n;
+	size_t live = 0, names_len = 1;
+	for (size_t i = 1; i < g.n_nodes; i++) {
+		/* a node is live when it and all its ancestors are */
+		const struct bnode *nd = &g.nodes[i];
+		if (!nd->dead) {
+			live++;
+			names_len += nd->namelen + 1;
+		}
+	}
+	t->dirents = xmalloc((live ? live : 1) * sizeof(*t->dirents));
+	t->names = xmalloc(names_len);
+	t->names[0] = '\0';
+	size_t nl = 1;
+	/* queue of (bnode id) directories to expand, in final inode order */
+	uint32_t *queue = xmalloc((g.n_inodes + 1) * sizeof(*queue));
+	size_t qh = 0, qt = 0;
+	size_t cap_inodes = 0;
+	t->inodes = NULL;
+	GROW(t->inodes, cap_inodes, 2);
+	memset(&t->inodes[0], 0, sizeof(t->inodes[0]));
+	t->n_inodes = 1;
+	g.inodes[g.nodes[0].ino].final = 1;
+	t->inodes[1] = (struct tinode){.ref = g.inodes[g.nodes[0].ino].ref, .nlink = 2};
+	queue[qt++] = 0;
+	uint32_t nd_count = 0;
+	while (qh < qt) {
+		uint32_t dnode = queue[qh++];
+		uint32_t dino = g.inodes[g.nodes[dnode].ino].final;
+		uint32_t first = nd_count;
+		for (uint32_t c = g.nodes[dnode].first_child; c != NONE; c = g.nodes[c].next_sibling) {
+			const struct bnode *cn = &g.nodes[c];
+			if (cn->dead)
+				continue;
+			t->dirents[nd_count].name = (uint32_t)nl;
+			memcpy(t->names + nl, cn->name, cn->namelen);
+			t->names[nl + cn->namelen] = '\0';
+			nl += cn->namelen + 1;
+			t->dirents[nd_count].ino = c; /* the bnode for now */
+			nd_count++;
+		}
+		qsort_r(t->dirents + first, nd_count - first, sizeof(*t->dirents), cmp_dirent, t->names);
+		uint32_t subdirs = 0;
+		for (uint32_t k = first; k < nd_count; k++) {
+			uint32_t c = t->dirents[k].ino;
+			struct binode *bi = &g.inodes[g.nodes[c].ino];
+			if (!bi->final) {
+				GROW(t->inodes, cap_inodes, (size_t)t->n_inodes + 2);
+				bi->final = ++t->n_inodes;
+				t->inodes[bi->final] = (struct tinode){.ref = bi->ref, .nlink = bi->dir ? 2 : 0};
+				if (bi->dir)
+					queue[qt++] = c;
+			}
+			if (bi->dir)
+				subdirs++;
+			else
+				t->inodes[bi->final].nlink++;
+			t->dirents[k].ino = bi->final;
+		}
+		t->inodes[dino].first = first;
+		t->inodes[dino].count = nd_count - first;
+		t->inodes[dino].nlink = 2 + subdirs;
+	}
+	t->n_dirents = nd_count;
+	t->names_len = nl;
+	free(queue);
+	free(g.nodes);
+	free(g.inodes);
+	/* give back what the estimates over-allocated */
+	t->inodes = xrealloc(t->inodes, ((size_t)t->n_inodes + 1) * sizeof(*t->inodes));
+	t->dirents = xrealloc(t->dirents, (nd_count ? nd_count : 1) * sizeof(*t->dirents));
+	t->names = xrealloc(t->names, nl);
 	return t;
 }
 
-static void node_free(struct tnode *n)
-{
-	free(n->name);
-	free(n->link);
-	xattr_list_free(n->xattrs);
-	free(n);
-}
-
-static void free_children(struct tnode *n)
-{
-	struct tnode *c = n->first_child;
-	while (c) {
-		struct tnode *next = c->next_sibling;
-		free_children(c);
-		node_free(c);
-		c = next;
-	}
-}
-
-void tree_free(struct tree *t)
+OCITREE_EXPORT void ocitree_tree_free(struct ocitree_tree *t)
 {
 	if (!t)
 		return;
-	free_children(t->root);
-	node_free(t->root);
-	free(t->buckets);
+	free(t->layers);
+	free(t->inodes);
+	free(t->dirents);
+	free(t->names);
 	free(t);
 }
 
-struct tnode *tree_child(const struct tree *t, const struct tnode *parent, const char *name)
+OCITREE_EXPORT uint32_t ocitree_tree_inodes(const struct ocitree_tree *t)
 {
-	for (struct tnode *n = t->buckets[bucket_of(t, parent, name)]; n; n = n->hnext)
-		if (n->parent == parent && strcmp(n->name, name) == 0)
-			return n;
-	return NULL;
+	return t->n_inodes;
 }
 
-static void rehash(struct tree *t)
+OCITREE_EXPORT size_t ocitree_tree_memory(const struct ocitree_tree *t)
 {
-	size_t old = t->n_buckets;
-	struct tnode **ob = t->buckets;
-	t->n_buckets *= 4;
-	t->buckets = xcalloc(t->n_buckets, sizeof(*t->buckets));
-	for (size_t i = 0; i < old; i++) {
-		struct tnode *n = ob[i];
-		while (n) {
-			struct tnode *next = n->hnext;
-			size_t b = bucket_of(t, n->parent, n->name);
-			n->hnext = t->buckets[b];
-			t->buckets[b] = n;
-			n = next;
-		}
+	return sizeof(*t) + ((size_t)t->n_inodes + 1) * sizeof(*t->inodes) + t->n_dirents * sizeof(*t->dirents) +
+	       t->names_len + t->n_layers * sizeof(*t->layers);
+}
+
+OCITREE_EXPORT uint32_t ocitree_tree_lookup(const struct ocitree_tree *t, uint32_t dir, const char *name)
+{
+	if (dir < 1 || dir > t->n_inodes)
+		return 0;
+	const struct tinode *d = &t->inodes[dir];
+	uint32_t lo = d->first, hi = d->first + d->count;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(name, t->names + t->dirents[mid].name);
+		if (c == 0)
+			return t->dirents[mid].ino;
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
 	}
-	free(ob);
+	return 0;
 }
 
-struct tnode *tree_add(struct tree *t, struct tnode *parent, const char *name)
+OCITREE_EXPORT uint32_t ocitree_tree_lookup_path(const struct ocitree_tree *t, const char *path)
 {
-	if (t->count + 1 > t->n_buckets)
-		rehash(t);
-	struct tnode *n = xcalloc(1, sizeof(*n));
-	n->name = xstrdup(name);
-	n->parent = parent;
-	n->next_sibling = parent->first_child;
-	parent->first_child = n;
-	size_t b = bucket_of(t, parent, name);
-	n->hnext = t->buckets[b];
-	t->buckets[b] = n;
-	t->count++;
-	return n;
-}
-
-static void unhash_subtree(struct tree *t, struct tnode *n)
-{
-	for (struct tnode *c = n->first_child; c; c = c->next_sibling)
-		unhash_subtree(t, c);
-	struct tnode **pp = &t->buckets[bucket_of(t, n->parent, n->name)];
-	while (*pp && *pp != n)
-		pp = &(*pp)->hnext;
-	if (*pp)
-		*pp = n->hnext;
-	t->count--;
-}
-
-void tree_remove(struct tree *t, struct tnode *n)
-{
-	struct tnode **pp = &n->parent->first_child;
-	while (*pp && *pp != n)
-		pp = &(*pp)->next_sibling;
-	if (*pp)
-		*pp = n->next_sibling;
-	unhash_subtree(t, n);
-	free_children(n);
-	node_free(n);
-}
-
-struct tnode *tree_lookup(const struct tree *t, const char *path)
-{
-	struct tnode *n = t->root;
+	uint32_t cur = OCITREE_TREE_ROOT;
 	_cleanup_free_ char *copy = xstrdup(path);
 	char *save = NULL;
-	for (char *c = strtok_r(copy, "/", &save); c && n; c = strtok_r(NULL, "/", &save))
-		n = tree_child(t, n, c);
-	return n;
+	for (char *c = strtok_r(copy, "/", &save); c && cur; c = strtok_r(NULL, "/", &save))
+		cur = ocitree_tree_lookup(t, cur, c);
+	return cur;
 }
 
-void tree_path(const struct tnode *n, struct buf *b)
+OCITREE_EXPORT const struct ocitree_layer_entry *ocitree_tree_entry(const struct ocitree_tree *t, uint32_t ino,
+								    struct ocitree_layer_index **layer)
 {
-	if (!n->parent)
-		return;
-	if (n->parent->parent) {
-		tree_path(n->parent, b);
-		buf_puts(b, "/");
+	if (ino < 1 || ino > t->n_inodes || t->inodes[ino].ref == NONE)
+		return NULL;
+	uint32_t ref = t->inodes[ino].ref;
+	struct ocitree_layer_index *l = t->layers[ref >> REF_LAYER_SHIFT];
+	if (layer)
+		*layer = l;
+	return ocitree_layer_index_entry(l, ref & REF_ENTRY_MASK);
+}
+
+OCITREE_EXPORT int ocitree_tree_stat(const struct ocitree_tree *t, uint32_t ino, struct stat *st)
+{
+	if (ino < 1 || ino > t->n_inodes)
+		return -1;
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_nlink = t->inodes[ino].nlink;
+	st->st_blksize = 4096;
+	const struct ocitree_layer_entry *e = ocitree_tree_entry(t, ino, NULL);
+	if (!e) {
+		st->st_mode = S_IFDIR | 0755;
+		return 0;
 	}
-	buf_puts(b, n->name);
+	st->st_mode = e->mode;
+	st->st_uid = e->uid;
+	st->st_gid = e->gid;
+	if (e->type == OCITREE_ENTRY_SYMLINK) {
+		struct ocitree_layer_index *l;
+		ocitree_tree_entry(t, ino, &l);
+		st->st_size = (off_t)strlen(ocitree_layer_index_string(l, e->link));
+	} else {
+		st->st_size = (off_t)e->size;
+	}
+	if (e->type == OCITREE_ENTRY_CHR || e->type == OCITREE_ENTRY_BLK)
+		st->st_rdev = makedev(e->rdev_major, e->rdev_minor);
+	st->st_blocks = (st->st_size + 511) / 512;
+	st->st_mtim.tv_sec = e->mtime;
+	st->st_mtim.tv_nsec = e->mtime_nsec;
+	st->st_atim = st->st_mtim;
+	st->st_ctim = st->st_mtim;
+	return 0;
 }
 
-static int cmp_node(const void *a, const void *b)
+OCITREE_EXPORT uint32_t ocitree_tree_dir_size(const struct ocitree_tree *t, uint32_t dir)
 {
-	return strcmp((*(struct tnode *const *)a)->name, (*(struct tnode *const *)b)->name);
+	return dir >= 1 && dir <= t->n_inodes ? t->inodes[dir].count : 0;
 }
 
-size_t tree_sorted_children(const struct tnode *n, struct tnode ***out)
+OCITREE_EXPORT const char *ocitree_tree_dir_entry(const struct ocitree_tree *t, uint32_t dir, uint32_t i,
+						  uint32_t *child)
 {
-	size_t count = 0;
-	for (struct tnode *c = n->first_child; c; c = c->next_sibling)
-		count++;
-	struct tnode **v = xmalloc((count ? count : 1) * sizeof(*v));
-	size_t i = 0;
-	for (struct tnode *c = n->first_child; c; c = c->next_sibling)
-		v[i++] = c;
-	qsort(v, count, sizeof(*v), cmp_node);
-	*out = v;
-	return count;
-}
-
-void tnode_set_stat(struct tnode *n, const struct stat *st)
-{
-	n->mode = st->st_mode;
-	n->uid = st->st_uid;
-	n->gid = st->st_gid;
-	n->size = (uint64_t)st->st_size;
-	n->ino = st->st_ino;
-	n->nlink = st->st_nlink;
-	n->rdev = st->st_rdev;
-	n->mtime = st->st_mtim;
-	n->ctime = st->st_ctim;
+	if (dir < 1 || dir > t->n_inodes || i >= t->inodes[dir].count)
+		return NULL;
+	const struct tdirent *d = &t->dirents[t->inodes[dir].first + i];
+	if (child)
+		*child = d->ino;
+	return t->names + d->name;
 }

@@ -24,10 +24,10 @@ if have pkg-config && have cc && [ -z "${OCITREE_SKIP_INSTALL_TEST:-}" ]; then
 	ok "make install DESTDIR=..." make -s -C "$top_builddir" install DESTDIR="$D"
 	prefix=$(sed -n 's/^prefix=//p' "$top_builddir/src/lib/ocitree.pc")
 	libdir=$(PKG_CONFIG_SYSROOT_DIR= pkg-config --variable=libdir "$top_builddir/src/lib/ocitree.pc")
-	check "the binary, library, headers, pkg-config file, man pages and completion are installed" \
+	check "the binary, mount helper, library, headers, pkg-config file, man pages and completion are installed" \
 		'[ -x "$D$prefix/bin/ocitree" ] && ls "$D$libdir"/libocitree.so.* >/dev/null && [ -f "$D$prefix/include/ocitree/ocitree.h" ] &&
 		 [ -f "$D$libdir/pkgconfig/ocitree.pc" ] && [ -f "$D$prefix/share/man/man1/ocitree.1" ] &&
-		 [ -f "$D$prefix/share/bash-completion/completions/ocitree" ]'
+		 [ -f "$D$prefix/share/bash-completion/completions/ocitree" ] && [ -L "$D$prefix/sbin/mount.fuse.ocitree" ]'
 	export PKG_CONFIG_PATH=$D$libdir/pkgconfig PKG_CONFIG_SYSROOT_DIR=$D
 	ok "pkg-config --cflags --libs ocitree works" pkg-config --cflags --libs ocitree
 	san=

@@ -8,8 +8,8 @@
  * Children are kept in an unordered list per directory and in one hash table
  * keyed by (parent, name); tree_sorted_children() gives them in byte order.
  */
-#ifndef OCITREE_TREE_H
-#define OCITREE_TREE_H
+#ifndef OCITREE_ROOTFS_TREE_H
+#define OCITREE_ROOTFS_TREE_H
 
 #include <sys/stat.h>
 

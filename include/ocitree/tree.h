@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The merged tree of an image: layer indexes merged with OCI semantics
+ * (whiteouts ".wh.NAME", opaque directories ".wh..wh..opq", a file replacing
+ * a directory and back, hardlinks sharing one inode), in a compact,
+ * immutable form: an inode array, sorted child arrays and a name arena,
+ * about 30-40 bytes per entry on top of the layer indexes it points into.
+ *
+ * Inode numbers run from 1 (the root, OCITREE_TREE_ROOT) to
+ * ocitree_tree_inodes(), assigned breadth-first in name order, so the same
+ * image always gets the same numbers.  st_nlink is the number of names of an
+ * inode in the merged view (2 + subdirectories for a directory).
+ *
+ * The tree borrows the layer indexes: they must outlive it.  A built tree is
+ * read-only and may be used from any number of threads.
+ */
+#ifndef OCITREE_TREE_H
+#define OCITREE_TREE_H
+
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "ocitree/error.h"
+#include "ocitree/layer-index.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define OCITREE_TREE_ROOT 1u
+
+enum ocitree_tree_flags {
+	/* Show the layers as stored: whiteout entries are plain files (for
+	 * inspecting a single layer). */
+	OCITREE_TREE_RAW = 1 << 0,
+};
+
+struct ocitree_tree;
+
+/* Merge layers[0..n) (lowest first).  At most 255 layers of at most 2^24
+ * entries each (OCITREE_ERROR_UNSUPPORTED beyond).  Entries that cannot be
+ * placed (a hardlink to a missing file) are skipped with a warning. */
+struct ocitree_tree *ocitree_tree_build(struct ocitree_layer_index *const *layers, size_t n, unsigned flags,
+					struct ocitree_error **err);
+void ocitree_tree_free(struct ocitree_tree *t);
+
+/* The number of inodes; valid inode numbers are 1..ocitree_tree_inodes(). */
+uint32_t ocitree_tree_inodes(const struct ocitree_tree *t);
+/* Bytes of memory the tree itself uses (not the layer indexes). */
+size_t ocitree_tree_memory(const struct ocitree_tree *t);
+
+/* The child name of directory dir, or 0. */
+uint32_t ocitree_tree_lookup(const struct ocitree_tree *t, uint32_t dir, const char *name);
+/* A relative path ("a/b/c", "" for the root) without following symlinks, or 0. */
+uint32_t ocitree_tree_lookup_path(const struct ocitree_tree *t, const char *path);
+
+/* Fill st (st_dev, st_blksize aside) for ino; -1 for an invalid ino. */
+int ocitree_tree_stat(const struct ocitree_tree *t, uint32_t ino, struct stat *st);
+
+/* Children of a directory, in name order: count, and the i-th name and inode. */
+uint32_t ocitree_tree_dir_size(const struct ocitree_tree *t, uint32_t dir);
+const char *ocitree_tree_dir_entry(const struct ocitree_tree *t, uint32_t dir, uint32_t i, uint32_t *child);
+
+/* The tar entry an inode shows and the layer it is in; NULL for a directory
+ * that no layer lists (made for its children), or an invalid ino. */
+const struct ocitree_layer_entry *ocitree_tree_entry(const struct ocitree_tree *t, uint32_t ino,
+						     struct ocitree_layer_index **layer);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

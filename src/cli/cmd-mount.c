@@ -1,0 +1,254 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "config.h"
+
+#include <sys/stat.h>
+
+#include "cli.h"
+#include "fs.h"
+
+struct mount_args {
+	struct image_ref image;
+	const char *layer; /* --layer N|DIGEST */
+	long upto;         /* --upto N, 0 when not given */
+	const char *cache_dir;
+	bool rebuild;
+	bool foreground;
+	char **mount_opts; /* -o, NULL-terminated */
+	size_t n_mount_opts;
+};
+
+static void mount_args_clear(struct mount_args *a)
+{
+	image_ref_clear(&a->image);
+	free(a->mount_opts);
+}
+
+static int parse_count(const char *opt, const char *s, long *out, struct ocitree_error **err)
+{
+	char *e = NULL;
+	errno = 0;
+	long v = strtol(s, &e, 10);
+	if (errno || !e || *e || e == s || v < 1)
+		return cli_usage_error(err, "invalid %s '%s': not a layer number (1 is the lowest layer)", opt, s);
+	*out = v;
+	return 0;
+}
+
+/* Is path a mount point right now?  The mount table names mount points in
+ * canonical form. */
+static bool is_mount_point(const char *path)
+{
+	_cleanup_free_ char *real = realpath(path, NULL);
+	if (!real)
+		return false;
+	_cleanup_fclose_ FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return false;
+	char *line = NULL;
+	size_t cap = 0;
+	bool found = false;
+	while (!found && getline(&line, &cap, f) > 0) {
+		/* id parent major:minor root mountpoint ... with octal escapes */
+		char *save = NULL, *tok = strtok_r(line, " ", &save);
+		for (int i = 0; tok && i < 4; i++)
+			tok = strtok_r(NULL, " ", &save);
+		if (!tok)
+			continue;
+		struct buf b = BUF_INIT;
+		for (const char *p = tok; *p; p++) {
+			if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] && p[3]) {
+				char c = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+				buf_append(&b, &c, 1);
+				p += 3;
+			} else {
+				buf_append(&b, p, 1);
+			}
+		}
+		found = b.data && strcmp(b.data, real) == 0;
+		buf_free(&b);
+	}
+	free(line);
+	return found;
+}
+
+static int check_mountpoint(const char *mp, struct ocitree_error **err)
+{
+	struct stat st;
+	if (stat(mp, &st) < 0)
+		return ocitree_error_set(err, errno, "mountpoint '%s'", mp);
+	if (!S_ISDIR(st.st_mode))
+		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "mountpoint '%s' is not a directory", mp);
+	if (is_mount_point(mp))
+		return ocitree_error_setk(err, OCITREE_ERROR_EXISTS, "mountpoint '%s' is busy: something is mounted there",
+					  mp);
+	return 0;
+}
+
+/* Which layers to mount: [*from, *to) of the manifest's layers. */
+static int select_layers(const struct mount_args *a, const struct ocitree_image *img, size_t *from, size_t *to,
+			 struct ocitree_error **err)
+{
+	size_t n = img->manifest->n_layers;
+	*from = 0;
+	*to = n;
+	if (a->layer) {
+		if (strchr(a->layer, ':')) {
+			for (size_t i = 0; i < n; i++) {
+				if (strcmp(img->manifest->layers[i].digest, a->layer) == 0) {
+					*from = i;
+					*to = i + 1;
+					return 0;
+				}
+			}
+			return ocitree_error_setk(err, OCITREE_ERROR_NOT_FOUND, "--layer %s: no such layer in the image",
+						  a->layer);
+		}
+		long v;
+		if (parse_count("--layer", a->layer, &v, err) < 0)
+			return -1;
+		if ((size_t)v > n)
+			return ocitree_error_setk(err, OCITREE_ERROR_NOT_FOUND, "--layer %ld: the image has %zu layers", v,
+						  n);
+		*from = (size_t)v - 1;
+		*to = (size_t)v;
+		return 0;
+	}
+	if (a->upto) {
+		if ((size_t)a->upto > n)
+			return ocitree_error_setk(err, OCITREE_ERROR_NOT_FOUND, "--upto %ld: the image has %zu layers",
+						  a->upto, n);
+		*to = (size_t)a->upto;
+	}
+	return 0;
+}
+
+static int do_mount(struct mount_args *a, const char *mountpoint, struct ocitree_error **err)
+{
+	int r = -1;
+	_cleanup_free_ char *fsname = xasprintf("%s:%s", a->image.path, a->image.tag);
+	struct fs_opts fo = {.mountpoint = mountpoint, .foreground = a->foreground, .default_fsname = fsname,
+			     .mount_opts = a->mount_opts};
+	if (fs_check_options(&fo, err) < 0 || check_mountpoint(mountpoint, err) < 0)
+		return -1;
+	_cleanup_free_ char *cache_dir = a->cache_dir ? xstrdup(a->cache_dir) : ocitree_cache_dir_default();
+	if (!cache_dir) {
+		ocitree_error_setk(err, OCITREE_ERROR_USAGE,
+				   "no cache directory for layer indexes: use --cache-dir, OCITREE_CACHE_DIR or HOME");
+		return -1;
+	}
+
+	struct ocitree_layout *l = cli_open_layout(a->image.path, err);
+	if (!l)
+		return -1;
+	struct ocitree_image *img = ocitree_image_open(l, a->image.tag, err);
+	struct ocitree_chunk_cache *chunks = NULL;
+	struct ocitree_layer_index **idx = NULL;
+	struct ocitree_tree *tree = NULL;
+	size_t from = 0, to = 0;
+	if (!img || select_layers(a, img, &from, &to, err) < 0)
+		goto out_image;
+	chunks = ocitree_chunk_cache_new(fs_cache_bytes(&fo));
+	struct ocitree_layer_index_opts io = {.cache_dir = cache_dir, .chunks = chunks, .rebuild = a->rebuild};
+	idx = xcalloc(to - from + 1, sizeof(*idx));
+	size_t n_diff = strv_len(img->config->diff_ids);
+	char **diff_ids = xcalloc(to - from + 1, sizeof(*diff_ids));
+	for (size_t i = from; i < to; i++)
+		diff_ids[i - from] = i < n_diff ? img->config->diff_ids[i] : NULL;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	r = ocitree_layer_index_open_many(l, img->manifest->layers + from, diff_ids, to - from, &io,
+					  ncpu > 0 ? (unsigned)ncpu : 1, idx, err);
+	free(diff_ids);
+	if (r < 0)
+		goto out_image;
+	r = -1;
+	tree = ocitree_tree_build(idx, to - from, a->layer ? OCITREE_TREE_RAW : 0, err);
+	if (!tree)
+		goto out_indexes;
+	log_info("%u inodes, %zu bytes of tree", ocitree_tree_inodes(tree), ocitree_tree_memory(tree));
+	/* nothing of the layout is needed any more: the indexes hold their fds */
+	ocitree_image_free(img);
+	img = NULL;
+	ocitree_layout_free(l);
+	l = NULL;
+	r = fs_run(tree, &fo, err);
+	ocitree_tree_free(tree);
+out_indexes:
+	for (size_t i = 0; i < to - from; i++)
+		ocitree_layer_index_free(idx[i]);
+out_image:
+	free(idx);
+	ocitree_chunk_cache_free(chunks);
+	ocitree_image_free(img);
+	ocitree_layout_free(l);
+	return r;
+}
+
+int cmd_mount(int argc, char **argv, struct ocitree_error **err)
+{
+	enum { OPT_IMAGE = OPT_COMMAND_BASE, OPT_LAYER, OPT_UPTO, OPT_CACHE_DIR, OPT_REBUILD };
+	static const struct option opts[] = {
+		{"image", required_argument, NULL, OPT_IMAGE},
+		{"layer", required_argument, NULL, OPT_LAYER},
+		{"upto", required_argument, NULL, OPT_UPTO},
+		{"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
+		{"rebuild-index", no_argument, NULL, OPT_REBUILD},
+		{"foreground", no_argument, NULL, 'f'},
+		{"options", required_argument, NULL, 'o'},
+		CLI_HELP_OPTION,
+		{NULL, 0, NULL, 0},
+	};
+	struct mount_args a = {0};
+	int c, r = -1;
+	while ((c = cli_getopt(argc, argv, opts, err)) != -1) {
+		switch (c) {
+		case OPT_IMAGE:
+			if (cli_image_ref(optarg, &a.image, err) < 0)
+				goto out;
+			break;
+		case OPT_LAYER:
+			a.layer = optarg;
+			break;
+		case OPT_UPTO:
+			if (parse_count("--upto", optarg, &a.upto, err) < 0)
+				goto out;
+			break;
+		case OPT_CACHE_DIR:
+			a.cache_dir = optarg;
+			break;
+		case OPT_REBUILD:
+			a.rebuild = true;
+			break;
+		case 'f':
+			a.foreground = true;
+			break;
+		case 'o':
+			a.mount_opts = xrealloc(a.mount_opts, (a.n_mount_opts + 2) * sizeof(*a.mount_opts));
+			a.mount_opts[a.n_mount_opts++] = optarg;
+			a.mount_opts[a.n_mount_opts] = NULL;
+			break;
+		case 'h':
+			cli_print_help(stdout, "ocitree", cli_current);
+			r = CLI_EXIT_HELP;
+			goto out;
+		default:
+			goto out;
+		}
+	}
+	if (!a.image.path) {
+		cli_usage_error(err, "missing mandatory option --image");
+		goto out;
+	}
+	if (a.layer && a.upto) {
+		cli_usage_error(err, "--layer and --upto cannot be used together");
+		goto out;
+	}
+	if (argc - optind != 1) {
+		cli_usage_error(err, argc - optind < 1 ? "missing MOUNTPOINT" : "unexpected argument '%s'",
+				argv[optind + 1]);
+		goto out;
+	}
+	r = do_mount(&a, argv[optind], err);
+out:
+	mount_args_clear(&a);
+	return r;
+}

@@ -1,0 +1,381 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Layer indexes and the merged tree: tar scanning (long names, pax xattrs,
+ * hardlinks), gzip checkpoint resume with zlib and ISA-L (single and
+ * multi-member streams), zstd and uncompressed layers, the cache (round
+ * trip, corrupt file rebuilt) and OCI merge semantics. */
+#include "config.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+#include "ocitree/ocitree.h"
+#include "tap.h"
+#include "util.h"
+
+static char tmpdir[] = "/tmp/ocitree-unit.XXXXXX";
+static struct ocitree_layout *layout;
+
+struct ent {
+	const char *path;
+	char type; /* 'f' file, 'd' dir, 'l' symlink, 'h' hardlink */
+	const char *link;
+	size_t size; /* for 'f': content is gen(path, size) */
+	const char *xattr;
+};
+
+static unsigned char byte_at(const char *seed, size_t i)
+{
+	/* compressible pseudo-random bytes, reproducible from the name */
+	uint64_t x = hash_bytes(seed, strlen(seed)) + (i / 16) * 0x9e3779b97f4a7c15ULL;
+	x ^= x >> 31;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	return (unsigned char)("abcdefghijklmnopqrstuvwxyz\n "[(x >> 40) % 28] + (i % 16 == 0 ? 0 : 0));
+}
+
+static unsigned char *gen(const char *seed, size_t n)
+{
+	unsigned char *p = xmalloc(n ? n : 1);
+	for (size_t i = 0; i < n; i++)
+		p[i] = byte_at(seed, i);
+	return p;
+}
+
+/* A tar of entries, in memory. */
+static void make_tar(const struct ent *ents, size_t n, struct buf *out)
+{
+	struct archive *a = archive_write_new();
+	archive_write_set_format_pax_restricted(a);
+	size_t used = 0;
+	size_t cap = 64u << 20;
+	buf_reserve(out, cap);
+	archive_write_open_memory(a, out->data, cap, &used);
+	for (size_t i = 0; i < n; i++) {
+		struct archive_entry *e = archive_entry_new();
+		archive_entry_set_pathname(e, ents[i].path);
+		archive_entry_set_mtime(e, 1700000000, 0);
+		archive_entry_set_uid(e, 0);
+		archive_entry_set_gid(e, 0);
+		unsigned char *data = NULL;
+		switch (ents[i].type) {
+		case 'd':
+			archive_entry_set_filetype(e, AE_IFDIR);
+			archive_entry_set_perm(e, 0755);
+			break;
+		case 'l':
+			archive_entry_set_filetype(e, AE_IFLNK);
+			archive_entry_set_perm(e, 0777);
+			archive_entry_set_symlink(e, ents[i].link);
+			break;
+		case 'h':
+			archive_entry_set_filetype(e, AE_IFREG);
+			archive_entry_set_perm(e, 0644);
+			archive_entry_set_hardlink(e, ents[i].link);
+			break;
+		default:
+			archive_entry_set_filetype(e, AE_IFREG);
+			archive_entry_set_perm(e, 0644);
+			archive_entry_set_size(e, (la_int64_t)ents[i].size);
+			data = gen(ents[i].path, ents[i].size);
+			break;
+		}
+		if (ents[i].xattr)
+			archive_entry_xattr_add_entry(e, "user.test", ents[i].xattr, strlen(ents[i].xattr));
+		archive_write_header(a, e);
+		if (data)
+			archive_write_data(a, data, ents[i].size);
+		free(data);
+		archive_entry_free(e);
+	}
+	archive_write_close(a);
+	archive_write_free(a);
+	out->len = used;
+}
+
+static void gzip_append(struct buf *out, const void *data, size_t n)
+{
+	z_stream zs = {0};
+	deflateInit2(&zs, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
+	size_t bound = deflateBound(&zs, (uLong)n) + 64;
+	buf_reserve(out, bound);
+	zs.next_in = (Bytef *)data;
+	zs.avail_in = (uInt)n;
+	zs.next_out = (Bytef *)out->data + out->len;
+	zs.avail_out = (uInt)bound;
+	deflate(&zs, Z_FINISH);
+	out->len += zs.total_out;
+	deflateEnd(&zs);
+}
+
+/* Store a layer blob; fill the descriptor and the diff_id. */
+static void put_layer(const struct ent *ents, size_t n, const char *comp, int members, struct ocitree_descriptor *d,
+		      char diff_id[OCITREE_DIGEST_MAX])
+{
+	struct buf tar = BUF_INIT, blob = BUF_INIT;
+	make_tar(ents, n, &tar);
+	ocitree_digest_sha256(tar.data, tar.len, diff_id);
+	memset(d, 0, sizeof(*d));
+	if (strcmp(comp, "gzip") == 0) {
+		size_t part = tar.len / (size_t)members;
+		for (int m = 0; m < members; m++) {
+			size_t from = part * (size_t)m, to = m == members - 1 ? tar.len : part * (size_t)(m + 1);
+			gzip_append(&blob, tar.data + from, to - from);
+		}
+		d->media_type = xstrdup(OCITREE_MT_OCI_LAYER_GZIP);
+	} else {
+		blob = tar;
+		tar = (struct buf)BUF_INIT;
+		d->media_type = xstrdup(OCITREE_MT_OCI_LAYER);
+	}
+	ocitree_blob_put(layout, blob.data, blob.len, d->digest, NULL);
+	d->size = (int64_t)blob.len;
+	buf_free(&tar);
+	buf_free(&blob);
+}
+
+static struct ocitree_layer_index *open_idx(const struct ocitree_descriptor *d, const char *diff_id, const char *cache,
+					    struct ocitree_chunk_cache *cc)
+{
+	struct ocitree_layer_index_opts o = {.cache_dir = cache, .chunks = cc};
+	struct ocitree_error *err = NULL;
+	struct ocitree_layer_index *idx = ocitree_layer_index_open(layout, d, diff_id, &o, &err);
+	if (!idx)
+		diag("open index: %s", err->msg);
+	ocitree_error_free(err);
+	return idx;
+}
+
+static const struct ocitree_layer_entry *find(const struct ocitree_layer_index *idx, const char *path)
+{
+	for (size_t i = ocitree_layer_index_count(idx); i-- > 0;) {
+		const struct ocitree_layer_entry *e = ocitree_layer_index_entry(idx, i);
+		if (strcmp(ocitree_layer_index_string(idx, e->path), path) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+/* Every byte of a file read back at assorted offsets and lengths. */
+static bool check_file(struct ocitree_layer_index *idx, const char *path, size_t size)
+{
+	const struct ocitree_layer_entry *e = find(idx, path);
+	if (!e || e->size != size)
+		return false;
+	unsigned char *want = gen(path, size);
+	unsigned char *got = xmalloc(size + 1);
+	bool good = true;
+	uint64_t x = 12345;
+	for (int i = 0; i < 200 && good; i++) {
+		x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+		size_t off = (size_t)(x >> 20) % size;
+		size_t len = 1 + (size_t)(x >> 8) % (i % 3 == 0 ? 3u << 20 : 5000u);
+		if (len > size - off)
+			len = size - off;
+		ssize_t n = ocitree_layer_index_pread(idx, got, len, e->data_off + off, NULL);
+		good = n == (ssize_t)len && memcmp(got, want + off, len) == 0;
+		if (!good)
+			diag("%s: mismatch at %zu+%zu", path, off, len);
+	}
+	/* and the whole file in one go */
+	if (good)
+		good = ocitree_layer_index_pread(idx, got, size, e->data_off, NULL) == (ssize_t)size &&
+		       memcmp(got, want, size) == 0;
+	free(want);
+	free(got);
+	return good;
+}
+
+static char long_name[300];
+
+/* OCITREE_INFLATE=zlib in the environment (the valgrind run: memcheck
+ * cannot follow ISA-L's SIMD code) makes every case use zlib */
+static const char *forced_inflate;
+
+static void test_index(const char *comp, int members, const char *inflate)
+{
+	/* each case gets a cache of its own, named after the case */
+	const char *variant = inflate ? inflate : "isal";
+	if (!inflate)
+		inflate = forced_inflate;
+	if (inflate)
+		setenv("OCITREE_INFLATE", inflate, 1);
+	else
+		unsetenv("OCITREE_INFLATE");
+	const struct ent ents[] = {
+		{"etc", 'd', NULL, 0, NULL},
+		{"etc/hosts", 'f', NULL, 100, "hello"},
+		{long_name, 'f', NULL, 3000, NULL},
+		{"big", 'f', NULL, 9u << 20, NULL},
+		{"big2", 'h', "big", 0, NULL},
+		{"lnk", 'l', "etc/hosts", 0, NULL},
+		{"after", 'f', NULL, 700000, NULL},
+	};
+	struct ocitree_descriptor d;
+	char diff_id[OCITREE_DIGEST_MAX];
+	put_layer(ents, ARRAY_SIZE(ents), comp, members, &d, diff_id);
+	_cleanup_free_ char *cache = xasprintf("%s/cache-%s-%d-%s", tmpdir, comp, members, variant);
+	struct ocitree_chunk_cache *cc = ocitree_chunk_cache_new(4u << 20);
+	const char *what = inflate ? inflate : "default";
+
+	_cleanup_free_ char *f = xasprintf("%s/index-v1/sha256/%s", cache, ocitree_digest_hex(d.digest));
+	struct ocitree_layer_index *idx = open_idx(&d, diff_id, cache, cc);
+	ok(idx != NULL, "%s x%d (%s): index built", comp, members, what);
+	if (!idx)
+		goto out;
+	ok(!ocitree_layer_index_was_cached(idx), "%s x%d (%s): first open builds", comp, members, what);
+	is_int(ocitree_layer_index_count(idx), ARRAY_SIZE(ents), "%s x%d (%s): entry count", comp, members, what);
+	ok(find(idx, long_name) != NULL, "%s x%d (%s): long name", comp, members, what);
+	const struct ocitree_layer_entry *h = find(idx, "big2");
+	ok(h && h->type == OCITREE_ENTRY_HARDLINK && strcmp(ocitree_layer_index_string(idx, h->link), "big") == 0,
+	   "%s x%d (%s): hardlink and its target", comp, members, what);
+	const struct ocitree_layer_entry *e = find(idx, "etc/hosts");
+	uint32_t cur = 0;
+	const char *xn = NULL;
+	const void *xv = NULL;
+	size_t xl = 0;
+	ok(e && ocitree_layer_entry_xattr_next(idx, e, &cur, &xn, &xv, &xl) && strcmp(xn, "user.test") == 0 &&
+		   xl == 5 && memcmp(xv, "hello", 5) == 0,
+	   "%s x%d (%s): pax xattr", comp, members, what);
+	if (strcmp(comp, "gzip") == 0)
+		ok(ocitree_layer_index_checkpoints(idx) >= 7, "%s x%d (%s): checkpoints about every MiB (%zu)", comp, members,
+		   what, ocitree_layer_index_checkpoints(idx));
+	ok(check_file(idx, "big", 9u << 20) && check_file(idx, "after", 700000) && check_file(idx, long_name, 3000),
+	   "%s x%d (%s): reads at random offsets", comp, members, what);
+	ocitree_layer_index_free(idx);
+
+	idx = open_idx(&d, diff_id, cache, cc);
+	ok(idx && ocitree_layer_index_was_cached(idx), "%s x%d (%s): second open uses the cache", comp, members, what);
+	ok(idx && check_file(idx, "big", 9u << 20), "%s x%d (%s): reads through the cached index", comp, members,
+	   what);
+	ocitree_layer_index_free(idx);
+
+	/* damage the cached file: it is rebuilt */
+	int fd = open(f, O_WRONLY);
+	ok(fd >= 0 && pwrite(fd, "XXXX", 4, 200) == 4, "%s x%d (%s): damage the index", comp, members, what);
+	if (fd >= 0)
+		close(fd);
+	idx = open_idx(&d, diff_id, cache, cc);
+	ok(idx && !ocitree_layer_index_was_cached(idx) && check_file(idx, "after", 700000),
+	   "%s x%d (%s): a corrupt index is rebuilt", comp, members, what);
+	ocitree_layer_index_free(idx);
+out:
+	ocitree_chunk_cache_free(cc);
+	ocitree_descriptor_clear(&d);
+}
+
+/* ---- merge semantics ---- */
+
+static struct ocitree_layer_index *layer_of(const struct ent *ents, size_t n)
+{
+	struct ocitree_descriptor d;
+	char diff_id[OCITREE_DIGEST_MAX];
+	put_layer(ents, n, "none", 1, &d, diff_id);
+	_cleanup_free_ char *cache = xasprintf("%s/cache-tree", tmpdir);
+	struct ocitree_layer_index *idx = open_idx(&d, diff_id, cache, NULL);
+	ocitree_descriptor_clear(&d);
+	return idx;
+}
+
+static void test_tree(void)
+{
+	const struct ent l1[] = {
+		{"a", 'd', NULL, 0, NULL},          {"a/keep", 'f', NULL, 1, NULL},    {"a/gone", 'f', NULL, 2, NULL},
+		{"o", 'd', NULL, 0, NULL},          {"o/lower", 'f', NULL, 3, NULL},   {"o/sub", 'd', NULL, 0, NULL},
+		{"o/sub/x", 'f', NULL, 1, NULL},    {"f2d", 'f', NULL, 4, NULL},       {"d2f", 'd', NULL, 0, NULL},
+		{"d2f/c", 'f', NULL, 1, NULL},      {"h1", 'f', NULL, 10, NULL},       {"h2", 'h', "h1", 0, NULL},
+		{"wd", 'd', NULL, 0, NULL},         {"wd/deep", 'f', NULL, 1, NULL},
+	};
+	const struct ent l2[] = {
+		{"a/.wh.gone", 'f', NULL, 0, NULL}, {"o/.wh..wh..opq", 'f', NULL, 0, NULL},
+		{"o/upper", 'f', NULL, 1, NULL},    {"f2d", 'd', NULL, 0, NULL},
+		{"f2d/in", 'f', NULL, 1, NULL},     {"d2f", 'f', NULL, 5, NULL},
+		{"h3", 'h', "h1", 0, NULL},         {".wh.wd", 'f', NULL, 0, NULL},
+		{"implicit/dir/file", 'f', NULL, 1, NULL},
+	};
+	struct ocitree_layer_index *layers[2] = {layer_of(l1, ARRAY_SIZE(l1)), layer_of(l2, ARRAY_SIZE(l2))};
+	ok(layers[0] && layers[1], "tree: layers indexed");
+	if (!layers[0] || !layers[1])
+		return;
+	struct ocitree_error *err = NULL;
+	struct ocitree_tree *t = ocitree_tree_build(layers, 2, 0, &err);
+	ok(t != NULL, "tree: merged");
+	struct stat st;
+	ok(ocitree_tree_lookup_path(t, "a/keep") && !ocitree_tree_lookup_path(t, "a/gone") &&
+		   !ocitree_tree_lookup_path(t, "a/.wh.gone"),
+	   "tree: whiteout hides the lower file, and is not shown");
+	ok(ocitree_tree_dir_size(t, ocitree_tree_lookup_path(t, "o")) == 1 && ocitree_tree_lookup_path(t, "o/upper"),
+	   "tree: opaque directory keeps only the upper layer");
+	uint32_t f2d = ocitree_tree_lookup_path(t, "f2d");
+	ok(ocitree_tree_stat(t, f2d, &st) == 0 && S_ISDIR(st.st_mode) && ocitree_tree_lookup_path(t, "f2d/in"),
+	   "tree: file replaced by a directory");
+	uint32_t d2f = ocitree_tree_lookup_path(t, "d2f");
+	ok(ocitree_tree_stat(t, d2f, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 5 &&
+		   !ocitree_tree_lookup_path(t, "d2f/c"),
+	   "tree: directory replaced by a file");
+	uint32_t h1 = ocitree_tree_lookup_path(t, "h1");
+	ok(h1 && h1 == ocitree_tree_lookup_path(t, "h2") && h1 == ocitree_tree_lookup_path(t, "h3"),
+	   "tree: hardlinks share one inode, across layers");
+	ok(ocitree_tree_stat(t, h1, &st) == 0 && st.st_nlink == 3 && st.st_size == 10, "tree: nlink is 3");
+	ok(!ocitree_tree_lookup_path(t, "wd") && !ocitree_tree_lookup_path(t, "wd/deep"), "tree: whiteout of a directory");
+	uint32_t imp = ocitree_tree_lookup_path(t, "implicit/dir");
+	ok(imp && ocitree_tree_stat(t, imp, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 07777) == 0755 &&
+		   ocitree_tree_entry(t, imp, NULL) == NULL,
+	   "tree: missing parents are made up");
+	/* a, o, f2d and implicit are the root's directories */
+	ocitree_tree_stat(t, OCITREE_TREE_ROOT, &st);
+	is_int(st.st_nlink, 2 + 4, "tree: root nlink counts subdirectories");
+	/* names are sorted and inode numbers are the same on every build */
+	const char *prev = "";
+	bool sorted = true;
+	for (uint32_t i = 0; i < ocitree_tree_dir_size(t, OCITREE_TREE_ROOT); i++) {
+		const char *n = ocitree_tree_dir_entry(t, OCITREE_TREE_ROOT, i, NULL);
+		sorted = sorted && strcmp(prev, n) < 0;
+		prev = n;
+	}
+	ok(sorted, "tree: children in name order");
+	struct ocitree_tree *t2 = ocitree_tree_build(layers, 2, 0, NULL);
+	ok(t2 && ocitree_tree_inodes(t2) == ocitree_tree_inodes(t) &&
+		   ocitree_tree_lookup_path(t2, "o/upper") == ocitree_tree_lookup_path(t, "o/upper"),
+	   "tree: inode numbers are stable");
+	diag("tree: %u inodes in %zu bytes", ocitree_tree_inodes(t), ocitree_tree_memory(t));
+	ocitree_tree_free(t2);
+	ocitree_tree_free(t);
+
+	t = ocitree_tree_build(layers + 1, 1, OCITREE_TREE_RAW, &err);
+	ok(t && ocitree_tree_lookup_path(t, "a/.wh.gone") && ocitree_tree_lookup_path(t, "o/.wh..wh..opq") &&
+		   !ocitree_tree_lookup_path(t, "h3"),
+	   "tree: a raw layer shows whiteouts; a hardlink to a lower layer is dropped");
+	ocitree_tree_free(t);
+	ocitree_error_free(err);
+	ocitree_layer_index_free(layers[0]);
+	ocitree_layer_index_free(layers[1]);
+}
+
+int main(void)
+{
+	if (!mkdtemp(tmpdir))
+		return 1;
+	_cleanup_free_ char *lp = xasprintf("%s/layout", tmpdir);
+	struct ocitree_error *err = NULL;
+	if (ocitree_layout_create(lp, &err) < 0 || !(layout = ocitree_layout_open(lp, &err))) {
+		printf("Bail out! %s\n", err ? err->msg : "layout");
+		return 1;
+	}
+	memset(long_name, 'n', sizeof(long_name) - 1);
+	for (size_t i = 50; i < sizeof(long_name) - 1; i += 50)
+		long_name[i] = '/';
+	forced_inflate = getenv("OCITREE_INFLATE");
+	test_index("gzip", 1, NULL);
+	test_index("gzip", 1, "zlib");
+	test_index("gzip", 3, NULL);
+	test_index("gzip", 3, "zlib");
+	test_index("none", 1, NULL);
+	test_tree();
+	ocitree_layout_free(layout);
+	_cleanup_free_ char *rm = xasprintf("rm -rf '%s'", tmpdir);
+	if (system(rm) != 0)
+		diag("could not remove %s", tmpdir);
+	return done_testing();
+}
