@@ -17,6 +17,8 @@
 int64_t idmap_to_host(const struct ocitree_idmap *m, size_t n, int64_t id);
 /* Host id -> container id (identity without mappings); -1 when unmapped. */
 int64_t idmap_to_container(const struct ocitree_idmap *m, size_t n, int64_t id);
+/* Mappings as runtime-spec's linux.uidMappings (and umoci.json) write them. */
+struct cJSON *idmap_json(const struct ocitree_idmap *m, size_t n);
 /* The user.rootlesscontainers payload (protobuf: uid = 1, gid = 2, uint32,
  * where uint32(-1) means "unchanged") for an owner other than root;
  * returns its length (at most 12 bytes into out), 0 for root:root. */

@@ -5,6 +5,7 @@
 #include <inttypes.h>
 
 #include "bundle-internal.h"
+#include "json.h"
 
 OCITREE_EXPORT int ocitree_idmap_parse(const char *spec, struct ocitree_idmap *out, struct ocitree_error **err)
 {
@@ -108,4 +109,17 @@ int rootless_decode(const void *data, size_t len, uint32_t *uid, uint32_t *gid)
 			*gid = (uint32_t)v;
 	}
 	return 0;
+}
+
+cJSON *idmap_json(const struct ocitree_idmap *m, size_t n)
+{
+	cJSON *a = json_array();
+	for (size_t i = 0; i < n; i++) {
+		cJSON *o = json_object();
+		json_add(o, "containerID", json_int64(m[i].container_id));
+		json_add(o, "hostID", json_int64(m[i].host_id));
+		json_add(o, "size", json_int64(m[i].size));
+		json_append(a, o);
+	}
+	return a;
 }

@@ -555,6 +555,22 @@ static void gen_init(struct gen *g, const char *phase, const struct ocitree_writ
 	g->rootfd = -1;
 }
 
+/* Finish the layer (raw: the archive brought its own end) and add it to
+ * img, committed as tag. */
+static int gen_commit(struct gen *g, struct ocitree_image *img, const char *tag, const struct ocitree_write_options *o,
+		      bool raw, struct ocitree_error **err)
+{
+	struct ocitree_descriptor desc;
+	char diff_id[OCITREE_DIGEST_MAX];
+	int r = raw ? ocitree_layer_writer_commit_raw(g->w, &desc, diff_id, err)
+		    : ocitree_layer_writer_commit(g->w, &desc, diff_id, err);
+	if (r < 0)
+		return -1;
+	r = image_add_layer_commit(img, &desc, diff_id, tag, o, err);
+	ocitree_descriptor_clear(&desc);
+	return r;
+}
+
 static void gen_clear(struct gen *g)
 {
 	ocitree_layer_writer_free(g->w);
@@ -670,12 +686,7 @@ OCITREE_EXPORT int ocitree_repack_bundle(struct ocitree_layout *l, const char *t
 		/* as umoci: no empty layer, only an empty_layer history entry */
 		ret = image_add_layer_commit(img, NULL, NULL, tag, &o->write, err);
 	} else {
-		struct ocitree_descriptor desc;
-		char diff_id[OCITREE_DIGEST_MAX];
-		if (ocitree_layer_writer_commit(g.w, &desc, diff_id, err) < 0)
-			goto out;
-		ret = image_add_layer_commit(img, &desc, diff_id, tag, &o->write, err);
-		ocitree_descriptor_clear(&desc);
+		ret = gen_commit(&g, img, tag, &o->write, false, err);
 	}
 	if (ret < 0)
 		goto out;
@@ -801,12 +812,7 @@ OCITREE_EXPORT int ocitree_insert(struct ocitree_image *img, const char *source,
 			goto out;
 		}
 	}
-	struct ocitree_descriptor desc;
-	char diff_id[OCITREE_DIGEST_MAX];
-	if (ocitree_layer_writer_commit(g.w, &desc, diff_id, err) < 0)
-		goto out;
-	ret = image_add_layer_commit(img, &desc, diff_id, tag, &o->write, err);
-	ocitree_descriptor_clear(&desc);
+	ret = gen_commit(&g, img, tag, &o->write, false, err);
 out:
 	gen_clear(&g);
 	if (ret < 0)
@@ -866,12 +872,7 @@ OCITREE_EXPORT int ocitree_add_layer(struct ocitree_image *img, int fd, const ch
 		ocitree_error_setk(err, OCITREE_ERROR_INVALID, "not a tar archive (%" PRIu64 " bytes)", total);
 		goto out;
 	}
-	struct ocitree_descriptor desc;
-	char diff_id[OCITREE_DIGEST_MAX];
-	if (ocitree_layer_writer_commit_raw(g.w, &desc, diff_id, err) < 0)
-		goto out;
-	ret = image_add_layer_commit(img, &desc, diff_id, tag, o, err);
-	ocitree_descriptor_clear(&desc);
+	ret = gen_commit(&g, img, tag, o, true, err);
 out:
 	gen_clear(&g);
 	return ret;

@@ -216,19 +216,6 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static cJSON *idmaps(const struct ocitree_idmap *m, size_t n)
-{
-	cJSON *a = json_array();
-	for (size_t i = 0; i < n; i++) {
-		cJSON *o = json_object();
-		json_add(o, "containerID", json_int64(m[i].container_id));
-		json_add(o, "hostID", json_int64(m[i].host_id));
-		json_add(o, "size", json_int64(m[i].size));
-		json_append(a, o);
-	}
-	return a;
-}
-
 OCITREE_EXPORT char *ocitree_runtime_config(const struct ocitree_config *c, const char *rootfs,
 					    const struct ocitree_map_options *m, struct ocitree_error **err)
 {
@@ -373,8 +360,8 @@ OCITREE_EXPORT char *ocitree_runtime_config(const struct ocitree_config *c, cons
 
 	cJSON *lnx = json_object();
 	if (m->n_uid_map || m->n_gid_map || m->rootless) {
-		json_add(lnx, "uidMappings", idmaps(m->uid_map, m->n_uid_map));
-		json_add(lnx, "gidMappings", idmaps(m->gid_map, m->n_gid_map));
+		json_add(lnx, "uidMappings", idmap_json(m->uid_map, m->n_uid_map));
+		json_add(lnx, "gidMappings", idmap_json(m->gid_map, m->n_gid_map));
 	}
 	if (!m->rootless) {
 		cJSON *res = json_object();

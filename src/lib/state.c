@@ -637,21 +637,6 @@ bad:
 
 /* ---- umoci.json ---- */
 
-static cJSON *json_idmaps(const struct ocitree_idmap *m, size_t n)
-{
-	if (!n)
-		return cJSON_CreateNull();
-	cJSON *a = json_array();
-	for (size_t i = 0; i < n; i++) {
-		cJSON *o = json_object();
-		json_add(o, "containerID", json_int64(m[i].container_id));
-		json_add(o, "hostID", json_int64(m[i].host_id));
-		json_add(o, "size", json_int64(m[i].size));
-		json_append(a, o);
-	}
-	return a;
-}
-
 int umoci_meta_write_at(int dirfd, const struct umoci_meta *m, struct ocitree_error **err)
 {
 	_cleanup_json_ cJSON *j = json_object();
@@ -663,8 +648,9 @@ int umoci_meta_write_at(int dirfd, const struct umoci_meta *m, struct ocitree_er
 	json_add(from, "descriptor_walk", walk);
 	json_add(j, "from_descriptor_path", from);
 	cJSON *mo = json_object();
-	json_add(mo, "uid_mappings", json_idmaps(m->map.uid_map, m->map.n_uid_map));
-	json_add(mo, "gid_mappings", json_idmaps(m->map.gid_map, m->map.n_gid_map));
+	/* umoci writes null, not [], for no mappings */
+	json_add(mo, "uid_mappings", m->map.n_uid_map ? idmap_json(m->map.uid_map, m->map.n_uid_map) : cJSON_CreateNull());
+	json_add(mo, "gid_mappings", m->map.n_gid_map ? idmap_json(m->map.gid_map, m->map.n_gid_map) : cJSON_CreateNull());
 	json_add(mo, "rootless", json_bool(m->map.rootless));
 	json_add(j, "map_options", mo);
 	json_add(j, "whiteout_mode", json_int64(0));
