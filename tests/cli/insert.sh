@@ -55,6 +55,13 @@ if is_root; then
 else
 	skip "insert with --uid-map/--gid-map" "not root"
 fi
+# --rootless: owners come from user.rootlesscontainers, which stays out
+printf 'r\n' >"$T/src/rl" && setfattr -n user.rootlesscontainers -v 0x08e80710e807 "$T/src/rl"
+ok "insert --rootless" $OCITREE insert --rootless --image "$L:base" --tag rl "$T/src/rl" /etc/rl
+is "the owner comes from the rootless xattr, which is not stored" \
+	"$($PY -c 'import sys,tarfile; m=tarfile.open(sys.argv[1]).getmembers()[0]; print(m.uid, m.gid, [k for k in m.pax_headers if "xattr" in k])' \
+	"$L/blobs/sha256/$(image_json "$L" rl manifest | jq -r '.layers[-1].digest' | cut -d: -f2)")" "1000 1000 []"
+
 ok "insert --compress zstd" $OCITREE insert --compress zstd --image "$L:base" --tag z "$T/src/tree" /z
 ok "unpack the zstd layer" $OCITREE unpack --image "$L:z" "$T/o4"
 check "round trip" 'diff -u <(tree_dump "$T/src/tree") <(tree_dump "$T/o4/rootfs/z") >&2'

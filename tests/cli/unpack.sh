@@ -16,6 +16,7 @@ ok "test image built" $MKIMAGE "$L" special "$T/src/l1.tar" "$T/src/l2.tar"
 ok "test image with uncompressed layers" $MKIMAGE "$L" plain --compress none "$T/src/l1.tar" "$T/src/l2.tar"
 
 ok "ocitree unpack" $OCITREE unpack --image "$L:special" "$T/ob"
+is "no progress when stderr is not a terminal" "$(cat "$T/err")" ""
 ok "umoci unpack" umoci unpack --image "$L:special" "$T/ub"
 tree_dump "$T/ub/rootfs" >"$T/want"
 tree_dump "$T/ob/rootfs" >"$T/got"
@@ -85,6 +86,13 @@ check "and no bundle metadata" '[ ! -e "$T/rawroot/config.json" ] && [ ! -e "$T/
 ok "raw runtime-config" $OCITREE raw runtime-config --image "$L:cfg" --rootfs "$T/oc/rootfs" "$T/rc.json"
 ok "umoci raw runtime-config" umoci raw runtime-config --image "$L:cfg" --rootfs "$T/oc/rootfs" "$T/urc.json"
 check "raw runtime-config is umoci's" 'diff -u <(norm "$T/urc.json") <(norm "$T/rc.json") >&2'
+
+if have script; then
+	script -qec "$OCITREE unpack --image $L:special $T/tty" /dev/null >"$T/tty.out" 2>&1
+	check "progress on a terminal" 'grep -q "unpack: layer [12]/2" "$T/tty.out"'
+else
+	skip "progress on a terminal" "script(1) is not installed"
+fi
 
 # refusals
 fails 1 "already has a config.json" "unpack into an unpacked bundle" $OCITREE unpack --image "$L:special" "$T/ob"
