@@ -6,7 +6,10 @@
 #   unpack of slim and node (gzip), against umoci 0.4 and against a bare
 #   decompress of the same layers (igzip -dc); unpack of the zstd images
 #   against zstd -dc (umoci 0.4 cannot read zstd layers);
-#   repack after changing one file, against umoci repack.
+#   repack after changing one file, against umoci repack;
+#   verify: every corpus image unpacks to umoci's tree (bench/compare-tree.sh:
+#   paths, types, modes, owners, sizes, mtimes, links, hardlinks, xattrs,
+#   contents), mtree and config.json, and every zstd image to its gzip twin.
 #
 # Runs alternate between the tools; the table shows medians and ratios.
 # Warm figures have the blobs in the page cache; cold ones drop the page
@@ -29,7 +32,7 @@ WORK=${WORK:-/var/tmp/ocitree-bench}
 RUNS=${RUNS:-5}
 FS=${FS:-loop}
 COLD_RUNS=${COLD_RUNS:-3}
-CASES=${CASES:-unpack-slim unpack-node unpack-zstd repack}
+CASES=${CASES:-verify unpack-slim unpack-node unpack-zstd repack}
 [ "$(id -u)" = 0 ] || { echo "run as root (unpack keeps owners and devices; cold runs drop caches)" >&2; exit 1; }
 for t in umoci igzip zstd jq; do command -v $t >/dev/null || { echo "missing $t" >&2; exit 1; }; done
 [ -x "$OCITREE" ] || { echo "no ocitree at $OCITREE" >&2; exit 1; }
@@ -114,8 +117,33 @@ bench_unpack() {
 	done
 }
 
+verified=()
 for c in $CASES; do
 	case $c in
+	verify)
+		t=$(fresh_target)
+		mkdir -p "$t"
+		for ref in $(jq -r '.manifests[].annotations["org.opencontainers.image.ref.name"]' "$CORPUS/oci/index.json"); do
+			"$OCITREE" unpack --image "$CORPUS/oci:$ref" "$t/o-$ref" >/dev/null
+			umoci unpack --image "$CORPUS/oci:$ref" "$t/u-$ref" >/dev/null 2>&1
+			"$here/compare-tree.sh" "$t/u-$ref/rootfs" "$t/o-$ref/rootfs" >&2
+			/usr/bin/python3 "$here/../tests/tools/mtree-diff.py" "$t/u-$ref"/*.mtree "$t/o-$ref"/*.mtree >&2
+			diff <(jq -S '.mounts |= sort_by(.destination)' "$t/u-$ref/config.json") \
+				<(jq -S '.mounts |= sort_by(.destination)' "$t/o-$ref/config.json") >&2
+			verified+=("oci:$ref")
+			rm -rf "$t/u-$ref"
+			if [ -d "$CORPUS/oci-zstd" ] &&
+				jq -e --arg r "$ref" '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"]==$r)' \
+					"$CORPUS/oci-zstd/index.json" >/dev/null; then
+				"$OCITREE" unpack --image "$CORPUS/oci-zstd:$ref" "$t/z-$ref" >/dev/null
+				"$here/compare-tree.sh" "$t/o-$ref/rootfs" "$t/z-$ref/rootfs" >&2
+				verified+=("oci-zstd:$ref")
+				rm -rf "$t/z-$ref"
+			fi
+			rm -rf "$t/o-$ref"
+		done
+		echo "identical to umoci: ${verified[*]}" >&2
+		;;
 	unpack-slim | unpack-node)
 		tag=${c#unpack-}
 		bench_unpack "unpack oci:$tag" "$CORPUS/oci" "$tag" umoci "igzip -dc $(layers "$CORPUS/oci" "$tag" | tr '\n' ' ') >/dev/null"
@@ -157,6 +185,7 @@ done
 echo
 echo "ocitree $("$OCITREE" --version | awk '{print $3}'), $(umoci --version), $(nproc) CPUs, $RUNS warm / $COLD_RUNS cold runs, medians, FS=$FS"
 echo
+[ ${#verified[@]} -eq 0 ] || { echo "Trees, mtrees and config.json identical to umoci's (zstd: to the gzip twin): ${verified[*]}"; echo; }
 echo "| work | ocitree | peer | vs peer | floor | vs floor |"
 echo "|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
