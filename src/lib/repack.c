@@ -429,11 +429,10 @@ static int visit(struct gen *g, int dfd, const char *name, const struct tnode *o
 		 struct buf *path, struct ocitree_error **err)
 {
 	struct stat st;
-	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+	struct tnode *n = tree_add(g->new, ndir, name);
+	if (tnode_stat_at(n, dfd, name, &st) < 0)
 		return ocitree_error_set(err, errno, "stat '%s'", path->data);
 	const struct tnode *o = odir ? tree_child(g->old, odir, name) : NULL;
-	struct tnode *n = tree_add(g->new, ndir, name);
-	tnode_set_stat(n, &st);
 	bool ch;
 	if (changed(g, o, dfd, name, &st, path->data, &ch, err) < 0)
 		return -1;
@@ -446,9 +445,11 @@ static int visit(struct gen *g, int dfd, const char *name, const struct tnode *o
 	}
 	if (!S_ISDIR(st.st_mode))
 		return 0;
-	/* a directory that is not the one recorded (another inode) replaced it:
-	 * nothing of the old one shows through */
-	bool replaced = o && S_ISDIR(o->mode) && g->exact && o->ino != st.st_ino;
+	/* a directory that is not the one recorded (another inode, or the same
+	 * inode number born again) replaced it: nothing of the old one shows
+	 * through */
+	bool replaced = o && S_ISDIR(o->mode) && g->exact &&
+			(o->ino != st.st_ino || (o->has_btime && n->has_btime && !same_time(&o->btime, &n->btime)));
 	if (replaced) {
 		_cleanup_free_ char *p = xasprintf("%s/.wh..wh..opq", path->data);
 		struct ocitree_tar_entry e = {.path = p, .type = OCITREE_TAR_REG};
@@ -660,11 +661,10 @@ OCITREE_EXPORT int ocitree_repack_bundle(struct ocitree_layout *l, const char *t
 		goto out;
 	g.new = tree_new();
 	struct stat rst;
-	if (fstat(g.rootfd, &rst) < 0) {
+	if (tnode_stat_at(g.new->root, g.rootfd, "", &rst) < 0) {
 		ocitree_error_set(err, errno, "stat rootfs");
 		goto out;
 	}
-	tnode_set_stat(g.new->root, &rst);
 	bool root_changed;
 	if (changed(&g, old->root, bfd, "rootfs", &rst, ".", &root_changed, err) < 0)
 		goto out;

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "config.h"
 
+#include <fcntl.h>
+#include <sys/sysmacros.h>
+
 #include "rootfs-tree.h"
 
 void xattr_list_add(struct xattr_list **l, const char *name, const void *value, size_t len)
@@ -240,4 +243,37 @@ void tnode_set_stat(struct tnode *n, const struct stat *st)
 	n->rdev = st->st_rdev;
 	n->mtime = st->st_mtim;
 	n->ctime = st->st_ctim;
+}
+
+int tnode_stat_at(struct tnode *n, int dirfd, const char *name, struct stat *st)
+{
+	int flags = AT_SYMLINK_NOFOLLOW | (*name ? 0 : AT_EMPTY_PATH);
+#ifdef HAVE_STATX
+	struct statx sx;
+	if (statx(dirfd, name, flags, STATX_BASIC_STATS | STATX_BTIME, &sx) < 0)
+		return -1;
+	memset(st, 0, sizeof(*st));
+	st->st_mode = sx.stx_mode;
+	st->st_uid = sx.stx_uid;
+	st->st_gid = sx.stx_gid;
+	st->st_size = (off_t)sx.stx_size;
+	st->st_ino = sx.stx_ino;
+	st->st_nlink = sx.stx_nlink;
+	st->st_dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+	st->st_rdev = makedev(sx.stx_rdev_major, sx.stx_rdev_minor);
+	st->st_mtim = (struct timespec){sx.stx_mtime.tv_sec, sx.stx_mtime.tv_nsec};
+	st->st_ctim = (struct timespec){sx.stx_ctime.tv_sec, sx.stx_ctime.tv_nsec};
+	st->st_atim = (struct timespec){sx.stx_atime.tv_sec, sx.stx_atime.tv_nsec};
+	tnode_set_stat(n, st);
+	n->has_btime = (sx.stx_mask & STATX_BTIME) != 0;
+	if (n->has_btime)
+		n->btime = (struct timespec){sx.stx_btime.tv_sec, sx.stx_btime.tv_nsec};
+	return 0;
+#else
+	if (fstatat(dirfd, name, st, flags) < 0)
+		return -1;
+	tnode_set_stat(n, st);
+	n->has_btime = false;
+	return 0;
+#endif
 }

@@ -42,6 +42,8 @@ struct tnode {
 	uint32_t uid, gid;
 	uint64_t size, ino, nlink, rdev;
 	struct timespec mtime, ctime;
+	struct timespec btime; /* creation time, when the filesystem has one */
+	bool has_btime;
 	char *link;                /* symlink target */
 	struct xattr_list *xattrs; /* NULL when none */
 	uint8_t digest[32];        /* sha256 of a regular file's content */
@@ -78,7 +80,12 @@ void tree_path(const struct tnode *n, struct buf *b);
 /* n's children sorted by name (bytes); *out is allocated (caller frees). */
 size_t tree_sorted_children(const struct tnode *n, struct tnode ***out);
 
-/* Fill a node's record from a stat. */
+/* Fill a node's record from a stat (no creation time). */
 void tnode_set_stat(struct tnode *n, const struct stat *st);
+/* lstat name in dirfd (dirfd itself when name is "") into *st and n's
+ * record, with the creation time where the filesystem keeps one: it tells a
+ * directory that was removed and made again under a reused inode number
+ * from the one that was there.  Returns -1 with errno. */
+int tnode_stat_at(struct tnode *n, int dirfd, const char *name, struct stat *st);
 
 #endif

@@ -7,18 +7,20 @@
  *
  *   ocitree-state 1
  *   manifest <digest of the manifest the tree was unpacked or refreshed from>
- *   <path> <type> <mode> <uid> <gid> <size> <mtime> <ctime> <ino> <nlink> <rdev> <sha256> <link> <xattrs>
+ *   <path> <type> <mode> <uid> <gid> <size> <mtime> <ctime> <ino> <nlink> <rdev> <sha256> <link> <xattrs> <btime>
  *
  * path is "." for the root, else relative; type is one of f d l c b p s;
  * mode is octal (permission bits with setuid/setgid/sticky); mtime and ctime
  * are seconds.nanoseconds; sha256 is the hex digest of a regular file's
  * content or "-"; link is a symlink's target or "-"; xattrs is "-" or
- * name=base64value pairs joined by ','.  In path, link and xattr names,
+ * name=base64value pairs joined by ','; btime is the creation time where the
+ * filesystem has one, else "-".  In path, link and xattr names,
  * bytes below '!' or above '~' and the characters '\\' ',' and '=' are
  * written as \ooo (three octal digits); a lone "-" is written \055.
  * Repack compares the tree on disk with these fields (like git's index):
  * an entry whose type, mode, owner, size, mtime, ctime and inode are
- * unchanged is unchanged, without reading its content.
+ * unchanged is unchanged, without reading its content; a directory with
+ * another inode or creation time was replaced.
  */
 #include "config.h"
 
@@ -211,7 +213,10 @@ static void state_line(struct buf *b, const struct tnode *n, struct buf *path)
 			put_base64(b, n->xattrs->v[i].value, n->xattrs->v[i].len);
 		}
 	}
-	buf_puts(b, "\n");
+	if (n->has_btime)
+		buf_printf(b, " %jd.%09ld\n", (intmax_t)n->btime.tv_sec, n->btime.tv_nsec);
+	else
+		buf_puts(b, " -\n");
 }
 
 static void state_walk(struct buf *b, const struct tnode *n, struct buf *path)
@@ -321,14 +326,14 @@ struct tree *state_read_at(int dirfd, const char *name, char manifest_digest[OCI
 	size_t lineno = 2;
 	while ((line = strtok_r(NULL, "\n", &save))) {
 		lineno++;
-		char *f[14];
+		char *f[15];
 		size_t nf = 0;
 		char *s2 = NULL;
-		for (char *x = strtok_r(line, " ", &s2); x && nf < 14; x = strtok_r(NULL, " ", &s2))
+		for (char *x = strtok_r(line, " ", &s2); x && nf < 15; x = strtok_r(NULL, " ", &s2))
 			f[nf++] = x;
 		uint64_t mode, uid, gid;
 		struct tnode *n = NULL;
-		if (nf != 14 || !letter_type(f[1][0]) || f[1][1])
+		if (nf != 15 || !letter_type(f[1][0]) || f[1][1])
 			goto bad;
 		char *endp = NULL;
 		mode = strtoull(f[2], &endp, 8);
@@ -364,6 +369,11 @@ struct tree *state_read_at(int dirfd, const char *name, char manifest_digest[OCI
 		}
 		if (parse_xattrs(n, f[13]) < 0)
 			goto bad;
+		if (strcmp(f[14], "-") != 0) {
+			if (parse_time(f[14], &n->btime) < 0)
+				goto bad;
+			n->has_btime = true;
+		}
 		continue;
 	bad:
 		tree_free(t);

@@ -976,7 +976,7 @@ static int finish_node(struct unpacker *u, struct tnode *n, struct ocitree_error
 	if (n == u->tree->root) {
 		if (u->rootless && fchmod(u->rootfd, n->want_mode) < 0)
 			return ocitree_error_set(err, errno, "chmod rootfs");
-		r = fstat(u->rootfd, &st);
+		r = tnode_stat_at(n, u->rootfd, "", &st);
 	} else {
 		int pfd = node_fd(u, n->parent, err);
 		if (pfd < 0)
@@ -987,14 +987,13 @@ static int finish_node(struct unpacker *u, struct tnode *n, struct ocitree_error
 			tree_path(n, &p);
 			return ocitree_error_set(err, errno, "chmod '%s'", p.data);
 		}
-		r = fstatat(pfd, n->name, &st, AT_SYMLINK_NOFOLLOW);
+		r = tnode_stat_at(n, pfd, n->name, &st);
 	}
 	if (r < 0) {
 		_cleanup_buf_ struct buf p = BUF_INIT;
 		tree_path(n, &p);
 		return ocitree_error_set(err, errno, "stat '%s'", p.data);
 	}
-	tnode_set_stat(n, &st);
 	return 0;
 }
 

@@ -91,6 +91,8 @@ static struct tree *odd_tree(void)
 		n->nlink = 1;
 		n->mtime = (struct timespec){1700000000 + (time_t)i, 123456789};
 		n->ctime = (struct timespec){1800000000, 5};
+		n->has_btime = i % 3 != 0;
+		n->btime = (struct timespec){n->has_btime ? 1500000000 + (time_t)i : 0, n->has_btime ? 77 : 0};
 		for (int k = 0; k < 32; k++)
 			n->digest[k] = (uint8_t)(i * 32 + (size_t)k);
 		n->has_digest = true;
@@ -121,7 +123,8 @@ static int compare_nodes(const struct tnode *a, const struct tnode *b, bool stat
 	}
 	if (stat_fields && (a->size != b->size || a->ino != b->ino || a->nlink != b->nlink || a->rdev != b->rdev ||
 			    a->mtime.tv_nsec != b->mtime.tv_nsec || a->ctime.tv_sec != b->ctime.tv_sec ||
-			    a->ctime.tv_nsec != b->ctime.tv_nsec)) {
+			    a->ctime.tv_nsec != b->ctime.tv_nsec || a->has_btime != b->has_btime ||
+			    a->btime.tv_sec != b->btime.tv_sec || a->btime.tv_nsec != b->btime.tv_nsec)) {
 		diag("'%s': stat fields differ", path->data ? path->data : "");
 		bad++;
 	}
@@ -199,8 +202,8 @@ static void test_records(const char *dir)
 	}
 	tree_free(back);
 
-	const char *bad = "ocitree-state 1\nmanifest sha256:x\n. d 755 0 0 1 0.0 0.0 1 1 0 - - -\nmissing/parent f 644 0 0 "
-			  "0 0.0 0.0 1 1 0 - - -\n";
+	const char *bad = "ocitree-state 1\nmanifest sha256:x\n. d 755 0 0 1 0.0 0.0 1 1 0 - - - -\nmissing/parent f 644 0 0 "
+			  "0 0.0 0.0 1 1 0 - - - -\n";
 	write_file_atomic_at(dfd, "bad", bad, strlen(bad), 0644, &err);
 	ocitree_error_free(err);
 	err = NULL;
