@@ -64,8 +64,9 @@ static const struct command commands[] = {
 	 "      --keep-dirlinks              unpack through symlinks to directories\n" MAP_OPTS_HELP,
 	 cmd_unpack},
 	/* layout */
-	{"fsck", NULL, "layout", "check every blob and every image of a layout", "--layout LAYOUT [--json]",
+	{"fsck", NULL, "layout", "check every blob and every image of a layout", "--layout LAYOUT [--full] [--json]",
 	 "      --layout=LAYOUT              the layout to check\n"
+	 "      --full                       also decompress every layer and check its diff_id\n"
 	 "      --json                       print a JSON report (clean, problems, unreferenced, temporary)\n",
 	 cmd_fsck},
 	{"gc", NULL, "layout", "remove unreferenced blobs and stale temporary files", "--layout LAYOUT",
