@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Checking a layout: every blob against its name, every ref down to its
- * layers.
+ * layers, and (with OCITREE_FSCK_FULL) every layer against its diff_id.
  */
 #ifndef OCITREE_FSCK_H
 #define OCITREE_FSCK_H
@@ -16,7 +16,12 @@
 extern "C" {
 #endif
 
-/* No flags are defined yet; pass 0. */
+enum ocitree_fsck_flags {
+	/* Also decompress every layer a ref reaches and check it against the
+	 * config's diff_id (each layer once, however many images share it). */
+	OCITREE_FSCK_FULL = 1 << 0,
+};
+
 /* One problem: what it is about (a blob digest, a tag or a file name) and
  * what is wrong. */
 struct ocitree_fsck_problem {
@@ -32,6 +37,8 @@ struct ocitree_fsck_report {
 	size_t n_blobs;      /* blobs checked */
 	uint64_t bytes;      /* bytes hashed */
 	size_t n_refs;       /* entries of index.json walked */
+	size_t n_layers;     /* layers decompressed (OCITREE_FSCK_FULL) */
+	uint64_t uncompressed; /* bytes they decompressed to */
 };
 
 /* Check l and fill *report (the caller frees it with

@@ -3,10 +3,12 @@
 #ifndef OCITREE_H
 #define OCITREE_H
 
+#include "ocitree/bundle.h"
 #include "ocitree/digest.h"
 #include "ocitree/error.h"
 #include "ocitree/fsck.h"
 #include "ocitree/image.h"
+#include "ocitree/layer.h"
 #include "ocitree/layout.h"
 #include "ocitree/layer-index.h"
 #include "ocitree/log.h"

@@ -104,6 +104,46 @@ int history_opts_check(const struct history_opts *h, struct ocitree_error **err)
 void history_opts_entry(const struct history_opts *h, const struct ocitree_config *c, const char *default_created_by,
 			bool empty_layer, struct ocitree_history *out);
 
+/* --rootless, --uid-map and --gid-map, shared by the commands that map
+ * owners (cli-map.c). */
+struct map_opts {
+	bool rootless;
+	struct ocitree_idmap *uid, *gid;
+	size_t n_uid, n_gid;
+};
+#define MAP_OPTS_HELP                                                                                              \
+	"      --rootless                   unprivileged mode: no chown or mknod; owners kept in the\n"             \
+	"                                   user.rootlesscontainers xattr\n"                                       \
+	"      --uid-map=C:H:S              map container uids C..C+S-1 to host uids H.. (repeatable)\n"          \
+	"      --gid-map=C:H:S              map container gids C..C+S-1 to host gids H.. (repeatable)\n"
+enum {
+	OPT_MAP_BASE = 1050,
+	OPT_ROOTLESS = OPT_MAP_BASE,
+	OPT_UID_MAP,
+	OPT_GID_MAP,
+	OPT_COMPRESS,
+};
+#define MAP_OPTIONS                                                                                                \
+	{"rootless", no_argument, NULL, OPT_ROOTLESS}, {"uid-map", required_argument, NULL, OPT_UID_MAP},           \
+		{"gid-map", required_argument, NULL, OPT_GID_MAP}
+/* Returns 1 when opt was a mapping option (recorded), 0 when not, -1 for a
+ * bad value. */
+int map_opt(struct map_opts *m, int opt, const char *arg, struct ocitree_error **err);
+/* The options for the library; rootless without maps maps root to the
+ * caller, as umoci does.  The arrays stay owned by m. */
+void map_opts_get(struct map_opts *m, struct ocitree_map_options *out);
+void map_opts_clear(struct map_opts *m);
+
+#define COMPRESS_OPTS_HELP                                                                                         \
+	"      --compress=ALGO              compress the new layer with gzip (default), zstd or none\n"
+#define COMPRESS_OPTION {"compress", required_argument, NULL, OPT_COMPRESS}
+int compress_opt(const char *arg, enum ocitree_compression *c, struct ocitree_error **err);
+
+/* Progress on stderr, only when it is a terminal (cli-map.c). */
+void cli_progress(const struct ocitree_progress *p, void *userdata);
+/* Clear the progress line, if one was shown. */
+void cli_progress_end(void);
+
 /* Output helpers */
 char *human_size(int64_t bytes);
 
@@ -120,6 +160,11 @@ int cmd_stat(int argc, char **argv, struct ocitree_error **err);
 int cmd_config(int argc, char **argv, struct ocitree_error **err);
 int cmd_fsck(int argc, char **argv, struct ocitree_error **err);
 int cmd_gc(int argc, char **argv, struct ocitree_error **err);
+int cmd_unpack(int argc, char **argv, struct ocitree_error **err);
+int cmd_repack(int argc, char **argv, struct ocitree_error **err);
+int cmd_insert(int argc, char **argv, struct ocitree_error **err);
+int cmd_raw(int argc, char **argv, struct ocitree_error **err);
+int cmd_raw_unpack(int argc, char **argv, struct ocitree_error **err);
 int cmd_mount(int argc, char **argv, struct ocitree_error **err);
 int cmd_umount(int argc, char **argv, struct ocitree_error **err);
 int cmd_commit(int argc, char **argv, struct ocitree_error **err);

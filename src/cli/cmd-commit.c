@@ -175,12 +175,12 @@ static int commit_live(struct commit_args *a, const char *mountpoint, struct oci
 
 int cmd_commit(int argc, char **argv, struct ocitree_error **err)
 {
-	enum { OPT_IMAGE = OPT_COMMAND_BASE, OPT_UPPER, OPT_WORKDIR, OPT_COMPRESS, OPT_CLEAR, OPT_CACHE_DIR };
+	enum { OPT_IMAGE = OPT_COMMAND_BASE, OPT_UPPER, OPT_WORKDIR, OPT_CLEAR, OPT_CACHE_DIR };
 	static const struct option opts[] = {
 		{"image", required_argument, NULL, OPT_IMAGE},
 		{"upper", required_argument, NULL, OPT_UPPER},
 		{"workdir", required_argument, NULL, OPT_WORKDIR},
-		{"compress", required_argument, NULL, OPT_COMPRESS},
+		COMPRESS_OPTION,
 		{"clear", no_argument, NULL, OPT_CLEAR},
 		{"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
 		HISTORY_OPTIONS,
@@ -217,8 +217,8 @@ int cmd_commit(int argc, char **argv, struct ocitree_error **err)
 			a.workdir = optarg;
 			break;
 		case OPT_COMPRESS:
-			if (ocitree_compression_parse(optarg, &a.compression) < 0)
-				return cli_usage_error(err, "invalid --compress '%s': use gzip, zstd or none", optarg);
+			if (compress_opt(optarg, &a.compression, err) < 0)
+				return -1;
 			break;
 		case OPT_CLEAR:
 			a.clear = true;

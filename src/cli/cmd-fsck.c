@@ -12,6 +12,8 @@ static void print_json(const struct ocitree_fsck_report *r)
 	json_add(o, "blobs", json_int64((int64_t)r->n_blobs));
 	json_add(o, "bytes", json_int64((int64_t)r->bytes));
 	json_add(o, "refs", json_int64((int64_t)r->n_refs));
+	json_add(o, "layers", json_int64((int64_t)r->n_layers));
+	json_add(o, "uncompressed", json_int64((int64_t)r->uncompressed));
 	cJSON *p = json_array();
 	for (size_t i = 0; i < r->n_problems; i++) {
 		cJSON *e = json_object();
@@ -35,22 +37,54 @@ static void print_text(const struct ocitree_fsck_report *r)
 		printf("unreferenced: %s\n", r->unreferenced[i]);
 	for (size_t i = 0; r->temporary && r->temporary[i]; i++)
 		printf("temporary: %s\n", r->temporary[i]);
+	if (r->n_layers) {
+		_cleanup_free_ char *usize = human_size((int64_t)r->uncompressed);
+		printf("decompressed %zu layers (%s) against their diff_ids\n", r->n_layers, usize);
+	}
 	printf("checked %zu blobs (%s) and %zu refs: %s\n", r->n_blobs, size, r->n_refs,
 	       r->n_problems ? "problems found" : "clean");
 }
 
 int cmd_fsck(int argc, char **argv, struct ocitree_error **err)
 {
+	enum { OPT_LAYOUT = OPT_COMMAND_BASE, OPT_JSON, OPT_FULL };
+	static const struct option opts[] = {
+		{"layout", required_argument, NULL, OPT_LAYOUT},
+		{"json", no_argument, NULL, OPT_JSON},
+		{"full", no_argument, NULL, OPT_FULL},
+		CLI_HELP_OPTION,
+		{NULL, 0, NULL, 0},
+	};
 	_cleanup_free_ char *layout = NULL;
 	bool json = false;
-	int r = cli_parse_layout_opts(argc, argv, &layout, &json, err);
-	if (r != 0)
-		return r;
+	unsigned flags = 0;
+	int c, r;
+	while ((c = cli_getopt(argc, argv, opts, err)) != -1) {
+		switch (c) {
+		case OPT_LAYOUT:
+			if (cli_layout_path(optarg, &layout, err) < 0)
+				return -1;
+			break;
+		case OPT_JSON:
+			json = true;
+			break;
+		case OPT_FULL:
+			flags |= OCITREE_FSCK_FULL;
+			break;
+		CLI_HANDLE_HELP;
+		default:
+			return -1;
+		}
+	}
+	if (!layout)
+		return cli_usage_error(err, "missing mandatory option --layout");
+	if (cli_expect_args(argc, argv, 0, 0, err) < 0)
+		return -1;
 	struct ocitree_layout *l = cli_open_layout(layout, err);
 	if (!l)
 		return -1;
 	struct ocitree_fsck_report rep;
-	r = ocitree_layout_fsck(l, 0, &rep, err);
+	r = ocitree_layout_fsck(l, flags, &rep, err);
 	ocitree_layout_free(l);
 	if (r < 0)
 		return -1;

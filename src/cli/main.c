@@ -32,8 +32,25 @@ static const struct command commands[] = {
 	 "                                   config.volume, config.cmd, config.entrypoint or\n"
 	 "                                   manifest.annotations before setting (repeatable)\n" HISTORY_OPTS_HELP,
 	 cmd_config},
+	{"insert", NULL, "image", "add a file or directory to an image as a new layer",
+	 "--image LAYOUT[:TAG] [OPTIONS] SOURCE TARGET | --whiteout TARGET",
+	 "      --image=LAYOUT[:TAG]         the image to change (TAG defaults to latest)\n"
+	 "      --tag=NEWTAG                 tag the result NEWTAG instead of replacing TAG\n"
+	 "      --whiteout                   add a whiteout that removes TARGET\n"
+	 "      --opaque                     hide what lower layers have below the TARGET directory\n" MAP_OPTS_HELP
+		 COMPRESS_OPTS_HELP HISTORY_OPTS_HELP,
+	 cmd_insert},
 	{"new", NULL, "image", "create a new, empty image", "--image LAYOUT:TAG",
 	 "      --image=LAYOUT[:TAG]         where to create the image (TAG defaults to latest)\n", cmd_new},
+	{"repack", NULL, "image", "write the changes of an unpacked bundle as a new layer",
+	 "--image LAYOUT[:TAG] [OPTIONS] BUNDLE",
+	 "      --image=LAYOUT[:TAG]         the layout of the bundle's image and the tag to write\n"
+	 "                                   (TAG defaults to latest)\n"
+	 "      --refresh-bundle             make the bundle describe the new image\n"
+	 "      --mask-path=PATH             ignore changes below PATH (repeatable)\n"
+	 "      --no-mask-volumes            do not ignore changes in the image's volumes\n" COMPRESS_OPTS_HELP
+		 HISTORY_OPTS_HELP,
+	 cmd_repack},
 	{"tag", NULL, "image", "give an image another tag", "--image LAYOUT[:TAG] NEWTAG",
 	 "      --image=LAYOUT[:TAG]         the image to tag (TAG defaults to latest)\n", cmd_tag},
 	{"remove", "rm", "image", "remove a tag from a layout", "--image LAYOUT[:TAG]",
@@ -42,9 +59,14 @@ static const struct command commands[] = {
 	 "      --image=LAYOUT[:TAG]         the image to describe (TAG defaults to latest)\n"
 	 "      --json                       print JSON (manifest, config and history)\n",
 	 cmd_stat},
+	{"unpack", NULL, "image", "unpack an image into a runtime bundle", "--image LAYOUT[:TAG] [OPTIONS] BUNDLE",
+	 "      --image=LAYOUT[:TAG]         the image to unpack (TAG defaults to latest)\n"
+	 "      --keep-dirlinks              unpack through symlinks to directories\n" MAP_OPTS_HELP,
+	 cmd_unpack},
 	/* layout */
-	{"fsck", NULL, "layout", "check every blob and every image of a layout", "--layout LAYOUT [--json]",
+	{"fsck", NULL, "layout", "check every blob and every image of a layout", "--layout LAYOUT [--full] [--json]",
 	 "      --layout=LAYOUT              the layout to check\n"
+	 "      --full                       also decompress every layer and check its diff_id\n"
 	 "      --json                       print a JSON report (clean, problems, unreferenced, temporary)\n",
 	 cmd_fsck},
 	{"gc", NULL, "layout", "remove unreferenced blobs and stale temporary files", "--layout LAYOUT",
@@ -55,6 +77,14 @@ static const struct command commands[] = {
 	 "      --layout=LAYOUT              the layout to list\n"
 	 "      --json                       print a JSON array of {tag, digest, mediaType, size}\n",
 	 cmd_ls},
+	/* raw */
+	{"raw", NULL, "raw", "low-level commands: raw unpack, raw runtime-config, raw add-layer",
+	 "unpack|runtime-config|add-layer [OPTIONS]",
+	 "  unpack ROOTFS                    unpack an image's root filesystem only\n"
+	 "  runtime-config CONFIG.json       generate a runtime-spec config from an image's config\n"
+	 "  add-layer LAYER.tar              add an uncompressed tar archive as a new layer\n"
+	 "Run 'ocitree raw SUBCOMMAND --help' for its options.\n",
+	 cmd_raw},
 	/* mount */
 	{"mount", NULL, "mount", "mount an image (or one layer) without extracting it, read-only or writable",
 	 "[OPTIONS] [--upper DIR] --image LAYOUT[:TAG] MOUNTPOINT",
@@ -71,20 +101,18 @@ static const struct command commands[] = {
 	 cmd_mount},
 	{"umount", "unmount", "mount", "unmount a mounted image", "[--lazy] MOUNTPOINT",
 	 "  -z, --lazy                       detach now, finish when the mount is no longer busy\n", cmd_umount},
-#ifdef HAVE_LAYER_WRITER
 	{"commit", NULL, "mount", "turn the changes of a writable mount into a new layer",
 	 "[--upper DIR [--workdir DIR] | MOUNTPOINT] --image LAYOUT[:NEWTAG] [OPTIONS]",
 	 "      --image=LAYOUT[:NEWTAG]      the layout of the mounted image, and the tag of the result\n"
 	 "                                   (default: the tag that was mounted)\n"
 	 "      --upper=DIR                  commit this upper directory (not mounted) instead of a mount\n"
 	 "      --workdir=DIR                the work directory of --upper (default DIR.work)\n"
-	 "      --compress=gzip|zstd|none    the compression of the new layer (default gzip)\n"
+	 COMPRESS_OPTS_HELP
 	 "      --clear                      empty the upper directory afterwards: the mount goes on\n"
 	 "                                   showing the same tree, on top of the new image\n"
 	 "      --cache-dir=DIR              with --upper: where layer indexes are cached (for metacopy data)\n"
 	 HISTORY_OPTS_HELP,
 	 cmd_commit},
-#endif
 	{NULL, NULL, NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -3093,7 +3093,6 @@ static const struct fuse_lowlevel_ops fs_rw_ops = {
 
 /* ================================================================ live commit */
 
-#ifdef HAVE_LAYER_WRITER
 /* upper inode -> layer path, of everything the commit saw */
 struct pathmap {
 	struct pm_ent {
@@ -3381,7 +3380,6 @@ static int live_commit(struct rwfs *fs, const cJSON *req, cJSON *resp, struct oc
 	}
 	return ret;
 }
-#endif
 
 static void ctl_serve(struct rwfs *fs, int c)
 {
@@ -3410,11 +3408,9 @@ static void ctl_serve(struct rwfs *fs, int c)
 		if (!req && !err)
 			ocitree_error_setk(&err, OCITREE_ERROR_INVALID, "empty request");
 		else if (req && json_get_string(req, "op", true, &op, "request", &err) == 0) {
-#ifdef HAVE_LAYER_WRITER
 			if (strcmp(op, "commit") == 0)
 				live_commit(fs, req, resp, &err);
 			else
-#endif
 				ocitree_error_setk(&err, OCITREE_ERROR_UNSUPPORTED, "unknown request '%s'", op);
 		}
 	}

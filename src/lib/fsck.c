@@ -7,6 +7,7 @@
 
 #include "layout-internal.h"
 #include "ocitree/fsck.h"
+#include "ocitree/layer.h"
 #include "util.h"
 
 struct fsck {
@@ -16,6 +17,7 @@ struct fsck {
 	struct strset ok;      /* blobs whose content matched their name */
 	struct strset bad;     /* blobs that are missing or corrupt (reported once) */
 	struct strset visited; /* descriptors walked from refs */
+	struct strset diffed;  /* "layer diff_id" pairs already decompressed */
 	size_t cap_problems;
 };
 
@@ -129,6 +131,30 @@ static bool need_blob(struct fsck *f, const struct ocitree_descriptor *d, const 
 
 static void walk(struct fsck *f, const struct ocitree_descriptor *d, const char *ref, int depth);
 
+/* Decompress a layer to its end: the reader checks the blob digest on the
+ * way and the uncompressed digest against diff_id at the end. */
+static void check_diff_id(struct fsck *f, const struct ocitree_descriptor *l, const char *diff_id, const char *what)
+{
+	_cleanup_free_ char *key = xasprintf("%s %s", l->digest, diff_id);
+	if (!strset_add(&f->diffed, key))
+		return;
+	struct ocitree_error *err = NULL;
+	struct ocitree_layer_reader *r = ocitree_layer_reader_open(f->l, l, diff_id, &err);
+	ssize_t n = r ? 1 : -1;
+	const void *data;
+	while (r && (n = ocitree_layer_reader_next(r, &data, &err)) > 0)
+		;
+	if (r) {
+		f->r->uncompressed += ocitree_layer_reader_offset(r);
+		f->r->n_layers++;
+	}
+	ocitree_layer_reader_free(r);
+	if (n < 0) {
+		problem(f, l->digest, "%s: %s", what, err->msg);
+		ocitree_error_free(err);
+	}
+}
+
 static void walk_manifest(struct fsck *f, const struct ocitree_descriptor *d, const char *ref)
 {
 	struct ocitree_error *err = NULL;
@@ -159,7 +185,8 @@ static void walk_manifest(struct fsck *f, const struct ocitree_descriptor *d, co
 		if (image && ocitree_layer_compression(l->media_type, &comp, NULL) < 0)
 			problem(f, l->digest, "%s: layer %zu has media type '%s', not a layer", ref, i, l->media_type);
 		_cleanup_free_ char *what = xasprintf("layer %zu of %s", i, ref);
-		need_blob(f, l, what);
+		if (need_blob(f, l, what) && c && (f->flags & OCITREE_FSCK_FULL) && i < strv_len(c->diff_ids))
+			check_diff_id(f, l, c->diff_ids[i], what);
 	}
 	if (m->subject)
 		strset_add(&f->visited, m->subject->digest);
@@ -239,6 +266,7 @@ OCITREE_EXPORT int ocitree_layout_fsck(struct ocitree_layout *l, unsigned flags,
 	strset_free(&f.ok);
 	strset_free(&f.bad);
 	strset_free(&f.visited);
+	strset_free(&f.diffed);
 	return 0;
 }
 

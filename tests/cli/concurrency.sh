@@ -1,12 +1,17 @@
 #!/bin/bash
 # SPDX-License-Identifier: Apache-2.0
-# Many commands on one layout at once: no tag is lost, no blob that a tag
-# reaches is removed, index.json is never corrupt.
+# Many commands on one layout at once (config, tag, rm, repack, insert, gc
+# and readers): no tag is lost, no blob that a tag reaches is removed,
+# index.json is never corrupt.
 . "$top_srcdir/tests/lib.sh"
 
 L=$T/layout
 $OCITREE init --layout "$L" && $OCITREE new --image "$L:base" || exit 1
 for i in $(seq 1 8); do $OCITREE tag --image "$L:base" "old$i" || exit 1; done
+# bundles to repack at the same time
+for i in 1 2 3 4; do
+	$OCITREE unpack --image "$L:base" "$T/bundle$i" >/dev/null && echo "repacked $i" >"$T/bundle$i/rootfs/file$i" || exit 1
+done
 
 N=${OCITREE_CONCURRENCY:-24}
 pids=()
@@ -17,6 +22,12 @@ for i in $(seq 1 "$N"); do
 	pids+=($!)
 	if [ "$i" -le 8 ]; then
 		$OCITREE rm --image "$L:old$i" >"$T/log.rm$i" 2>&1 &
+		pids+=($!)
+	fi
+	if [ "$i" -le 4 ]; then
+		$OCITREE repack --image "$L:rep$i" "$T/bundle$i" >"$T/log.repack$i" 2>&1 &
+		pids+=($!)
+		$OCITREE insert --image "$L:base" --tag "ins$i" "$T/bundle$i/rootfs/file$i" "/inserted$i" >"$T/log.insert$i" 2>&1 &
 		pids+=($!)
 	fi
 	if [ $((i % 6)) -eq 0 ]; then
@@ -38,12 +49,20 @@ for i in $(seq 1 "$N"); do
 		$OCITREE stat --image "$L:$t" >/dev/null 2>&1 || missing="$missing $t"
 	done
 done
+for i in 1 2 3 4; do
+	for t in "rep$i" "ins$i"; do
+		$OCITREE stat --image "$L:$t" >/dev/null 2>&1 || missing="$missing $t"
+	done
+done
 is "no tag was lost and every tag still opens" "$missing" ""
+ok "a repacked image has its change" $OCITREE unpack --image "$L:rep3" "$T/check"
+is "its file" "$(cat "$T/check/rootfs/file3")" "repacked 3"
 is "every removed tag is gone" "$($OCITREE ls --layout "$L" | grep -c '^old')" 0
 is "each cfg tag has its own config" "$($OCITREE stat --json --image "$L:cfg7" | jq -r '.config.blob.config.Env[0]')" I=7
 ok "a final gc" $OCITREE gc --layout "$L"
 if have_validator; then
 	ok "oci-validate --full accepts the layout" validate "$L"
+	ok "fsck --full agrees" $OCITREE fsck --full --layout "$L"
 else
 	skip "oci-validate --full accepts the layout" "oci-validate or python3-jsonschema missing"
 fi

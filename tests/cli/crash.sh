@@ -2,9 +2,10 @@
 # SPDX-License-Identifier: Apache-2.0
 # Crash consistency: every command that writes is killed (SIGKILL, injected
 # by strace before the syscall runs) at its openat, write, fsync, renameat
-# and unlinkat calls in turn; after each kill the layout must pass fsck,
-# every tag that existed must still resolve, and index.json must be the old
-# or the new one. Then a full disk: the same commands on a tiny tmpfs.
+# and unlinkat calls in turn; after each kill the layout must pass
+# fsck --full, every tag that existed must still resolve, and running the
+# command again must work. Then a full disk: the same commands on a tiny
+# tmpfs.
 . "$top_srcdir/tests/lib.sh"
 have strace || skip_all "strace is not installed"
 strace -qq -e trace=getpid -e inject=getpid:retval=1 true 2>/dev/null || skip_all "strace cannot inject faults here (ptrace not permitted)"
@@ -12,11 +13,21 @@ strace -qq -e trace=getpid -e inject=getpid:retval=1 true 2>/dev/null || skip_al
 # run a command that will be killed, without the shell's "Killed" notice
 killrun() { bash -c '"$@"; true' _ "$@" >/dev/null 2>&1; }
 MAX_POINTS=${OCITREE_CRASH_POINTS:-25} # kill points sampled per syscall and command
+# the pristine state every run starts from: a layout (with an unreferenced
+# image for gc to find), a bundle unpacked from it and changed, a directory
+# to insert and a tar to add
 P=$T/pristine
-$OCITREE init --layout "$P" && $OCITREE new --image "$P:a" && $OCITREE config --image "$P:a" --config.cmd sh &&
-	$OCITREE tag --image "$P:a" b && $OCITREE new --image "$P:orphan" && $OCITREE rm --image "$P:orphan" || exit 1
+mkdir -p "$P/src/sub" && echo inserted >"$P/src/sub/file" &&
+	tar -C "$P/src" -cf "$P/layer.tar" . &&
+	$OCITREE init --layout "$P/l" && $OCITREE new --image "$P/l:a" && $OCITREE config --image "$P/l:a" --config.cmd sh &&
+	$OCITREE insert --image "$P/l:a" "$P/src" /opt/src &&
+	$OCITREE tag --image "$P/l:a" b && $OCITREE new --image "$P/l:orphan" && $OCITREE rm --image "$P/l:orphan" &&
+	$OCITREE unpack --image "$P/l:a" "$P/bundle" >/dev/null &&
+	echo changed >"$P/bundle/rootfs/opt/src/sub/file" && echo new >"$P/bundle/rootfs/newfile" || exit 1
+fresh() { rm -rf "$1" && cp -a "$P" "$1" && L=$1/l B=$1/bundle S=$1/src TAR=$1/layer.tar; }
 
-# name | tags that must survive | command (L is the layout)
+# name | tags that must survive | command (L is the layout, B a bundle,
+# S a directory, TAR a tar file)
 commands=(
 	"tag|a b|tag --image \$L:a c"
 	"config|a b|config --image \$L:a --config.env X=1 --author crash"
@@ -24,12 +35,15 @@ commands=(
 	"new|a b|new --image \$L:e"
 	"rm|a|rm --image \$L:b"
 	"gc|a b|gc --layout \$L"
+	"repack|a b|repack --image \$L:a \$B"
+	"repack --refresh-bundle|a b|repack --refresh-bundle --image \$L:b \$B"
+	"insert|a b|insert --image \$L:a \$S /srv/copy"
+	"raw add-layer|a b|raw add-layer --image \$L:b \$TAR"
 )
 points_total=0
 for entry in "${commands[@]}"; do
 	IFS='|' read -r name keep cmd <<<"$entry"
-	L=$T/count
-	rm -rf "$L" && cp -a "$P" "$L"
+	fresh "$T/count"
 	strace -f -qq -o "$T/trace" -e trace=openat,write,fsync,renameat,unlinkat $OCITREE $(eval echo "$cmd") >/dev/null 2>&1
 	bad=
 	n=0
@@ -37,27 +51,32 @@ for entry in "${commands[@]}"; do
 		count=$(grep -c "^[0-9]* *$sc(" "$T/trace" || true)
 		[ "$count" -gt 0 ] || continue
 		for k in $(seq 1 "$count" | shuf -n "$MAX_POINTS" --random-source=<(yes)); do
-			L=$T/run
-			rm -rf "$L" && cp -a "$P" "$L"
+			fresh "$T/run"
 			killrun strace -f -qq -o /dev/null -e trace=$sc -e inject=$sc:signal=KILL:when=$k $OCITREE $(eval echo "$cmd")
 			n=$((n + 1))
-			if ! $OCITREE fsck --layout "$L" >"$T/fsck.out" 2>&1; then
+			if ! $OCITREE fsck --full --layout "$L" >"$T/fsck.out" 2>&1; then
 				bad="$bad $sc#$k(fsck: $(grep -m1 problem "$T/fsck.out"))"
 				continue
 			fi
 			for t in $keep; do
 				$OCITREE stat --image "$L:$t" >/dev/null 2>&1 || bad="$bad $sc#$k(tag $t lost)"
 			done
+			# and the interrupted work can be done again (rm may have
+			# removed its tag before it was killed)
+			if ! $OCITREE $(eval echo "$cmd") >/dev/null 2>"$T/rerun.err" && [ "$name" != rm ]; then
+				bad="$bad $sc#$k(rerun: $(head -1 "$T/rerun.err"))"
+			elif ! $OCITREE fsck --layout "$L" >/dev/null 2>&1; then
+				bad="$bad $sc#$k(fsck after rerun)"
+			fi
 		done
 	done
 	points_total=$((points_total + n))
-	is "$name: layout valid and tags intact after each of $n kill points" "$bad" ""
+	is "$name: layout valid, tags intact and the command repeatable after each of $n kill points" "$bad" ""
 done
 diag "$points_total kill points survived"
 
 # after a crash, gc removes what the killed command left behind
-L=$T/leftover
-rm -rf "$L" && cp -a "$P" "$L"
+fresh "$T/leftover"
 killrun strace -f -qq -o /dev/null -e trace=renameat -e inject=renameat:signal=KILL:when=2 \
 	$OCITREE config --image "$L:a" --author x
 check "a killed command leaves temporary files" '[ -n "$(find "$L" -name ".ocitree-tmp.*")" ]'
@@ -68,14 +87,13 @@ if have_validator; then
 fi
 
 # a full disk: a tiny tmpfs with 0 to 3 pages free
-if [ "$(id -u)" -eq 0 ] && mkdir "$T/small" && mount -t tmpfs -o size=128k tmpfs "$T/small" 2>/dev/null; then
+if [ "$(id -u)" -eq 0 ] && mkdir "$T/small" && mount -t tmpfs -o size=1m tmpfs "$T/small" 2>/dev/null; then
 	at_exit "umount '$T/small'"
 	bad=
 	enospc=0
 	for free in 0 1 2 3; do
-		L=$T/small/l
-		rm -rf "$L" "$T/small/filler"
-		cp -a "$P" "$L" || { bad="$bad copy"; break; }
+		rm -rf "$T/small/filler"
+		fresh "$T/small/p" || { bad="$bad copy"; break; }
 		dd if=/dev/zero of="$T/small/filler" bs=4k status=none 2>/dev/null || true
 		[ "$free" -gt 0 ] && truncate -s "-$((free * 4096))" "$T/small/filler"
 		for entry in "${commands[@]}"; do

@@ -12,6 +12,7 @@ umoci init --layout "$L" && umoci new --image "$L:img" && umoci unpack $rootless
 $OCITREE tag --image "$L:img" other || exit 1
 
 ok "a clean layout" $OCITREE fsck --layout "$L"
+cp -a "$L" "$T/clean"
 check "says clean" 'grep -q "clean$" "$T/out"'
 ok "--json" $OCITREE fsck --layout "$L" --json
 is "--json says clean" "$(jq -c '[.clean, .refs, (.problems|length)]' "$T/out")" '[true,2,0]'
@@ -53,5 +54,25 @@ jq -c --arg d "sha256:$h" --argjson s "$(stat -c %s "$T/m.json")" \
 fails 1 "problem" "a descriptor with the wrong size is found" $OCITREE fsck --layout "$L"
 check "named" "grep -q \"layer 0 of tag 'liar' is [0-9]* bytes but its descriptor says\" \"\$T/out\""
 fails 1 "layout '$L' has" "the summary line names the layout" $OCITREE fsck --layout "$L"
+
+# a config whose diff_id does not match its layer: only --full decompresses
+F=$T/full
+cp -a "$T/clean" "$F"
+ok "--full on a clean layout" $OCITREE fsck --full --layout "$F" --json
+is "--full decompressed the layer" "$(jq -c '[.clean, .layers > 0, .uncompressed > 0]' "$T/out")" '[true,true,true]'
+cfg=$($OCITREE stat --json --image "$F:img" | jq -c '.config.blob | .rootfs.diff_ids[0] = "sha256:'$(printf '%064d' 7)'"')
+printf '%s' "$cfg" >"$T/c.json"
+ch=$(sha256sum "$T/c.json" | cut -d' ' -f1)
+cp "$T/c.json" "$F/blobs/sha256/$ch"
+man=$($OCITREE stat --json --image "$F:img" | jq -c --arg d "sha256:$ch" --argjson s "$(stat -c %s "$T/c.json")" '.manifest.blob | .config.digest = $d | .config.size = $s')
+printf '%s' "$man" >"$T/m2.json"
+mh=$(sha256sum "$T/m2.json" | cut -d' ' -f1)
+cp "$T/m2.json" "$F/blobs/sha256/$mh"
+jq -c --arg d "sha256:$mh" --argjson s "$(stat -c %s "$T/m2.json")" \
+	'.manifests += [{mediaType:"application/vnd.oci.image.manifest.v1+json", digest:$d, size:$s, annotations:{"org.opencontainers.image.ref.name":"wrongdiff"}}]' \
+	"$F/index.json" >"$T/i" && cp "$T/i" "$F/index.json"
+ok "without --full the wrong diff_id is not seen" $OCITREE fsck --layout "$F"
+fails 1 "problem" "--full finds it" $OCITREE fsck --full --layout "$F"
+check "naming the layer and the tag" "grep -q \"problem: $layer: layer 0 of tag 'wrongdiff': .*diff_id\" \"\$T/out\""
 fails 1 "open layout" "a missing layout" $OCITREE fsck --layout "$T/nope"
 done_testing

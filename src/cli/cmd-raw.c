@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* raw unpack | runtime-config | add-layer */
+#include "config.h"
+
+#include <fcntl.h>
+
+#include "cli.h"
+
+enum { OPT_IMAGE = OPT_COMMAND_BASE, OPT_ROOTFS, OPT_TAG };
+
+static int cmd_raw_runtime_config(int argc, char **argv, struct ocitree_error **err)
+{
+	static const struct option opts[] = {
+		{"image", required_argument, NULL, OPT_IMAGE},
+		{"rootfs", required_argument, NULL, OPT_ROOTFS},
+		MAP_OPTIONS,
+		CLI_HELP_OPTION,
+		{NULL, 0, NULL, 0},
+	};
+	struct image_ref ref = {0};
+	struct map_opts maps = {0};
+	const char *rootfs = NULL;
+	int c, r = -1;
+	while ((c = cli_getopt(argc, argv, opts, err)) != -1) {
+		int m = map_opt(&maps, c, optarg, err);
+		if (m < 0)
+			goto out;
+		if (m > 0)
+			continue;
+		switch (c) {
+		case OPT_IMAGE:
+			if (cli_image_ref(optarg, &ref, err) < 0)
+				goto out;
+			break;
+		case OPT_ROOTFS:
+			rootfs = optarg;
+			break;
+		case 'h':
+			cli_print_help(stdout, "ocitree", cli_current);
+			r = CLI_EXIT_HELP;
+			goto out;
+		default:
+			goto out;
+		}
+	}
+	if (!ref.path) {
+		cli_usage_error(err, "missing mandatory option --image");
+		goto out;
+	}
+	if (cli_expect_args(argc, argv, 1, 1, err) < 0)
+		goto out;
+	const char *dest = argv[optind];
+	struct ocitree_map_options mo;
+	map_opts_get(&maps, &mo);
+	struct ocitree_layout *l = cli_open_layout(ref.path, err);
+	struct ocitree_image *img = l ? ocitree_image_open(l, ref.tag, err) : NULL;
+	char *json = img ? ocitree_runtime_config(img->config, rootfs, &mo, err) : NULL;
+	if (json) {
+		_cleanup_free_ char *text = xasprintf("%s\n", json);
+		if (strcmp(dest, "-") == 0) {
+			r = fputs(text, stdout) < 0 ? ocitree_error_set(err, errno, "write config") : 0;
+		} else {
+			int fd = open(dest, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+			if (fd < 0 || write_all(fd, text, strlen(text)) < 0 || close(fd) < 0)
+				r = ocitree_error_set(err, errno, "write '%s'", dest);
+			else
+				r = 0;
+		}
+	}
+	free(json);
+	ocitree_image_free(img);
+	ocitree_layout_free(l);
+out:
+	image_ref_clear(&ref);
+	map_opts_clear(&maps);
+	return r;
+}
+
+static int cmd_raw_add_layer(int argc, char **argv, struct ocitree_error **err)
+{
+	static const struct option opts[] = {
+		{"image", required_argument, NULL, OPT_IMAGE},
+		{"tag", required_argument, NULL, OPT_TAG},
+		COMPRESS_OPTION,
+		HISTORY_OPTIONS,
+		CLI_HELP_OPTION,
+		{NULL, 0, NULL, 0},
+	};
+	struct image_ref ref = {0};
+	struct history_opts hist = {0};
+	struct ocitree_write_options wo = {.compression = OCITREE_COMPRESSION_GZIP, .progress = cli_progress};
+	const char *tag = NULL;
+	int c, r = -1;
+	while ((c = cli_getopt(argc, argv, opts, err)) != -1) {
+		if (history_opt(&hist, c, optarg))
+			continue;
+		switch (c) {
+		case OPT_IMAGE:
+			if (cli_image_ref(optarg, &ref, err) < 0)
+				goto out;
+			break;
+		case OPT_TAG:
+			if (ocitree_tag_check(optarg, err) < 0) {
+				ocitree_error_prefix(err, "invalid --tag");
+				goto out;
+			}
+			tag = optarg;
+			break;
+		case OPT_COMPRESS:
+			if (compress_opt(optarg, &wo.compression, err) < 0)
+				goto out;
+			break;
+		case 'h':
+			cli_print_help(stdout, "ocitree", cli_current);
+			r = CLI_EXIT_HELP;
+			goto out;
+		default:
+			goto out;
+		}
+	}
+	if (!ref.path) {
+		cli_usage_error(err, "missing mandatory option --image");
+		goto out;
+	}
+	if (cli_expect_args(argc, argv, 1, 1, err) < 0 || history_opts_check(&hist, err) < 0)
+		goto out;
+	const char *file = argv[optind];
+	int fd = strcmp(file, "-") == 0 ? dup(STDIN_FILENO) : open(file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ocitree_error_set(err, errno, "open '%s'", file);
+		goto out;
+	}
+	struct ocitree_layout *l = cli_open_layout(ref.path, err);
+	struct ocitree_image *img = l && ocitree_layout_hold_blobs(l, err) == 0 ? ocitree_image_open(l, ref.tag, err) : NULL;
+	if (img) {
+		struct ocitree_history h;
+		if (!hist.no_history) {
+			history_opts_entry(&hist, img->config, "ocitree raw add-layer", false, &h);
+			wo.history = &h;
+		}
+		r = ocitree_add_layer(img, fd, tag ? tag : ref.tag, &wo, err);
+		cli_progress_end();
+		if (r < 0)
+			ocitree_error_prefix(err, "add layer '%s'", file);
+		if (wo.history)
+			ocitree_history_clear(&h);
+	}
+	close(fd);
+	ocitree_image_free(img);
+	ocitree_layout_free(l);
+out:
+	image_ref_clear(&ref);
+	return r;
+}
+
+static const struct command raw_commands[] = {
+	{"raw unpack", NULL, "raw", "unpack an image's root filesystem only (no bundle metadata)",
+	 "--image LAYOUT[:TAG] [OPTIONS] ROOTFS",
+	 "      --image=LAYOUT[:TAG]         the image to unpack (TAG defaults to latest)\n"
+	 "      --keep-dirlinks              unpack through symlinks to directories\n" MAP_OPTS_HELP,
+	 cmd_raw_unpack},
+	{"raw runtime-config", NULL, "raw", "generate a runtime-spec config.json from an image's config",
+	 "--image LAYOUT[:TAG] [--rootfs ROOTFS] [OPTIONS] CONFIG.json",
+	 "      --image=LAYOUT[:TAG]         the image (TAG defaults to latest)\n"
+	 "      --rootfs=ROOTFS              look the user up in this root filesystem\n" MAP_OPTS_HELP,
+	 cmd_raw_runtime_config},
+	{"raw add-layer", NULL, "raw", "add an uncompressed tar archive to an image as a new layer",
+	 "--image LAYOUT[:TAG] [--tag NEWTAG] [OPTIONS] LAYER.tar",
+	 "      --image=LAYOUT[:TAG]         the image to change (TAG defaults to latest)\n"
+	 "      --tag=NEWTAG                 tag the result NEWTAG instead of replacing TAG\n" COMPRESS_OPTS_HELP
+		 HISTORY_OPTS_HELP,
+	 cmd_raw_add_layer},
+	{NULL, NULL, NULL, NULL, NULL, NULL, NULL},
+};
+
+int cmd_raw(int argc, char **argv, struct ocitree_error **err)
+{
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		if (argc < 2)
+			return cli_usage_error(err, "missing subcommand: unpack, runtime-config or add-layer");
+		cli_print_help(stdout, "ocitree", cli_current);
+		return CLI_EXIT_HELP;
+	}
+	_cleanup_free_ char *name = xasprintf("raw %s", argv[1]);
+	const struct command *sub = cli_find_command(raw_commands, name);
+	if (!sub)
+		return cli_usage_error(err, "unknown raw subcommand '%s'", argv[1]);
+	cli_current = sub;
+	optind = 0;
+	return sub->fn(argc - 1, argv + 1, err);
+}

@@ -1,0 +1,601 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Streaming decompression (gzip with ISA-L or zlib, zstd) and piecewise,
+ * multi-threaded compression (see layer.h for the output format).
+ */
+#include "config.h"
+
+#include <pthread.h>
+#include <zlib.h>
+#include <zstd.h>
+#ifdef HAVE_ISAL
+#include <isa-l/igzip_lib.h>
+#endif
+
+#include "layer-internal.h"
+
+unsigned cpu_count(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned)n : 1;
+}
+
+/* ---- decompression ---- */
+
+struct decompressor {
+	enum ocitree_compression comp;
+	source_next_fn src;
+	void *src_ctx;
+	char *what;
+	const uint8_t *in; /* the source's current piece, borrowed */
+	size_t in_len, in_pos;
+	bool in_eof;
+	bool started;     /* a member or frame began */
+	bool member_open; /* inside a gzip member / zstd frame */
+	bool padding;     /* skipping zero bytes after the last gzip member */
+	bool done;
+#ifdef HAVE_ISAL
+	struct inflate_state *isal;
+#else
+	z_stream *z;
+#endif
+	ZSTD_DStream *zd;
+};
+
+struct decompressor *decompressor_new(enum ocitree_compression comp, source_next_fn src, void *src_ctx,
+				      const char *what)
+{
+	struct decompressor *d = xcalloc(1, sizeof(*d));
+	d->comp = comp;
+	d->src = src;
+	d->src_ctx = src_ctx;
+	d->what = xstrdup(what);
+	if (comp == OCITREE_COMPRESSION_GZIP) {
+#ifdef HAVE_ISAL
+		d->isal = xmalloc(sizeof(*d->isal));
+		isal_inflate_init(d->isal);
+#else
+		d->z = xcalloc(1, sizeof(*d->z));
+		if (inflateInit2(d->z, 16 + MAX_WBITS) != Z_OK) {
+			fputs("ocitree: cannot initialise zlib\n", stderr);
+			abort();
+		}
+#endif
+	} else if (comp == OCITREE_COMPRESSION_ZSTD) {
+		d->zd = ZSTD_createDStream();
+		if (!d->zd) {
+			fputs("ocitree: out of memory (zstd)\n", stderr);
+			abort();
+		}
+	}
+	return d;
+}
+
+void decompressor_free(struct decompressor *d)
+{
+	if (!d)
+		return;
+#ifdef HAVE_ISAL
+	free(d->isal);
+#else
+	if (d->z)
+		inflateEnd(d->z);
+	free(d->z);
+#endif
+	ZSTD_freeDStream(d->zd);
+	free(d->what);
+	free(d);
+}
+
+/* Make input available; returns bytes available, 0 at end of input, -1. */
+static ssize_t refill(struct decompressor *d, struct ocitree_error **err)
+{
+	if (d->in_pos < d->in_len)
+		return (ssize_t)(d->in_len - d->in_pos);
+	if (d->in_eof)
+		return 0;
+	const void *data = NULL;
+	ssize_t n = d->src(d->src_ctx, &data, err);
+	if (n < 0)
+		return -1;
+	d->in = data;
+	d->in_pos = 0;
+	d->in_len = (size_t)n;
+	if (n == 0)
+		d->in_eof = true;
+	return n;
+}
+
+static int truncated(struct decompressor *d, struct ocitree_error **err)
+{
+	return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: truncated %s stream", d->what,
+				  ocitree_compression_name(d->comp));
+}
+
+/* Between gzip members: zero bytes up to the end are padding, anything else
+ * must start a member.  Returns 1 to start a member, 0 at the end, -1. */
+static int gzip_between_members(struct decompressor *d, struct ocitree_error **err)
+{
+	for (;;) {
+		ssize_t avail = refill(d, err);
+		if (avail < 0)
+			return -1;
+		if (avail == 0) {
+			if (!d->started)
+				return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: empty gzip stream", d->what);
+			return 0;
+		}
+		if (!d->padding && d->in[d->in_pos] != 0)
+			return 1;
+		if (!d->started)
+			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: not a gzip stream", d->what);
+		d->padding = true;
+		while (d->in_pos < d->in_len && d->in[d->in_pos] == 0)
+			d->in_pos++;
+		if (d->in_pos < d->in_len)
+			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: garbage after the gzip stream",
+						  d->what);
+	}
+}
+
+static ssize_t read_gzip(struct decompressor *d, uint8_t *out, size_t len, struct ocitree_error **err)
+{
+	size_t produced = 0;
+	if (len > UINT32_MAX)
+		len = UINT32_MAX;
+	while (produced == 0) {
+		if (!d->member_open) {
+			int r = gzip_between_members(d, err);
+			if (r <= 0) {
+				if (r == 0)
+					d->done = true;
+				return r;
+			}
+#ifdef HAVE_ISAL
+			isal_inflate_reset(d->isal);
+			d->isal->crc_flag = ISAL_GZIP;
+#else
+			inflateReset(d->z);
+#endif
+			d->member_open = d->started = true;
+		}
+		ssize_t avail = refill(d, err);
+		if (avail < 0)
+			return -1;
+#ifdef HAVE_ISAL
+		struct inflate_state *s = d->isal;
+		s->next_in = (uint8_t *)(uintptr_t)(d->in + d->in_pos);
+		s->avail_in = (uint32_t)avail;
+		s->next_out = out + produced;
+		s->avail_out = (uint32_t)(len - produced);
+		int r = isal_inflate(s);
+		size_t used = (size_t)avail - s->avail_in;
+		size_t got = len - produced - s->avail_out;
+		if (r < 0)
+			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: corrupt gzip data (%s)", d->what,
+						  r == ISAL_INCORRECT_CHECKSUM ? "checksum mismatch"
+						  : r == ISAL_INVALID_WRAPPER  ? "bad header"
+									       : "invalid deflate stream");
+		bool finished = s->block_state == ISAL_BLOCK_FINISH;
+#else
+		z_stream *z = d->z;
+		z->next_in = (Bytef *)(uintptr_t)(d->in + d->in_pos);
+		z->avail_in = (uInt)avail;
+		z->next_out = out + produced;
+		z->avail_out = (uInt)(len - produced);
+		int r = inflate(z, Z_NO_FLUSH);
+		size_t used = (size_t)avail - z->avail_in;
+		size_t got = len - produced - z->avail_out;
+		if (r != Z_OK && r != Z_STREAM_END && r != Z_BUF_ERROR)
+			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: corrupt gzip data (%s)", d->what,
+						  z->msg ? z->msg : "invalid deflate stream");
+		bool finished = r == Z_STREAM_END;
+#endif
+		d->in_pos += used;
+		produced += got;
+		if (finished)
+			d->member_open = false;
+		else if (used == 0 && got == 0 && avail == 0)
+			return truncated(d, err);
+	}
+	return (ssize_t)produced;
+}
+
+static ssize_t read_zstd(struct decompressor *d, uint8_t *out, size_t len, struct ocitree_error **err)
+{
+	ZSTD_outBuffer ob = {out, len, 0};
+	while (ob.pos == 0) {
+		ssize_t avail = refill(d, err);
+		if (avail < 0)
+			return -1;
+		if (avail == 0 && !d->member_open) {
+			if (!d->started)
+				return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: empty zstd stream", d->what);
+			d->done = true;
+			return 0;
+		}
+		ZSTD_inBuffer ib = {d->in + d->in_pos, (size_t)avail, 0};
+		size_t r = ZSTD_decompressStream(d->zd, &ob, &ib);
+		if (ZSTD_isError(r))
+			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: corrupt zstd data (%s)", d->what,
+						  ZSTD_getErrorName(r));
+		d->in_pos += ib.pos;
+		d->started = true;
+		d->member_open = r != 0;
+		if (ib.pos == 0 && ob.pos == 0 && avail == 0)
+			return truncated(d, err);
+	}
+	return (ssize_t)ob.pos;
+}
+
+ssize_t decompressor_read(struct decompressor *d, void *out, size_t len, struct ocitree_error **err)
+{
+	if (d->done || len == 0)
+		return 0;
+	switch (d->comp) {
+	case OCITREE_COMPRESSION_GZIP:
+		return read_gzip(d, out, len, err);
+	case OCITREE_COMPRESSION_ZSTD:
+		return read_zstd(d, out, len, err);
+	case OCITREE_COMPRESSION_NONE:
+	default: {
+		ssize_t avail = refill(d, err);
+		if (avail <= 0) {
+			if (avail == 0)
+				d->done = true;
+			return avail;
+		}
+		size_t k = len < (size_t)avail ? len : (size_t)avail;
+		memcpy(out, d->in + d->in_pos, k);
+		d->in_pos += k;
+		return (ssize_t)k;
+	}
+	}
+}
+
+/* ---- compression ---- */
+
+enum piece_state { PIECE_FREE = 0, PIECE_FILLED, PIECE_BUSY, PIECE_DONE };
+
+struct piece {
+	uint8_t *in;
+	size_t in_len;
+	uint8_t *out;
+	size_t out_len, out_cap;
+	uint32_t crc;
+	uint64_t seq; /* position in the stream, set on submit */
+	enum piece_state state;
+	char *error; /* set by a worker on failure */
+};
+
+struct worker_ctx {
+	z_stream z;
+	bool z_init;
+	ZSTD_CCtx *zc;
+};
+
+struct compressor {
+	enum ocitree_compression comp;
+	int level;
+	sink_write_fn sink;
+	void *sink_ctx;
+	/* the ring of pieces: cur is being filled by the caller, tail is the
+	 * oldest piece not yet written out; both only move forward and belong
+	 * to the caller */
+	struct piece *ring;
+	size_t n_ring;
+	uint64_t cur, tail;
+	pthread_mutex_t mu; /* protects state and error of every piece, stop */
+	pthread_cond_t work, done;
+	pthread_t *threads;
+	unsigned n_threads;
+	bool stop;
+	/* caller only */
+	struct worker_ctx inline_ctx; /* when there are no worker threads */
+	uint32_t crc;
+	uint64_t total_in, total_out;
+	uint64_t *offsets;
+	size_t n_offsets, cap_offsets;
+	bool header_written, finished;
+};
+
+static int default_level(enum ocitree_compression comp, int level)
+{
+	if (level > 0)
+		return level;
+	return comp == OCITREE_COMPRESSION_ZSTD ? 3 : 6;
+}
+
+/* Compress one piece on its own: a raw deflate stream ending in a full flush
+ * (and not final), or one zstd frame.  Returns NULL or an error message. */
+static char *compress_piece(enum ocitree_compression comp, int level, struct worker_ctx *w, struct piece *p)
+{
+	if (comp == OCITREE_COMPRESSION_GZIP) {
+		if (!w->z_init) {
+			memset(&w->z, 0, sizeof(w->z));
+			if (deflateInit2(&w->z, level, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+				return xstrdup("cannot initialise zlib");
+			w->z_init = true;
+		} else {
+			deflateReset(&w->z);
+		}
+		size_t need = deflateBound(&w->z, (uLong)p->in_len) + 16;
+		if (p->out_cap < need) {
+			p->out = xrealloc(p->out, need);
+			p->out_cap = need;
+		}
+		w->z.next_in = p->in;
+		w->z.avail_in = (uInt)p->in_len;
+		w->z.next_out = p->out;
+		w->z.avail_out = (uInt)p->out_cap;
+		int r = deflate(&w->z, Z_FULL_FLUSH);
+		if (r != Z_OK || w->z.avail_in != 0)
+			return xasprintf("gzip compression failed (%d)", r);
+		p->out_len = p->out_cap - w->z.avail_out;
+		p->crc = (uint32_t)crc32(0, p->in, (uInt)p->in_len);
+		return NULL;
+	}
+	if (!w->zc) {
+		w->zc = ZSTD_createCCtx();
+		if (!w->zc)
+			return xstrdup("out of memory (zstd)");
+	}
+	ZSTD_CCtx_reset(w->zc, ZSTD_reset_session_and_parameters);
+	ZSTD_CCtx_setParameter(w->zc, ZSTD_c_compressionLevel, level);
+	ZSTD_CCtx_setParameter(w->zc, ZSTD_c_checksumFlag, 1);
+	size_t need = ZSTD_compressBound(p->in_len);
+	if (p->out_cap < need) {
+		p->out = xrealloc(p->out, need);
+		p->out_cap = need;
+	}
+	size_t r = ZSTD_compress2(w->zc, p->out, p->out_cap, p->in, p->in_len);
+	if (ZSTD_isError(r))
+		return xasprintf("zstd compression failed: %s", ZSTD_getErrorName(r));
+	p->out_len = r;
+	return NULL;
+}
+
+static void worker_ctx_clear(struct worker_ctx *w)
+{
+	if (w->z_init)
+		deflateEnd(&w->z);
+	ZSTD_freeCCtx(w->zc);
+}
+
+static void *worker(void *arg)
+{
+	struct compressor *c = arg;
+	struct worker_ctx w = {0};
+	pthread_mutex_lock(&c->mu);
+	for (;;) {
+		struct piece *p = NULL;
+		/* the oldest filled piece first, so that output flows in order */
+		for (size_t i = 0; i < c->n_ring; i++) {
+			struct piece *q = &c->ring[i];
+			if (q->state == PIECE_FILLED && (!p || q->seq < p->seq))
+				p = q;
+		}
+		if (!p) {
+			if (c->stop)
+				break;
+			pthread_cond_wait(&c->work, &c->mu);
+			continue;
+		}
+		p->state = PIECE_BUSY;
+		pthread_mutex_unlock(&c->mu);
+		char *e = compress_piece(c->comp, c->level, &w, p);
+		pthread_mutex_lock(&c->mu);
+		p->error = e;
+		p->state = PIECE_DONE;
+		pthread_cond_broadcast(&c->done);
+	}
+	pthread_mutex_unlock(&c->mu);
+	worker_ctx_clear(&w);
+	return NULL;
+}
+
+struct compressor *compressor_new(enum ocitree_compression comp, int level, unsigned threads, sink_write_fn sink,
+				  void *sink_ctx)
+{
+	struct compressor *c = xcalloc(1, sizeof(*c));
+	c->comp = comp;
+	c->level = default_level(comp, level);
+	c->sink = sink;
+	c->sink_ctx = sink_ctx;
+	c->crc = (uint32_t)crc32(0, NULL, 0);
+	if (comp == OCITREE_COMPRESSION_NONE)
+		return c;
+	if (threads > 64)
+		threads = 64;
+	c->n_threads = threads > 1 ? threads : 0;
+	c->n_ring = c->n_threads ? 2 * c->n_threads + 1 : 1;
+	c->ring = xcalloc(c->n_ring, sizeof(*c->ring));
+	for (size_t i = 0; i < c->n_ring; i++)
+		c->ring[i].in = xmalloc(OCITREE_LAYER_PIECE_SIZE);
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->work, NULL);
+	pthread_cond_init(&c->done, NULL);
+	if (c->n_threads) {
+		c->threads = xcalloc(c->n_threads, sizeof(pthread_t));
+		for (unsigned i = 0; i < c->n_threads; i++) {
+			if (pthread_create(&c->threads[i], NULL, worker, c) != 0) {
+				/* fewer workers still work; none means inline */
+				c->n_threads = i;
+				break;
+			}
+		}
+	}
+	return c;
+}
+
+static int emit(struct compressor *c, const void *data, size_t len, struct ocitree_error **err)
+{
+	c->total_out += len;
+	return c->sink(c->sink_ctx, data, len, err);
+}
+
+static int write_header(struct compressor *c, struct ocitree_error **err)
+{
+	if (c->header_written)
+		return 0;
+	c->header_written = true;
+	if (c->comp == OCITREE_COMPRESSION_GZIP) {
+		/* fixed fields (no name, mtime 0, OS unknown) keep the output
+		 * reproducible */
+		static const uint8_t hdr[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff};
+		return emit(c, hdr, sizeof(hdr), err);
+	}
+	return 0;
+}
+
+/* Write out finished pieces in order, waiting for them when wait is set
+ * (until all pieces before upto are out). */
+static int drain(struct compressor *c, uint64_t upto, struct ocitree_error **err)
+{
+	while (c->tail < upto) {
+		struct piece *p = &c->ring[c->tail % c->n_ring];
+		if (c->n_threads) {
+			pthread_mutex_lock(&c->mu);
+			while (p->state != PIECE_DONE)
+				pthread_cond_wait(&c->done, &c->mu);
+			pthread_mutex_unlock(&c->mu);
+		}
+		if (p->error) {
+			ocitree_error_set(err, 0, "%s", p->error);
+			return -1;
+		}
+		if (write_header(c, err) < 0)
+			return -1;
+		GROW(c->offsets, c->cap_offsets, c->n_offsets + 1);
+		c->offsets[c->n_offsets++] = c->total_out;
+		if (c->comp == OCITREE_COMPRESSION_GZIP)
+			c->crc = (uint32_t)crc32_combine(c->crc, p->crc, (z_off_t)p->in_len);
+		if (emit(c, p->out, p->out_len, err) < 0)
+			return -1;
+		p->in_len = 0;
+		p->state = PIECE_FREE;
+		c->tail++;
+	}
+	return 0;
+}
+
+/* Hand the current piece to the workers (or compress it here). */
+static int submit(struct compressor *c, struct ocitree_error **err)
+{
+	struct piece *p = &c->ring[c->cur % c->n_ring];
+	if (p->in_len == 0)
+		return 0;
+	if (!c->n_threads) {
+		p->error = compress_piece(c->comp, c->level, &c->inline_ctx, p);
+		p->state = PIECE_DONE;
+		c->cur++;
+		return drain(c, c->cur, err);
+	}
+	pthread_mutex_lock(&c->mu);
+	p->seq = c->cur;
+	p->state = PIECE_FILLED;
+	pthread_cond_signal(&c->work);
+	pthread_mutex_unlock(&c->mu);
+	c->cur++;
+	/* write out what is done; make room for the next piece */
+	while (c->tail < c->cur) {
+		struct piece *t = &c->ring[c->tail % c->n_ring];
+		pthread_mutex_lock(&c->mu);
+		bool ready = t->state == PIECE_DONE;
+		pthread_mutex_unlock(&c->mu);
+		if (!ready && c->cur - c->tail < c->n_ring)
+			break;
+		if (drain(c, c->tail + 1, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int compressor_write(struct compressor *c, const void *data, size_t len, struct ocitree_error **err)
+{
+	c->total_in += len;
+	if (c->comp == OCITREE_COMPRESSION_NONE)
+		return emit(c, data, len, err);
+	const uint8_t *d = data;
+	while (len > 0) {
+		struct piece *p = &c->ring[c->cur % c->n_ring];
+		size_t n = OCITREE_LAYER_PIECE_SIZE - p->in_len;
+		if (n > len)
+			n = len;
+		memcpy(p->in + p->in_len, d, n);
+		p->in_len += n;
+		d += n;
+		len -= n;
+		if (p->in_len == OCITREE_LAYER_PIECE_SIZE && submit(c, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int compressor_finish(struct compressor *c, struct ocitree_error **err)
+{
+	if (c->finished)
+		return 0;
+	c->finished = true;
+	if (c->comp == OCITREE_COMPRESSION_NONE)
+		return 0;
+	if (submit(c, err) < 0 || drain(c, c->cur, err) < 0)
+		return -1;
+	if (write_header(c, err) < 0)
+		return -1;
+	if (c->comp == OCITREE_COMPRESSION_GZIP) {
+		/* an empty final fixed-Huffman block, then CRC-32 and ISIZE */
+		uint8_t t[10] = {0x03, 0x00};
+		uint32_t isize = (uint32_t)c->total_in;
+		for (int i = 0; i < 4; i++) {
+			t[2 + i] = (uint8_t)(c->crc >> (8 * i));
+			t[6 + i] = (uint8_t)(isize >> (8 * i));
+		}
+		return emit(c, t, sizeof(t), err);
+	}
+	if (c->total_in == 0) {
+		/* zstd: an empty stream is still one frame */
+		uint8_t buf[64];
+		size_t r = ZSTD_compress(buf, sizeof(buf), "", 0, c->level);
+		if (ZSTD_isError(r))
+			return ocitree_error_setk(err, OCITREE_ERROR_FAILED, "zstd compression failed: %s",
+						  ZSTD_getErrorName(r));
+		return emit(c, buf, r, err);
+	}
+	return 0;
+}
+
+const uint64_t *compressor_piece_offsets(const struct compressor *c, size_t *n)
+{
+	*n = c->n_offsets;
+	return c->offsets;
+}
+
+void compressor_free(struct compressor *c)
+{
+	if (!c)
+		return;
+	if (c->n_threads) {
+		pthread_mutex_lock(&c->mu);
+		c->stop = true;
+		pthread_cond_broadcast(&c->work);
+		pthread_mutex_unlock(&c->mu);
+		for (unsigned i = 0; i < c->n_threads; i++)
+			pthread_join(c->threads[i], NULL);
+	}
+	if (c->ring) {
+		for (size_t i = 0; i < c->n_ring; i++) {
+			free(c->ring[i].in);
+			free(c->ring[i].out);
+			free(c->ring[i].error);
+		}
+		pthread_mutex_destroy(&c->mu);
+		pthread_cond_destroy(&c->work);
+		pthread_cond_destroy(&c->done);
+	}
+	worker_ctx_clear(&c->inline_ctx);
+	free(c->ring);
+	free(c->threads);
+	free(c->offsets);
+	free(c);
+}

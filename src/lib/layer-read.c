@@ -1,0 +1,616 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Reading layers: a thread reads the blob (hashing it), decompresses and
+ * hashes the result into a ring of chunks; the consumer takes chunks without
+ * copying, through libarchive for tar entries.
+ */
+#include "config.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+
+#include "layer-internal.h"
+#include "ocitree/digest.h"
+
+#define CHUNK_SIZE (512u << 10)
+#define N_CHUNKS 8
+
+/* ---- a bounded queue of chunks between two threads ---- */
+
+struct chunk {
+	uint8_t *data;
+	size_t len;
+};
+
+struct pipe {
+	pthread_mutex_t mu; /* protects produced, released, end, error, cancel */
+	pthread_cond_t cv;
+	struct chunk ring[N_CHUNKS];
+	uint64_t produced; /* chunks filled */
+	uint64_t released; /* chunks the consumer is done with */
+	bool end;          /* the producer finished; error says how */
+	struct ocitree_error *error;
+	bool cancel; /* the consumer gave up */
+	/* consumer side */
+	bool holding; /* the consumer holds chunk `released` */
+};
+
+static void pipe_init(struct pipe *p)
+{
+	memset(p, 0, sizeof(*p));
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	for (size_t i = 0; i < N_CHUNKS; i++)
+		p->ring[i].data = xmalloc(CHUNK_SIZE);
+}
+
+static void pipe_destroy(struct pipe *p)
+{
+	for (size_t i = 0; i < N_CHUNKS; i++)
+		free(p->ring[i].data);
+	ocitree_error_free(p->error);
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->cv);
+}
+
+/* Producer: the next free chunk (seq is the producer's count), or NULL when
+ * the consumer gave up. */
+static struct chunk *pipe_slot(struct pipe *p, uint64_t seq)
+{
+	pthread_mutex_lock(&p->mu);
+	while (seq - p->released >= N_CHUNKS && !p->cancel)
+		pthread_cond_wait(&p->cv, &p->mu);
+	bool cancel = p->cancel;
+	pthread_mutex_unlock(&p->mu);
+	return cancel ? NULL : &p->ring[seq % N_CHUNKS];
+}
+
+static void pipe_push(struct pipe *p)
+{
+	pthread_mutex_lock(&p->mu);
+	p->produced++;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* Producer: no more chunks; err (owned by the pipe from now) says why. */
+static void pipe_finish(struct pipe *p, struct ocitree_error *err)
+{
+	pthread_mutex_lock(&p->mu);
+	p->end = true;
+	p->error = err;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* Consumer: release the chunk held, then wait for the next.  Returns its
+ * length, 0 at a clean end, -1 with the producer's error. */
+static ssize_t pipe_next(struct pipe *p, const uint8_t **data, struct ocitree_error **err)
+{
+	pthread_mutex_lock(&p->mu);
+	if (p->holding) {
+		p->released++;
+		p->holding = false;
+		pthread_cond_broadcast(&p->cv);
+	}
+	while (p->produced == p->released && !p->end)
+		pthread_cond_wait(&p->cv, &p->mu);
+	ssize_t ret = 0;
+	if (p->produced > p->released) {
+		struct chunk *c = &p->ring[p->released % N_CHUNKS];
+		*data = c->data;
+		ret = (ssize_t)c->len;
+		p->holding = true;
+	} else if (p->error) {
+		if (err) {
+			ocitree_error_free(*err);
+			*err = xmalloc(sizeof(**err));
+			**err = *p->error;
+			(*err)->msg = xstrdup(p->error->msg);
+		}
+		ret = -1;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return ret;
+}
+
+static void pipe_cancel(struct pipe *p)
+{
+	pthread_mutex_lock(&p->mu);
+	p->cancel = true;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* ---- the reader: fetch thread -> inflate thread -> consumer ----
+ *
+ * The fetch thread reads the blob (which hashes it and checks its digest at
+ * the end) into the raw pipe; the inflate thread decompresses from it into
+ * the data pipe; the consumer hashes what it takes for the diff_id check.
+ * On two cores this balances best (measured on the corpus: unpack 1.55 s
+ * against 1.78 s with reading, inflating and hashing in one thread, and
+ * against a fourth thread for the diff_id hash, whose handoffs cost more
+ * than they save). */
+
+struct ocitree_layer_reader {
+	char *what;
+	struct ocitree_blob_reader *blob; /* or fd */
+	int fd;
+	struct decompressor *dec;
+	char want_diff_id[OCITREE_DIGEST_MAX];
+	char diff_id[OCITREE_DIGEST_MAX];
+	uint64_t limit;
+	struct pipe raw, data;
+	pthread_t fetch_thread, inflate_thread;
+	bool started;
+
+
+	/* consumer */
+	struct ocitree_hasher *hasher;
+	const uint8_t *cur; /* the unread part of the chunk held */
+	size_t cur_left;
+	uint64_t offset;
+	struct ocitree_error *final_error; /* repeated by every later call */
+	bool finished;
+};
+
+static void *fetch(void *arg)
+{
+	struct ocitree_layer_reader *r = arg;
+	struct ocitree_error *err = NULL;
+	for (uint64_t seq = 0;; seq++) {
+		struct chunk *c = pipe_slot(&r->raw, seq);
+		if (!c)
+			break;
+		ssize_t n;
+		if (r->blob) {
+			n = ocitree_blob_reader_read(r->blob, c->data, CHUNK_SIZE, &err);
+		} else {
+			do
+				n = read(r->fd, c->data, CHUNK_SIZE);
+			while (n < 0 && errno == EINTR);
+			if (n < 0)
+				ocitree_error_set(&err, errno, "read %s", r->what);
+		}
+		if (n <= 0)
+			break;
+		c->len = (size_t)n;
+		pipe_push(&r->raw);
+	}
+	pipe_finish(&r->raw, err);
+	return NULL;
+}
+
+/* The decompressor's source: the chunks of the raw pipe, not copied. */
+static ssize_t src_pipe(void *ctx, const void **data, struct ocitree_error **err)
+{
+	struct ocitree_layer_reader *r = ctx;
+	const uint8_t *d = NULL;
+	ssize_t n = pipe_next(&r->raw, &d, err);
+	*data = d;
+	return n;
+}
+
+/* Undecompressable data is most often a damaged blob: read the rest, and
+ * report the blob's digest mismatch instead when there is one. */
+static void blame_blob(struct ocitree_layer_reader *r, struct ocitree_error **err)
+{
+	if (!r->blob || (*err && (*err)->kind != OCITREE_ERROR_INVALID))
+		return;
+	struct ocitree_error *e = NULL;
+	const uint8_t *d;
+	ssize_t n;
+	while ((n = pipe_next(&r->raw, &d, &e)) > 0)
+		;
+	if (n < 0 && e->kind == OCITREE_ERROR_DIGEST) {
+		ocitree_error_free(*err);
+		*err = e;
+	} else {
+		ocitree_error_free(e);
+	}
+}
+
+static void *inflate_stage(void *arg)
+{
+	struct ocitree_layer_reader *r = arg;
+	struct ocitree_error *err = NULL;
+	for (uint64_t seq = 0;; seq++) {
+		struct chunk *c = pipe_slot(&r->data, seq);
+		if (!c)
+			break;
+		c->len = 0;
+		bool eos = false;
+		while (c->len < CHUNK_SIZE) {
+			ssize_t n = decompressor_read(r->dec, c->data + c->len, CHUNK_SIZE - c->len, &err);
+			if (n < 0) {
+				blame_blob(r, &err);
+				break;
+			}
+			if (n == 0) {
+				eos = true;
+				break;
+			}
+			c->len += (size_t)n;
+		}
+		if (c->len && !err)
+			pipe_push(&r->data);
+		if (eos || err)
+			break;
+	}
+	/* let the fetch thread finish whatever happened here */
+	pipe_cancel(&r->raw);
+	pipe_finish(&r->data, err);
+	return NULL;
+}
+
+static struct ocitree_layer_reader *reader_new(const char *what, const char *diff_id)
+{
+	struct ocitree_layer_reader *r = xcalloc(1, sizeof(*r));
+	r->what = xstrdup(what);
+	r->fd = -1;
+	if (diff_id)
+		snprintf(r->want_diff_id, sizeof(r->want_diff_id), "%s", diff_id);
+	pipe_init(&r->raw);
+	pipe_init(&r->data);
+	r->hasher = ocitree_hasher_new("sha256");
+	return r;
+}
+
+OCITREE_EXPORT struct ocitree_layer_reader *ocitree_layer_reader_open(struct ocitree_layout *l,
+								      const struct ocitree_descriptor *desc,
+								      const char *diff_id, struct ocitree_error **err)
+{
+	enum ocitree_compression comp;
+	if (ocitree_layer_compression(desc->media_type, &comp, err) < 0)
+		return ocitree_error_prefix(err, "layer %s", desc->digest), NULL;
+	if (diff_id && ocitree_digest_check(diff_id, err) < 0)
+		return ocitree_error_prefix(err, "layer %s: diff_id", desc->digest), NULL;
+	struct ocitree_blob_reader *b = ocitree_blob_reader_open(l, desc->digest, desc->size, err);
+	if (!b)
+		return ocitree_error_prefix(err, "layer %s", desc->digest), NULL;
+	_cleanup_free_ char *what = xasprintf("layer %s", desc->digest);
+	struct ocitree_layer_reader *r = reader_new(what, diff_id);
+	r->blob = b;
+	r->dec = decompressor_new(comp, src_pipe, r, what);
+	return r;
+}
+
+OCITREE_EXPORT struct ocitree_layer_reader *ocitree_layer_reader_open_fd(int fd, enum ocitree_compression comp,
+									 const char *diff_id, const char *what,
+									 struct ocitree_error **err)
+{
+	if (diff_id && ocitree_digest_check(diff_id, err) < 0) {
+		close(fd);
+		return ocitree_error_prefix(err, "%s: diff_id", what), NULL;
+	}
+	struct ocitree_layer_reader *r = reader_new(what, diff_id);
+	r->fd = fd;
+	r->dec = decompressor_new(comp, src_pipe, r, what);
+	return r;
+}
+
+OCITREE_EXPORT void ocitree_layer_reader_set_limit(struct ocitree_layer_reader *r, uint64_t max_bytes)
+{
+	r->limit = max_bytes;
+}
+
+static ssize_t fail_final(struct ocitree_layer_reader *r, struct ocitree_error **err)
+{
+	if (err) {
+		ocitree_error_free(*err);
+		*err = xmalloc(sizeof(**err));
+		**err = *r->final_error;
+		(*err)->msg = xstrdup(r->final_error->msg);
+	}
+	return -1;
+}
+
+OCITREE_EXPORT ssize_t ocitree_layer_reader_next(struct ocitree_layer_reader *r, const void **data,
+						 struct ocitree_error **err)
+{
+	if (r->final_error)
+		return fail_final(r, err);
+	if (r->finished)
+		return 0;
+	if (r->cur_left) {
+		/* the rest of a chunk ocitree_layer_reader_read() split */
+		size_t n = r->cur_left;
+		*data = r->cur;
+		r->cur_left = 0;
+		return (ssize_t)n;
+	}
+	if (!r->started) {
+		int e = pthread_create(&r->fetch_thread, NULL, fetch, r);
+		if (e == 0 && (e = pthread_create(&r->inflate_thread, NULL, inflate_stage, r)) != 0) {
+			pipe_cancel(&r->raw);
+			pthread_join(r->fetch_thread, NULL);
+		}
+		if (e != 0)
+			return ocitree_error_set(err, e, "%s: start reader threads", r->what);
+		r->started = true;
+	}
+	const uint8_t *d;
+	ssize_t n = pipe_next(&r->data, &d, &r->final_error);
+	if (n < 0)
+		return fail_final(r, err);
+	if (n == 0) {
+		ocitree_hasher_final(r->hasher, r->diff_id);
+		if (*r->want_diff_id && strcmp(r->diff_id, r->want_diff_id) != 0) {
+			ocitree_error_setk(&r->final_error, OCITREE_ERROR_DIGEST,
+					   "%s: uncompressed content %s does not match its diff_id %s", r->what, r->diff_id,
+					   r->want_diff_id);
+			return fail_final(r, err);
+		}
+		r->finished = true;
+		return 0;
+	}
+	ocitree_hasher_update(r->hasher, d, (size_t)n);
+	r->offset += (uint64_t)n;
+	if (r->limit && r->offset > r->limit) {
+		ocitree_error_setk(&r->final_error, OCITREE_ERROR_INVALID,
+				   "%s: expands to more than %" PRIu64 " bytes (limit)", r->what, r->limit);
+		return fail_final(r, err);
+	}
+	*data = d;
+	return n;
+}
+
+OCITREE_EXPORT ssize_t ocitree_layer_reader_read(struct ocitree_layer_reader *r, void *buf, size_t len,
+						 struct ocitree_error **err)
+{
+	if (len == 0)
+		return 0;
+	const void *d;
+	ssize_t n = ocitree_layer_reader_next(r, &d, err);
+	if (n <= 0)
+		return n;
+	if ((size_t)n > len) {
+		/* keep the rest for the next call */
+		r->cur = (const uint8_t *)d + len;
+		r->cur_left = (size_t)n - len;
+		n = (ssize_t)len;
+	}
+	memcpy(buf, d, (size_t)n);
+	return n;
+}
+
+OCITREE_EXPORT uint64_t ocitree_layer_reader_offset(const struct ocitree_layer_reader *r)
+{
+	return r->offset - r->cur_left;
+}
+
+OCITREE_EXPORT const char *ocitree_layer_reader_diff_id(const struct ocitree_layer_reader *r)
+{
+	return r->finished ? r->diff_id : "";
+}
+
+OCITREE_EXPORT void ocitree_layer_reader_free(struct ocitree_layer_reader *r)
+{
+	if (!r)
+		return;
+	if (r->started) {
+		pipe_cancel(&r->data);
+		pipe_cancel(&r->raw);
+		pthread_join(r->inflate_thread, NULL);
+		pthread_join(r->fetch_thread, NULL);
+	}
+	ocitree_error_free(r->final_error);
+	decompressor_free(r->dec);
+	ocitree_blob_reader_free(r->blob);
+	if (r->fd >= 0)
+		close(r->fd);
+	pipe_destroy(&r->raw);
+	pipe_destroy(&r->data);
+	ocitree_hasher_free(r->hasher);
+	free(r->what);
+	free(r);
+}
+
+/* ---- tar entries through libarchive ---- */
+
+struct ocitree_tar_reader {
+	struct ocitree_layer_reader *r;
+	struct archive *a;
+	struct ocitree_tar_entry e;
+	struct ocitree_xattr *xattrs;
+	size_t cap_xattrs;
+	struct ocitree_error *cb_err; /* the reader's error behind a libarchive failure */
+	bool at_end;
+};
+
+static la_ssize_t tar_read_cb(struct archive *a, void *ud, const void **buf)
+{
+	struct ocitree_tar_reader *tr = ud;
+	ssize_t n = ocitree_layer_reader_next(tr->r, buf, &tr->cb_err);
+	if (n < 0) {
+		archive_set_error(a, EIO, "%s", tr->cb_err ? tr->cb_err->msg : "read error");
+		return -1;
+	}
+	return n;
+}
+
+OCITREE_EXPORT struct ocitree_tar_reader *ocitree_tar_reader_new(struct ocitree_layer_reader *r,
+								 struct ocitree_error **err)
+{
+	struct ocitree_tar_reader *tr = xcalloc(1, sizeof(*tr));
+	tr->r = r;
+	tr->a = archive_read_new();
+	if (!tr->a) {
+		free(tr);
+		return ocitree_error_set(err, ENOMEM, "%s: libarchive", r->what), NULL;
+	}
+	archive_read_support_format_tar(tr->a);
+	if (archive_read_open(tr->a, tr, NULL, tar_read_cb, NULL) != ARCHIVE_OK) {
+		ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: %s", r->what, archive_error_string(tr->a));
+		ocitree_tar_reader_free(tr);
+		return NULL;
+	}
+	return tr;
+}
+
+/* A libarchive failure: the stream's own error when there is one (a digest
+ * mismatch stays a digest mismatch), else libarchive's message. */
+static int archive_failure(struct ocitree_tar_reader *tr, const char *ctx, struct ocitree_error **err)
+{
+	if (tr->cb_err) {
+		if (err) {
+			ocitree_error_free(*err);
+			*err = tr->cb_err;
+		} else {
+			ocitree_error_free(tr->cb_err);
+		}
+		tr->cb_err = NULL;
+		return -1;
+	}
+	_cleanup_free_ char *m = xstrdup_or_null(archive_error_string(tr->a));
+	/* a damaged archive is most often a damaged blob: read on to the
+	 * digest checks, whose error says more */
+	struct ocitree_error *e = NULL;
+	const void *d;
+	ssize_t n;
+	while ((n = ocitree_layer_reader_next(tr->r, &d, &e)) > 0)
+		;
+	if (n < 0 && e->kind == OCITREE_ERROR_DIGEST) {
+		if (err) {
+			ocitree_error_free(*err);
+			*err = e;
+		} else {
+			ocitree_error_free(e);
+		}
+		return -1;
+	}
+	ocitree_error_free(e);
+	return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: %s%s%s", tr->r->what, ctx, m ? ": " : "",
+				  m ? m : "");
+}
+
+/* After the end-of-archive marker: read (and so verify) the rest of the
+ * stream, which must be short. */
+static int drain_trailer(struct ocitree_tar_reader *tr, struct ocitree_error **err)
+{
+	int64_t used = archive_filter_bytes(tr->a, 0);
+	for (;;) {
+		const void *d;
+		ssize_t n = ocitree_layer_reader_next(tr->r, &d, err);
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			return 0;
+		if (used >= 0 && ocitree_layer_reader_offset(tr->r) - (uint64_t)used > OCITREE_LAYER_MAX_TRAILER)
+			return ocitree_error_setk(err, OCITREE_ERROR_INVALID,
+						  "%s: more than %u bytes of data after the end of the archive",
+						  tr->r->what, OCITREE_LAYER_MAX_TRAILER);
+	}
+}
+
+OCITREE_EXPORT int ocitree_tar_reader_next(struct ocitree_tar_reader *tr, const struct ocitree_tar_entry **out,
+					   struct ocitree_error **err)
+{
+	if (tr->at_end)
+		return 0;
+	struct archive_entry *ae = NULL;
+	int r = archive_read_next_header(tr->a, &ae);
+	if (r == ARCHIVE_EOF) {
+		tr->at_end = true;
+		return drain_trailer(tr, err) < 0 ? -1 : 0;
+	}
+	if (r == ARCHIVE_WARN) {
+		log_warn("%s: %s: %s", tr->r->what, ae && archive_entry_pathname(ae) ? archive_entry_pathname(ae) : "?",
+			 archive_error_string(tr->a));
+	} else if (r != ARCHIVE_OK) {
+		return archive_failure(tr, "invalid tar archive", err);
+	}
+	struct ocitree_tar_entry *e = &tr->e;
+	memset(e, 0, sizeof(*e));
+	e->path = archive_entry_pathname(ae);
+	if (!e->path)
+		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: entry without a name", tr->r->what);
+	const char *hl = archive_entry_hardlink(ae);
+	if (hl) {
+		e->type = OCITREE_TAR_HARDLINK;
+		e->linkname = hl;
+	} else {
+		switch (archive_entry_filetype(ae)) {
+		case AE_IFREG: e->type = OCITREE_TAR_REG; break;
+		case AE_IFDIR: e->type = OCITREE_TAR_DIR; break;
+		case AE_IFLNK:
+			e->type = OCITREE_TAR_SYMLINK;
+			e->linkname = archive_entry_symlink(ae);
+			if (!e->linkname)
+				e->linkname = "";
+			break;
+		case AE_IFCHR: e->type = OCITREE_TAR_CHAR; break;
+		case AE_IFBLK: e->type = OCITREE_TAR_BLOCK; break;
+		case AE_IFIFO: e->type = OCITREE_TAR_FIFO; break;
+		default:
+			return ocitree_error_setk(err, OCITREE_ERROR_UNSUPPORTED, "%s: entry '%s': unsupported file type",
+						  tr->r->what, e->path);
+		}
+	}
+	e->mode = archive_entry_perm(ae) & 07777;
+	e->uid = archive_entry_uid(ae);
+	e->gid = archive_entry_gid(ae);
+	e->size = e->type == OCITREE_TAR_REG ? archive_entry_size(ae) : 0;
+	if (e->size < 0)
+		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: entry '%s': invalid size", tr->r->what,
+					  e->path);
+	e->mtime.tv_sec = archive_entry_mtime(ae);
+	e->mtime.tv_nsec = archive_entry_mtime_nsec(ae);
+	if (archive_entry_atime_is_set(ae)) {
+		e->atime.tv_sec = archive_entry_atime(ae);
+		e->atime.tv_nsec = archive_entry_atime_nsec(ae);
+	}
+	e->devmajor = (uint32_t)archive_entry_rdevmajor(ae);
+	e->devminor = (uint32_t)archive_entry_rdevminor(ae);
+	size_t n = (size_t)archive_entry_xattr_reset(ae);
+	GROW(tr->xattrs, tr->cap_xattrs, n);
+	const char *name;
+	const void *value;
+	size_t len;
+	while (e->n_xattrs < n && archive_entry_xattr_next(ae, &name, &value, &len) == ARCHIVE_OK) {
+		/* a pax record with an empty value unsets its key (POSIX), and Go's
+		 * reader (umoci, Docker) drops it: so do we */
+		if (len == 0) {
+			n--;
+			continue;
+		}
+		tr->xattrs[e->n_xattrs].name = name;
+		tr->xattrs[e->n_xattrs].value = value;
+		tr->xattrs[e->n_xattrs].len = len;
+		e->n_xattrs++;
+	}
+	e->xattrs = tr->xattrs;
+	*out = e;
+	return 1;
+}
+
+OCITREE_EXPORT ssize_t ocitree_tar_reader_data(struct ocitree_tar_reader *tr, const void **buf, int64_t *offset,
+					       struct ocitree_error **err)
+{
+	size_t size = 0;
+	la_int64_t off = 0;
+	int r = archive_read_data_block(tr->a, buf, &size, &off);
+	if (r == ARCHIVE_EOF)
+		return 0;
+	if (r == ARCHIVE_WARN) {
+		log_warn("%s: %s: %s", tr->r->what, tr->e.path, archive_error_string(tr->a));
+	} else if (r != ARCHIVE_OK) {
+		_cleanup_free_ char *ctx = xasprintf("entry '%s'", tr->e.path);
+		return archive_failure(tr, ctx, err);
+	}
+	*offset = off;
+	return (ssize_t)size;
+}
+
+OCITREE_EXPORT void ocitree_tar_reader_free(struct ocitree_tar_reader *tr)
+{
+	if (!tr)
+		return;
+	archive_read_free(tr->a);
+	ocitree_error_free(tr->cb_err);
+	free(tr->xattrs);
+	free(tr);
+}

@@ -1,0 +1,405 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Image config -> runtime-spec config.json, field for field what umoci 0.4
+ * generates (so that bundles are interchangeable and runc starts them).
+ */
+#include "config.h"
+
+#include <fcntl.h>
+#include <sys/syscall.h>
+#ifdef HAVE_LINUX_OPENAT2_H
+#include <linux/openat2.h>
+#endif
+
+#include "bundle-internal.h"
+#include "json.h"
+
+#define MAX_ID 2147483647
+
+/* Open a file of the rootfs for reading, resolving symlinks as if the rootfs
+ * were "/" (or refusing them where openat2 is missing). */
+static int open_in_root(const char *rootfs, const char *path)
+{
+	_cleanup_close_ int rfd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (rfd < 0)
+		return -1;
+#if defined(HAVE_LINUX_OPENAT2_H) && defined(SYS_openat2)
+	struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY,
+			       .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV};
+	int fd = (int)syscall(SYS_openat2, rfd, path, &how, sizeof(how));
+	if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
+		return fd;
+#endif
+	int cur = fcntl(rfd, F_DUPFD_CLOEXEC, 3);
+	_cleanup_free_ char *copy = xstrdup(path);
+	char *save = NULL;
+	char *c = strtok_r(copy, "/", &save);
+	while (c && cur >= 0) {
+		char *next = strtok_r(NULL, "/", &save);
+		int fd2 = openat(cur, c, (next ? O_PATH | O_DIRECTORY : O_RDONLY | O_NOCTTY) | O_NOFOLLOW | O_CLOEXEC);
+		close(cur);
+		cur = fd2;
+		c = next;
+	}
+	return cur;
+}
+
+static FILE *fopen_in_root(const char *rootfs, const char *path)
+{
+	if (!rootfs)
+		return NULL;
+	int fd = open_in_root(rootfs, path);
+	if (fd < 0)
+		return NULL;
+	FILE *f = fdopen(fd, "r");
+	if (!f)
+		close(fd);
+	return f;
+}
+
+static bool parse_id(const char *s, long *out)
+{
+	char *end = NULL;
+	if (!*s)
+		return false;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || *end)
+		return false;
+	*out = v;
+	return true;
+}
+
+struct exec_user {
+	long uid, gid;
+	long *sgids;
+	size_t n_sgids;
+	char *home;
+};
+
+/* Split a colon-separated line into at most n fields. */
+static size_t fields(char *line, char **f, size_t n)
+{
+	size_t k = 0;
+	line[strcspn(line, "\n")] = '\0';
+	while (k < n) {
+		f[k++] = line;
+		char *c = strchr(line, ':');
+		if (!c)
+			break;
+		*c = '\0';
+		line = c + 1;
+	}
+	return k;
+}
+
+/* The user and groups a process runs as, the way runc's GetExecUser finds
+ * them: "user[:group]", names looked up in the rootfs, numbers taken as
+ * they are; the user's supplementary groups when no group is given. */
+static int exec_user(const char *spec, const char *rootfs, struct exec_user *u, struct ocitree_error **err)
+{
+	memset(u, 0, sizeof(*u));
+	_cleanup_free_ char *copy = xstrdup(spec ? spec : "");
+	char *colon = strchr(copy, ':');
+	const char *user_arg = copy, *group_arg = "";
+	if (colon) {
+		*colon = '\0';
+		group_arg = colon + 1;
+	}
+	long uid_arg = 0, gid_arg = 0;
+	bool uid_num = parse_id(user_arg, &uid_arg), gid_num = parse_id(group_arg, &gid_arg);
+
+	_cleanup_free_ char *matched = NULL;
+	char line[4096];
+	_cleanup_fclose_ FILE *pw = fopen_in_root(rootfs, "etc/passwd");
+	while (pw && fgets(line, sizeof(line), pw)) {
+		char *f[7];
+		size_t nf = fields(line, f, 7);
+		if (line[0] == '#' || nf < 4)
+			continue;
+		long id, gid;
+		if (!parse_id(f[2], &id) || !parse_id(f[3], &gid))
+			continue;
+		bool match = !*user_arg ? id == u->uid : uid_num ? id == uid_arg : strcmp(f[0], user_arg) == 0;
+		if (!match)
+			continue;
+		matched = xstrdup(f[0]);
+		u->uid = id;
+		u->gid = gid;
+		free(u->home);
+		u->home = xstrdup(nf > 5 ? f[5] : "");
+		break;
+	}
+	if (!matched && *user_arg) {
+		if (!uid_num)
+			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "cannot find user '%s' in the image",
+						  user_arg);
+		if (uid_arg < 0 || uid_arg > MAX_ID)
+			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "user id %ld out of range", uid_arg);
+		u->uid = uid_arg;
+	}
+	if (*group_arg || matched) {
+		_cleanup_fclose_ FILE *gr = fopen_in_root(rootfs, "etc/group");
+		bool found = false;
+		while (gr && fgets(line, sizeof(line), gr)) {
+			char *f[4];
+			if (line[0] == '#' || fields(line, f, 4) < 3)
+				continue;
+			long gid;
+			if (!parse_id(f[2], &gid))
+				continue;
+			if (*group_arg) {
+				if (gid_num ? gid == gid_arg : strcmp(f[0], group_arg) == 0) {
+					u->gid = gid;
+					found = true;
+					break;
+				}
+				continue;
+			}
+			char *save = NULL;
+			for (char *m = f[3] ? strtok_r(f[3], ",", &save) : NULL; m; m = strtok_r(NULL, ",", &save)) {
+				if (strcmp(m, matched) == 0) {
+					u->sgids = xrealloc(u->sgids, (u->n_sgids + 1) * sizeof(long));
+					u->sgids[u->n_sgids++] = gid;
+					break;
+				}
+			}
+		}
+		if (*group_arg && !found) {
+			if (!gid_num)
+				return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "cannot find group '%s' in the image",
+							  group_arg);
+			if (gid_arg < 0 || gid_arg > MAX_ID)
+				return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "group id %ld out of range", gid_arg);
+			u->gid = gid_arg;
+		}
+	}
+	return 0;
+}
+
+static cJSON *strings(const char *const *v)
+{
+	cJSON *a = json_array();
+	for (; *v; v++)
+		json_append(a, json_string(*v));
+	return a;
+}
+
+static void add_mount(cJSON *mounts, const char *dest, const char *type, const char *src, const char *const *opts)
+{
+	cJSON *m = json_object();
+	json_add(m, "destination", json_string(dest));
+	json_add(m, "type", json_string(type));
+	json_add(m, "source", json_string(src));
+	if (opts && *opts)
+		json_add(m, "options", strings(opts));
+	json_append(mounts, m);
+}
+
+/* Replace NAME= in env or append it. */
+static void set_env(cJSON *env, const char *entry)
+{
+	size_t nl = strcspn(entry, "=");
+	cJSON *e;
+	cJSON_ArrayForEach(e, env)
+	{
+		if (strncmp(e->valuestring, entry, nl) == 0 && e->valuestring[nl] == '=') {
+			cJSON_SetValuestring(e, entry);
+			return;
+		}
+	}
+	json_append(env, json_string(entry));
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+OCITREE_EXPORT char *ocitree_runtime_config(const struct ocitree_config *c, const char *rootfs,
+					    const struct ocitree_map_options *m, struct ocitree_error **err)
+{
+	static const struct ocitree_map_options none = {0};
+	if (!m)
+		m = &none;
+	if (c->os && strcmp(c->os, "linux") != 0)
+		return ocitree_error_setk(err, OCITREE_ERROR_UNSUPPORTED, "unsupported os '%s' in the image config", c->os),
+		       NULL;
+	const struct ocitree_exec_config *x = &c->config;
+	struct exec_user eu;
+	if (exec_user(x->user, rootfs, &eu, err) < 0)
+		return ocitree_error_prefix(err, "config.User '%s'", x->user ? x->user : ""), NULL;
+
+	_cleanup_json_ cJSON *spec = json_object();
+	json_add(spec, "ociVersion", json_string("1.0.0"));
+
+	cJSON *proc = json_object();
+	json_add(proc, "terminal", json_bool(true));
+	cJSON *user = json_object();
+	json_add(user, "uid", json_int64(eu.uid));
+	json_add(user, "gid", json_int64(eu.gid));
+	if (eu.n_sgids && !m->rootless) {
+		cJSON *g = json_array();
+		for (size_t i = 0; i < eu.n_sgids; i++)
+			json_append(g, json_int64(eu.sgids[i]));
+		json_add(user, "additionalGids", g);
+	}
+	json_add(proc, "user", user);
+	cJSON *args = json_array();
+	for (char **p = x->entrypoint; p && *p; p++)
+		json_append(args, json_string(*p));
+	for (char **p = x->cmd; p && *p; p++)
+		json_append(args, json_string(*p));
+	if (cJSON_GetArraySize(args) == 0)
+		json_append(args, json_string("sh"));
+	json_add(proc, "args", args);
+	cJSON *env = json_array();
+	json_append(env, json_string("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"));
+	json_append(env, json_string("TERM=xterm"));
+	for (char **p = x->env; p && *p; p++) {
+		const char *eq = strchr(*p, '=');
+		if (!eq || eq == *p) {
+			free(eu.sgids);
+			free(eu.home);
+			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "invalid environment variable '%s' in the image config",
+						  *p),
+			       NULL;
+		}
+		set_env(env, *p);
+	}
+	if (eu.home && *eu.home) {
+		_cleanup_free_ char *h = xasprintf("HOME=%s", eu.home);
+		set_env(env, h);
+	}
+	json_add(proc, "env", env);
+	json_add(proc, "cwd", json_string(x->working_dir && *x->working_dir ? x->working_dir : "/"));
+	static const char *const caps[] = {"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE", NULL};
+	cJSON *cap = json_object();
+	json_add(cap, "bounding", strings(caps));
+	json_add(cap, "effective", strings(caps));
+	json_add(cap, "inheritable", strings(caps));
+	json_add(cap, "permitted", strings(caps));
+	json_add(cap, "ambient", strings(caps));
+	json_add(proc, "capabilities", cap);
+	cJSON *rl = json_object();
+	json_add(rl, "type", json_string("RLIMIT_NOFILE"));
+	json_add(rl, "hard", json_int64(1024));
+	json_add(rl, "soft", json_int64(1024));
+	cJSON *rls = json_array();
+	json_append(rls, rl);
+	json_add(proc, "rlimits", rls);
+	json_add(proc, "noNewPrivileges", json_bool(true));
+	json_add(spec, "process", proc);
+	free(eu.sgids);
+	free(eu.home);
+
+	cJSON *root = json_object();
+	json_add(root, "path", json_string("rootfs"));
+	json_add(spec, "root", root);
+	/* umoci's name, so that bundles of either tool look the same */
+	json_add(spec, "hostname", json_string("umoci-default"));
+
+	cJSON *mounts = json_array();
+	static const char *const o_dev[] = {"nosuid", "strictatime", "mode=755", "size=65536k", NULL};
+	static const char *const o_pts[] = {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5", NULL};
+	static const char *const o_pts_rootless[] = {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", NULL};
+	static const char *const o_shm[] = {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k", NULL};
+	static const char *const o_mq[] = {"nosuid", "noexec", "nodev", NULL};
+	static const char *const o_sys[] = {"nosuid", "noexec", "nodev", "ro", NULL};
+	static const char *const o_cg[] = {"nosuid", "noexec", "nodev", "relatime", "ro", NULL};
+	static const char *const o_sysbind[] = {"rbind", "nosuid", "noexec", "nodev", "ro", NULL};
+	static const char *const o_resolv[] = {"rbind", "ro", NULL};
+	static const char *const o_vol[] = {"rw", "nosuid", "nodev", "noexec", "relatime", NULL};
+	add_mount(mounts, "/proc", "proc", "proc", NULL);
+	add_mount(mounts, "/dev", "tmpfs", "tmpfs", o_dev);
+	add_mount(mounts, "/dev/pts", "devpts", "devpts", m->rootless ? o_pts_rootless : o_pts);
+	add_mount(mounts, "/dev/shm", "tmpfs", "shm", o_shm);
+	add_mount(mounts, "/dev/mqueue", "mqueue", "mqueue", o_mq);
+	if (!m->rootless) {
+		add_mount(mounts, "/sys", "sysfs", "sysfs", o_sys);
+		add_mount(mounts, "/sys/fs/cgroup", "cgroup", "cgroup", o_cg);
+	}
+	_cleanup_free_ char **vols = xcalloc(x->volumes.n + 1, sizeof(char *));
+	for (size_t i = 0; i < x->volumes.n; i++)
+		vols[i] = x->volumes.keys[i];
+	qsort(vols, x->volumes.n, sizeof(char *), cmp_str);
+	for (size_t i = 0; i < x->volumes.n; i++)
+		if (!m->rootless || !str_has_prefix(vols[i], "/sys"))
+			add_mount(mounts, vols[i], "tmpfs", "none", o_vol);
+	if (m->rootless) {
+		add_mount(mounts, "/sys", "bind", "/sys", o_sysbind);
+		add_mount(mounts, "/etc/resolv.conf", "bind", "/etc/resolv.conf", o_resolv);
+	}
+	json_add(spec, "mounts", mounts);
+
+	cJSON *ann = json_object();
+	for (size_t i = 0; i < x->labels.n; i++)
+		json_set(ann, x->labels.keys[i], json_string(x->labels.values[i]));
+	json_set(ann, "org.opencontainers.image.os", json_string(c->os ? c->os : "linux"));
+	json_set(ann, "org.opencontainers.image.architecture", json_string(c->architecture ? c->architecture : ""));
+	json_set(ann, "org.opencontainers.image.author", json_string(c->author ? c->author : ""));
+	struct timespec ts = {0, 0};
+	_cleanup_free_ char *created = NULL;
+	if (c->created && time_parse_rfc3339(c->created, &ts) == 0)
+		created = time_format_rfc3339(&ts);
+	json_set(ann, "org.opencontainers.image.created", json_string(created ? created : "0001-01-01T00:00:00Z"));
+	json_set(ann, "org.opencontainers.image.stopSignal", json_string(x->stop_signal ? x->stop_signal : ""));
+	_cleanup_free_ char **ports = xcalloc(x->exposed_ports.n + 1, sizeof(char *));
+	for (size_t i = 0; i < x->exposed_ports.n; i++)
+		ports[i] = x->exposed_ports.keys[i];
+	qsort(ports, x->exposed_ports.n, sizeof(char *), cmp_str);
+	_cleanup_buf_ struct buf pj = BUF_INIT;
+	buf_puts(&pj, "");
+	for (size_t i = 0; i < x->exposed_ports.n; i++) {
+		if (i)
+			buf_puts(&pj, ",");
+		buf_puts(&pj, ports[i]);
+	}
+	json_set(ann, "org.opencontainers.image.exposedPorts", json_string(pj.data));
+	json_add(spec, "annotations", ann);
+
+	cJSON *lnx = json_object();
+	if (m->n_uid_map || m->n_gid_map || m->rootless) {
+		json_add(lnx, "uidMappings", idmap_json(m->uid_map, m->n_uid_map));
+		json_add(lnx, "gidMappings", idmap_json(m->gid_map, m->n_gid_map));
+	}
+	if (!m->rootless) {
+		cJSON *res = json_object();
+		cJSON *devs = json_array();
+		cJSON *d = json_object();
+		json_add(d, "allow", json_bool(false));
+		json_add(d, "access", json_string("rwm"));
+		json_append(devs, d);
+		json_add(res, "devices", devs);
+		json_add(lnx, "resources", res);
+	}
+	cJSON *ns = json_array();
+	static const char *const nss[] = {"pid", "network", "ipc", "uts", "mount"};
+	for (size_t i = 0; i < ARRAY_SIZE(nss); i++) {
+		if (m->rootless && strcmp(nss[i], "network") == 0)
+			continue;
+		cJSON *o = json_object();
+		json_add(o, "type", json_string(nss[i]));
+		json_append(ns, o);
+	}
+	if (m->rootless || m->n_uid_map || m->n_gid_map) {
+		cJSON *o = json_object();
+		json_add(o, "type", json_string("user"));
+		json_append(ns, o);
+	}
+	json_add(lnx, "namespaces", ns);
+	static const char *const masked[] = {"/proc/kcore",	  "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+					     "/proc/sched_debug", "/sys/firmware",	 "/proc/scsi",	     NULL};
+	static const char *const ro[] = {"/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+					 NULL};
+	json_add(lnx, "maskedPaths", strings(masked));
+	json_add(lnx, "readonlyPaths", strings(ro));
+	json_add(spec, "linux", lnx);
+
+	char *text = cJSON_Print(spec);
+	if (!text) {
+		fputs("ocitree: out of memory building JSON\n", stderr);
+		abort();
+	}
+	return text;
+}
