@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <sys/sysmacros.h>
 
+#include "bundle-internal.h"
 #include "ocitree/layer-index.h"
 #include "ocitree/layer.h"
 #include "upper-internal.h"
@@ -418,25 +419,6 @@ static int walk(struct cw *c, int dfd, const char *dir, struct ocitree_error **e
 	return ret;
 }
 
-/* Append the layer (NULL when nothing changed) and the history entry to img
- * and tag it. */
-static int add_layer_and_tag(struct ocitree_image *img, const struct ocitree_descriptor *layer, const char *diff_id,
-			     const char *tag, const struct ocitree_commit_options *o, struct ocitree_error **err)
-{
-	if (layer) {
-		ocitree_manifest_add_layer(img->manifest, layer);
-		ocitree_config_add_diff_id(img->config, diff_id);
-	}
-	if (o->history) {
-		struct ocitree_history h = *o->history;
-		h.empty_layer = layer == NULL;
-		if (!h.author)
-			h.author = img->config->author;
-		ocitree_config_add_history(img->config, &h);
-	}
-	return ocitree_image_commit(img, tag, err);
-}
-
 OCITREE_EXPORT int ocitree_upper_commit(struct ocitree_upper *u, struct ocitree_layout *l, const char *tag,
 					 const struct ocitree_commit_options *o, struct ocitree_commit_result *res,
 					 struct ocitree_error **err)
@@ -483,7 +465,8 @@ OCITREE_EXPORT int ocitree_upper_commit(struct ocitree_upper *u, struct ocitree_
 		res->layer_size = desc.size;
 	}
 	res->entries = c.entries;
-	ret = add_layer_and_tag(c.img, changed ? &desc : NULL, res->diff_id, tag, o, err);
+	struct ocitree_write_options wopts = {.compression = o->compression, .history = o->history};
+	ret = image_add_layer_commit(c.img, changed ? &desc : NULL, res->diff_id, tag, &wopts, err);
 	ocitree_descriptor_clear(&desc);
 	if (ret < 0)
 		goto out;

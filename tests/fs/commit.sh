@@ -96,6 +96,8 @@ ok "umoci unpacks the new tag" umoci unpack --image "$T/l:new1" "$T/bundle"
 setfattr -n trusted.overlay.opaque -v y "$T/bundle/rootfs/etc/group"
 setfattr -n trusted.overlay.x -v 0x0001ff "$T/bundle/rootfs/opt/big"
 ok "umoci's rootfs equals the mounted tree exactly" "$COMPARE_TREE" "$T/bundle/rootfs" "$M"
+ok "ocitree unpacks the new tag" "$OCITREE" unpack --image "$T/l:new1" "$T/obundle"
+ok "ocitree's rootfs equals the mounted tree exactly" "$COMPARE_TREE" "$T/obundle/rootfs" "$M"
 ok "a read-only mount of the new tag equals it too" do_mount "$T/ro" --image "$T/l:new1"
 ok "the same tree" "$COMPARE_TREE" "$T/ro" "$M"
 is "trusted.overlay.* xattrs set in the mount are in the layer" \
