@@ -81,7 +81,7 @@ char *ocitree_upper_default_workdir(const char *upper);
  * creating the work directory (mode 0700) when create is set, lock it, and
  * read its record when there is one.  The two must be distinct directories
  * on one file system.  A work directory locked by someone else (a running
- * mount) is an OCITREE_ERROR_EXISTS error. */
+ * mount) for more than 3 seconds is an OCITREE_ERROR_EXISTS error. */
 struct ocitree_upper *ocitree_upper_open(const char *upper, const char *work, bool create,
 					 struct ocitree_error **err);
 void ocitree_upper_free(struct ocitree_upper *u);

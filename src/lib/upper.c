@@ -477,7 +477,13 @@ OCITREE_EXPORT struct ocitree_upper *ocitree_upper_open(const char *upper, const
 	if (ust.st_ino == wst.st_ino)
 		return ocitree_error_setk(err, OCITREE_ERROR_USAGE, "the work directory cannot be the upper directory"),
 		       NULL;
-	if (flock(wfd, LOCK_EX | LOCK_NB) < 0) {
+	/* a daemon whose mount was just unmounted lets go a moment later */
+	int r;
+	for (int i = 0; (r = flock(wfd, LOCK_EX | LOCK_NB)) < 0 && errno == EWOULDBLOCK && i < 60; i++) {
+		struct timespec ts = {0, 50 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	if (r < 0) {
 		if (errno == EWOULDBLOCK)
 			return ocitree_error_setk(err, OCITREE_ERROR_EXISTS,
 						  "upper directory '%s' is in use (mounted): work directory '%s' is "

@@ -9,9 +9,9 @@
 #     directory must mount again and show every file either as it was or as
 #     it became, never half-copied; it must commit, and umoci's unpack of
 #     that commit must equal the remounted tree;
-#   - commit (offline, and with --clear): the layout must pass fsck with the
-#     old tag intact, the upper directory must show the same tree, and the
-#     commit must succeed when run again.
+#   - commit (offline, with --clear), and the daemon during a live commit
+#     --clear: the layout must pass fsck with the old tag intact, the upper
+#     directory must mount and show the tree, and commit again.
 # OCITREE_CRASH_POINTS sets the points sampled per syscall (default 3).
 . "$top_srcdir/tests/fs/lib-fs.sh"
 need_fuse
@@ -191,4 +191,50 @@ is "commit --clear killed at $runs points: layout valid, old tag intact, the tre
 if have_validator; then
 	ok "oci-validate --full after the last one" validate "$T/l"
 fi
+
+# the daemon killed during a live commit --clear (and its switch to the new
+# image): the same promises
+rm -rf "$T/l" && cp -a "$T/pristine" "$T/l"
+cp -a "$T/l" "$T/pristine-live"
+U=$T/lc
+rm -rf "$U" "$U.work" && mkdir -p "$U"
+start_daemon "$M" "$U" -e trace=$SYSCALLS || { echo "Bail out! cannot mount under strace"; exit 1; }
+session "$M"
+sync
+cp "$T/strace.out" "$T/strace.mid"
+"$OCITREE" commit "$M" --image "$T/l:live" --clear >/dev/null 2>"$T/err" || diag "live commit: $(cat "$T/err")"
+"$OCITREE" umount "$M"
+wait
+cp "$T/strace.out" "$T/strace.live"
+bad=
+runs=0
+for sc in renameat renameat2 unlinkat openat write fsync; do
+	mid=$(grep -c "^[0-9]* *$sc(" "$T/strace.mid" || true)
+	total=$(grep -c "^[0-9]* *$sc(" "$T/strace.live" || true)
+	[ "$total" -gt "$mid" ] || continue
+	for k in $(seq $((mid + 1)) "$total" | shuf -n "$POINTS" --random-source=<(yes)); do
+		runs=$((runs + 1))
+		rm -rf "$T/l" "$U" "$U.work"
+		cp -a "$T/pristine-live" "$T/l"
+		mkdir -p "$U"
+		start_daemon "$M" "$U" -e trace=$sc -e inject=$sc:signal=KILL:when=$k || { bad="$bad $sc#$k(mount)"; continue; }
+		session "$M"
+		"$OCITREE" commit "$M" --image "$T/l:live" --clear >/dev/null 2>&1
+		stop_dead "$M"
+		"$OCITREE" fsck --layout "$T/l" >/dev/null 2>&1 || bad="$bad $sc#$k(fsck)"
+		"$OCITREE" stat --image "$T/l:base" >/dev/null 2>&1 || bad="$bad $sc#$k(base lost)"
+		tag=base
+		rec=$(jq -r .manifest.digest "$U.work/ocitree-upper.json")
+		[ "$rec" = "$("$OCITREE" stat --image "$T/l:live" --json 2>/dev/null | jq -r .manifest.descriptor.digest)" ] && tag=live
+		if ! do_mount "$M" --upper "$U" --image "$T/l:$tag" 2>"$T/err"; then
+			bad="$bad $sc#$k(mount $tag: $(head -1 "$T/err"))"
+			continue
+		fi
+		b=$(check_tree "$M")
+		[ -z "$b" ] || bad="$bad $sc#$k(tree:$b)"
+		do_umount "$M"
+		"$OCITREE" commit --upper "$U" --image "$T/l:again" >/dev/null 2>"$T/err" || bad="$bad $sc#$k(again: $(head -1 "$T/err"))"
+	done
+done
+is "a daemon killed at $runs points of a live commit --clear: layout valid, old tag intact, the upper directory mounts and commits" "$bad" ""
 done_testing
