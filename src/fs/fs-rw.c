@@ -1351,6 +1351,80 @@ static int ensure_upper_dir(struct rwfs *fs, struct node *dir)
 	return dir->ufd >= 0 ? 0 : EIO;
 }
 
+/* The names of a hardlinked file are linked into the upper directory one
+ * by one: the journal, written first, lists them (their paths in the image,
+ * NUL-separated, the one placed first first), so that a crash in between is
+ * finished at the next mount (links_journal_replay) and the names stay one
+ * file. */
+#define LINKS_JOURNAL "copyup-links"
+
+static int links_journal_write(struct rwfs *fs, const struct tname *names, size_t nn)
+{
+	_cleanup_buf_ struct buf b = BUF_INIT;
+	for (size_t i = 0; i < nn; i++) {
+		_cleanup_free_ char *dir = tree_path(fs, names[i].dir);
+		buf_puts(&b, strcmp(dir, "/") == 0 ? "" : dir);
+		buf_puts(&b, "/");
+		buf_append(&b, names[i].name, strlen(names[i].name) + 1);
+	}
+	_cleanup_error_ struct ocitree_error *err = NULL;
+	if (write_file_atomic_at(fs->upper->work_fd, LINKS_JOURNAL, b.data, b.len, 0600, &err) < 0) {
+		ocitree_log(OCITREE_LOG_ERROR, "copy up: %s", err->msg);
+		return err->errnum ? err->errnum : EIO;
+	}
+	return 0;
+}
+
+/* An O_PATH fd of the upper directory at image path dir ("/a/b"), without
+ * copying anything up; -1 when it is not there. */
+static int upper_dir_at(struct rwfs *fs, const char *dir)
+{
+	int cur = fcntl(fs->root->ufd, F_DUPFD_CLOEXEC, 3);
+	_cleanup_free_ char *copy = xstrdup(dir);
+	char *save = NULL;
+	for (char *c = strtok_r(copy, "/", &save); c && cur >= 0; c = strtok_r(NULL, "/", &save)) {
+		int next = openat(cur, c, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		close(cur);
+		cur = next;
+	}
+	return cur;
+}
+
+/* Finish the linking a crash interrupted (before serving). */
+static void links_journal_replay(struct rwfs *fs)
+{
+	_cleanup_buf_ struct buf b = BUF_INIT;
+	_cleanup_error_ struct ocitree_error *err = NULL;
+	if (read_file_at(fs->upper->work_fd, LINKS_JOURNAL, 1 << 20, &b, "copy-up journal", &err) < 0)
+		return;
+	const char *first = b.data;
+	const char *slash0 = strrchr(first, '/');
+	_cleanup_free_ char *dir0 = slash0 ? xstrndup(first, (size_t)(slash0 - first)) : xstrdup("");
+	int d0 = slash0 ? upper_dir_at(fs, dir0) : -1;
+	struct stat st;
+	if (d0 >= 0 && fstatat(d0, slash0 + 1, &st, AT_SYMLINK_NOFOLLOW) == 0 && !upper_is_whiteout(&st)) {
+		for (size_t off = strlen(first) + 1; off < b.len; off += strlen(b.data + off) + 1) {
+			const char *p = b.data + off;
+			const char *slash = strrchr(p, '/');
+			if (!slash)
+				continue;
+			_cleanup_free_ char *dir = xstrndup(p, (size_t)(slash - p));
+			uint32_t k = *dir ? ocitree_tree_lookup_path(fs->tree, dir + 1) : OCITREE_TREE_ROOT;
+			int dfd = -1;
+			if (!k || upper_tree_dir(fs, k, &dfd))
+				continue;
+			if (fstatat(dfd, slash + 1, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
+				if (linkat(d0, slash0 + 1, dfd, slash + 1, 0) == 0)
+					ocitree_log(OCITREE_LOG_INFO, "copy-up of '%s' interrupted: '%s' linked now", first, p);
+			}
+			close(dfd);
+		}
+	}
+	if (d0 >= 0)
+		close(d0);
+	unlinkat(fs->upper->work_fd, LINKS_JOURNAL, 0);
+}
+
 /* Copy lower non-directory k of tree t up: the object is made in the work
  * directory, then renamed to its (first) name and hardlinked at the others
  * (I1); orphan: it has no name any more and stays unlinked.  *out: an O_PATH
@@ -1434,6 +1508,8 @@ static int cu_file(struct rwfs *fs, struct ocitree_tree *t, uint32_t k, enum cu 
 	struct tname *names = NULL;
 	size_t nn = tree_names(fs, k, &names);
 	int d0 = -1;
+	if (nn > 1)
+		r = links_journal_write(fs, names, nn);
 	for (size_t i = 0; i < nn && !r; i++) {
 		int dfd = -1;
 		r = upper_tree_dir(fs, names[i].dir, &dfd);
@@ -1454,6 +1530,8 @@ static int cu_file(struct rwfs *fs, struct ocitree_tree *t, uint32_t k, enum cu 
 	free(names);
 	if (d0 >= 0)
 		close(d0);
+	if (nn > 1 && !r)
+		unlinkat(wfd, LINKS_JOURNAL, 0);
 	if (r || nn == 0) {
 		close(pfd);
 		unlinkat(wfd, tmp, 0);
@@ -3604,6 +3682,8 @@ int fs_run_rw(const struct fs_rw_setup *s, const struct fs_opts *opts, struct oc
 	pthread_mutex_init(&fs->nodes, NULL);
 	pthread_mutex_init(&fs->warn_lock, NULL);
 	int ret = root_init(fs, s->fresh, err);
+	if (ret == 0)
+		links_journal_replay(fs);
 	if (ret == 0)
 		ret = fs_session_run(&fs_rw_ops, sizeof(fs_rw_ops), fs, &args, &cfg, opts, &rw_hooks, err);
 	fuse_opt_free_args(&args);

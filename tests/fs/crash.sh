@@ -61,7 +61,14 @@ check_tree() {
 	[ "$(cat "$d/x" 2>/dev/null)" = "x" ] || bad="$bad x"
 	if [ -e "$d/sub/y" ]; then [ "$(cat "$d/sub/y")" = "y" ] || bad="$bad y"; fi
 	[ "$(cat "$m/hl2")" = "hardlinked" ] || bad="$bad hl2"
-	if [ -e "$m/hl1" ]; then [ "$(cat "$m/hl1")" = "hardlinked" ] || bad="$bad hl1"; fi
+	if [ -e "$m/hl1" ]; then
+		[ "$(cat "$m/hl1")" = "hardlinked" ] || bad="$bad hl1"
+		# still one file with two names, however far its copy-up got
+		[ "$(stat -c '%i %h' "$m/hl1")" = "$(stat -c '%i %h' "$m/hl2")" ] || bad="$bad hl-apart"
+		[ "$(stat -c %h "$m/hl2")" = 2 ] || bad="$bad hl-nlink"
+	else
+		[ "$(stat -c %h "$m/hl2")" = 1 ] || bad="$bad hl2-nlink"
+	fi
 	if [ -e "$m/newdir/f" ]; then case "$(cat "$m/newdir/f")" in "" | n) ;; *) bad="$bad newdir/f" ;; esac; fi
 	[ "$(cat "$m/keep")" = "untouched" ] || bad="$bad keep"
 	[ -z "$(ls -A "$m" | grep -v -x -e a -e big -e d -e d2 -e hl1 -e hl2 -e newdir -e keep -e link)" ] || bad="$bad extra"
