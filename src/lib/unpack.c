@@ -52,6 +52,7 @@ struct unpacker {
 	size_t n_pending, cap_pending;
 	EVP_MD_CTX *md;
 	bool enotsup_warned;
+	size_t devices_as_files; /* rootless: device nodes written as empty files */
 	bool reader_failed; /* the error came from the layer reader and names the layer */
 	/* progress */
 	size_t layer, n_layers;
@@ -774,8 +775,9 @@ static int apply_entry(struct unpacker *u, struct ocitree_tar_reader *tr, const 
 	case OCITREE_TAR_CHAR:
 	case OCITREE_TAR_BLOCK:
 		if (u->rootless) {
-			log_warn("rootless: entry '%s': creating an empty file in place of device %u:%u", entry,
+			log_info("rootless: entry '%s': creating an empty file in place of device %u:%u", entry,
 				 e->devmajor, e->devminor);
+			u->devices_as_files++;
 			return create_regular(u, tr, parent, pfd, base, e, true, entry, err);
 		}
 		/* fallthrough */
@@ -1001,6 +1003,11 @@ int unpacker_finish(struct unpacker *u, struct ocitree_error **err)
 {
 	int r = finish_node(u, u->tree->root, err);
 	cache_flush(u);
+	/* one line for all of them: a rootless unpack of any distribution
+	 * image meets /dev/null and friends */
+	if (r == 0 && u->devices_as_files)
+		log_warn("rootless: %zu device node%s became empty files (--verbose lists them)", u->devices_as_files,
+			 u->devices_as_files == 1 ? "" : "s");
 	return r;
 }
 

@@ -32,5 +32,7 @@ check "options of a command" '[[ "$(complete_line "ocitree config --config.e")" 
 is "layout directories for --image" "$(complete_line "ocitree stat --image la")" "lay/ lay: "
 is "tags after the ':'" "$(complete_line "ocitree stat --image lay:")" "alpha beta "
 is "tags by prefix" "$(complete_line "ocitree stat --image lay:b")" "beta "
+is "raw subcommands" "$(complete_line "ocitree raw ")" "add-layer runtime-config unpack "
+check "options of a raw subcommand" '[[ "$(complete_line "ocitree raw add-layer --comp")" == "--compress= " ]]'
 is "--clear keys" "$(complete_line "ocitree config --clear config.l")" "config.labels "
 done_testing

@@ -22,6 +22,16 @@ for c in $commands; do
 		check "$c: man page describes $opt" 'grep -qe "$opt" <<<"$text"'
 	done
 done
+# raw's subcommands share ocitree-raw(1)
+if [ -f "$M/ocitree-raw.1.md" ]; then
+	text=$(sed 's/\*\*//g; s/\\//g' "$M/ocitree-raw.1.md")
+	for sub in unpack runtime-config add-layer; do
+		for opt in $($OCITREE raw "$sub" --help | grep -oE -- '--[a-z][a-z0-9._-]*' | sort -u); do
+			[ "$opt" = --help ] && continue
+			check "raw $sub: ocitree-raw(1) describes $opt" 'grep -qe "$opt" <<<"$text"'
+		done
+	done
+fi
 # aliases named in --help appear in their page's NAME
 for pair in $($OCITREE --help | awk '/^  [a-z]+, [a-z]+ / {sub(",", "", $1); print $1 ":" $2}'); do
 	c=${pair%%:*} a=${pair#*:}
