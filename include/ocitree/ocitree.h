@@ -14,6 +14,7 @@
 #include "ocitree/log.h"
 #include "ocitree/model.h"
 #include "ocitree/tree.h"
+#include "ocitree/upper.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -15,6 +15,8 @@ struct mount_args {
 	bool foreground;
 	char **mount_opts; /* -o, NULL-terminated */
 	size_t n_mount_opts;
+	const char *upper;   /* --upper */
+	const char *workdir; /* --workdir */
 };
 
 static void mount_args_clear(struct mount_args *a)
@@ -122,12 +124,70 @@ static int select_layers(const struct mount_args *a, const struct ocitree_image 
 	return 0;
 }
 
+/* Open the upper directory of a writable mount and check it belongs to img:
+ * a new one records img and the format the file system allows. */
+static struct ocitree_upper *open_upper(struct mount_args *a, struct fs_opts *fo, struct ocitree_layout *l,
+					struct ocitree_image *img, bool *fresh, struct ocitree_error **err)
+{
+	struct ocitree_upper_probe_opts po;
+	if (fs_upper_probe_opts(fo, &po, err) < 0)
+		return NULL;
+	struct ocitree_upper *u = ocitree_upper_open(a->upper, a->workdir, true, err);
+	if (!u)
+		return NULL;
+	if (u->has_state && u->state.clearing && strcmp(u->state.manifest.digest, img->manifest_desc.digest) == 0 &&
+	    ocitree_upper_finish_clear(u, err) < 0)
+		goto fail;
+	/* copy-ups and removals a killed daemon left half-done: nothing
+	 * else uses the work directory while we hold its lock */
+	ocitree_upper_remove_stale(u);
+	bool empty = ocitree_upper_is_empty(u);
+	*fresh = !u->has_state && empty;
+	if (u->has_state && strcmp(u->state.manifest.digest, img->manifest_desc.digest) != 0 && !empty) {
+		ocitree_error_setk(err, OCITREE_ERROR_INVALID,
+				   "upper directory '%s' holds changes to image %s, but '%s:%s' is %s now: commit them "
+				   "(ocitree commit --upper), or empty it",
+				   a->upper, u->state.manifest.digest, a->image.path, a->image.tag,
+				   img->manifest_desc.digest);
+		goto fail;
+	}
+	if (u->has_state) {
+		const struct ocitree_upper_format *f = &u->state.format;
+		if ((po.force_xattrs >= 0 && po.force_xattrs != (int)f->xattrs) ||
+		    (po.force_whiteout >= 0 && po.force_whiteout != (int)f->whiteout)) {
+			ocitree_error_setk(err, OCITREE_ERROR_USAGE,
+					   "upper directory '%s' already uses another format than -o xattrs=/whiteout= ask for",
+					   a->upper);
+			goto fail;
+		}
+	} else if (ocitree_upper_probe(u, &po, &u->state.format, err) < 0) {
+		goto fail;
+	}
+	if (!u->has_state || strcmp(u->state.manifest.digest, img->manifest_desc.digest) != 0 ||
+	    strcmp(u->state.tag, img->tag) != 0) {
+		free(u->state.layout);
+		u->state.layout = xstrdup(ocitree_layout_path(l));
+		free(u->state.tag);
+		u->state.tag = xstrdup(img->tag);
+		ocitree_descriptor_clear(&u->state.manifest);
+		ocitree_descriptor_copy(&u->state.manifest, &img->manifest_desc);
+		u->state.clearing = false;
+		if (ocitree_upper_save_state(u, err) < 0)
+			goto fail;
+	}
+	fo->virtual_owners = u->state.format.virtual_owners;
+	return u;
+fail:
+	ocitree_upper_free(u);
+	return NULL;
+}
+
 static int do_mount(struct mount_args *a, const char *mountpoint, struct ocitree_error **err)
 {
 	int r = -1;
 	_cleanup_free_ char *fsname = xasprintf("%s:%s", a->image.path, a->image.tag);
 	struct fs_opts fo = {.mountpoint = mountpoint, .foreground = a->foreground, .default_fsname = fsname,
-			     .mount_opts = a->mount_opts};
+			     .mount_opts = a->mount_opts, .writable = a->upper != NULL};
 	if (fs_check_options(&fo, err) < 0 || check_mountpoint(mountpoint, err) < 0)
 		return -1;
 	_cleanup_free_ char *cache_dir = a->cache_dir ? xstrdup(a->cache_dir) : ocitree_cache_dir_default();
@@ -136,19 +196,30 @@ static int do_mount(struct mount_args *a, const char *mountpoint, struct ocitree
 				   "no cache directory for layer indexes: use --cache-dir, OCITREE_CACHE_DIR or HOME");
 		return -1;
 	}
+	/* a writable mount's daemon commits into the layout: it needs the
+	 * layout's absolute path once it has left the working directory */
+	_cleanup_free_ char *layout_path = a->upper ? realpath(a->image.path, NULL) : xstrdup(a->image.path);
+	if (!layout_path)
+		return ocitree_error_set(err, errno, "open layout '%s'", a->image.path);
+	_cleanup_free_ char *abs_cache = a->upper ? realpath(cache_dir, NULL) : NULL;
 
-	struct ocitree_layout *l = cli_open_layout(a->image.path, err);
+	struct ocitree_layout *l = cli_open_layout(layout_path, err);
 	if (!l)
 		return -1;
 	struct ocitree_image *img = ocitree_image_open(l, a->image.tag, err);
 	struct ocitree_chunk_cache *chunks = NULL;
 	struct ocitree_layer_index **idx = NULL;
 	struct ocitree_tree *tree = NULL;
+	struct ocitree_upper *upper = NULL;
+	bool fresh = false;
 	size_t from = 0, to = 0;
 	if (!img || select_layers(a, img, &from, &to, err) < 0)
 		goto out_image;
+	if (a->upper && !(upper = open_upper(a, &fo, l, img, &fresh, err)))
+		goto out_image;
 	chunks = ocitree_chunk_cache_new(fs_cache_bytes(&fo));
-	struct ocitree_layer_index_opts io = {.cache_dir = cache_dir, .chunks = chunks, .rebuild = a->rebuild};
+	struct ocitree_layer_index_opts io = {.cache_dir = abs_cache ? abs_cache : cache_dir, .chunks = chunks,
+					      .rebuild = a->rebuild};
 	idx = xcalloc(to - from + 1, sizeof(*idx));
 	size_t n_diff = strv_len(img->config->diff_ids);
 	char **diff_ids = xcalloc(to - from + 1, sizeof(*diff_ids));
@@ -170,13 +241,20 @@ static int do_mount(struct mount_args *a, const char *mountpoint, struct ocitree
 	img = NULL;
 	ocitree_layout_free(l);
 	l = NULL;
-	r = fs_run(tree, &fo, err);
+	if (upper) {
+		struct fs_rw_setup setup = {.upper = upper, .tree = tree, .layers = idx, .n_layers = to - from,
+					    .index_opts = io, .layout = layout_path, .fresh = fresh};
+		r = fs_run_rw(&setup, &fo, err);
+	} else {
+		r = fs_run(tree, &fo, err);
+	}
 	ocitree_tree_free(tree);
 out_indexes:
 	for (size_t i = 0; i < to - from; i++)
 		ocitree_layer_index_free(idx[i]);
 out_image:
 	free(idx);
+	ocitree_upper_free(upper);
 	ocitree_chunk_cache_free(chunks);
 	ocitree_image_free(img);
 	ocitree_layout_free(l);
@@ -185,13 +263,15 @@ out_image:
 
 int cmd_mount(int argc, char **argv, struct ocitree_error **err)
 {
-	enum { OPT_IMAGE = OPT_COMMAND_BASE, OPT_LAYER, OPT_UPTO, OPT_CACHE_DIR, OPT_REBUILD };
+	enum { OPT_IMAGE = OPT_COMMAND_BASE, OPT_LAYER, OPT_UPTO, OPT_CACHE_DIR, OPT_REBUILD, OPT_UPPER, OPT_WORKDIR };
 	static const struct option opts[] = {
 		{"image", required_argument, NULL, OPT_IMAGE},
 		{"layer", required_argument, NULL, OPT_LAYER},
 		{"upto", required_argument, NULL, OPT_UPTO},
 		{"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
 		{"rebuild-index", no_argument, NULL, OPT_REBUILD},
+		{"upper", required_argument, NULL, OPT_UPPER},
+		{"workdir", required_argument, NULL, OPT_WORKDIR},
 		{"foreground", no_argument, NULL, 'f'},
 		{"options", required_argument, NULL, 'o'},
 		CLI_HELP_OPTION,
@@ -218,6 +298,12 @@ int cmd_mount(int argc, char **argv, struct ocitree_error **err)
 		case OPT_REBUILD:
 			a.rebuild = true;
 			break;
+		case OPT_UPPER:
+			a.upper = optarg;
+			break;
+		case OPT_WORKDIR:
+			a.workdir = optarg;
+			break;
 		case 'f':
 			a.foreground = true;
 			break;
@@ -240,6 +326,14 @@ int cmd_mount(int argc, char **argv, struct ocitree_error **err)
 	}
 	if (a.layer && a.upto) {
 		cli_usage_error(err, "--layer and --upto cannot be used together");
+		goto out;
+	}
+	if (a.upper && (a.layer || a.upto)) {
+		cli_usage_error(err, "--upper changes the whole image: it cannot be used with --layer or --upto");
+		goto out;
+	}
+	if (a.workdir && !a.upper) {
+		cli_usage_error(err, "--workdir needs --upper");
 		goto out;
 	}
 	if (argc - optind != 1) {

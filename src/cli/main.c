@@ -86,9 +86,11 @@ static const struct command commands[] = {
 	 "Run 'ocitree raw SUBCOMMAND --help' for its options.\n",
 	 cmd_raw},
 	/* mount */
-	{"mount", NULL, "mount", "mount an image (or one layer) read-only without extracting it",
-	 "[OPTIONS] --image LAYOUT[:TAG] MOUNTPOINT",
+	{"mount", NULL, "mount", "mount an image (or one layer) without extracting it, read-only or writable",
+	 "[OPTIONS] [--upper DIR] --image LAYOUT[:TAG] MOUNTPOINT",
 	 "      --image=LAYOUT[:TAG]         the image to mount (TAG defaults to latest)\n"
+	 "      --upper=DIR                  make the mount writable: changes go to DIR (see ocitree-upper(5))\n"
+	 "      --workdir=DIR                the work directory of --upper, on its file system (default DIR.work)\n"
 	 "      --layer=N|DIGEST             mount one layer as stored (1 is the lowest), whiteouts shown as files\n"
 	 "      --upto=N                     mount the image merged up to layer N\n"
 	 "      --cache-dir=DIR              where layer indexes are cached (default $OCITREE_CACHE_DIR,\n"
@@ -99,6 +101,18 @@ static const struct command commands[] = {
 	 cmd_mount},
 	{"umount", "unmount", "mount", "unmount a mounted image", "[--lazy] MOUNTPOINT",
 	 "  -z, --lazy                       detach now, finish when the mount is no longer busy\n", cmd_umount},
+	{"commit", NULL, "mount", "turn the changes of a writable mount into a new layer",
+	 "[--upper DIR [--workdir DIR] | MOUNTPOINT] --image LAYOUT[:NEWTAG] [OPTIONS]",
+	 "      --image=LAYOUT[:NEWTAG]      the layout of the mounted image, and the tag of the result\n"
+	 "                                   (default: the tag that was mounted)\n"
+	 "      --upper=DIR                  commit this upper directory (not mounted) instead of a mount\n"
+	 "      --workdir=DIR                the work directory of --upper (default DIR.work)\n"
+	 COMPRESS_OPTS_HELP
+	 "      --clear                      empty the upper directory afterwards: the mount goes on\n"
+	 "                                   showing the same tree, on top of the new image\n"
+	 "      --cache-dir=DIR              with --upper: where layer indexes are cached (for metacopy data)\n"
+	 HISTORY_OPTS_HELP,
+	 cmd_commit},
 	{NULL, NULL, NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -17,17 +17,8 @@
 #include <sys/xattr.h>
 #include <syslog.h>
 
-#include "fs.h"
+#include "fs-internal.h"
 #include "util.h"
-
-struct fs_config {
-	unsigned threads;
-	unsigned cache_mib;
-	double timeout;
-	int debug;
-	int rw;
-	int no_default_permissions;
-};
 
 enum { KEY_KEEP = 1 };
 
@@ -42,6 +33,12 @@ static const struct fuse_opt fs_opt_table[] = {
 	FUSE_OPT_KEY("ro", FUSE_OPT_KEY_DISCARD),
 	{"no_default_permissions", offsetof(struct fs_config, no_default_permissions), 1},
 	FUSE_OPT_KEY("default_permissions", FUSE_OPT_KEY_DISCARD),
+	{"allow_other", offsetof(struct fs_config, allow_other), 1},
+	FUSE_OPT_KEY("allow_other", KEY_KEEP),
+	{"allow_root", offsetof(struct fs_config, allow_other), 1},
+	FUSE_OPT_KEY("allow_root", KEY_KEEP),
+	{"xattrs=%s", offsetof(struct fs_config, xattrs), 0},
+	{"whiteout=%s", offsetof(struct fs_config, whiteout), 0},
 	FUSE_OPT_END,
 };
 
@@ -77,9 +74,16 @@ static char *escape_opt_value(const char *s)
 	return buf_steal(&b);
 }
 
+void fs_config_clear(struct fs_config *cfg)
+{
+	free(cfg->xattrs);
+	free(cfg->whiteout);
+	cfg->xattrs = cfg->whiteout = NULL;
+}
+
 /* Parse the -o options into cfg and the argument vector for libfuse. */
-static int parse_options(const struct fs_opts *opts, struct fs_config *cfg, struct fuse_args *args,
-			 struct ocitree_error **err)
+int fs_parse_options(const struct fs_opts *opts, struct fs_config *cfg, struct fuse_args *args,
+		     struct ocitree_error **err)
 {
 	*cfg = (struct fs_config){.threads = 4, .cache_mib = 32, .timeout = 86400};
 	struct fuse_args in = FUSE_ARGS_INIT(0, NULL);
@@ -99,21 +103,51 @@ static int parse_options(const struct fs_opts *opts, struct fs_config *cfg, stru
 		return ocitree_error_setk(err, OCITREE_ERROR_USAGE, "invalid mount options");
 	}
 	*args = in;
-	if (cfg->rw) {
+	const char *bad = NULL;
+	if (cfg->rw && !opts->writable)
+		bad = "-o rw: the mount is read-only (a writable mount needs an upper directory, --upper)";
+	else if (cfg->threads < 1 || cfg->threads > 256)
+		bad = "-o threads: use 1 to 256";
+	else if (!(cfg->timeout >= 0))
+		bad = "-o timeout: must be a number of seconds";
+	else if ((cfg->xattrs || cfg->whiteout) && !opts->writable)
+		bad = "-o xattrs= and -o whiteout= are options of a writable mount (--upper)";
+	else if (cfg->xattrs && strcmp(cfg->xattrs, "trusted") != 0 && strcmp(cfg->xattrs, "user") != 0 &&
+		 strcmp(cfg->xattrs, "none") != 0)
+		bad = "-o xattrs: use trusted, user or none";
+	else if (cfg->whiteout && strcmp(cfg->whiteout, "chardev") != 0 && strcmp(cfg->whiteout, "file") != 0)
+		bad = "-o whiteout: use chardev or file";
+	if (bad) {
 		fuse_opt_free_args(args);
-		return ocitree_error_setk(err, OCITREE_ERROR_USAGE,
-					  "-o rw: the mount is read-only (a writable mount needs an upper directory)");
+		fs_config_clear(cfg);
+		return ocitree_error_setk(err, OCITREE_ERROR_USAGE, "%s", bad);
 	}
-	if (cfg->threads < 1 || cfg->threads > 256) {
-		fuse_opt_free_args(args);
-		return ocitree_error_setk(err, OCITREE_ERROR_USAGE, "-o threads=%u: use 1 to 256", cfg->threads);
-	}
-	if (!(cfg->timeout >= 0)) {
-		fuse_opt_free_args(args);
-		return ocitree_error_setk(err, OCITREE_ERROR_USAGE, "-o timeout: must be a number of seconds");
-	}
+	/* a writable mount whose owners are virtual (an unprivileged user)
+	 * is the mounting user's alone: every request is theirs, made as if by
+	 * root, and the daemon checks nothing but the execute bit; with
+	 * allow_other the kernel checks permissions as usual */
+	bool perms = !cfg->no_default_permissions && !(opts->writable && opts->virtual_owners && !cfg->allow_other);
 	fuse_opt_add_arg(args, "-o");
-	fuse_opt_add_arg(args, cfg->no_default_permissions ? "ro" : "ro,default_permissions");
+	fuse_opt_add_arg(args, opts->writable ? (perms ? "rw,default_permissions" : "rw")
+					      : (perms ? "ro,default_permissions" : "ro"));
+	return 0;
+}
+
+int fs_upper_probe_opts(const struct fs_opts *opts, struct ocitree_upper_probe_opts *po, struct ocitree_error **err)
+{
+	struct fs_config cfg;
+	struct fuse_args args;
+	if (fs_parse_options(opts, &cfg, &args, err) < 0)
+		return -1;
+	fuse_opt_free_args(&args);
+	po->force_xattrs = !cfg.xattrs ? -1
+			   : strcmp(cfg.xattrs, "trusted") == 0 ? OCITREE_UPPER_XATTR_TRUSTED
+			   : strcmp(cfg.xattrs, "user") == 0	 ? OCITREE_UPPER_XATTR_USER
+								 : OCITREE_UPPER_XATTR_NONE;
+	po->force_whiteout = !cfg.whiteout ? -1
+			     : strcmp(cfg.whiteout, "file") == 0 ? OCITREE_UPPER_WHITEOUT_FILE
+								 : OCITREE_UPPER_WHITEOUT_CHARDEV;
+	fs_config_clear(&cfg);
 	return 0;
 }
 
@@ -481,8 +515,9 @@ int fs_check_options(const struct fs_opts *opts, struct ocitree_error **err)
 {
 	struct fs_config cfg;
 	struct fuse_args args;
-	if (parse_options(opts, &cfg, &args, err) < 0)
+	if (fs_parse_options(opts, &cfg, &args, err) < 0)
 		return -1;
+	fs_config_clear(&cfg);
 	/* let libfuse reject what it does not know now, before any work */
 	struct fs dummy = {0};
 	struct fuse_session *se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), &dummy);
@@ -497,9 +532,10 @@ size_t fs_cache_bytes(const struct fs_opts *opts)
 {
 	struct fs_config cfg;
 	struct fuse_args args;
-	if (parse_options(opts, &cfg, &args, NULL) < 0)
+	if (fs_parse_options(opts, &cfg, &args, NULL) < 0)
 		return 32u << 20;
 	fuse_opt_free_args(&args);
+	fs_config_clear(&cfg);
 	return (size_t)cfg.cache_mib << 20;
 }
 
@@ -509,31 +545,16 @@ static void log_to_syslog(enum ocitree_log_level level, const char *msg, void *u
 	syslog(prio[level], "%s", msg);
 }
 
-int fs_run(struct ocitree_tree *tree, const struct fs_opts *opts, struct ocitree_error **err)
+int fs_session_run(const struct fuse_lowlevel_ops *ops, size_t ops_size, void *userdata, struct fuse_args *args,
+		   const struct fs_config *cfg, const struct fs_opts *opts, const struct fs_hooks *hooks,
+		   struct ocitree_error **err)
 {
-	struct fs_config cfg;
-	struct fuse_args args;
-	if (parse_options(opts, &cfg, &args, err) < 0)
-		return -1;
-	/* decompressed chunks (~1 MiB) come and go: a fixed mmap threshold
-	 * hands them back to the system instead of letting glibc's dynamic
-	 * threshold grow and keep them in per-thread arenas */
-	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
-	struct fs fs = {.tree = tree, .timeout = cfg.timeout, .debug = cfg.debug};
-	pthread_mutex_init(&fs.lock, NULL);
-	for (uint32_t i = 1; i <= ocitree_tree_inodes(tree); i++) {
-		struct stat st;
-		if (ocitree_tree_stat(tree, i, &st) == 0 && S_ISREG(st.st_mode))
-			fs.total_bytes += (uint64_t)st.st_size;
-	}
-	bool foreground = opts->foreground || cfg.debug;
+	bool foreground = opts->foreground || cfg->debug;
 	int ret = -1;
 	struct fuse_loop_config *loop = NULL;
-	struct fuse_session *se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), &fs);
-	if (!se) {
-		ocitree_error_setk(err, OCITREE_ERROR_USAGE, "invalid mount options (see 'ocitree mount --help')");
-		goto out_args;
-	}
+	struct fuse_session *se = fuse_session_new(args, ops, ops_size, userdata);
+	if (!se)
+		return ocitree_error_setk(err, OCITREE_ERROR_USAGE, "invalid mount options (see 'ocitree mount --help')");
 	if (fuse_set_signal_handlers(se) != 0) {
 		ocitree_error_set(err, errno, "install signal handlers");
 		goto out_session;
@@ -551,22 +572,48 @@ int fs_run(struct ocitree_tree *tree, const struct fs_opts *opts, struct ocitree
 		openlog("ocitree", LOG_PID, LOG_DAEMON);
 		ocitree_log_set_handler(log_to_syslog, NULL);
 	}
+	/* threads do not survive the fork of fuse_daemonize: start them now */
+	if (hooks && hooks->started && hooks->started(userdata, se) < 0)
+		ocitree_log(OCITREE_LOG_ERROR, "could not start the control thread: live commit is not available");
 	loop = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_clone_fd(loop, 0);
-	fuse_loop_cfg_set_max_threads(loop, cfg.threads);
-	fuse_loop_cfg_set_idle_threads(loop, cfg.threads);
+	fuse_loop_cfg_set_max_threads(loop, cfg->threads);
+	fuse_loop_cfg_set_idle_threads(loop, cfg->threads);
 	if (fuse_session_loop_mt(se, loop) != 0)
 		ocitree_log(OCITREE_LOG_ERROR, "the FUSE session ended with an error");
 	ret = 0;
 	fuse_loop_cfg_destroy(loop);
+	if (hooks && hooks->stopping)
+		hooks->stopping(userdata);
 out_unmount:
 	fuse_session_unmount(se);
 out_signals:
 	fuse_remove_signal_handlers(se);
 out_session:
 	fuse_session_destroy(se);
-out_args:
+	return ret;
+}
+
+int fs_run(struct ocitree_tree *tree, const struct fs_opts *opts, struct ocitree_error **err)
+{
+	struct fs_config cfg;
+	struct fuse_args args;
+	if (fs_parse_options(opts, &cfg, &args, err) < 0)
+		return -1;
+	/* decompressed chunks (~1 MiB) come and go: a fixed mmap threshold
+	 * hands them back to the system instead of letting glibc's dynamic
+	 * threshold grow and keep them in per-thread arenas */
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+	struct fs fs = {.tree = tree, .timeout = cfg.timeout, .debug = cfg.debug};
+	pthread_mutex_init(&fs.lock, NULL);
+	for (uint32_t i = 1; i <= ocitree_tree_inodes(tree); i++) {
+		struct stat st;
+		if (ocitree_tree_stat(tree, i, &st) == 0 && S_ISREG(st.st_mode))
+			fs.total_bytes += (uint64_t)st.st_size;
+	}
+	int ret = fs_session_run(&fs_ops, sizeof(fs_ops), &fs, &args, &cfg, opts, NULL, err);
 	fuse_opt_free_args(&args);
+	fs_config_clear(&cfg);
 	pthread_mutex_destroy(&fs.lock);
 	return ret;
 }

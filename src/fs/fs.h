@@ -4,8 +4,8 @@
  * low-level API.  fs_run() mounts, optionally daemonizes, runs the
  * multithreaded loop until unmount or SIGTERM/SIGINT/SIGHUP, and unmounts.
  *
- * The writable mount (an upper directory with copy-up, issue 5) will sit in
- * front of the same tree: the lower side of every operation stays here.
+ * fs_run_rw() serves the same tree with an upper directory in front of it
+ * (fs-rw.c): a writable overlay whose changes commit turns into a layer.
  */
 #ifndef OCITREE_FS_H
 #define OCITREE_FS_H
@@ -19,7 +19,7 @@
  * everything else in -o goes to libfuse and the kernel. */
 #define FS_MOUNT_OPTIONS_HELP                                                                                      \
 	"  -o OPTIONS                       comma-separated mount options (repeatable):\n"                         \
-	"       ro                          read-only (always; rw is refused)\n"                                   \
+	"       ro, rw                      read-only, or writable with --upper (the default then)\n"               \
 	"       debug                       log every FUSE request to stderr (implies -f)\n"                       \
 	"       allow_other, allow_root     let other users (or root) see the mount\n"                             \
 	"       default_permissions         kernel permission checks on the image's modes (the default;\n"         \
@@ -29,6 +29,8 @@
 	"       threads=N                   FUSE worker threads (default 4)\n"                                     \
 	"       cache_size=MIB              decompressed chunk cache, in MiB (default 32)\n"                      \
 	"       timeout=SECONDS             entry and attribute cache timeout (default 86400)\n"                   \
+	"       xattrs=trusted|user|none    with --upper: where ocitree keeps its xattrs (default: probed)\n"      \
+	"       whiteout=chardev|file       with --upper: the form of whiteouts (default: probed)\n"              \
 	"       other libfuse options (max_read=N, ...) are passed on\n"
 
 struct fs_opts {
@@ -36,6 +38,8 @@ struct fs_opts {
 	bool foreground;
 	const char *default_fsname;
 	char **mount_opts; /* the -o arguments as given, NULL-terminated; may be NULL */
+	bool writable;       /* an upper directory is given */
+	bool virtual_owners; /* its format keeps owners in xattrs (no default_permissions) */
 };
 
 /* Parse opts->mount_opts now (so that usage errors come before any work);
@@ -51,5 +55,23 @@ int fs_run(struct ocitree_tree *tree, const struct fs_opts *opts, struct ocitree
 
 /* The mount options' chunk cache size in bytes (after fs_check_options). */
 size_t fs_cache_bytes(const struct fs_opts *opts);
+
+/* The upper directory format the -o xattrs= and whiteout= options ask for. */
+int fs_upper_probe_opts(const struct fs_opts *opts, struct ocitree_upper_probe_opts *po, struct ocitree_error **err);
+
+/* What a writable mount serves. */
+struct fs_rw_setup {
+	struct ocitree_upper *upper;                /* opened and locked; owned by the caller */
+	struct ocitree_tree *tree;                  /* the image's merged tree; owned by the caller */
+	struct ocitree_layer_index **layers;        /* the tree's layers; owned by the caller */
+	size_t n_layers;
+	struct ocitree_layer_index_opts index_opts; /* for layers added by a live commit --clear */
+	const char *layout;                         /* absolute path of the layout */
+	bool fresh;                                 /* the upper directory is new: give its root the image's */
+};
+
+/* Serve a writable mount (see fs_run for the life cycle).  Live commits come
+ * in through the control socket in the work directory. */
+int fs_run_rw(const struct fs_rw_setup *setup, const struct fs_opts *opts, struct ocitree_error **err);
 
 #endif

@@ -20,8 +20,8 @@ SPEC has one directive per line ('#' starts a comment):
     mtime SECONDS                   (for the entries that follow)
 
 CONTENT is text:STRING (with \\n escapes), random:SEED:SIZE (deterministic
-bytes that compress a little), zeros:SIZE, or pattern:SIZE (repeating
-text).  The layout gets an OCI config with the right diff_ids, a manifest
+bytes that compress a little), zeros:SIZE, pattern:SIZE (repeating text),
+or posixbig:SIZE (the big file of tests/fs/posix.c).  The layout gets an OCI config with the right diff_ids, a manifest
 and an index.json entry tagged TAG (other tags are kept).
 """
 import gzip
@@ -45,6 +45,10 @@ def content(spec):
         n = int(rest)
         unit = b"ocitree pattern line 0123456789 abcdefghijklmnopqrstuvwxyz\n"
         return (unit * (n // len(unit) + 1))[:n]
+    if kind == "posixbig":
+        # tests/fs/posix.c's big_content()
+        n = int(rest)
+        return bytes(97 + (i * 7 + i // 4093) % 26 for i in range(n))
     if kind == "random":
         seed, size = rest.split(":")
         rng = random.Random(int(seed))
@@ -105,7 +109,8 @@ def main():
             args = w[2:]
             if op == "file":
                 # the content is the rest of the line from its kind on
-                k = next(i for i, a in enumerate(args) if a.split(":")[0] in ("text", "random", "zeros", "pattern"))
+                k = next(i for i, a in enumerate(args)
+                         if a.split(":")[0] in ("text", "random", "zeros", "pattern", "posixbig"))
                 data = content(" ".join(args[k:]))
                 args = args[:k]
             ti.type = tarfile.DIRTYPE if op == "dir" else tarfile.REGTYPE

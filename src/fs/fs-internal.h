@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Internals shared by the read-only (fs.c) and writable (fs-rw.c) drivers. */
+#ifndef OCITREE_FS_INTERNAL_H
+#define OCITREE_FS_INTERNAL_H
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include "fs.h"
+
+struct fs_config {
+	unsigned threads;
+	unsigned cache_mib;
+	double timeout;
+	int debug;
+	int rw;
+	int no_default_permissions;
+	int allow_other;
+	char *xattrs;   /* -o xattrs=, allocated by fuse_opt */
+	char *whiteout; /* -o whiteout= */
+};
+
+/* Parse the -o options into cfg (release with fs_config_clear) and the
+ * argument vector for libfuse (fuse_opt_free_args). */
+int fs_parse_options(const struct fs_opts *opts, struct fs_config *cfg, struct fuse_args *args,
+		     struct ocitree_error **err);
+void fs_config_clear(struct fs_config *cfg);
+
+struct fs_hooks {
+	/* in the process that serves, before the loop starts; se is the session */
+	int (*started)(void *userdata, struct fuse_session *se);
+	/* after the loop ended, before unmounting */
+	void (*stopping)(void *userdata);
+};
+
+/* Mount, daemonize unless opts->foreground, serve with cfg->threads threads
+ * until unmounted or signalled, unmount. */
+int fs_session_run(const struct fuse_lowlevel_ops *ops, size_t ops_size, void *userdata, struct fuse_args *args,
+		   const struct fs_config *cfg, const struct fs_opts *opts, const struct fs_hooks *hooks,
+		   struct ocitree_error **err);
+
+#endif
