@@ -1,8 +1,10 @@
 #!/bin/sh
 # SPDX-License-Identifier: Apache-2.0
 # The demo behind `./run.sh demo`: makes a small image from nothing and runs
-# the main job on it: build, unpack and repack like umoci, then mount the
-# image without extracting it and read from it.  Usage: demo.sh PATH/TO/ocitree
+# the main job on it: mount the image without extracting it, read from it,
+# write into it through an upper directory, and commit the changes as a new
+# layer; and the umoci workflow (unpack, edit, repack) beside it.
+# Usage: demo.sh PATH/TO/ocitree
 set -eu
 O=${1:-ocitree}
 W=$(mktemp -d /tmp/ocitree-demo.XXXXXX)
@@ -28,22 +30,31 @@ step "$O" insert --image demo:base --history.comment "the app" src/app /app
 step "$O" config --image demo:base --tag app --config.env GREETING=hello --config.entrypoint /app/hello.sh \
 	--author "ocitree demo"
 
-# the umoci workflow: unpack to a runtime bundle, edit, repack as a layer
-step "$O" unpack --image demo:app bundle
-show "echo 'edited in the bundle' >>bundle/rootfs/etc/motd && rm bundle/rootfs/app/hello.sh && echo data >bundle/rootfs/app/data"
-step "$O" repack --image demo:app2 bundle
+# mount without extracting: the layers are read in place, lazily; writes go
+# to an upper directory
+mkdir mnt upper
+step "$O" mount --cache-dir "$W/cache" --upper "$W/upper" --image demo:app "$W/mnt"
+show "cat mnt/etc/motd && ls -l mnt/app"
+show "findmnt -n -o SOURCE,FSTYPE mnt"
+show "echo 'written through the mount' >>mnt/etc/motd && rm mnt/app/hello.sh && mkdir mnt/data && echo 42 >mnt/data/answer"
+show "find upper | sort   # the upper directory holds only the changes (overlayfs format)"
+step "$O" commit --image demo:app2 --history.comment "edited on a mount" "$W/mnt"
+step "$O" umount "$W/mnt"
 step "$O" stat --image demo:app2
 
-# mount without extracting: the layers are read in place, lazily
-mkdir mnt
-step "$O" mount --cache-dir "$W/cache" --image demo:app2 "$W/mnt"
-show "ls -l mnt/app && cat mnt/etc/motd"
-show "findmnt -n -o SOURCE,FSTYPE,OPTIONS mnt"
-step "$O" umount "$W/mnt"
-mkdir mnt2
-step "$O" mount --cache-dir "$W/cache" --layer 3 --image demo:app2 "$W/mnt2"
-show "ls -la mnt2/app   # layer 3 as stored: the deletion is a whiteout"
+# the new tag, mounted read-only; and its last layer as stored
+mkdir mnt2 mnt3
+step "$O" mount --cache-dir "$W/cache" --image demo:app2 "$W/mnt2"
+show "cat mnt2/etc/motd mnt2/data/answer && ls mnt2/app"
 step "$O" umount "$W/mnt2"
+step "$O" mount --cache-dir "$W/cache" --layer 3 --image demo:app2 "$W/mnt3"
+show "ls -la mnt3/app   # layer 3 as stored: the deletion is a whiteout"
+step "$O" umount "$W/mnt3"
+
+# the umoci workflow gives the same kind of result: unpack, edit, repack
+step "$O" unpack --image demo:app2 bundle
+show "echo 'edited in the bundle' >>bundle/rootfs/etc/motd"
+step "$O" repack --image demo:app3 bundle
 
 step "$O" fsck --full --layout demo
 printf '\nThe layout in %s is a plain OCI layout: skopeo, umoci and runc read it.\n' "$W/demo"

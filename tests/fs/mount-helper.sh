@@ -46,6 +46,15 @@ ok "umount" umount "$mp"
 ok "mount with defaults (mount(8) passes rw)" mount -t fuse.ocitree "$L:app" "$mp" -o defaults,cache_dir="$T/cache2"
 fails 1 "Read-only file system" "the mount is read-only" touch "$mp/new"
 umount "$mp"
+mkdir -p "$T/upper"
+ok "a writable mount through mount(8): upper=" mount -t fuse.ocitree "$L:app" "$mp" -o upper="$T/upper",cache_dir="$T/cache2"
+ok "write into it" sh -c "echo written >'$mp/etc/new'"
+check "the change lands in the upper directory" '[ "$(cat "$T/upper/etc/new")" = written ]'
+ok "commit the live mount" $OCITREE commit --image "$L:app2" "$mp"
+ok "umount" umount "$mp"
+ok "the committed image has the change" $OCITREE mount --cache-dir "$T/cache2" --image "$L:app2" "$mp"
+is "its content" "$(cat "$mp/etc/new")" written
+do_umount "$mp"
 fails 1 "not found" "a missing tag fails the mount" mount -t fuse.ocitree "$L:nope" "$mp"
 check "and nothing is mounted" '! findmnt -M "$mp" >/dev/null'
 done_testing
