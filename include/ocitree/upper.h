@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include "ocitree/bundle.h"
 #include "ocitree/error.h"
 #include "ocitree/image.h"
 #include "ocitree/layout.h"
@@ -147,6 +148,9 @@ struct ocitree_commit_options {
 	/* with clear: see ocitree_upper_clear(); may be NULL */
 	ocitree_upper_keep_fn keep;
 	void *userdata;
+	/* told of the bytes and entries written now and then; may be NULL */
+	ocitree_progress_fn progress;
+	void *progress_data;
 };
 
 struct ocitree_commit_result {

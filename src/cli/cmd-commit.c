@@ -67,9 +67,10 @@ static int commit_offline(struct commit_args *a, struct ocitree_error **err)
 	if (!a->history.no_history)
 		history_opts_entry(&a->history, NULL, "ocitree commit", false, &h);
 	struct ocitree_commit_options o = {.compression = a->compression, .history = a->history.no_history ? NULL : &h,
-					   .clear = a->clear, .cache_dir = a->cache_dir};
+					   .clear = a->clear, .cache_dir = a->cache_dir, .progress = cli_progress};
 	struct ocitree_commit_result res;
 	r = ocitree_upper_commit(u, l, tag, &o, &res, err);
+	cli_progress_end();
 	if (r == 0)
 		print_result(tag, res.manifest, res.layer, res.entries);
 out:

@@ -298,6 +298,11 @@ static int put_entry(struct cw *c, int dfd, const char *name, const struct stat 
 	if (e.type == OCITREE_TAR_REG && put_data(c, fd, lower, (uint64_t)e.size, tpath, err) < 0)
 		goto out;
 	c->entries++;
+	if (c->o->progress && (c->entries & 255) == 0) {
+		struct ocitree_progress pr = {.phase = "commit", .bytes = ocitree_layer_writer_offset(c->w),
+					      .entries = c->entries};
+		c->o->progress(&pr, c->o->progress_data);
+	}
 	ret = 0;
 out:
 	upper_meta_clear(&m);
