@@ -44,9 +44,11 @@
 #endif
 
 #include "chunk-cache.h"
+#include "layer-index-internal.h"
 #include "layout-internal.h"
 #include "ocitree/digest.h"
 #include "ocitree/layer-index.h"
+#include "ocitree/layer.h"
 #include "tar-scan.h"
 #include "util.h"
 
@@ -57,6 +59,7 @@
 #define TAR_DIR "tar"
 /* output between two gzip checkpoints */
 #define CHECKPOINT_SPAN (1u << 20)
+uint32_t layer_index_checkpoint_span = CHECKPOINT_SPAN;
 #define WINDOW_SIZE 32768u
 
 static bool use_isal(void)
@@ -461,7 +464,7 @@ static int build_gzip(struct builder *b, struct ocitree_blob_reader *r, struct o
 			member_done = false;
 			/* a member boundary is a natural checkpoint: no window needed
 			 * (a new member cannot refer back), no bits */
-			if (b->out - last_cp_out >= CHECKPOINT_SPAN / 4) {
+			if (b->out - last_cp_out >= layer_index_checkpoint_span / 4) {
 				add_checkpoint(b, in_total - zs.avail_in, 0, CP_MEMBER, NULL, 0);
 				last_cp_out = b->out;
 			}
@@ -494,7 +497,7 @@ static int build_gzip(struct builder *b, struct ocitree_blob_reader *r, struct o
 			continue;
 		}
 		/* at the end of a block that is not the last one */
-		if ((zs.data_type & 128) && !(zs.data_type & 64) && b->out - last_cp_out >= CHECKPOINT_SPAN) {
+		if ((zs.data_type & 128) && !(zs.data_type & 64) && b->out - last_cp_out >= layer_index_checkpoint_span) {
 			size_t wl = out_len < WINDOW_SIZE ? out_len : WINDOW_SIZE;
 			add_checkpoint(b, in_total - zs.avail_in, zs.data_type & 7, CP_ZLIB, out + out_len - wl, wl);
 			last_cp_out = b->out;
@@ -524,7 +527,8 @@ static int build_gzip_isal(struct builder *b, struct ocitree_blob_reader *r, str
 	if (!b->pipe)
 		own_out = xcalloc(1, OUT_CHUNK);
 	size_t slot = 0;
-	uint64_t in_total = 0, next_cp = CHECKPOINT_SPAN, last_cp_out = 0;
+	uint64_t span = layer_index_checkpoint_span;
+	uint64_t in_total = 0, next_cp = span, last_cp_out = 0;
 	bool eof = false, any = false;
 	b->isal = true;
 	add_checkpoint(b, 0, 0, CP_MEMBER, NULL, 0);
@@ -553,10 +557,10 @@ static int build_gzip_isal(struct builder *b, struct ocitree_blob_reader *r, str
 			}
 			isal_inflate_reset(st);
 			st->crc_flag = ISAL_GZIP;
-			if (b->out - last_cp_out >= CHECKPOINT_SPAN / 4) {
+			if (b->out - last_cp_out >= span / 4) {
 				add_checkpoint(b, in_total - st->avail_in, 0, CP_MEMBER, NULL, 0);
 				last_cp_out = b->out;
-				next_cp = b->out + CHECKPOINT_SPAN;
+				next_cp = b->out + span;
 			}
 		}
 		if (st->avail_in == 0 && eof)
@@ -582,7 +586,7 @@ static int build_gzip_isal(struct builder *b, struct ocitree_blob_reader *r, str
 					       sizeof(*st));
 				last_cp_out = b->out;
 			}
-			next_cp += CHECKPOINT_SPAN;
+			next_cp += span;
 		}
 	}
 	if (!any)
@@ -993,6 +997,60 @@ static struct ocitree_layer_index *load_cached(const struct ocitree_descriptor *
 		}
 	}
 	return idx;
+}
+
+struct ocitree_layer_index *layer_index_from_image(const void *img, size_t len, const char *digest, int blob_fd,
+						    int data_fd, struct ocitree_chunk_cache *chunks,
+						    struct ocitree_error **err)
+{
+	struct ocitree_layer_index *idx = index_alloc(digest);
+	idx->blob_fd = blob_fd;
+	idx->chunks = chunks;
+	/* 8-aligned, as a mapping is */
+	idx->owned[0] = xmalloc(len ? len : 1);
+	memcpy(idx->owned[0], img, len);
+	idx->map_len = len;
+	if (attach(idx, idx->owned[0], len, digest, err) < 0) {
+		if (data_fd >= 0)
+			close(data_fd);
+		ocitree_layer_index_free(idx);
+		return NULL;
+	}
+	/* reads of gzip layers go to the blob, the others to the tar */
+	if (idx->comp == OCITREE_COMPRESSION_GZIP) {
+		if (data_fd >= 0)
+			close(data_fd);
+	} else {
+		idx->data_fd = data_fd;
+	}
+	return idx;
+}
+
+void layer_index_image_seal(void *img, size_t len)
+{
+	struct idx_header h;
+	if (len < sizeof(h))
+		return;
+	memcpy(&h, img, sizeof(h));
+	unsigned char *p = img;
+	if (h.checkpoints_off <= len && h.windows_off <= len && h.n_checkpoints <= len / sizeof(struct idx_checkpoint) &&
+	    h.n_checkpoints * sizeof(struct idx_checkpoint) <= len - h.checkpoints_off) {
+		for (size_t i = 0; i < h.n_checkpoints; i++) {
+			struct idx_checkpoint cp;
+			memcpy(&cp, p + h.checkpoints_off + i * sizeof(cp), sizeof(cp));
+			if (cp.kind == CP_ISAL || cp.window_off > len - h.windows_off ||
+			    cp.window_len > len - h.windows_off - cp.window_off)
+				continue;
+			cp.window_crc = crc_update(0, p + h.windows_off + cp.window_off, cp.window_len);
+			memcpy(p + h.checkpoints_off + i * sizeof(cp), &cp, sizeof(cp));
+		}
+	}
+	if (h.windows_off < sizeof(h) || h.windows_off > len)
+		return;
+	h.meta_crc = 0;
+	uint32_t crc = crc_update(0, &h, sizeof(h));
+	crc = crc_update(crc, p + sizeof(h), h.windows_off - sizeof(h));
+	memcpy(p + offsetof(struct idx_header, meta_crc), &crc, sizeof(crc));
 }
 
 OCITREE_EXPORT struct ocitree_layer_index *ocitree_layer_index_open(struct ocitree_layout *l,
