@@ -395,7 +395,16 @@ static int builder_output(struct builder *b, const unsigned char *p, size_t n, s
 	b->out += n;
 	if (b->tar_fd >= 0 && write_all(b->tar_fd, p, n) < 0)
 		return ocitree_error_set(err, errno, "write uncompressed layer cache");
-	return tar_scan_feed(&b->tar, p, n, err);
+	if (tar_scan_feed(&b->tar, p, n, err) < 0)
+		return -1;
+	/* what follows the end of the archive is not looked at, but it is
+	 * decompressed (and, for zstd, written to the cache): a little padding
+	 * is normal, more is a bomb, refused as unpack refuses it */
+	if (b->tar.ended && b->out - b->tar.end_pos > OCITREE_LAYER_MAX_TRAILER)
+		return ocitree_error_setk(err, OCITREE_ERROR_INVALID,
+					  "more than %u bytes of data after the end of the archive",
+					  OCITREE_LAYER_MAX_TRAILER);
+	return 0;
 }
 
 static void add_checkpoint(struct builder *b, uint64_t in_off, int bits, enum cp_kind kind, const unsigned char *win,
