@@ -653,7 +653,8 @@ struct tree *mtree_read_at(int dirfd, const char *name, struct ocitree_error **e
 				goto bad;
 			n = t->root;
 		} else {
-			if (!node_name_ok(ename))
+			/* cur may have been made a file since (by its full path) */
+			if (!node_name_ok(ename) || !S_ISDIR(cur->mode))
 				goto bad;
 			n = tree_child(t, cur, ename);
 			if (!n)
