@@ -62,6 +62,13 @@ rm -rf "$T/deep"
 $MKIMAGE "$L" abs-symlink "$T/tars/abs-symlink.tar" >/dev/null
 ok "a file through an absolute symlink" $OCITREE unpack --image "$L:abs-symlink" "$T/abs"
 check "lands inside the root" '[ -f "$T/abs/rootfs$OUT/inside" ] && [ -z "$(ls -A "$OUT")" ]'
+# a file named like a whiteout cannot go into a layer as a file
+echo x >"$T/abs/rootfs/.wh.alink"
+snapshot "$L" >"$T/before"
+fails 1 "'.wh.alink': a name starting with '.wh.' is a whiteout in a layer" "repack refuses a file named like a whiteout" \
+	$OCITREE repack --image "$L:abs-2" "$T/abs"
+check "and leaves the layout as it was" 'diff "$T/before" <(snapshot "$L") >&2'
+rm "$T/abs/rootfs/.wh.alink"
 
 # names with a newline do not break the bundle's mtree: repack from it
 # (without the state record) sees nothing changed
