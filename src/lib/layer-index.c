@@ -763,7 +763,11 @@ static int attach(struct ocitree_layer_index *idx, const unsigned char *img, siz
 	    h.checkpoints_off > len || h.n_checkpoints > (len - h.checkpoints_off) / sizeof(struct idx_checkpoint) ||
 	    h.windows_off > len || h.windows_len != len - h.windows_off || h.strings_len == 0 ||
 	    h.xattrs_len < 4 || h.compression > OCITREE_COMPRESSION_ZSTD ||
-	    align8(sizeof(h)) + h.n_entries * sizeof(struct ocitree_layer_entry) > h.strings_off)
+	    align8(sizeof(h)) + h.n_entries * sizeof(struct ocitree_layer_entry) > h.strings_off ||
+	    /* sections after the header (the checksum covers the header, then
+	     * up to windows_off), checkpoints aligned as they are read */
+	    h.xattrs_off < align8(sizeof(h)) || h.checkpoints_off < align8(sizeof(h)) ||
+	    h.windows_off < align8(sizeof(h)) || h.checkpoints_off % 8)
 		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "index file is malformed");
 	struct idx_header z = h;
 	z.meta_crc = 0;
