@@ -1284,7 +1284,8 @@ OCITREE_EXPORT bool ocitree_layer_entry_xattr_next(const struct ocitree_layer_in
 			return false;
 		memcpy(&nl, base + pos, 4);
 		memcpy(&vl, base + pos + 4, 4);
-		if (nl > end - pos - 8 || vl > end - pos - 8 - nl - 1 || pos + 8 + nl + 1 + vl > end)
+		if (nl > end - pos - 8 || vl > end - pos - 8 - nl - 1 || pos + 8 + nl + 1 + vl > end ||
+		    base[pos + 8 + nl] != '\0') /* names are used as C strings */
 			return false;
 		if (i == want) {
 			*name = (const char *)base + pos + 8;
