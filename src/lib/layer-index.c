@@ -742,6 +742,23 @@ static void serialise(const struct builder *b, const char *digest, enum ocitree_
 	out->len = off;
 }
 
+/* A path as tar_path_normalise() makes them: "" or names joined by '/',
+ * none empty, "." or "..".  The merged tree takes the components of entry
+ * paths for names in the view. */
+static bool path_normalised(const char *p)
+{
+	if (!*p)
+		return true;
+	for (;;) {
+		size_t n = strcspn(p, "/");
+		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+			return false;
+		if (!p[n])
+			return true;
+		p += n + 1;
+	}
+}
+
 /* Point idx's sections into an index file image (mapped or in memory),
  * checking everything a reader relies on. */
 static int attach(struct ocitree_layer_index *idx, const unsigned char *img, size_t len, const char *digest,
@@ -795,7 +812,10 @@ static int attach(struct ocitree_layer_index *idx, const unsigned char *img, siz
 		const struct ocitree_layer_entry *e = &idx->entries[i];
 		if (e->path >= idx->strings_len || e->link >= idx->strings_len || e->type > OCITREE_ENTRY_FIFO ||
 		    (e->xattrs && (e->xattrs % 4 || e->xattrs > idx->xattrs_len - 4)) ||
-		    e->data_off > idx->tar_size || e->size > idx->tar_size - e->data_off)
+		    e->data_off > idx->tar_size || e->size > idx->tar_size - e->data_off ||
+		    !path_normalised(idx->strings + e->path) ||
+		    (e->type == OCITREE_ENTRY_HARDLINK &&
+		     (!idx->strings[e->link] || !path_normalised(idx->strings + e->link))))
 			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "index file entry %zu is malformed", i);
 	}
 	bool isal_ok = false;
