@@ -759,6 +759,20 @@ static bool path_normalised(const char *p)
 	}
 }
 
+/* The file type bits an entry of type t has (the tree goes by the type,
+ * stat by the mode: they must agree). */
+static uint32_t type_bits(uint8_t t)
+{
+	switch (t) {
+	case OCITREE_ENTRY_DIR: return S_IFDIR;
+	case OCITREE_ENTRY_SYMLINK: return S_IFLNK;
+	case OCITREE_ENTRY_CHR: return S_IFCHR;
+	case OCITREE_ENTRY_BLK: return S_IFBLK;
+	case OCITREE_ENTRY_FIFO: return S_IFIFO;
+	default: return S_IFREG;
+	}
+}
+
 /* Point idx's sections into an index file image (mapped or in memory),
  * checking everything a reader relies on. */
 static int attach(struct ocitree_layer_index *idx, const unsigned char *img, size_t len, const char *digest,
@@ -811,6 +825,7 @@ static int attach(struct ocitree_layer_index *idx, const unsigned char *img, siz
 	for (size_t i = 0; i < idx->n_entries; i++) {
 		const struct ocitree_layer_entry *e = &idx->entries[i];
 		if (e->path >= idx->strings_len || e->link >= idx->strings_len || e->type > OCITREE_ENTRY_FIFO ||
+		    (e->mode & S_IFMT) != type_bits(e->type) ||
 		    (e->xattrs && (e->xattrs % 4 || e->xattrs > idx->xattrs_len - 4)) ||
 		    e->data_off > idx->tar_size || e->size > idx->tar_size - e->data_off ||
 		    !path_normalised(idx->strings + e->path) ||
