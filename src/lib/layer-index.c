@@ -28,6 +28,17 @@
  * meta_crc is the CRC-32 of the header (with meta_crc 0) and every section
  * but windows, checked at load; each window has its own CRC-32 (checked
  * when used), so loading does not read them.
+ *
+ * What the checksums guard against is damage (a torn write, a bad disk).
+ * The cache is the user's own directory, trusted like the rest of their
+ * home; still, attach() checks everything a reader follows (offsets, sizes,
+ * alignment, normalised paths, type against mode, the order of checkpoints)
+ * as if the file were hostile, since recomputing a CRC-32 is easy, and
+ * fuzz-index checks it that way.  The one part taken on trust is the content
+ * of an ISA-L state: restoring a crafted one is outside what ISA-L promises
+ * to survive, so it stays guarded by its checksum only.  (The uncompressed
+ * tar of a zstd layer in the cache is trusted the same way: reads are
+ * served from it as it is.)
  */
 #include "config.h"
 
@@ -441,7 +452,7 @@ static int build_gzip(struct builder *b, struct ocitree_blob_reader *r, struct o
 	if (inflateInit2(&zs, 15 + 16) != Z_OK)
 		return ocitree_error_setk(err, OCITREE_ERROR_FAILED, "inflateInit2 failed");
 	uint64_t in_total = 0; /* compressed bytes given to zlib */
-	bool eof = false, member_done = false, any_member = false;
+	bool eof = false, member_done = false, any_member = false, padding = false;
 	uint64_t last_cp_out = 0;
 	int ret = 0;
 	add_checkpoint(b, 0, 0, CP_MEMBER, NULL, 0);
@@ -459,15 +470,21 @@ static int build_gzip(struct builder *b, struct ocitree_blob_reader *r, struct o
 			in_total += (uint64_t)n;
 		}
 		if (member_done) {
-			/* another gzip member may follow; trailing zeros are padding */
+			/* another gzip member may follow; trailing zeros are padding,
+			 * and nothing comes after them (as unpack reads it) */
 			while (zs.avail_in && *zs.next_in == 0) {
 				zs.next_in++;
 				zs.avail_in--;
+				padding = true;
 			}
 			if (zs.avail_in == 0) {
 				if (eof)
 					break;
 				continue;
+			}
+			if (padding) {
+				ret = ocitree_error_setk(err, OCITREE_ERROR_INVALID, "garbage after the gzip stream");
+				break;
 			}
 			inflateReset(&zs);
 			member_done = false;
@@ -538,7 +555,7 @@ static int build_gzip_isal(struct builder *b, struct ocitree_blob_reader *r, str
 	size_t slot = 0;
 	uint64_t span = layer_index_checkpoint_span;
 	uint64_t in_total = 0, next_cp = span, last_cp_out = 0;
-	bool eof = false, any = false;
+	bool eof = false, any = false, padding = false;
 	b->isal = true;
 	add_checkpoint(b, 0, 0, CP_MEMBER, NULL, 0);
 	for (;;) {
@@ -554,16 +571,20 @@ static int build_gzip_isal(struct builder *b, struct ocitree_blob_reader *r, str
 		}
 		if (st->block_state == ISAL_BLOCK_FINISH) {
 			any = true;
-			/* another member may follow; trailing zeros are padding */
+			/* another member may follow; trailing zeros are padding, and
+			 * nothing comes after them (as unpack reads it) */
 			while (st->avail_in && *st->next_in == 0) {
 				st->next_in++;
 				st->avail_in--;
+				padding = true;
 			}
 			if (st->avail_in == 0) {
 				if (eof)
 					break;
 				continue;
 			}
+			if (padding)
+				return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "garbage after the gzip stream");
 			isal_inflate_reset(st);
 			st->crc_flag = ISAL_GZIP;
 			if (b->out - last_cp_out >= span / 4) {

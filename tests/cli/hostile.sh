@@ -95,7 +95,8 @@ run_image() { # LAYOUT TAG PATTERN DESC
 	cases=$((cases + 1))
 	snapshot "$lay" >"$T/before"
 	fails 1 "$3" "$4" $OCITREE unpack --image "$1:$2" "$T/bx"
-	check "$2: one line of error" '[ "$(grep -c . "$T/err")" = 1 ]'
+	check "$2: one line of error, naming the layer at most once" \
+		'[ "$(grep -c . "$T/err")" = 1 ] && [ "$(grep -o "layer sha256" "$T/err" | wc -l)" -le 1 ]'
 	check "$2: no bundle left behind" '[ ! -e "$T/bx" ]'
 	fails 1 "$3" "$4 (raw unpack)" $OCITREE raw unpack --image "$1:$2" "$T/rx"
 	check "$2: raw unpack: no rootfs left behind" '[ ! -e "$T/rx" ]'
@@ -124,6 +125,10 @@ blob=$T/corrupt-layout/blobs/sha256/$(image_json "$T/corrupt-layout" corrupt-pla
 chmod u+w "$blob" && printf 'X' | dd of="$blob" bs=1 seek=100 conv=notrunc status=none
 run_image "$T/corrupt-layout" corrupt-plain "blob sha256:[0-9a-f]+ does not match its digest" \
 	"a changed header is a digest error, not a tar error"
+
+$MKIMAGE "$L" padded --raw application/vnd.oci.image.layer.v1.tar+gzip \
+	--diff-id "0=sha256:$(sha256sum <"$T/tars/complete.tar" | cut -d' ' -f1)" "$T/tars/padded-members.tar.gz" >/dev/null
+run_image "$L" padded "layer sha256:[0-9a-f]+: garbage after the gzip stream" "a gzip member after zero padding"
 
 # a bomb: a small archive followed by endless zeros
 $MKIMAGE "$L" bomb --raw application/vnd.oci.image.layer.v1.tar+gzip "$T/tars/bomb.tar.gz" >/dev/null

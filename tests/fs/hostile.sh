@@ -144,6 +144,9 @@ gzip -n -c "$T/tars/complete.tar" >"$T/complete.tar.gz"
 head -c $(($(stat -c %s "$T/complete.tar.gz") - 20)) "$T/complete.tar.gz" >"$T/cut.tar.gz"
 $TARIMAGE "$L" cut-gzip --raw application/vnd.oci.image.layer.v1.tar+gzip --diff-id "$good" "$T/cut.tar.gz" >/dev/null
 refuse_case "$L" cut-gzip "gzip stream is truncated" "a truncated gzip stream"
+$TARIMAGE "$L" padded --raw application/vnd.oci.image.layer.v1.tar+gzip --diff-id "$good" \
+	"$T/tars/padded-members.tar.gz" >/dev/null
+refuse_case "$L" padded "garbage after the gzip stream" "a gzip member after zero padding (as unpack reads it)"
 cp "$T/complete.tar.gz" "$T/bad.tar.gz"
 printf '\377\377\377\377' | dd of="$T/bad.tar.gz" bs=1 seek=200 conv=notrunc status=none
 $TARIMAGE "$L" corrupt-gzip --raw application/vnd.oci.image.layer.v1.tar+gzip --diff-id "$good" "$T/bad.tar.gz" >/dev/null

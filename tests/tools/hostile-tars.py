@@ -7,7 +7,9 @@ made with Python's tarfile (neither ocitree nor umoci):
 
 writes DIR/NAME.tar for every case below (OUTSIDE is a directory that
 absolute names point into), DIR/complete.tar (a good archive of one
-100000-byte file) and DIR/bomb.tar.gz and, when zstd is installed,
+100000-byte file), DIR/padded-members.tar.gz (the good archive in two gzip
+members with zero padding between them, which gzip(1) reads as one member
+and trailing garbage) and DIR/bomb.tar.gz and, when zstd is installed,
 DIR/bomb.tar.zst: the good archive followed by 64 MiB of zeros.
 """
 import gzip
@@ -100,6 +102,8 @@ with tarfile.open(fileobj=b, mode="w", format=tarfile.PAX_FORMAT) as t:
 good = b.getvalue()
 raw("complete", good)
 raw("truncated", good[:50000])
+with open(os.path.join(d, "padded-members.tar.gz"), "wb") as f:
+    f.write(gzip.compress(good[:40960], mtime=0) + bytes(100) + gzip.compress(good[40960:], mtime=0))
 # a device node (refused without privileges unless --rootless)
 tar("dev", [{"name": "dev", "type": CHR, "devmajor": 1, "devminor": 3}])
 # an absolute symlink is relative to the root, as inside a container
