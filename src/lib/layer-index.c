@@ -28,6 +28,17 @@
  * meta_crc is the CRC-32 of the header (with meta_crc 0) and every section
  * but windows, checked at load; each window has its own CRC-32 (checked
  * when used), so loading does not read them.
+ *
+ * What the checksums guard against is damage (a torn write, a bad disk).
+ * The cache is the user's own directory, trusted like the rest of their
+ * home; still, attach() checks everything a reader follows (offsets, sizes,
+ * alignment, normalised paths, type against mode, the order of checkpoints)
+ * as if the file were hostile, since recomputing a CRC-32 is easy, and
+ * fuzz-index checks it that way.  The one part taken on trust is the content
+ * of an ISA-L state: restoring a crafted one is outside what ISA-L promises
+ * to survive, so it stays guarded by its checksum only.  (The uncompressed
+ * tar of a zstd layer in the cache is trusted the same way: reads are
+ * served from it as it is.)
  */
 #include "config.h"
 
@@ -44,9 +55,11 @@
 #endif
 
 #include "chunk-cache.h"
+#include "layer-index-internal.h"
 #include "layout-internal.h"
 #include "ocitree/digest.h"
 #include "ocitree/layer-index.h"
+#include "ocitree/layer.h"
 #include "tar-scan.h"
 #include "util.h"
 
@@ -57,6 +70,7 @@
 #define TAR_DIR "tar"
 /* output between two gzip checkpoints */
 #define CHECKPOINT_SPAN (1u << 20)
+uint32_t layer_index_checkpoint_span = CHECKPOINT_SPAN;
 #define WINDOW_SIZE 32768u
 
 static bool use_isal(void)
@@ -392,7 +406,16 @@ static int builder_output(struct builder *b, const unsigned char *p, size_t n, s
 	b->out += n;
 	if (b->tar_fd >= 0 && write_all(b->tar_fd, p, n) < 0)
 		return ocitree_error_set(err, errno, "write uncompressed layer cache");
-	return tar_scan_feed(&b->tar, p, n, err);
+	if (tar_scan_feed(&b->tar, p, n, err) < 0)
+		return -1;
+	/* what follows the end of the archive is not looked at, but it is
+	 * decompressed (and, for zstd, written to the cache): a little padding
+	 * is normal, more is a bomb, refused as unpack refuses it */
+	if (b->tar.ended && b->out - b->tar.end_pos > OCITREE_LAYER_MAX_TRAILER)
+		return ocitree_error_setk(err, OCITREE_ERROR_INVALID,
+					  "more than %u bytes of data after the end of the archive",
+					  OCITREE_LAYER_MAX_TRAILER);
+	return 0;
 }
 
 static void add_checkpoint(struct builder *b, uint64_t in_off, int bits, enum cp_kind kind, const unsigned char *win,
@@ -429,7 +452,7 @@ static int build_gzip(struct builder *b, struct ocitree_blob_reader *r, struct o
 	if (inflateInit2(&zs, 15 + 16) != Z_OK)
 		return ocitree_error_setk(err, OCITREE_ERROR_FAILED, "inflateInit2 failed");
 	uint64_t in_total = 0; /* compressed bytes given to zlib */
-	bool eof = false, member_done = false, any_member = false;
+	bool eof = false, member_done = false, any_member = false, padding = false;
 	uint64_t last_cp_out = 0;
 	int ret = 0;
 	add_checkpoint(b, 0, 0, CP_MEMBER, NULL, 0);
@@ -447,21 +470,27 @@ static int build_gzip(struct builder *b, struct ocitree_blob_reader *r, struct o
 			in_total += (uint64_t)n;
 		}
 		if (member_done) {
-			/* another gzip member may follow; trailing zeros are padding */
+			/* another gzip member may follow; trailing zeros are padding,
+			 * and nothing comes after them (as unpack reads it) */
 			while (zs.avail_in && *zs.next_in == 0) {
 				zs.next_in++;
 				zs.avail_in--;
+				padding = true;
 			}
 			if (zs.avail_in == 0) {
 				if (eof)
 					break;
 				continue;
 			}
+			if (padding) {
+				ret = ocitree_error_setk(err, OCITREE_ERROR_INVALID, "garbage after the gzip stream");
+				break;
+			}
 			inflateReset(&zs);
 			member_done = false;
 			/* a member boundary is a natural checkpoint: no window needed
 			 * (a new member cannot refer back), no bits */
-			if (b->out - last_cp_out >= CHECKPOINT_SPAN / 4) {
+			if (b->out - last_cp_out >= layer_index_checkpoint_span / 4) {
 				add_checkpoint(b, in_total - zs.avail_in, 0, CP_MEMBER, NULL, 0);
 				last_cp_out = b->out;
 			}
@@ -494,7 +523,7 @@ static int build_gzip(struct builder *b, struct ocitree_blob_reader *r, struct o
 			continue;
 		}
 		/* at the end of a block that is not the last one */
-		if ((zs.data_type & 128) && !(zs.data_type & 64) && b->out - last_cp_out >= CHECKPOINT_SPAN) {
+		if ((zs.data_type & 128) && !(zs.data_type & 64) && b->out - last_cp_out >= layer_index_checkpoint_span) {
 			size_t wl = out_len < WINDOW_SIZE ? out_len : WINDOW_SIZE;
 			add_checkpoint(b, in_total - zs.avail_in, zs.data_type & 7, CP_ZLIB, out + out_len - wl, wl);
 			last_cp_out = b->out;
@@ -524,8 +553,9 @@ static int build_gzip_isal(struct builder *b, struct ocitree_blob_reader *r, str
 	if (!b->pipe)
 		own_out = xcalloc(1, OUT_CHUNK);
 	size_t slot = 0;
-	uint64_t in_total = 0, next_cp = CHECKPOINT_SPAN, last_cp_out = 0;
-	bool eof = false, any = false;
+	uint64_t span = layer_index_checkpoint_span;
+	uint64_t in_total = 0, next_cp = span, last_cp_out = 0;
+	bool eof = false, any = false, padding = false;
 	b->isal = true;
 	add_checkpoint(b, 0, 0, CP_MEMBER, NULL, 0);
 	for (;;) {
@@ -541,22 +571,26 @@ static int build_gzip_isal(struct builder *b, struct ocitree_blob_reader *r, str
 		}
 		if (st->block_state == ISAL_BLOCK_FINISH) {
 			any = true;
-			/* another member may follow; trailing zeros are padding */
+			/* another member may follow; trailing zeros are padding, and
+			 * nothing comes after them (as unpack reads it) */
 			while (st->avail_in && *st->next_in == 0) {
 				st->next_in++;
 				st->avail_in--;
+				padding = true;
 			}
 			if (st->avail_in == 0) {
 				if (eof)
 					break;
 				continue;
 			}
+			if (padding)
+				return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "garbage after the gzip stream");
 			isal_inflate_reset(st);
 			st->crc_flag = ISAL_GZIP;
-			if (b->out - last_cp_out >= CHECKPOINT_SPAN / 4) {
+			if (b->out - last_cp_out >= span / 4) {
 				add_checkpoint(b, in_total - st->avail_in, 0, CP_MEMBER, NULL, 0);
 				last_cp_out = b->out;
-				next_cp = b->out + CHECKPOINT_SPAN;
+				next_cp = b->out + span;
 			}
 		}
 		if (st->avail_in == 0 && eof)
@@ -582,7 +616,7 @@ static int build_gzip_isal(struct builder *b, struct ocitree_blob_reader *r, str
 					       sizeof(*st));
 				last_cp_out = b->out;
 			}
-			next_cp += CHECKPOINT_SPAN;
+			next_cp += span;
 		}
 	}
 	if (!any)
@@ -729,6 +763,37 @@ static void serialise(const struct builder *b, const char *digest, enum ocitree_
 	out->len = off;
 }
 
+/* A path as tar_path_normalise() makes them: "" or names joined by '/',
+ * none empty, "." or "..".  The merged tree takes the components of entry
+ * paths for names in the view. */
+static bool path_normalised(const char *p)
+{
+	if (!*p)
+		return true;
+	for (;;) {
+		size_t n = strcspn(p, "/");
+		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+			return false;
+		if (!p[n])
+			return true;
+		p += n + 1;
+	}
+}
+
+/* The file type bits an entry of type t has (the tree goes by the type,
+ * stat by the mode: they must agree). */
+static uint32_t type_bits(uint8_t t)
+{
+	switch (t) {
+	case OCITREE_ENTRY_DIR: return S_IFDIR;
+	case OCITREE_ENTRY_SYMLINK: return S_IFLNK;
+	case OCITREE_ENTRY_CHR: return S_IFCHR;
+	case OCITREE_ENTRY_BLK: return S_IFBLK;
+	case OCITREE_ENTRY_FIFO: return S_IFIFO;
+	default: return S_IFREG;
+	}
+}
+
 /* Point idx's sections into an index file image (mapped or in memory),
  * checking everything a reader relies on. */
 static int attach(struct ocitree_layer_index *idx, const unsigned char *img, size_t len, const char *digest,
@@ -750,7 +815,11 @@ static int attach(struct ocitree_layer_index *idx, const unsigned char *img, siz
 	    h.checkpoints_off > len || h.n_checkpoints > (len - h.checkpoints_off) / sizeof(struct idx_checkpoint) ||
 	    h.windows_off > len || h.windows_len != len - h.windows_off || h.strings_len == 0 ||
 	    h.xattrs_len < 4 || h.compression > OCITREE_COMPRESSION_ZSTD ||
-	    align8(sizeof(h)) + h.n_entries * sizeof(struct ocitree_layer_entry) > h.strings_off)
+	    align8(sizeof(h)) + h.n_entries * sizeof(struct ocitree_layer_entry) > h.strings_off ||
+	    /* sections after the header (the checksum covers the header, then
+	     * up to windows_off), checkpoints aligned as they are read */
+	    h.xattrs_off < align8(sizeof(h)) || h.checkpoints_off < align8(sizeof(h)) ||
+	    h.windows_off < align8(sizeof(h)) || h.checkpoints_off % 8)
 		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "index file is malformed");
 	struct idx_header z = h;
 	z.meta_crc = 0;
@@ -777,8 +846,12 @@ static int attach(struct ocitree_layer_index *idx, const unsigned char *img, siz
 	for (size_t i = 0; i < idx->n_entries; i++) {
 		const struct ocitree_layer_entry *e = &idx->entries[i];
 		if (e->path >= idx->strings_len || e->link >= idx->strings_len || e->type > OCITREE_ENTRY_FIFO ||
+		    (e->mode & S_IFMT) != type_bits(e->type) ||
 		    (e->xattrs && (e->xattrs % 4 || e->xattrs > idx->xattrs_len - 4)) ||
-		    e->data_off > idx->tar_size || e->size > idx->tar_size - e->data_off)
+		    e->data_off > idx->tar_size || e->size > idx->tar_size - e->data_off ||
+		    !path_normalised(idx->strings + e->path) ||
+		    (e->type == OCITREE_ENTRY_HARDLINK &&
+		     (!idx->strings[e->link] || !path_normalised(idx->strings + e->link))))
 			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "index file entry %zu is malformed", i);
 	}
 	bool isal_ok = false;
@@ -993,6 +1066,60 @@ static struct ocitree_layer_index *load_cached(const struct ocitree_descriptor *
 		}
 	}
 	return idx;
+}
+
+struct ocitree_layer_index *layer_index_from_image(const void *img, size_t len, const char *digest, int blob_fd,
+						    int data_fd, struct ocitree_chunk_cache *chunks,
+						    struct ocitree_error **err)
+{
+	struct ocitree_layer_index *idx = index_alloc(digest);
+	idx->blob_fd = blob_fd;
+	idx->chunks = chunks;
+	/* 8-aligned, as a mapping is */
+	idx->owned[0] = xmalloc(len ? len : 1);
+	memcpy(idx->owned[0], img, len);
+	idx->map_len = len;
+	if (attach(idx, idx->owned[0], len, digest, err) < 0) {
+		if (data_fd >= 0)
+			close(data_fd);
+		ocitree_layer_index_free(idx);
+		return NULL;
+	}
+	/* reads of gzip layers go to the blob, the others to the tar */
+	if (idx->comp == OCITREE_COMPRESSION_GZIP) {
+		if (data_fd >= 0)
+			close(data_fd);
+	} else {
+		idx->data_fd = data_fd;
+	}
+	return idx;
+}
+
+void layer_index_image_seal(void *img, size_t len)
+{
+	struct idx_header h;
+	if (len < sizeof(h))
+		return;
+	memcpy(&h, img, sizeof(h));
+	unsigned char *p = img;
+	if (h.checkpoints_off <= len && h.windows_off <= len && h.n_checkpoints <= len / sizeof(struct idx_checkpoint) &&
+	    h.n_checkpoints * sizeof(struct idx_checkpoint) <= len - h.checkpoints_off) {
+		for (size_t i = 0; i < h.n_checkpoints; i++) {
+			struct idx_checkpoint cp;
+			memcpy(&cp, p + h.checkpoints_off + i * sizeof(cp), sizeof(cp));
+			if (cp.kind == CP_ISAL || cp.window_off > len - h.windows_off ||
+			    cp.window_len > len - h.windows_off - cp.window_off)
+				continue;
+			cp.window_crc = crc_update(0, p + h.windows_off + cp.window_off, cp.window_len);
+			memcpy(p + h.checkpoints_off + i * sizeof(cp), &cp, sizeof(cp));
+		}
+	}
+	if (h.windows_off < sizeof(h) || h.windows_off > len)
+		return;
+	h.meta_crc = 0;
+	uint32_t crc = crc_update(0, &h, sizeof(h));
+	crc = crc_update(crc, p + sizeof(h), h.windows_off - sizeof(h));
+	memcpy(p + offsetof(struct idx_header, meta_crc), &crc, sizeof(crc));
 }
 
 OCITREE_EXPORT struct ocitree_layer_index *ocitree_layer_index_open(struct ocitree_layout *l,
@@ -1213,7 +1340,8 @@ OCITREE_EXPORT bool ocitree_layer_entry_xattr_next(const struct ocitree_layer_in
 			return false;
 		memcpy(&nl, base + pos, 4);
 		memcpy(&vl, base + pos + 4, 4);
-		if (nl > end - pos - 8 || vl > end - pos - 8 - nl - 1 || pos + 8 + nl + 1 + vl > end)
+		if (nl > end - pos - 8 || vl > end - pos - 8 - nl - 1 || pos + 8 + nl + 1 + vl > end ||
+		    base[pos + 8 + nl] != '\0') /* names are used as C strings */
 			return false;
 		if (i == want) {
 			*name = (const char *)base + pos + 8;

@@ -421,6 +421,8 @@ struct ocitree_tar_reader {
 	bool at_end;
 };
 
+static int archive_failure(struct ocitree_tar_reader *tr, const char *ctx, struct ocitree_error **err);
+
 static la_ssize_t tar_read_cb(struct archive *a, void *ud, const void **buf)
 {
 	struct ocitree_tar_reader *tr = ud;
@@ -444,7 +446,8 @@ OCITREE_EXPORT struct ocitree_tar_reader *ocitree_tar_reader_new(struct ocitree_
 	}
 	archive_read_support_format_tar(tr->a);
 	if (archive_read_open(tr->a, tr, NULL, tar_read_cb, NULL) != ARCHIVE_OK) {
-		ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: %s", r->what, archive_error_string(tr->a));
+		/* the stream's own error (which names the layer) when it failed */
+		archive_failure(tr, "invalid tar archive", err);
 		ocitree_tar_reader_free(tr);
 		return NULL;
 	}

@@ -189,6 +189,12 @@ static int put_entry(struct gen *g, int dfd, const char *name, const struct stat
 		     struct tnode *n, struct ocitree_error **err)
 {
 	struct ocitree_tar_entry e = {.path = tarpath, .mode = st->st_mode & 07777, .mtime = st->st_mtim};
+	/* such a file would go into the layer as a whiteout and delete what it
+	 * names instead of being added */
+	const char *slash = strrchr(tarpath, '/');
+	if (str_has_prefix(slash ? slash + 1 : tarpath, ".wh."))
+		return ocitree_error_setk(err, OCITREE_ERROR_INVALID,
+					  "'%s': a name starting with '.wh.' is a whiteout in a layer", tarpath);
 	struct xattr_list *xs = NULL;
 	_cleanup_free_ char *link = NULL;
 	_cleanup_free_ struct ocitree_xattr *tx = NULL;
@@ -757,6 +763,11 @@ OCITREE_EXPORT int ocitree_insert(struct ocitree_image *img, const char *source,
 		return ocitree_error_setk(err, OCITREE_ERROR_USAGE, "invalid target '%s': %s", target, why);
 	if (o->whiteout && !*t)
 		return ocitree_error_setk(err, OCITREE_ERROR_USAGE, "cannot white out the root directory");
+	for (const char *c = t; *c; c += strcspn(c, "/"), c += *c == '/')
+		if (str_has_prefix(c, ".wh."))
+			return ocitree_error_setk(err, OCITREE_ERROR_USAGE,
+						  "invalid target '%s': a name starting with '.wh.' is a whiteout in a layer",
+						  target);
 	if (!o->whiteout && !source)
 		return ocitree_error_setk(err, OCITREE_ERROR_USAGE, "insert needs a source");
 	struct gen g;

@@ -275,6 +275,14 @@ static int parse_time(const char *s, struct timespec *ts)
 	return 0;
 }
 
+/* A name a record may give a node: one path component, not "." or "..".
+ * The records are the user's to edit, and repack turns names into layer
+ * entries and whiteouts. */
+static bool node_name_ok(const char *s)
+{
+	return *s && strcmp(s, ".") != 0 && strcmp(s, "..") != 0 && !strchr(s, '/');
+}
+
 /* The parent node for a relative path, which must exist. */
 static struct tnode *parent_node(struct tree *t, char *path, char **base)
 {
@@ -341,13 +349,16 @@ struct tree *state_read_at(int dirfd, const char *name, char manifest_digest[OCI
 		    gid > UINT32_MAX)
 			goto bad;
 		if (strcmp(f[0], ".") == 0) {
+			/* the root comes first, once, and is a directory */
+			if (lineno != 3 || f[1][0] != 'd')
+				goto bad;
 			n = t->root;
 		} else {
 			if (unescape(f[0]) < 0)
 				goto bad;
 			char *base;
 			struct tnode *p = parent_node(t, f[0], &base);
-			if (!p || !S_ISDIR(p->mode) || tree_child(t, p, base))
+			if (!p || !S_ISDIR(p->mode) || !node_name_ok(base) || tree_child(t, p, base))
 				goto bad;
 			n = tree_add(t, p, base);
 		}
@@ -442,7 +453,14 @@ static void mtree_entry(struct buf *b, const struct tnode *n, bool indent)
 
 static void mtree_dir(struct buf *b, const struct tnode *d, struct buf *path)
 {
-	buf_printf(b, "\n# %s\n", path->len ? path->data : ".");
+	/* the comment is escaped too: a name with a newline must not start a
+	 * line of its own */
+	buf_puts(b, "\n# ");
+	if (path->len)
+		put_vis(b, path->data);
+	else
+		buf_puts(b, ".");
+	buf_puts(b, "\n");
 	mtree_entry(b, d, false);
 	_cleanup_free_ struct tnode **kids = NULL;
 	size_t k = tree_sorted_children(d, &kids);
@@ -535,6 +553,10 @@ static int mtree_fill(struct tnode *n, struct kv *kv, size_t nkv, struct kv *set
 			return -1;
 	}
 	char *end;
+	/* an entry may be given again (full paths, /set), but a directory with
+	 * children stays a directory, as the root does */
+	if (t != S_IFDIR && (n->first_child || !n->parent))
+		return -1;
 	n->mode = t;
 	if ((v = kv_get(kv, nkv, set, nset, "mode"))) {
 		unsigned long m = strtoul(v, &end, 8);
@@ -553,6 +575,7 @@ static int mtree_fill(struct tnode *n, struct kv *kv, size_t nkv, struct kv *set
 	if ((v = kv_get(kv, nkv, set, nset, "tar_time")) || (v = kv_get(kv, nkv, set, nset, "time")))
 		n->mtime.tv_sec = (time_t)strtoll(v, NULL, 10);
 	if ((v = kv_get(kv, nkv, set, nset, "link"))) {
+		free(n->link);
 		n->link = xstrdup(v);
 		if (unescape(n->link) < 0)
 			return -1;
@@ -620,7 +643,7 @@ struct tree *mtree_read_at(int dirfd, const char *name, struct ocitree_error **e
 			/* a full path entry */
 			char *base;
 			struct tnode *p = parent_node(t, ename, &base);
-			if (!p)
+			if (!p || !S_ISDIR(p->mode) || !node_name_ok(base))
 				goto bad;
 			n = tree_child(t, p, base);
 			if (!n)
@@ -630,6 +653,9 @@ struct tree *mtree_read_at(int dirfd, const char *name, struct ocitree_error **e
 				goto bad;
 			n = t->root;
 		} else {
+			/* cur may have been made a file since (by its full path) */
+			if (!node_name_ok(ename) || !S_ISDIR(cur->mode))
+				goto bad;
 			n = tree_child(t, cur, ename);
 			if (!n)
 				n = tree_add(t, cur, ename);

@@ -285,6 +285,8 @@ static int emit_entry(struct tar_scan *t, const unsigned char *h, uint64_t size,
 		log_warn("tar entry '%s' has a '..' component: ignored", raw_name);
 		return 0;
 	}
+	if (raw_name[0] == '/' && *path)
+		log_warn("tar entry '%s' has an absolute name: shown as '%s'", raw_name, path);
 	e.path = add_string(t, path);
 	if (e.type == OCITREE_ENTRY_HARDLINK) {
 		_cleanup_free_ char *target = tar_path_normalise(raw_link);
@@ -336,6 +338,7 @@ static int handle_header(struct tar_scan *t, struct ocitree_error **err)
 		 * not looked at */
 		t->state = ST_END;
 		t->ended = true;
+		t->end_pos = t->pos;
 		return 0;
 	}
 	if (!header_checksum_ok(h))

@@ -42,6 +42,7 @@ struct tar_scan {
 	struct buf pax_xattrs; /* pending records: u32 namelen, u32 vallen, name\0, value */
 	uint32_t pax_n_xattrs;
 	bool ended;
+	uint64_t end_pos; /* where the end-of-archive block ended, once ended */
 };
 
 void tar_scan_init(struct tar_scan *t);

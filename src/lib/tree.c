@@ -13,6 +13,7 @@
  */
 #include "config.h"
 
+#include <limits.h>
 #include <sys/sysmacros.h>
 
 #include "ocitree/tree.h"
@@ -163,10 +164,21 @@ static bool node_is_dir(const struct graph *g, uint32_t id)
 	return g->inodes[g->nodes[id].ino].dir;
 }
 
-/* Walk dir (a normalised path, "" for the root) from the root.  With create,
- * missing or non-directory components become made-up directories. */
-static uint32_t walk_dir(struct graph *g, const char *dir, size_t dirlen, bool create)
+/* The layer entry a node shows, or NULL for a made-up directory. */
+static const struct ocitree_layer_entry *node_entry(const struct graph *g, uint32_t id)
 {
+	uint32_t ref = g->inodes[g->nodes[id].ino].ref;
+	if (ref == NONE)
+		return NULL;
+	return ocitree_layer_index_entry(g->layers[ref >> REF_LAYER_SHIFT], ref & REF_ENTRY_MASK);
+}
+
+/* Walk dir (a normalised path, "" for the root) from the root.  With create
+ * (entry names the entry being placed, for warnings), missing or
+ * non-directory components become made-up directories. */
+static uint32_t walk_dir(struct graph *g, const char *dir, size_t dirlen, const char *entry)
+{
+	bool create = entry != NULL;
 	if (g->last_dir && g->last_dir_node != NONE && strlen(g->last_dir) == dirlen &&
 	    memcmp(g->last_dir, dir, dirlen) == 0 && !g->nodes[g->last_dir_node].dead)
 		return g->last_dir_node;
@@ -179,6 +191,12 @@ static uint32_t walk_dir(struct graph *g, const char *dir, size_t dirlen, bool c
 		if (c != NONE && !node_is_dir(g, c)) {
 			if (!create)
 				return NONE;
+			/* a layer path goes through what is not a directory: unpack
+			 * follows a symlink there (inside the root) or refuses; the
+			 * view has no symlinks to follow while it is built */
+			const struct ocitree_layer_entry *ce = node_entry(g, c);
+			log_warn("entry '%s': '%.*s' is %s: a directory takes its place", entry, (int)(p + len - dir), dir,
+				 ce && ce->type == OCITREE_ENTRY_SYMLINK ? "a symlink" : "not a directory");
 			kill_node(g, c);
 			c = NONE;
 		}
@@ -213,7 +231,7 @@ static void apply_whiteout(struct graph *g, const char *path)
 	size_t dirlen;
 	const char *base;
 	split(path, &dirlen, &base);
-	uint32_t dir = walk_dir(g, path, dirlen, false);
+	uint32_t dir = walk_dir(g, path, dirlen, NULL);
 	if (dir == NONE)
 		return;
 	if (strcmp(base, WH_OPAQUE) == 0) {
@@ -236,14 +254,33 @@ static int apply_entry(struct graph *g, uint32_t layer, uint32_t i, const struct
 		/* the root itself: only a directory makes sense */
 		if (dir)
 			g->inodes[g->nodes[0].ino].ref = ref;
+		else
+			log_warn("entry '.': the root can only be a directory: ignored");
 		return 0;
+	}
+	/* what no file system (and no FUSE lookup) can have */
+	for (const char *c = path; *c;) {
+		size_t n = strcspn(c, "/");
+		if (n > NAME_MAX) {
+			log_warn("entry '%s': a name longer than %d bytes: ignored", path, NAME_MAX);
+			return 0;
+		}
+		c += n + (c[n] == '/');
+	}
+	if (e->type == OCITREE_ENTRY_SYMLINK) {
+		size_t tl = strlen(ocitree_layer_index_string(g->layers[layer], e->link));
+		if (tl >= PATH_MAX) {
+			log_warn("entry '%s': a symlink target of %zu bytes (PATH_MAX is %d): ignored", path, tl,
+				 PATH_MAX);
+			return 0;
+		}
 	}
 	size_t dirlen;
 	const char *base;
 	split(path, &dirlen, &base);
 	if (!raw && str_has_prefix(base, WH_PREFIX))
 		return 0; /* applied in the first pass */
-	uint32_t parent = walk_dir(g, path, dirlen, true);
+	uint32_t parent = walk_dir(g, path, dirlen, path);
 	size_t len = strlen(base);
 	uint32_t old = find_child(g, parent, base, len);
 	uint32_t ino;
@@ -252,10 +289,11 @@ static int apply_entry(struct graph *g, uint32_t layer, uint32_t i, const struct
 		size_t tdl;
 		const char *tbase;
 		split(target, &tdl, &tbase);
-		uint32_t tdir = walk_dir(g, target, tdl, false);
+		uint32_t tdir = walk_dir(g, target, tdl, NULL);
 		uint32_t t = tdir == NONE ? NONE : find_child(g, tdir, tbase, strlen(tbase));
 		if (t == NONE || node_is_dir(g, t)) {
-			log_warn("hardlink '%s' to '%s': no such file in the image: ignored", path, target);
+			log_warn("hardlink '%s' to '%s': %s: ignored", path, target,
+				 t == NONE ? "no such file in the image" : "a directory");
 			return 0;
 		}
 		if (t == old)

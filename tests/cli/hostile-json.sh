@@ -27,8 +27,10 @@ MT_M=application/vnd.oci.image.manifest.v1+json
 MT_I=application/vnd.oci.image.index.v1+json
 good_config=$($OCITREE stat --json --image "$L:good" | jq -c .manifest.blob.config)
 
+cases=0
 try() { # DESC PATTERN TAG: stat, config and tag must all refuse TAG
 	local desc=$1 pat=$2 t=$3 before
+	cases=$((cases + 1))
 	before=$(snapshot "$L")
 	fails 1 "$pat" "$desc: stat" $OCITREE stat --image "$L:$t"
 	check "$desc: one line" '[ "$(wc -l <"$T/err")" -eq 1 ]'
@@ -102,6 +104,7 @@ ok "the good image still works beside all of them" $OCITREE stat --image "$L:goo
 for bad in '{"schemaVersion":2,"manifests":[{"mediaType":"'$MT_M'","digest":"sha256:../../../etc/passwd","size":1}]}' \
 	'{"schemaVersion":2,"manifests":{}}' '{"schemaVersion":3,"manifests":[]}' '{"schemaVersion":2,"manifests":[],"manifests":[]}'; do
 	printf '%s' "$bad" >"$L/index.json"
+	cases=$((cases + 1))
 	before=$(snapshot "$L")
 	fails 1 "index.json" "a hostile index.json is refused: $(head -c 60 <<<"$bad")" $OCITREE ls --layout "$L"
 	fails 1 "index.json" "and gc will not touch the layout" $OCITREE gc --layout "$L"
@@ -109,5 +112,7 @@ for bad in '{"schemaVersion":2,"manifests":[{"mediaType":"'$MT_M'","digest":"sha
 done
 head -c 5000000 /dev/zero | tr '\0' ' ' >"$L/index.json"
 fails 1 "'index.json' is too large" "a 5 MB index.json" $OCITREE ls --layout "$L"
+cases=$((cases + 1))
 cp "$T/index.orig" "$L/index.json"
+diag "hostile cases: $cases"
 done_testing
