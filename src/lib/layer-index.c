@@ -1516,6 +1516,13 @@ static int decode_chunk(void *userdata, uint64_t no, struct chunk_data *outd, st
 		in_end = idx->blob_size;
 	if (in_end <= in_start || out_len > (64u << 20))
 		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "bad checkpoint %ju", (uintmax_t)no);
+	/* a chunk's input is never much more than its output (deflate adds a
+	 * few bytes per stored block, fixed Huffman codes an eighth; member
+	 * headers a little): read no more, whatever the checkpoints say, and a
+	 * stream that needs more ends early */
+	uint64_t in_max = out_len + out_len / 8 + (1u << 20);
+	if (in_end - in_start > in_max)
+		in_end = in_start + in_max;
 	size_t in_len = (size_t)(in_end - in_start);
 	_cleanup_free_ unsigned char *in = xmalloc(in_len);
 	ssize_t n = pread_full(idx->blob_fd, in, in_len, (off_t)in_start);
