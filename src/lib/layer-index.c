@@ -750,9 +750,13 @@ static void serialise(const struct builder *b, const char *digest, enum ocitree_
 	buf_reset(out);
 	buf_reserve(out, off);
 	memset(out->data, 0, off);
-	memcpy(out->data + entries_off, b->tar.entries, h.n_entries * sizeof(struct ocitree_layer_entry));
-	memcpy(out->data + h.strings_off, b->tar.strings.data, h.strings_len);
-	memcpy(out->data + h.xattrs_off, b->tar.xattrs.data, h.xattrs_len);
+	/* a layer whose every entry was left out has no entry table */
+	if (h.n_entries)
+		memcpy(out->data + entries_off, b->tar.entries, h.n_entries * sizeof(struct ocitree_layer_entry));
+	if (h.strings_len)
+		memcpy(out->data + h.strings_off, b->tar.strings.data, h.strings_len);
+	if (h.xattrs_len)
+		memcpy(out->data + h.xattrs_off, b->tar.xattrs.data, h.xattrs_len);
 	if (b->n_cps)
 		memcpy(out->data + h.checkpoints_off, b->cps, b->n_cps * sizeof(struct idx_checkpoint));
 	if (h.windows_len)
