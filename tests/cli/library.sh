@@ -28,6 +28,15 @@ if have pkg-config && have cc && [ -z "${OCITREE_SKIP_INSTALL_TEST:-}" ]; then
 		'[ -x "$D$prefix/bin/ocitree" ] && ls "$D$libdir"/libocitree.so.* >/dev/null && [ -f "$D$prefix/include/ocitree/ocitree.h" ] &&
 		 [ -f "$D$libdir/pkgconfig/ocitree.pc" ] && [ -f "$D$prefix/share/man/man1/ocitree.1" ] &&
 		 [ -f "$D$prefix/share/bash-completion/completions/ocitree" ] && [ -L "$D$prefix/sbin/mount.fuse.ocitree" ]'
+	missing=
+	for md in "$top_srcdir"/man/*.md; do
+		page=$(basename "$md" .md)
+		[ -f "$D$prefix/share/man/man${page##*.}/$page" ] || missing="$missing $page"
+	done
+	for h in "$top_srcdir"/include/ocitree/*.h; do
+		[ -f "$D$prefix/include/ocitree/${h##*/}" ] || missing="$missing ${h##*/}"
+	done
+	is "every man page (sections 1 and 5) and every header is installed" "$missing" ""
 	export PKG_CONFIG_PATH=$D$libdir/pkgconfig PKG_CONFIG_SYSROOT_DIR=$D
 	ok "pkg-config --cflags --libs ocitree works" pkg-config --cflags --libs ocitree
 	san=
