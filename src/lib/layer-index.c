@@ -642,8 +642,14 @@ static int build_gzip_isal(struct builder *b, struct ocitree_blob_reader *r, str
 static int build_zstd(struct builder *b, struct ocitree_blob_reader *r, struct ocitree_error **err)
 {
 	_cleanup_free_ unsigned char *in = xmalloc(IN_CHUNK);
-	size_t out_cap = ZSTD_DStreamOutSize();
-	_cleanup_free_ unsigned char *out = xmalloc(out_cap);
+	_cleanup_free_ unsigned char *own_out = NULL;
+	/* zstd inflates about as fast as SHA-256 hashes: the diff_id is
+	 * hashed in a second thread, as for gzip */
+	if (b->diff_hasher)
+		b->pipe = pipe_start(b->diff_hasher, OUT_CHUNK);
+	if (!b->pipe)
+		own_out = xmalloc(OUT_CHUNK);
+	size_t slot = 0;
 	ZSTD_DStream *zd = ZSTD_createDStream();
 	if (!zd)
 		return ocitree_error_setk(err, OCITREE_ERROR_FAILED, "ZSTD_createDStream failed");
@@ -662,7 +668,8 @@ static int build_zstd(struct builder *b, struct ocitree_blob_reader *r, struct o
 		ZSTD_inBuffer ib = {in, (size_t)n, 0};
 		bool full;
 		do {
-			ZSTD_outBuffer ob = {out, out_cap, 0};
+			unsigned char *out = b->pipe ? pipe_buffer(b->pipe, slot) : own_out;
+			ZSTD_outBuffer ob = {out, OUT_CHUNK, 0};
 			size_t before = ib.pos;
 			size_t z = ZSTD_decompressStream(zd, &ob, &ib);
 			if (ZSTD_isError(z)) {
@@ -679,7 +686,11 @@ static int build_zstd(struct builder *b, struct ocitree_blob_reader *r, struct o
 				ret = -1;
 				goto out;
 			}
-			full = ob.pos == out_cap;
+			if (b->pipe && ob.pos) {
+				pipe_submit(b->pipe, slot, ob.pos);
+				slot = (slot + 1) % PIPE_SLOTS;
+			}
+			full = ob.pos == OUT_CHUNK;
 		} while (ib.pos < ib.size || full);
 	}
 	if (ret == 0 && (!any || last != 0))
