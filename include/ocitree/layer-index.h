@@ -71,7 +71,15 @@ struct ocitree_layer_entry {
 
 /* A bounded, thread-safe LRU cache of decompressed chunks, shared by every
  * index of a mount.  max_bytes bounds the memory of cached chunks (chunks
- * in use by a reader are kept until released, beyond the bound). */
+ * in use by a reader, and one being decoded per reading thread, are kept
+ * until released, beyond the bound).
+ *
+ * Read-ahead: when reads of a layer go forward through its tar (a reader
+ * of one big file, or of many files in tar order), a thread of the cache
+ * decodes the next chunks of that layer before they are asked for, up to 4
+ * chunks (~4 MiB) ahead and never more than a quarter of max_bytes.  The
+ * thread is started on the first read-ahead (so after a daemon's fork) and
+ * stopped by ocitree_chunk_cache_free(). */
 struct ocitree_chunk_cache;
 struct ocitree_chunk_cache *ocitree_chunk_cache_new(size_t max_bytes);
 void ocitree_chunk_cache_free(struct ocitree_chunk_cache *c);
@@ -125,7 +133,7 @@ bool ocitree_layer_entry_xattr_next(const struct ocitree_layer_index *idx, const
 
 /* Read up to len bytes of the uncompressed tar at off; returns the count (short
  * only at the end of the tar) or -1.  A corrupt stream is OCITREE_ERROR_INVALID
- * (ocitree_error_errno gives EIO). */
+ * (the FUSE driver answers EIO). */
 ssize_t ocitree_layer_index_pread(struct ocitree_layer_index *idx, void *buf, size_t len, uint64_t off,
 				  struct ocitree_error **err);
 

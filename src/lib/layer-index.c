@@ -240,6 +240,7 @@ struct ocitree_layer_index {
 	size_t windows_len;
 	struct ocitree_chunk_cache *chunks; /* borrowed; may be NULL */
 	uint64_t last_end; /* atomic: where the last read ended, to spot sequential readers */
+	uint64_t ra_next;  /* atomic: the chunk after the last one read-ahead was asked for */
 };
 
 /* ---------------------------------------------------------------- cache dir */
@@ -1504,7 +1505,49 @@ static int inflate_chunk_zlib(const struct idx_checkpoint *cp, const unsigned ch
 	return ret;
 }
 
-static int decode_chunk(void *userdata, uint64_t no, struct chunk_data *outd, struct ocitree_error **err)
+/* Compressed input of a chunk is read into a buffer of the decoding thread,
+ * kept for its next chunk: a fresh buffer per chunk costs more in page
+ * faults than the copy itself. */
+struct scratch {
+	unsigned char *in;
+	size_t cap;
+};
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *p)
+{
+	struct scratch *s = p;
+	if (s)
+		free(s->in);
+	free(s);
+}
+
+static void scratch_init(void)
+{
+	if (pthread_key_create(&scratch_key, scratch_free) != 0)
+		abort();
+}
+
+static unsigned char *scratch_input(size_t len)
+{
+	pthread_once(&scratch_once, scratch_init);
+	struct scratch *s = pthread_getspecific(scratch_key);
+	if (!s) {
+		s = xcalloc(1, sizeof(*s));
+		if (pthread_setspecific(scratch_key, s) != 0)
+			abort();
+	}
+	if (s->cap < len) {
+		free(s->in);
+		s->cap = len < (1u << 20) ? 1u << 20 : len;
+		s->in = xmalloc(s->cap);
+	}
+	return s->in;
+}
+
+static int decode_chunk(void *userdata, struct ocitree_chunk_cache *cache, uint64_t no, struct chunk_data *outd,
+			struct ocitree_error **err)
 {
 	struct ocitree_layer_index *idx = userdata;
 	const struct idx_checkpoint *cp = &idx->cps[no];
@@ -1517,7 +1560,7 @@ static int decode_chunk(void *userdata, uint64_t no, struct chunk_data *outd, st
 	if (in_end <= in_start || out_len > (64u << 20))
 		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "bad checkpoint %ju", (uintmax_t)no);
 	size_t in_len = (size_t)(in_end - in_start);
-	_cleanup_free_ unsigned char *in = xmalloc(in_len);
+	unsigned char *in = scratch_input(in_len);
 	ssize_t n = pread_full(idx->blob_fd, in, in_len, (off_t)in_start);
 	if (n < 0)
 		return ocitree_error_set(err, errno, "read blob %s", idx->digest);
@@ -1527,7 +1570,15 @@ static int decode_chunk(void *userdata, uint64_t no, struct chunk_data *outd, st
 	size_t win_len = 0;
 	if (cp->kind != CP_ISAL && window_of(idx, cp, win, &win_len, err) < 0)
 		return -1;
-	_cleanup_free_ unsigned char *out = xmalloc(out_len ? out_len : 1);
+	unsigned char *out;
+	_cleanup_free_ unsigned char *own = NULL;
+	if (cache) {
+		/* the cache frees it if decoding fails */
+		chunk_cache_alloc(cache, (size_t)out_len, outd);
+		out = outd->data;
+	} else {
+		out = own = xmalloc(out_len ? out_len : 1);
+	}
 	int r;
 #ifdef HAVE_ISAL
 	if (cp->kind == CP_ISAL)
@@ -1546,9 +1597,59 @@ static int decode_chunk(void *userdata, uint64_t no, struct chunk_data *outd, st
 		return ocitree_error_setk(err, OCITREE_ERROR_INVALID,
 					  "blob %s: data at offset %ju does not match its checksum", idx->digest,
 					  (uintmax_t)cp->in_off);
-	outd->data = steal_pointer(&out);
+	if (!cache)
+		outd->data = steal_pointer(&own);
 	outd->len = out_len;
 	return 0;
+}
+
+/* Chunk c of a gzip layer, from the cache (to give back with release_chunk)
+ * or decoded into *local. */
+static const struct chunk_data *get_chunk(struct ocitree_layer_index *idx, size_t c, struct chunk_data *local,
+					  struct ocitree_error **err)
+{
+	if (idx->chunks)
+		return chunk_cache_get(idx->chunks, idx, c, decode_chunk, idx, err);
+	*local = (struct chunk_data){0};
+	if (decode_chunk(idx, NULL, c, local, err) < 0)
+		return NULL;
+	return local;
+}
+
+static void release_chunk(struct ocitree_layer_index *idx, const struct chunk_data *d)
+{
+	if (idx->chunks)
+		chunk_cache_put(idx->chunks, d);
+	else
+		free(d->data);
+}
+
+/* A read of [off, off + len) is about to be served: when reads go forward
+ * through the layer, have the cache decode the chunks that follow c. */
+static void read_ahead(struct ocitree_layer_index *idx, uint64_t off, size_t len, size_t c)
+{
+	if (!idx->chunks)
+		return;
+	unsigned depth = chunk_cache_readahead(idx->chunks);
+	/* sequential: this read starts near where the previous one ended (the
+	 * next file in tar order is a header away, or a few files further when
+	 * an upper layer hides some; the kernel's read-ahead requests may
+	 * arrive a little out of order) */
+	uint64_t prev = __atomic_exchange_n(&idx->last_end, off + len, __ATOMIC_RELAXED);
+	uint64_t near = (uint64_t)(depth + 1) * CHECKPOINT_SPAN;
+	if (!depth || off + near < prev || off > prev + near)
+		return;
+	uint64_t last = c + depth < idx->n_cps ? c + depth : idx->n_cps - 1;
+	/* ra_next: the chunk after the last one asked for, to ask for each
+	 * chunk once as the reader moves on (a stale value only costs lookups) */
+	uint64_t from = __atomic_load_n(&idx->ra_next, __ATOMIC_RELAXED);
+	if (from <= c || from > last + 1)
+		from = c + 1;
+	if (from > last)
+		return;
+	__atomic_store_n(&idx->ra_next, last + 1, __ATOMIC_RELAXED);
+	for (uint64_t k = from; k <= last; k++)
+		chunk_cache_prefetch(idx->chunks, idx, k, decode_chunk, idx);
 }
 
 OCITREE_EXPORT ssize_t ocitree_layer_index_pread(struct ocitree_layer_index *idx, void *buf, size_t len,
@@ -1567,46 +1668,27 @@ OCITREE_EXPORT ssize_t ocitree_layer_index_pread(struct ocitree_layer_index *idx
 	if (idx->comp != OCITREE_COMPRESSION_GZIP)
 		return ocitree_error_setk(err, OCITREE_ERROR_FAILED, "layer %s has no data source", idx->digest);
 	size_t done = 0;
-	/* sequential: this read starts near where the previous one ended (the
-	 * next file in tar order is a header away; the kernel's read-ahead
-	 * requests may arrive a little out of order) */
-	uint64_t prev = __atomic_load_n(&idx->last_end, __ATOMIC_RELAXED);
-	bool sequential = off + CHECKPOINT_SPAN >= prev && off <= prev + CHECKPOINT_SPAN;
-	__atomic_store_n(&idx->last_end, off + len, __ATOMIC_RELAXED);
+	read_ahead(idx, off, len, find_checkpoint(idx, off));
 	while (done < len) {
 		uint64_t pos = off + done;
 		size_t c = find_checkpoint(idx, pos);
-		uint64_t cstart = idx->cps[c].out_off;
-		const struct chunk_data *d = NULL;
-		struct chunk_data local = {0};
-		if (idx->chunks) {
-			d = chunk_cache_get(idx->chunks, idx, c, decode_chunk, idx, err);
-			if (!d)
-				return -1;
-		} else {
-			if (decode_chunk(idx, c, &local, err) < 0)
-				return -1;
-			d = &local;
-		}
-		size_t skip = (size_t)(pos - cstart);
+		struct chunk_data local;
+		const struct chunk_data *d = get_chunk(idx, c, &local, err);
+		if (!d)
+			return -1;
+		size_t skip = (size_t)(pos - idx->cps[c].out_off);
 		size_t n = d->len > skip ? d->len - skip : 0;
 		if (n > len - done)
 			n = len - done;
 		memcpy((char *)buf + done, d->data + skip, n);
 		done += n;
-		/* a sequential reader past the middle of a chunk: decode the next
-		 * chunk while it consumes this one */
-		if (sequential && idx->chunks && c + 1 < idx->n_cps && skip + n > d->len / 2)
-			chunk_cache_prefetch(idx->chunks, idx, c + 1, decode_chunk, idx);
-		if (idx->chunks)
-			chunk_cache_put(idx->chunks, d);
-		else
-			free(local.data);
+		release_chunk(idx, d);
 		if (n == 0)
 			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "layer %s: bad chunk %zu", idx->digest, c);
 	}
 	return (ssize_t)done;
 }
+
 
 OCITREE_EXPORT int ocitree_layer_index_data_fd(const struct ocitree_layer_index *idx, uint64_t *base)
 {
