@@ -241,6 +241,7 @@ struct ocitree_layer_index {
 	struct ocitree_chunk_cache *chunks; /* borrowed; may be NULL */
 	uint64_t last_end; /* atomic: where the last read ended, to spot sequential readers */
 	uint64_t ra_next;  /* atomic: the chunk after the last one read-ahead was asked for */
+	uint8_t *live;     /* atomic: bitmap of the chunks holding data a tree shows (bits only added); NULL: all */
 };
 
 /* ---------------------------------------------------------------- cache dir */
@@ -1266,6 +1267,7 @@ OCITREE_EXPORT void ocitree_layer_index_free(struct ocitree_layer_index *idx)
 	if (!idx)
 		return;
 	chunk_cache_forget_owner(idx->chunks, idx);
+	free(idx->live);
 	if (idx->map)
 		munmap(idx->map, idx->map_len);
 	for (size_t i = 0; i < ARRAY_SIZE(idx->owned); i++)
@@ -1648,8 +1650,47 @@ static void read_ahead(struct ocitree_layer_index *idx, uint64_t off, size_t len
 	if (from > last)
 		return;
 	__atomic_store_n(&idx->ra_next, last + 1, __ATOMIC_RELAXED);
+	const uint8_t *live = __atomic_load_n(&idx->live, __ATOMIC_ACQUIRE);
 	for (uint64_t k = from; k <= last; k++)
-		chunk_cache_prefetch(idx->chunks, idx, k, decode_chunk, idx);
+		if (!live || (__atomic_load_n(&live[k / 8], __ATOMIC_RELAXED) & (1u << (k % 8))))
+			chunk_cache_prefetch(idx->chunks, idx, k, decode_chunk, idx);
+}
+
+void layer_index_mark_live(struct ocitree_layer_index *idx, const uint8_t *entries)
+{
+	if (idx->comp != OCITREE_COMPRESSION_GZIP || !idx->n_cps)
+		return;
+	/* a writable mount's live commit marks for its new tree while the
+	 * old one is read: bits are only ever added, and a reader that sees
+	 * some too early only reads ahead less */
+	uint8_t *live = __atomic_load_n(&idx->live, __ATOMIC_ACQUIRE);
+	if (!live) {
+		uint8_t *fresh = xcalloc(1, (idx->n_cps + 7) / 8);
+		if (__atomic_compare_exchange_n(&idx->live, &live, fresh, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			live = fresh;
+		else
+			free(fresh);
+	}
+	/* entries are in tar order: the chunk of one is mostly that of the
+	 * one before, or the next (a search over the checkpoints per entry
+	 * cost node's 82k entries 5-9 ms of mount time) */
+	size_t k = 0;
+	for (size_t i = 0; i < idx->n_entries; i++) {
+		const struct ocitree_layer_entry *e = &idx->entries[i];
+		if (!(entries[i / 8] & (1u << (i % 8))) || e->type != OCITREE_ENTRY_REG || !e->size)
+			continue;
+		uint64_t first = e->data_off, last = e->data_off + e->size - 1;
+		if (first < idx->cps[k].out_off || first >= chunk_end(idx, k))
+			k = find_checkpoint(idx, first);
+		for (;;) {
+			uint8_t bit = (uint8_t)(1u << (k % 8));
+			if (!(__atomic_load_n(&live[k / 8], __ATOMIC_RELAXED) & bit))
+				__atomic_fetch_or(&live[k / 8], bit, __ATOMIC_RELAXED);
+			if (k + 1 >= idx->n_cps || idx->cps[k + 1].out_off > last)
+				break;
+			k++;
+		}
+	}
 }
 
 OCITREE_EXPORT ssize_t ocitree_layer_index_pread(struct ocitree_layer_index *idx, void *buf, size_t len,
