@@ -34,6 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "ocitree/error.h"
 #include "ocitree/layout.h"
@@ -136,6 +137,28 @@ bool ocitree_layer_entry_xattr_next(const struct ocitree_layer_index *idx, const
  * (the FUSE driver answers EIO). */
 ssize_t ocitree_layer_index_pread(struct ocitree_layer_index *idx, void *buf, size_t len, uint64_t off,
 				  struct ocitree_error **err);
+
+/* A read served in place from the chunk cache, for replies without a copy. */
+#define OCITREE_LAYER_PIN_MAX 4
+struct ocitree_layer_pin {
+	struct iovec iov[OCITREE_LAYER_PIN_MAX]; /* the data, in order */
+	size_t n;                                /* iovecs in use */
+	/* private */
+	struct ocitree_layer_index *idx;
+	const void *held[OCITREE_LAYER_PIN_MAX];
+};
+
+/* Like ocitree_layer_index_pread, but point pin->iov at the decoded data in
+ * the chunk cache instead of copying it; the chunks stay in the cache until
+ * ocitree_layer_index_unpin(), which must come before idx or its cache is
+ * freed.  Returns the byte count (short only at the
+ * end of the tar), or 0 when the read cannot be served that way (no chunk
+ * cache, not a gzip layer, off at the end, or more than
+ * OCITREE_LAYER_PIN_MAX chunks): use ocitree_layer_index_pread() then.  -1
+ * on error, with nothing held. */
+ssize_t ocitree_layer_index_pin(struct ocitree_layer_index *idx, uint64_t off, size_t len,
+				struct ocitree_layer_pin *pin, struct ocitree_error **err);
+void ocitree_layer_index_unpin(struct ocitree_layer_pin *pin);
 
 /* When the uncompressed tar is a plain file (uncompressed layer or the zstd
  * cache file), its fd (owned by idx) for zero-copy reads: tar offset off is at

@@ -1730,6 +1730,51 @@ OCITREE_EXPORT ssize_t ocitree_layer_index_pread(struct ocitree_layer_index *idx
 	return (ssize_t)done;
 }
 
+OCITREE_EXPORT ssize_t ocitree_layer_index_pin(struct ocitree_layer_index *idx, uint64_t off, size_t len,
+					       struct ocitree_layer_pin *pin, struct ocitree_error **err)
+{
+	pin->n = 0;
+	pin->idx = idx;
+	if (!idx->chunks || idx->data_fd >= 0 || idx->comp != OCITREE_COMPRESSION_GZIP || off >= idx->tar_size)
+		return 0;
+	if (len > idx->tar_size - off)
+		len = (size_t)(idx->tar_size - off);
+	size_t first = find_checkpoint(idx, off);
+	if (find_checkpoint(idx, off + len - 1) - first >= OCITREE_LAYER_PIN_MAX)
+		return 0;
+	read_ahead(idx, off, len, first);
+	size_t done = 0;
+	while (done < len) {
+		uint64_t pos = off + done;
+		size_t c = find_checkpoint(idx, pos);
+		const struct chunk_data *d = chunk_cache_get(idx->chunks, idx, c, decode_chunk, idx, err);
+		if (!d) {
+			ocitree_layer_index_unpin(pin);
+			return -1;
+		}
+		pin->held[pin->n] = d;
+		size_t skip = (size_t)(pos - idx->cps[c].out_off);
+		size_t n = d->len > skip ? d->len - skip : 0;
+		if (n > len - done)
+			n = len - done;
+		pin->iov[pin->n].iov_base = d->data + skip;
+		pin->iov[pin->n].iov_len = n;
+		pin->n++;
+		done += n;
+		if (n == 0 || (done < len && pin->n == OCITREE_LAYER_PIN_MAX)) {
+			ocitree_layer_index_unpin(pin);
+			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "layer %s: bad chunk %zu", idx->digest, c);
+		}
+	}
+	return (ssize_t)done;
+}
+
+OCITREE_EXPORT void ocitree_layer_index_unpin(struct ocitree_layer_pin *pin)
+{
+	for (size_t i = 0; i < pin->n; i++)
+		chunk_cache_put(pin->idx->chunks, pin->held[i]);
+	pin->n = 0;
+}
 
 OCITREE_EXPORT int ocitree_layer_index_data_fd(const struct ocitree_layer_index *idx, uint64_t *base)
 {

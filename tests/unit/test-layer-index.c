@@ -3,7 +3,8 @@
  * hardlinks), gzip checkpoint resume with zlib and ISA-L (single and
  * multi-member streams), zstd and uncompressed layers, the cache (round
  * trip, corrupt file rebuilt), the chunk cache (its memory bound, read-ahead
- * under sequential, interleaved and random readers, a corrupt chunk) and OCI merge semantics. */
+ * under sequential, interleaved and random readers, reads pinned in place,
+ * a corrupt chunk) and OCI merge semantics. */
 #include "config.h"
 
 #include <archive.h>
@@ -277,11 +278,28 @@ struct reader_job {
 	const unsigned char *want;
 	size_t step;    /* sequential reads of this size; 0: random reads */
 	uint64_t seed;
+	bool pin;       /* through ocitree_layer_index_pin */
 	bool good;      /* out */
 };
 
 static bool read_compare(struct reader_job *j, size_t off, size_t len, unsigned char *got)
 {
+	if (j->pin) {
+		struct ocitree_layer_pin pin;
+		ssize_t n = ocitree_layer_index_pin(j->idx, j->e->data_off + off, len, &pin, NULL);
+		if (n == 0) /* more chunks than a pin holds */
+			return ocitree_layer_index_pread(j->idx, got, len, j->e->data_off + off, NULL) == (ssize_t)len &&
+			       memcmp(got, j->want + off, len) == 0;
+		size_t at = 0;
+		bool good = n == (ssize_t)len;
+		for (size_t i = 0; good && i < pin.n; i++) {
+			good = at + pin.iov[i].iov_len <= len && memcmp(pin.iov[i].iov_base, j->want + off + at,
+									pin.iov[i].iov_len) == 0;
+			at += pin.iov[i].iov_len;
+		}
+		ocitree_layer_index_unpin(&pin);
+		return good && at == len;
+	}
 	return ocitree_layer_index_pread(j->idx, got, len, j->e->data_off + off, NULL) == (ssize_t)len &&
 	       memcmp(got, j->want + off, len) == 0;
 }
@@ -356,19 +374,37 @@ static void test_chunk_cache(void)
 	   (uintmax_t)st.decodes);
 
 	/* sequential readers of two files, and random readers, at once */
-	struct reader_job mix[4] = {
+	struct reader_job mix[6] = {
 		{.idx = idx, .e = e[0], .want = want[0], .step = 64u << 10},
 		{.idx = idx, .e = e[1], .want = want[1], .step = 100000},
 		{.idx = idx, .e = e[0], .want = want[0], .seed = 1},
 		{.idx = idx, .e = e[1], .want = want[1], .seed = 2},
+		{.idx = idx, .e = e[0], .want = want[0], .step = 300000, .pin = true},
+		{.idx = idx, .e = e[1], .want = want[1], .seed = 3, .pin = true},
 	};
-	ok(run_readers(mix, ARRAY_SIZE(mix)), "chunk cache: interleaved sequential and random readers agree");
+	ok(run_readers(mix, ARRAY_SIZE(mix)), "chunk cache: interleaved sequential, random and pinned readers agree");
 	chunk_cache_stats(cc, &st);
-	/* four threads may each hold a chunk beyond the bound, one being
-	 * decoded each, and the read-ahead thread one */
-	ok(st.peak_bytes <= (4u << 20) + (4 * 2 + 1) * (1280u << 10),
+	/* six threads may each hold up to 4 pinned chunks beyond the bound,
+	 * one being decoded each, and the read-ahead thread one */
+	ok(st.peak_bytes <= (4u << 20) + (6 * 5 + 1) * (1280u << 10),
 	   "chunk cache: memory stays near its bound (peak %zu KiB)", st.peak_bytes >> 10);
 	ok(st.bytes <= 4u << 20, "chunk cache: back within its bound when readers are done (%zu KiB)", st.bytes >> 10);
+
+	/* pinned chunks stay valid while other reads go through the cache */
+	struct ocitree_layer_pin pin;
+	ssize_t n = ocitree_layer_index_pin(idx, e[0]->data_off + 1000, 2u << 20, &pin, NULL);
+	struct reader_job other = {.idx = idx, .e = e[1], .want = want[1], .step = 1u << 20};
+	bool good = n == 2u << 20 && run_readers(&other, 1);
+	size_t at = 0;
+	for (size_t i = 0; good && i < pin.n; i++) {
+		good = memcmp(pin.iov[i].iov_base, want[0] + 1000 + at, pin.iov[i].iov_len) == 0;
+		at += pin.iov[i].iov_len;
+	}
+	if (n > 0)
+		ocitree_layer_index_unpin(&pin);
+	ok(good && at == 2u << 20, "chunk cache: pinned data outlives evictions");
+	ok(ocitree_layer_index_pin(idx, e[0]->data_off, 6u << 20, &pin, NULL) == 0,
+	   "chunk cache: a read over more chunks than a pin holds is not pinned");
 
 	/* freeing an index while its read-ahead is queued or running */
 	seq = (struct reader_job){.idx = idx, .e = e[1], .want = want[1], .step = 1u << 20};
