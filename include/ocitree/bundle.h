@@ -30,6 +30,7 @@
 #include "ocitree/image.h"
 #include "ocitree/layout.h"
 #include "ocitree/model.h"
+#include "ocitree/progress.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -58,15 +59,6 @@ struct ocitree_map_options {
 	const struct ocitree_idmap *gid_map;
 	size_t n_gid_map;
 };
-
-/* Progress of a long operation, for a program that shows it. */
-struct ocitree_progress {
-	const char *phase; /* "unpack", "repack", "insert", "add-layer" */
-	size_t layer, n_layers; /* 1-based; 0 when not per layer */
-	uint64_t bytes;         /* uncompressed bytes done in this layer */
-	uint64_t entries;       /* entries done in this layer */
-};
-typedef void (*ocitree_progress_fn)(const struct ocitree_progress *p, void *userdata);
 
 struct ocitree_unpack_options {
 	struct ocitree_map_options map;

@@ -39,6 +39,7 @@
 #include "ocitree/error.h"
 #include "ocitree/layout.h"
 #include "ocitree/model.h"
+#include "ocitree/progress.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -92,6 +93,11 @@ struct ocitree_layer_index_opts {
 	struct ocitree_chunk_cache *chunks; /* for reads of gzip layers; may be NULL (no caching) */
 	bool rebuild;                       /* ignore a cached index */
 	bool no_write;                      /* build in memory only, do not write the cache */
+	/* told now and then of an index being built (phase "index"; bytes and
+	 * entries of the uncompressed layer so far); ocitree_layer_index_open_many
+	 * sums its layers and calls it from one thread at a time.  May be NULL. */
+	ocitree_progress_fn progress;
+	void *progress_data;
 };
 
 /* Load the index of layer (a descriptor from a manifest) from the cache, or

@@ -23,11 +23,11 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
-#include "ocitree/bundle.h"
 #include "ocitree/error.h"
 #include "ocitree/image.h"
 #include "ocitree/layout.h"
 #include "ocitree/model.h"
+#include "ocitree/progress.h"
 #include "ocitree/tree.h"
 
 #ifdef __cplusplus

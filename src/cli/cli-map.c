@@ -69,15 +69,19 @@ void cli_progress(const struct ocitree_progress *p, void *userdata)
 {
 	static int tty = -1;
 	static struct timespec last;
+	static char last_phase[32];
 	if (tty < 0)
 		tty = isatty(STDERR_FILENO);
 	if (!tty)
 		return;
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (progress_shown && (now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000 < 100)
+	/* ten lines a second at most, but a new phase at once */
+	if (progress_shown && strcmp(p->phase, last_phase) == 0 &&
+	    (now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000 < 100)
 		return;
 	last = now;
+	snprintf(last_phase, sizeof(last_phase), "%s", p->phase);
 	_cleanup_free_ char *size = human_size((int64_t)p->bytes);
 	if (p->n_layers)
 		fprintf(stderr, "\r\033[K%s: layer %zu/%zu: %s, %" PRIu64 " entries", p->phase, p->layer, p->n_layers, size,

@@ -219,7 +219,7 @@ static int do_mount(struct mount_args *a, const char *mountpoint, struct ocitree
 		goto out_image;
 	chunks = ocitree_chunk_cache_new(fs_cache_bytes(&fo));
 	struct ocitree_layer_index_opts io = {.cache_dir = abs_cache ? abs_cache : cache_dir, .chunks = chunks,
-					      .rebuild = a->rebuild};
+					      .rebuild = a->rebuild, .progress = cli_progress};
 	idx = xcalloc(to - from + 1, sizeof(*idx));
 	size_t n_diff = strv_len(img->config->diff_ids);
 	char **diff_ids = xcalloc(to - from + 1, sizeof(*diff_ids));
@@ -228,6 +228,9 @@ static int do_mount(struct mount_args *a, const char *mountpoint, struct ocitree
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	r = ocitree_layer_index_open_many(l, img->manifest->layers + from, diff_ids, to - from, &io,
 					  ncpu > 0 ? (unsigned)ncpu : 1, idx, err);
+	cli_progress_end();
+	/* the daemon's own index passes (a live commit) say nothing */
+	io.progress = NULL;
 	free(diff_ids);
 	if (r < 0)
 		goto out_image;

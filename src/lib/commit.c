@@ -97,7 +97,8 @@ static struct ocitree_tree *lower_tree(struct cw *c, struct ocitree_error **err)
 					  "no cache directory for layer indexes (set OCITREE_CACHE_DIR or HOME)"),
 		       NULL;
 	struct ocitree_manifest *m = c->img->manifest;
-	struct ocitree_layer_index_opts io = {.cache_dir = cache};
+	struct ocitree_layer_index_opts io = {
+		.cache_dir = cache, .progress = c->o->progress, .progress_data = c->o->progress_data};
 	c->idx = xcalloc(m->n_layers + 1, sizeof(*c->idx));
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	if (ocitree_layer_index_open_many(c->l, m->layers, c->img->config->diff_ids, m->n_layers, &io,

@@ -304,7 +304,12 @@ struct builder {
 	int tar_fd;
 	bool isal; /* gzip checkpoints are ISA-L states */
 	struct hash_pipe *pipe; /* when set, diff_hasher runs in its thread */
+	const struct ocitree_layer_index_opts *opts;
+	uint64_t told; /* out when progress was last told */
 };
+
+/* Progress is told every this many uncompressed bytes. */
+#define PROGRESS_SPAN (4u << 20)
 
 /* Hashing the uncompressed stream (for the diff_id) costs half as much as
  * inflating it: a second thread does it, fed through a ring of output
@@ -410,6 +415,11 @@ static int builder_output(struct builder *b, const unsigned char *p, size_t n, s
 		return ocitree_error_set(err, errno, "write uncompressed layer cache");
 	if (tar_scan_feed(&b->tar, p, n, err) < 0)
 		return -1;
+	if (b->opts->progress && b->out - b->told >= PROGRESS_SPAN) {
+		b->told = b->out;
+		struct ocitree_progress pr = {.phase = "index", .bytes = b->out, .entries = b->tar.n_entries};
+		b->opts->progress(&pr, b->opts->progress_data);
+	}
 	/* what follows the end of the archive is not looked at, but it is
 	 * decompressed (and, for zstd, written to the cache): a little padding
 	 * is normal, more is a bomb, refused as unpack refuses it */
@@ -752,9 +762,13 @@ static void serialise(const struct builder *b, const char *digest, enum ocitree_
 	buf_reset(out);
 	buf_reserve(out, off);
 	memset(out->data, 0, off);
-	memcpy(out->data + entries_off, b->tar.entries, h.n_entries * sizeof(struct ocitree_layer_entry));
-	memcpy(out->data + h.strings_off, b->tar.strings.data, h.strings_len);
-	memcpy(out->data + h.xattrs_off, b->tar.xattrs.data, h.xattrs_len);
+	/* a layer whose every entry was left out has no entry table */
+	if (h.n_entries)
+		memcpy(out->data + entries_off, b->tar.entries, h.n_entries * sizeof(struct ocitree_layer_entry));
+	if (h.strings_len)
+		memcpy(out->data + h.strings_off, b->tar.strings.data, h.strings_len);
+	if (h.xattrs_len)
+		memcpy(out->data + h.xattrs_off, b->tar.xattrs.data, h.xattrs_len);
 	if (b->n_cps)
 		memcpy(out->data + h.checkpoints_off, b->cps, b->n_cps * sizeof(struct idx_checkpoint));
 	if (h.windows_len)
@@ -913,7 +927,7 @@ static struct ocitree_layer_index *build(struct ocitree_layout *l, const struct 
 {
 	_cleanup_free_ char *alg = digest_alg(d->digest);
 	const char *hex = ocitree_digest_hex(d->digest);
-	struct builder b = {0};
+	struct builder b = {.opts = opts};
 	b.tar_fd = -1;
 	tar_scan_init(&b.tar);
 	b.chunk_crc = (uint32_t)crc32(0, NULL, 0);
@@ -1198,7 +1212,32 @@ struct open_many_job {
 	struct ocitree_error **errs;
 	pthread_mutex_t lock;
 	size_t next; /* lock */
+	/* progress, summed over the layers: */
+	size_t done;                /* lock: layers opened */
+	struct ocitree_progress *per; /* lock: the last told of each layer */
 };
+
+struct open_many_layer {
+	struct open_many_job *j;
+	size_t i;
+};
+
+static void open_many_progress(const struct ocitree_progress *p, void *userdata)
+{
+	struct open_many_layer *ml = userdata;
+	struct open_many_job *j = ml->j;
+	pthread_mutex_lock(&j->lock);
+	if (p)
+		j->per[ml->i] = *p;
+	struct ocitree_progress sum = {.phase = "index", .n_layers = j->n};
+	sum.layer = j->done < j->n ? j->done + 1 : j->n;
+	for (size_t i = 0; i < j->n; i++) {
+		sum.bytes += j->per[i].bytes;
+		sum.entries += j->per[i].entries;
+	}
+	j->opts->progress(&sum, j->opts->progress_data);
+	pthread_mutex_unlock(&j->lock);
+}
 
 static void *open_many_worker(void *arg)
 {
@@ -1209,8 +1248,26 @@ static void *open_many_worker(void *arg)
 		pthread_mutex_unlock(&j->lock);
 		if (i >= j->n)
 			return NULL;
-		j->out[i] = ocitree_layer_index_open(j->l, &j->layers[i], j->diff_ids ? j->diff_ids[i] : NULL,
-						     j->opts, &j->errs[i]);
+		struct ocitree_layer_index_opts o = *j->opts;
+		struct open_many_layer ml = {.j = j, .i = i};
+		if (o.progress) {
+			o.progress = open_many_progress;
+			o.progress_data = &ml;
+		}
+		j->out[i] = ocitree_layer_index_open(j->l, &j->layers[i], j->diff_ids ? j->diff_ids[i] : NULL, &o,
+						     &j->errs[i]);
+		if (o.progress) {
+			/* a cached index is not worth a word */
+			bool built = j->out[i] && !j->out[i]->cached;
+			pthread_mutex_lock(&j->lock);
+			j->done++;
+			if (built)
+				j->per[i] = (struct ocitree_progress){.bytes = j->out[i]->tar_size,
+								      .entries = j->out[i]->n_entries};
+			pthread_mutex_unlock(&j->lock);
+			if (built)
+				open_many_progress(NULL, &ml);
+		}
 	}
 }
 
@@ -1221,6 +1278,7 @@ OCITREE_EXPORT int ocitree_layer_index_open_many(struct ocitree_layout *l, const
 {
 	struct open_many_job j = {.l = l, .layers = layers, .diff_ids = diff_ids, .n = n, .opts = opts, .out = out};
 	j.errs = xcalloc(n ? n : 1, sizeof(*j.errs));
+	j.per = xcalloc(n ? n : 1, sizeof(*j.per));
 	pthread_mutex_init(&j.lock, NULL);
 	for (size_t i = 0; i < n; i++)
 		out[i] = NULL;
@@ -1254,6 +1312,7 @@ OCITREE_EXPORT int ocitree_layer_index_open_many(struct ocitree_layout *l, const
 		ocitree_error_free(j.errs[i]);
 	}
 	free(j.errs);
+	free(j.per);
 	if (ret < 0)
 		for (size_t i = 0; i < n; i++) {
 			ocitree_layer_index_free(out[i]);
@@ -1561,6 +1620,13 @@ static int decode_chunk(void *userdata, struct ocitree_chunk_cache *cache, uint6
 		in_end = idx->blob_size;
 	if (in_end <= in_start || out_len > (64u << 20))
 		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "bad checkpoint %ju", (uintmax_t)no);
+	/* a chunk's input is never much more than its output (deflate adds a
+	 * few bytes per stored block, fixed Huffman codes an eighth; member
+	 * headers a little): read no more, whatever the checkpoints say, and a
+	 * stream that needs more ends early */
+	uint64_t in_max = out_len + out_len / 8 + (1u << 20);
+	if (in_end - in_start > in_max)
+		in_end = in_start + in_max;
 	size_t in_len = (size_t)(in_end - in_start);
 	unsigned char *in = scratch_input(in_len);
 	ssize_t n = pread_full(idx->blob_fd, in, in_len, (off_t)in_start);
