@@ -1568,7 +1568,10 @@ static int inflate_chunk_zlib(const struct idx_checkpoint *cp, const unsigned ch
 
 /* Compressed input of a chunk is read into a buffer of the decoding thread,
  * kept for its next chunk: a fresh buffer per chunk costs more in page
- * faults than the copy itself. */
+ * faults than the copy itself.  A chunk that needs more than SCRATCH_MAX
+ * (not one of the 1 MiB chunks ocitree writes) gets a buffer of its own,
+ * so that no thread keeps a big one. */
+#define SCRATCH_MAX (4u << 20)
 struct scratch {
 	unsigned char *in;
 	size_t cap;
@@ -1628,7 +1631,8 @@ static int decode_chunk(void *userdata, struct ocitree_chunk_cache *cache, uint6
 	if (in_end - in_start > in_max)
 		in_end = in_start + in_max;
 	size_t in_len = (size_t)(in_end - in_start);
-	unsigned char *in = scratch_input(in_len);
+	_cleanup_free_ unsigned char *own_in = NULL;
+	unsigned char *in = in_len <= SCRATCH_MAX ? scratch_input(in_len) : (own_in = xmalloc(in_len));
 	ssize_t n = pread_full(idx->blob_fd, in, in_len, (off_t)in_start);
 	if (n < 0)
 		return ocitree_error_set(err, errno, "read blob %s", idx->digest);
