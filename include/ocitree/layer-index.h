@@ -34,6 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "ocitree/error.h"
 #include "ocitree/layout.h"
@@ -72,7 +73,15 @@ struct ocitree_layer_entry {
 
 /* A bounded, thread-safe LRU cache of decompressed chunks, shared by every
  * index of a mount.  max_bytes bounds the memory of cached chunks (chunks
- * in use by a reader are kept until released, beyond the bound). */
+ * in use by a reader, and one being decoded per reading thread, are kept
+ * until released, beyond the bound).
+ *
+ * Read-ahead: when reads of a layer go forward through its tar (a reader
+ * of one big file, or of many files in tar order), a thread of the cache
+ * decodes the next chunks of that layer before they are asked for, up to 4
+ * chunks (~4 MiB) ahead and never more than a quarter of max_bytes.  The
+ * thread is started on the first read-ahead (so after a daemon's fork) and
+ * stopped by ocitree_chunk_cache_free(). */
 struct ocitree_chunk_cache;
 struct ocitree_chunk_cache *ocitree_chunk_cache_new(size_t max_bytes);
 void ocitree_chunk_cache_free(struct ocitree_chunk_cache *c);
@@ -131,9 +140,31 @@ bool ocitree_layer_entry_xattr_next(const struct ocitree_layer_index *idx, const
 
 /* Read up to len bytes of the uncompressed tar at off; returns the count (short
  * only at the end of the tar) or -1.  A corrupt stream is OCITREE_ERROR_INVALID
- * (ocitree_error_errno gives EIO). */
+ * (the FUSE driver answers EIO). */
 ssize_t ocitree_layer_index_pread(struct ocitree_layer_index *idx, void *buf, size_t len, uint64_t off,
 				  struct ocitree_error **err);
+
+/* A read served in place from the chunk cache, for replies without a copy. */
+#define OCITREE_LAYER_PIN_MAX 4
+struct ocitree_layer_pin {
+	struct iovec iov[OCITREE_LAYER_PIN_MAX]; /* the data, in order */
+	size_t n;                                /* iovecs in use */
+	/* private */
+	struct ocitree_layer_index *idx;
+	const void *held[OCITREE_LAYER_PIN_MAX];
+};
+
+/* Like ocitree_layer_index_pread, but point pin->iov at the decoded data in
+ * the chunk cache instead of copying it; the chunks stay in the cache until
+ * ocitree_layer_index_unpin(), which must come before idx or its cache is
+ * freed.  Returns the byte count (short only at the
+ * end of the tar), or 0 when the read cannot be served that way (no chunk
+ * cache, not a gzip layer, off at the end, or more than
+ * OCITREE_LAYER_PIN_MAX chunks): use ocitree_layer_index_pread() then.  -1
+ * on error, with nothing held. */
+ssize_t ocitree_layer_index_pin(struct ocitree_layer_index *idx, uint64_t off, size_t len,
+				struct ocitree_layer_pin *pin, struct ocitree_error **err);
+void ocitree_layer_index_unpin(struct ocitree_layer_pin *pin);
 
 /* When the uncompressed tar is a plain file (uncompressed layer or the zstd
  * cache file), its fd (owned by idx) for zero-copy reads: tar offset off is at

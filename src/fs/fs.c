@@ -387,9 +387,21 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 			report_eio(fs, "read", ino, NULL);
 		return;
 	}
-	_cleanup_free_ char *buf = xmalloc(size ? size : 1);
 	_cleanup_error_ struct ocitree_error *err = NULL;
-	ssize_t n = ocitree_layer_index_pread(l, buf, size, e->data_off + (uint64_t)off, &err);
+	/* decoded data: reply straight from the chunk cache, the kernel
+	 * copying it once into the page cache */
+	struct ocitree_layer_pin pin;
+	ssize_t n = ocitree_layer_index_pin(l, e->data_off + (uint64_t)off, size, &pin, &err);
+	if (n > 0) {
+		fuse_reply_iov(req, pin.iov, (int)pin.n);
+		ocitree_layer_index_unpin(&pin);
+		return;
+	}
+	_cleanup_free_ char *buf = NULL;
+	if (n == 0) {
+		buf = xmalloc(size ? size : 1);
+		n = ocitree_layer_index_pread(l, buf, size, e->data_off + (uint64_t)off, &err);
+	}
 	if (n < 0) {
 		report_eio(fs, "read", ino, err);
 		fuse_reply_err(req, EIO);

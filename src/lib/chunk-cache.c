@@ -2,9 +2,23 @@
 /*
  * The chunk cache: decompressed chunks of gzip layers keyed by (owner,
  * chunk number), in an LRU bounded by bytes.  One mutex guards the whole
- * cache; a chunk being decoded is in the table with loading set, and other
- * readers of the same chunk wait on the condition variable instead of
- * decoding it twice.  Decoding itself runs without the lock.
+ * cache; decoding runs without it.
+ *
+ * A chunk is QUEUED (waiting for the read-ahead thread), LOADING (one
+ * thread decodes it; other readers wait on cond instead of decoding it
+ * twice) or READY.  A reader that needs a QUEUED chunk takes it out of the
+ * queue and decodes it itself rather than wait behind other read-ahead.
+ *
+ * Memory: bytes counts every buffer the cache owns (READY chunks and those
+ * being decoded).  Unused READY chunks are evicted, oldest first, while
+ * bytes exceeds max_bytes; chunks held by readers (and at most one being
+ * decoded per thread) can take it over the bound.  Read-ahead is limited to
+ * a quarter of the bound, so it does not evict what readers still use.
+ *
+ * Read-ahead runs in one thread of the cache, started on the first
+ * chunk_cache_prefetch() (so after a daemon's fork): on the two-core
+ * machines this is made for, one core inflates the next chunks of a layer
+ * while the other serves the current one.
  */
 #include "config.h"
 
@@ -12,26 +26,50 @@
 
 #include "chunk-cache.h"
 
+/* read-ahead requests waiting at most; more are dropped */
+#define QUEUE_MAX 64u
+/* buffers are sized in these steps, so a buffer taken over from an evicted
+ * chunk fits the next one (gzip chunks are 1 MiB, a little more with zlib) */
+#define ALLOC_STEP (256u << 10)
+#define DEFAULT_READAHEAD 4u
+
+enum chunk_state {
+	CHUNK_QUEUED,
+	CHUNK_LOADING,
+	CHUNK_READY,
+};
+
 struct chunk {
 	const void *owner;
 	uint64_t no;
-	struct chunk *hnext;            /* hash chain */
-	struct chunk *lru_prev, *lru_next; /* only while refs == 0 and loaded */
+	struct chunk *hnext;               /* hash chain */
+	struct chunk *lru_prev, *lru_next; /* only while READY and refs == 0 */
+	struct chunk *qnext;               /* read-ahead queue, while QUEUED */
+	chunk_decode_fn decode;            /* while QUEUED */
+	void *userdata;                    /* while QUEUED */
 	unsigned refs;
-	bool loading;
-	int error; /* errno of a failed decode, for the waiters */
+	enum chunk_state state;
+	bool ahead; /* decoded by read-ahead and not read yet */
+	int error;  /* errno of a failed decode, for the waiters */
 	struct chunk_data data;
 };
 
 struct ocitree_chunk_cache {
 	pthread_mutex_t lock;
-	pthread_cond_t cond;     /* signalled when a chunk finishes loading */
-	size_t max_bytes;        /* immutable */
-	size_t bytes;            /* lock: bytes of loaded chunks in the table */
-	struct chunk **buckets;  /* lock */
-	size_t n_buckets;        /* immutable */
-	struct chunk lru;        /* lock: sentinel; lru.lru_next is the oldest */
-	unsigned prefetching;    /* lock: read-ahead decoders running */
+	pthread_cond_t cond;    /* signalled when a chunk leaves LOADING or the read-ahead thread goes idle */
+	pthread_cond_t work;    /* signalled when the queue gets a chunk, or on stop */
+	size_t max_bytes;       /* immutable */
+	unsigned readahead;     /* atomic: chunks of read-ahead per reader */
+	size_t bytes;           /* lock: buffers owned by the cache */
+	struct chunk **buckets; /* lock */
+	size_t n_buckets;       /* immutable */
+	struct chunk lru;       /* lock: sentinel; lru.lru_next is the oldest */
+	struct chunk *qhead, *qtail; /* lock: read-ahead queue, oldest first */
+	unsigned queued;        /* lock: chunks in the queue */
+	bool started, stop;     /* lock: the read-ahead thread */
+	const void *busy;       /* lock: owner of the chunk the read-ahead thread decodes, or NULL */
+	pthread_t thread;       /* valid while started */
+	struct chunk_cache_stats stats; /* lock */
 };
 
 static size_t bucket_of(const struct ocitree_chunk_cache *c, const void *owner, uint64_t no)
@@ -45,11 +83,34 @@ OCITREE_EXPORT struct ocitree_chunk_cache *ocitree_chunk_cache_new(size_t max_by
 	struct ocitree_chunk_cache *c = xcalloc(1, sizeof(*c));
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->cond, NULL);
+	pthread_cond_init(&c->work, NULL);
 	c->max_bytes = max_bytes;
+	c->readahead = DEFAULT_READAHEAD;
 	c->n_buckets = 1024;
 	c->buckets = xcalloc(c->n_buckets, sizeof(*c->buckets));
 	c->lru.lru_next = c->lru.lru_prev = &c->lru;
 	return c;
+}
+
+void chunk_cache_set_readahead(struct ocitree_chunk_cache *c, unsigned chunks)
+{
+	__atomic_store_n(&c->readahead, chunks, __ATOMIC_RELAXED);
+}
+
+unsigned chunk_cache_readahead(const struct ocitree_chunk_cache *c)
+{
+	/* a relaxed read: the setting changes before reads start, if ever */
+	unsigned n = __atomic_load_n(&c->readahead, __ATOMIC_RELAXED);
+	size_t quarter = c->max_bytes / 4 / (1u << 20);
+	return n < quarter ? n : (unsigned)quarter;
+}
+
+void chunk_cache_stats(struct ocitree_chunk_cache *c, struct chunk_cache_stats *st)
+{
+	pthread_mutex_lock(&c->lock);
+	*st = c->stats;
+	st->bytes = c->bytes;
+	pthread_mutex_unlock(&c->lock);
 }
 
 static void lru_unlink(struct chunk *ch)
@@ -61,6 +122,22 @@ static void lru_unlink(struct chunk *ch)
 	}
 }
 
+/* newest at the tail */
+static void lru_append(struct ocitree_chunk_cache *c, struct chunk *ch)
+{
+	ch->lru_prev = c->lru.lru_prev;
+	ch->lru_next = &c->lru;
+	c->lru.lru_prev->lru_next = ch;
+	c->lru.lru_prev = ch;
+}
+
+static void table_insert(struct ocitree_chunk_cache *c, struct chunk *ch)
+{
+	size_t b = bucket_of(c, ch->owner, ch->no);
+	ch->hnext = c->buckets[b];
+	c->buckets[b] = ch;
+}
+
 static void table_remove(struct ocitree_chunk_cache *c, struct chunk *ch)
 {
 	struct chunk **pp = &c->buckets[bucket_of(c, ch->owner, ch->no)];
@@ -70,8 +147,39 @@ static void table_remove(struct ocitree_chunk_cache *c, struct chunk *ch)
 		*pp = ch->hnext;
 }
 
-static void chunk_destroy(struct chunk *ch)
+static struct chunk *table_find(struct ocitree_chunk_cache *c, const void *owner, uint64_t no)
 {
+	for (struct chunk *ch = c->buckets[bucket_of(c, owner, no)]; ch; ch = ch->hnext)
+		if (ch->owner == owner && ch->no == no)
+			return ch;
+	return NULL;
+}
+
+static void queue_remove(struct ocitree_chunk_cache *c, struct chunk *ch)
+{
+	struct chunk *prev = NULL;
+	for (struct chunk *q = c->qhead; q; prev = q, q = q->qnext) {
+		if (q != ch)
+			continue;
+		if (prev)
+			prev->qnext = q->qnext;
+		else
+			c->qhead = q->qnext;
+		if (c->qtail == q)
+			c->qtail = prev;
+		q->qnext = NULL;
+		c->queued--;
+		return;
+	}
+}
+
+/* Free a chunk's buffer and the chunk.  Lock held. */
+static void chunk_destroy(struct ocitree_chunk_cache *c, struct chunk *ch)
+{
+	if (ch->data.data)
+		c->bytes -= ch->data.cap;
+	if (ch->ahead)
+		c->stats.readahead_wasted++;
 	free(ch->data.data);
 	free(ch);
 }
@@ -83,14 +191,41 @@ static void evict(struct ocitree_chunk_cache *c)
 		struct chunk *ch = c->lru.lru_next;
 		lru_unlink(ch);
 		table_remove(c, ch);
-		c->bytes -= ch->data.len;
-		chunk_destroy(ch);
+		chunk_destroy(c, ch);
 	}
 }
 
-static void wait_prefetches(struct ocitree_chunk_cache *c)
+void chunk_cache_alloc(struct ocitree_chunk_cache *c, size_t len, struct chunk_data *out)
 {
-	while (c->prefetching)
+	size_t cap = (len + ALLOC_STEP - 1) / ALLOC_STEP * ALLOC_STEP;
+	if (!cap)
+		cap = ALLOC_STEP;
+	pthread_mutex_lock(&c->lock);
+	/* full: take over the buffer of the oldest unused chunk (its pages are
+	 * already mapped), or free unused chunks until the new one fits */
+	while (c->bytes + cap > c->max_bytes && c->lru.lru_next != &c->lru) {
+		struct chunk *ch = c->lru.lru_next;
+		lru_unlink(ch);
+		table_remove(c, ch);
+		if (ch->data.cap >= cap) {
+			/* the buffer stays the cache's: bytes do not change */
+			*out = (struct chunk_data){.data = steal_pointer(&ch->data.data), .cap = ch->data.cap};
+			chunk_destroy(c, ch);
+			pthread_mutex_unlock(&c->lock);
+			return;
+		}
+		chunk_destroy(c, ch);
+	}
+	c->bytes += cap;
+	if (c->bytes > c->stats.peak_bytes)
+		c->stats.peak_bytes = c->bytes;
+	pthread_mutex_unlock(&c->lock);
+	*out = (struct chunk_data){.data = xmalloc(cap), .cap = cap};
+}
+
+static void wait_readahead_idle(struct ocitree_chunk_cache *c, const void *owner)
+{
+	while (c->busy && (!owner || c->busy == owner))
 		pthread_cond_wait(&c->cond, &c->lock);
 }
 
@@ -99,19 +234,27 @@ OCITREE_EXPORT void ocitree_chunk_cache_free(struct ocitree_chunk_cache *c)
 	if (!c)
 		return;
 	pthread_mutex_lock(&c->lock);
-	wait_prefetches(c);
+	c->stop = true;
+	pthread_cond_broadcast(&c->work);
+	bool started = c->started;
 	pthread_mutex_unlock(&c->lock);
+	if (started)
+		pthread_join(c->thread, NULL);
+	log_debug("chunk cache: %ju chunks decoded, %ju by read-ahead (%ju used, %ju evicted unused), peak %zu KiB",
+		  (uintmax_t)c->stats.decodes, (uintmax_t)c->stats.readahead, (uintmax_t)c->stats.readahead_used,
+		  (uintmax_t)c->stats.readahead_wasted, c->stats.peak_bytes >> 10);
 	for (size_t i = 0; i < c->n_buckets; i++) {
 		struct chunk *ch = c->buckets[i];
 		while (ch) {
 			struct chunk *n = ch->hnext;
-			chunk_destroy(ch);
+			chunk_destroy(c, ch);
 			ch = n;
 		}
 	}
 	free(c->buckets);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->cond);
+	pthread_cond_destroy(&c->work);
 	free(c);
 }
 
@@ -120,17 +263,18 @@ void chunk_cache_forget_owner(struct ocitree_chunk_cache *c, const void *owner)
 	if (!c)
 		return;
 	pthread_mutex_lock(&c->lock);
-	/* a read-ahead decoder may be using owner */
-	wait_prefetches(c);
+	/* the read-ahead thread may be using owner */
+	wait_readahead_idle(c, owner);
 	for (size_t i = 0; i < c->n_buckets; i++) {
 		struct chunk **pp = &c->buckets[i];
 		while (*pp) {
 			struct chunk *ch = *pp;
-			if (ch->owner == owner && ch->refs == 0 && !ch->loading) {
+			if (ch->owner == owner && ch->refs == 0 && ch->state != CHUNK_LOADING) {
 				*pp = ch->hnext;
+				if (ch->state == CHUNK_QUEUED)
+					queue_remove(c, ch);
 				lru_unlink(ch);
-				c->bytes -= ch->data.len;
-				chunk_destroy(ch);
+				chunk_destroy(c, ch);
 			} else {
 				pp = &ch->hnext;
 			}
@@ -139,64 +283,89 @@ void chunk_cache_forget_owner(struct ocitree_chunk_cache *c, const void *owner)
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* The end of a decode of ch by this thread.  Lock held. */
+static void finish_decode(struct ocitree_chunk_cache *c, struct chunk *ch, int r, struct ocitree_error *err)
+{
+	if (r < 0) {
+		table_remove(c, ch);
+		ch->error = err ? ocitree_error_errno(err) : EIO;
+		if (!ch->error)
+			ch->error = EIO;
+		ch->ahead = false;
+		if (ch->data.data) {
+			c->bytes -= ch->data.cap;
+			free(steal_pointer(&ch->data.data));
+		}
+		ch->state = CHUNK_READY; /* out of LOADING: waiters see the error */
+	} else {
+		ch->state = CHUNK_READY;
+	}
+	c->stats.decodes++;
+	pthread_cond_broadcast(&c->cond);
+}
+
 const struct chunk_data *chunk_cache_get(struct ocitree_chunk_cache *c, const void *owner, uint64_t no,
 					 chunk_decode_fn decode, void *userdata, struct ocitree_error **err)
 {
 	pthread_mutex_lock(&c->lock);
-	size_t b = bucket_of(c, owner, no);
 	struct chunk *ch;
-again:
-	for (ch = c->buckets[b]; ch; ch = ch->hnext)
-		if (ch->owner == owner && ch->no == no)
+	for (;;) {
+		ch = table_find(c, owner, no);
+		if (!ch) {
+			ch = xcalloc(1, sizeof(*ch));
+			ch->owner = owner;
+			ch->no = no;
+			table_insert(c, ch);
 			break;
-	if (ch) {
-		if (ch->loading) {
-			ch->refs++;
-			while (ch->loading)
-				pthread_cond_wait(&c->cond, &c->lock);
-			ch->refs--;
-			if (ch->error) {
-				/* the decoder failed; the last waiter frees it */
-				int e = ch->error;
-				if (ch->refs == 0)
-					chunk_destroy(ch);
-				pthread_mutex_unlock(&c->lock);
-				return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "decompress chunk %ju: %s",
-							  (uintmax_t)no, strerror(e)),
-				       NULL;
-			}
-			goto again;
 		}
-		if (ch->refs++ == 0)
-			lru_unlink(ch);
-		pthread_mutex_unlock(&c->lock);
-		return &ch->data;
+		if (ch->state == CHUNK_QUEUED) {
+			/* needed now: decode it here rather than wait for the
+			 * read-ahead thread to get to it */
+			queue_remove(c, ch);
+			break;
+		}
+		if (ch->state == CHUNK_READY) {
+			if (ch->refs++ == 0)
+				lru_unlink(ch);
+			if (ch->ahead) {
+				ch->ahead = false;
+				c->stats.readahead_used++;
+			}
+			pthread_mutex_unlock(&c->lock);
+			return &ch->data;
+		}
+		ch->refs++;
+		while (ch->state == CHUNK_LOADING)
+			pthread_cond_wait(&c->cond, &c->lock);
+		ch->refs--;
+		if (ch->error) {
+			/* the decoder failed and took it out of the table; the
+			 * last one to let go frees it */
+			int e = ch->error;
+			if (ch->refs == 0)
+				chunk_destroy(c, ch);
+			pthread_mutex_unlock(&c->lock);
+			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "decompress chunk %ju: %s",
+						  (uintmax_t)no, strerror(e)),
+			       NULL;
+		}
 	}
-	ch = xcalloc(1, sizeof(*ch));
-	ch->owner = owner;
-	ch->no = no;
-	ch->loading = true;
-	ch->refs = 1;
-	ch->hnext = c->buckets[b];
-	c->buckets[b] = ch;
+	ch->state = CHUNK_LOADING;
+	ch->refs++;
 	pthread_mutex_unlock(&c->lock);
 
-	int r = decode(userdata, no, &ch->data, err);
+	struct chunk_data d = {0};
+	int r = decode(userdata, c, no, &d, err);
 
 	pthread_mutex_lock(&c->lock);
-	ch->loading = false;
+	ch->data = d;
+	finish_decode(c, ch, r, err ? *err : NULL);
 	if (r < 0) {
-		table_remove(c, ch);
-		ch->refs--;
-		ch->error = err && *err ? ocitree_error_errno(*err) : EIO;
-		if (ch->refs == 0)
-			chunk_destroy(ch);
-		pthread_cond_broadcast(&c->cond);
+		if (--ch->refs == 0)
+			chunk_destroy(c, ch);
 		pthread_mutex_unlock(&c->lock);
 		return NULL;
 	}
-	c->bytes += ch->data.len;
-	pthread_cond_broadcast(&c->cond);
 	evict(c);
 	pthread_mutex_unlock(&c->lock);
 	return &ch->data;
@@ -207,52 +376,55 @@ void chunk_cache_put(struct ocitree_chunk_cache *c, const struct chunk_data *d)
 	struct chunk *ch = (struct chunk *)((char *)d - offsetof(struct chunk, data));
 	pthread_mutex_lock(&c->lock);
 	if (--ch->refs == 0) {
-		/* newest at the tail */
-		ch->lru_prev = c->lru.lru_prev;
-		ch->lru_next = &c->lru;
-		c->lru.lru_prev->lru_next = ch;
-		c->lru.lru_prev = ch;
+		lru_append(c, ch);
 		evict(c);
 	}
 	pthread_mutex_unlock(&c->lock);
 }
 
-struct prefetch_job {
-	struct ocitree_chunk_cache *c;
-	struct chunk *ch;
-	chunk_decode_fn decode;
-	void *userdata;
-};
-
-static void *prefetch_thread(void *arg)
+static void *readahead_thread(void *arg)
 {
-	struct prefetch_job *j = arg;
-	struct ocitree_chunk_cache *c = j->c;
-	struct chunk *ch = j->ch;
-	struct ocitree_error *err = NULL;
-	int r = j->decode(j->userdata, ch->no, &ch->data, &err);
+	struct ocitree_chunk_cache *c = arg;
 	pthread_mutex_lock(&c->lock);
-	ch->loading = false;
-	if (r < 0) {
-		table_remove(c, ch);
-		ch->error = err ? ocitree_error_errno(err) : EIO;
-		if (ch->refs == 0)
-			chunk_destroy(ch);
-	} else {
-		c->bytes += ch->data.len;
-		if (ch->refs == 0) {
-			ch->lru_prev = c->lru.lru_prev;
-			ch->lru_next = &c->lru;
-			c->lru.lru_prev->lru_next = ch;
-			c->lru.lru_prev = ch;
+	for (;;) {
+		while (!c->stop && !c->qhead)
+			pthread_cond_wait(&c->work, &c->lock);
+		if (c->stop)
+			break;
+		struct chunk *ch = c->qhead;
+		c->qhead = ch->qnext;
+		if (!c->qhead)
+			c->qtail = NULL;
+		ch->qnext = NULL;
+		c->queued--;
+		ch->state = CHUNK_LOADING;
+		c->busy = ch->owner;
+		chunk_decode_fn decode = ch->decode;
+		void *userdata = ch->userdata;
+		pthread_mutex_unlock(&c->lock);
+
+		struct ocitree_error *err = NULL;
+		struct chunk_data d = {0};
+		int r = decode(userdata, c, ch->no, &d, &err);
+
+		pthread_mutex_lock(&c->lock);
+		ch->data = d;
+		c->stats.readahead++;
+		finish_decode(c, ch, r, err);
+		if (r < 0) {
+			if (ch->refs == 0)
+				chunk_destroy(c, ch);
+		} else if (ch->refs == 0) {
+			/* nobody waits for it: unused until a reader comes */
+			ch->ahead = true;
+			lru_append(c, ch);
+			evict(c);
 		}
-		evict(c);
+		c->busy = NULL;
+		pthread_cond_broadcast(&c->cond);
+		ocitree_error_free(err);
 	}
-	c->prefetching--;
-	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
-	ocitree_error_free(err);
-	free(j);
 	return NULL;
 }
 
@@ -260,39 +432,35 @@ void chunk_cache_prefetch(struct ocitree_chunk_cache *c, const void *owner, uint
 			  void *userdata)
 {
 	pthread_mutex_lock(&c->lock);
-	/* one read-ahead at a time: enough to overlap decoding with the
-	 * reader, without taking cores from other requests */
-	if (c->prefetching) {
-		pthread_mutex_unlock(&c->lock);
-		return;
-	}
-	size_t b = bucket_of(c, owner, no);
-	for (struct chunk *ch = c->buckets[b]; ch; ch = ch->hnext) {
-		if (ch->owner == owner && ch->no == no) {
-			pthread_mutex_unlock(&c->lock);
-			return;
+	if (c->stop || c->queued >= QUEUE_MAX || table_find(c, owner, no))
+		goto out;
+	if (!c->started) {
+		pthread_attr_t attr;
+		pthread_attr_init(&attr);
+		/* the thread only calls decoders: a small stack will do */
+		pthread_attr_setstacksize(&attr, 256u << 10);
+		c->started = pthread_create(&c->thread, &attr, readahead_thread, c) == 0;
+		pthread_attr_destroy(&attr);
+		if (!c->started) {
+			/* no read-ahead then; readers decode what they need */
+			__atomic_store_n(&c->readahead, 0, __ATOMIC_RELAXED);
+			goto out;
 		}
 	}
 	struct chunk *ch = xcalloc(1, sizeof(*ch));
 	ch->owner = owner;
 	ch->no = no;
-	ch->loading = true;
-	ch->hnext = c->buckets[b];
-	c->buckets[b] = ch;
-	c->prefetching++;
-	struct prefetch_job *j = xmalloc(sizeof(*j));
-	*j = (struct prefetch_job){c, ch, decode, userdata};
-	pthread_attr_t attr;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_t t;
-	if (pthread_create(&t, &attr, prefetch_thread, j) != 0) {
-		table_remove(c, ch);
-		free(ch);
-		free(j);
-		c->prefetching--;
-		pthread_cond_broadcast(&c->cond);
-	}
-	pthread_attr_destroy(&attr);
+	ch->state = CHUNK_QUEUED;
+	ch->decode = decode;
+	ch->userdata = userdata;
+	table_insert(c, ch);
+	if (c->qtail)
+		c->qtail->qnext = ch;
+	else
+		c->qhead = ch;
+	c->qtail = ch;
+	c->queued++;
+	pthread_cond_signal(&c->work);
+out:
 	pthread_mutex_unlock(&c->lock);
 }

@@ -1,13 +1,20 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Internals of the layer index for the unit tests and the fuzz targets: an
- * index made from a file image in memory, and the knob that spaces gzip
- * checkpoints.  Not used by the programs.
+ * Internals of the layer index: what the tree tells the indexes it merges,
+ * and, for the unit tests and the fuzz targets only, an index made from a
+ * file image in memory and the knob that spaces gzip checkpoints.
  */
 #ifndef OCITREE_LAYER_INDEX_INTERNAL_H
 #define OCITREE_LAYER_INDEX_INTERNAL_H
 
 #include "ocitree/layer-index.h"
+
+/* The entries of idx that a merged tree shows: bit i of entries (i % 8 of
+ * byte i / 8) is entry i.  Read-ahead then decodes only chunks holding the
+ * data of such entries (an index never marked reads ahead everywhere).
+ * Marks are only ever added, so a tree may be built while reads of another
+ * tree of the same indexes go on. */
+void layer_index_mark_live(struct ocitree_layer_index *idx, const uint8_t *entries);
 
 /* Uncompressed bytes between two gzip checkpoints of an index being built
  * (1 MiB).  Tests and fuzzers lower it to get many checkpoints out of small

@@ -16,6 +16,7 @@
 #include <limits.h>
 #include <sys/sysmacros.h>
 
+#include "layer-index-internal.h"
 #include "ocitree/tree.h"
 #include "util.h"
 
@@ -428,6 +429,22 @@ OCITREE_EXPORT struct ocitree_tree *ocitree_tree_build(struct ocitree_layer_inde
 	}
 	t->n_dirents = nd_count;
 	t->names_len = nl;
+	/* read-ahead skips the data of files this tree hides */
+	uint8_t **shown = xcalloc(n ? n : 1, sizeof(*shown));
+	for (size_t l = 0; l < n; l++)
+		shown[l] = xcalloc(1, ocitree_layer_index_count(layers[l]) / 8 + 1);
+	for (uint32_t i = 1; i <= t->n_inodes; i++) {
+		uint32_t ref = t->inodes[i].ref;
+		if (ref != NONE) {
+			uint32_t entry = ref & REF_ENTRY_MASK;
+			shown[ref >> REF_LAYER_SHIFT][entry / 8] |= (uint8_t)(1u << (entry % 8));
+		}
+	}
+	for (size_t l = 0; l < n; l++) {
+		layer_index_mark_live(layers[l], shown[l]);
+		free(shown[l]);
+	}
+	free(shown);
 	free(queue);
 	free(g.nodes);
 	free(g.inodes);

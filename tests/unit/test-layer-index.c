@@ -2,15 +2,20 @@
 /* Layer indexes and the merged tree: tar scanning (long names, pax xattrs,
  * hardlinks), gzip checkpoint resume with zlib and ISA-L (single and
  * multi-member streams), zstd and uncompressed layers, the cache (round
- * trip, corrupt file rebuilt) and OCI merge semantics. */
+ * trip, corrupt file rebuilt), the chunk cache (its memory bound, read-ahead
+ * under sequential, interleaved and random readers, reads pinned in place,
+ * a corrupt chunk) and OCI merge semantics. */
 #include "config.h"
 
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sys/param.h>
 #include <sys/stat.h>
 #include <zlib.h>
 
+#include "chunk-cache.h"
 #include "ocitree/ocitree.h"
 #include "tap.h"
 #include "util.h"
@@ -265,6 +270,241 @@ out:
 	ocitree_descriptor_clear(&d);
 }
 
+/* ---- the chunk cache and read-ahead ---- */
+
+struct reader_job {
+	struct ocitree_layer_index *idx;
+	const struct ocitree_layer_entry *e;
+	const unsigned char *want;
+	size_t step;    /* sequential reads of this size; 0: random reads */
+	uint64_t seed;
+	bool pin;       /* through ocitree_layer_index_pin */
+	bool good;      /* out */
+};
+
+static bool read_compare(struct reader_job *j, size_t off, size_t len, unsigned char *got)
+{
+	if (j->pin) {
+		struct ocitree_layer_pin pin;
+		ssize_t n = ocitree_layer_index_pin(j->idx, j->e->data_off + off, len, &pin, NULL);
+		if (n == 0) /* more chunks than a pin holds */
+			return ocitree_layer_index_pread(j->idx, got, len, j->e->data_off + off, NULL) == (ssize_t)len &&
+			       memcmp(got, j->want + off, len) == 0;
+		size_t at = 0;
+		bool good = n == (ssize_t)len;
+		for (size_t i = 0; good && i < pin.n; i++) {
+			good = at + pin.iov[i].iov_len <= len && memcmp(pin.iov[i].iov_base, j->want + off + at,
+									pin.iov[i].iov_len) == 0;
+			at += pin.iov[i].iov_len;
+		}
+		ocitree_layer_index_unpin(&pin);
+		return good && at == len;
+	}
+	return ocitree_layer_index_pread(j->idx, got, len, j->e->data_off + off, NULL) == (ssize_t)len &&
+	       memcmp(got, j->want + off, len) == 0;
+}
+
+static void *reader(void *arg)
+{
+	struct reader_job *j = arg;
+	size_t size = (size_t)j->e->size;
+	unsigned char *got = xmalloc(size);
+	j->good = true;
+	if (j->step) {
+		for (size_t off = 0; off < size && j->good; off += j->step)
+			j->good = read_compare(j, off, MIN(j->step, size - off), got);
+	} else {
+		uint64_t x = j->seed;
+		for (int i = 0; i < 300 && j->good; i++) {
+			x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+			size_t off = (size_t)(x >> 20) % size;
+			size_t len = MIN(1 + (size_t)(x >> 8) % 300000, size - off);
+			j->good = read_compare(j, off, len, got);
+		}
+	}
+	free(got);
+	return NULL;
+}
+
+/* Readers on threads of their own, at once; true when every byte matched. */
+static bool run_readers(struct reader_job *jobs, size_t n)
+{
+	pthread_t t[8];
+	for (size_t i = 0; i < n; i++)
+		pthread_create(&t[i], NULL, reader, &jobs[i]);
+	bool good = true;
+	for (size_t i = 0; i < n; i++) {
+		pthread_join(t[i], NULL);
+		good = good && jobs[i].good;
+	}
+	return good;
+}
+
+static void test_chunk_cache(void)
+{
+	unsetenv("OCITREE_INFLATE");
+	if (forced_inflate)
+		setenv("OCITREE_INFLATE", forced_inflate, 1);
+	const struct ent ents[] = {
+		{"one", 'f', NULL, 6u << 20, NULL},
+		{"two", 'f', NULL, 5u << 20, NULL},
+		{"small", 'f', NULL, 5000, NULL},
+	};
+	struct ocitree_descriptor d;
+	char diff_id[OCITREE_DIGEST_MAX];
+	put_layer(ents, ARRAY_SIZE(ents), "gzip", 1, &d, diff_id);
+	_cleanup_free_ char *cache = xasprintf("%s/cache-chunks", tmpdir);
+	_cleanup_free_ char *blob = xasprintf("%s/layout/blobs/sha256/%s", tmpdir, ocitree_digest_hex(d.digest));
+	unsigned char *want[2] = {gen("one", 6u << 20), gen("two", 5u << 20)};
+	struct chunk_cache_stats st;
+
+	/* a cache of 4 chunks: read-ahead is bounded to one chunk */
+	struct ocitree_chunk_cache *cc = ocitree_chunk_cache_new(4u << 20);
+	struct ocitree_layer_index *idx = open_idx(&d, diff_id, cache, cc);
+	ok(idx != NULL, "chunk cache: layer indexed");
+	if (!idx)
+		goto out;
+	const struct ocitree_layer_entry *e[2] = {find(idx, "one"), find(idx, "two")};
+	struct reader_job seq = {.idx = idx, .e = e[0], .want = want[0], .step = 128u << 10};
+	ok(run_readers(&seq, 1), "chunk cache: a sequential reader reads every byte");
+	chunk_cache_stats(cc, &st);
+	ok(st.readahead > 0 && st.readahead_used > 0, "chunk cache: read-ahead decoded chunks the reader used (%ju of %ju)",
+	   (uintmax_t)st.readahead_used, (uintmax_t)st.readahead);
+	ok(st.decodes <= 7, "chunk cache: no chunk decoded twice by a sequential reader (%ju decodes)",
+	   (uintmax_t)st.decodes);
+
+	/* sequential readers of two files, and random readers, at once */
+	struct reader_job mix[6] = {
+		{.idx = idx, .e = e[0], .want = want[0], .step = 64u << 10},
+		{.idx = idx, .e = e[1], .want = want[1], .step = 100000},
+		{.idx = idx, .e = e[0], .want = want[0], .seed = 1},
+		{.idx = idx, .e = e[1], .want = want[1], .seed = 2},
+		{.idx = idx, .e = e[0], .want = want[0], .step = 300000, .pin = true},
+		{.idx = idx, .e = e[1], .want = want[1], .seed = 3, .pin = true},
+	};
+	ok(run_readers(mix, ARRAY_SIZE(mix)), "chunk cache: interleaved sequential, random and pinned readers agree");
+	chunk_cache_stats(cc, &st);
+	/* six threads may each hold up to 4 pinned chunks beyond the bound,
+	 * one being decoded each, and the read-ahead thread one */
+	ok(st.peak_bytes <= (4u << 20) + (6 * 5 + 1) * (1280u << 10),
+	   "chunk cache: memory stays near its bound (peak %zu KiB)", st.peak_bytes >> 10);
+	ok(st.bytes <= 4u << 20, "chunk cache: back within its bound when readers are done (%zu KiB)", st.bytes >> 10);
+
+	/* pinned chunks stay valid while other reads go through the cache */
+	struct ocitree_layer_pin pin;
+	ssize_t n = ocitree_layer_index_pin(idx, e[0]->data_off + 1000, 2u << 20, &pin, NULL);
+	struct reader_job other = {.idx = idx, .e = e[1], .want = want[1], .step = 1u << 20};
+	bool good = n == 2u << 20 && run_readers(&other, 1);
+	size_t at = 0;
+	for (size_t i = 0; good && i < pin.n; i++) {
+		good = memcmp(pin.iov[i].iov_base, want[0] + 1000 + at, pin.iov[i].iov_len) == 0;
+		at += pin.iov[i].iov_len;
+	}
+	if (n > 0)
+		ocitree_layer_index_unpin(&pin);
+	ok(good && at == 2u << 20, "chunk cache: pinned data outlives evictions");
+	ok(ocitree_layer_index_pin(idx, e[0]->data_off, 6u << 20, &pin, NULL) == 0,
+	   "chunk cache: a read over more chunks than a pin holds is not pinned");
+
+	/* freeing an index while its read-ahead is queued or running */
+	seq = (struct reader_job){.idx = idx, .e = e[1], .want = want[1], .step = 1u << 20};
+	ocitree_layer_index_free(idx);
+	ocitree_chunk_cache_free(cc);
+	cc = ocitree_chunk_cache_new(16u << 20);
+	idx = open_idx(&d, diff_id, cache, cc);
+	seq.idx = idx;
+	seq.e = idx ? find(idx, "two") : NULL;
+	ok(idx && seq.e && run_readers(&seq, 1), "chunk cache: read-ahead with a bigger cache");
+	ocitree_layer_index_free(idx);
+	chunk_cache_stats(cc, &st);
+	ok(st.bytes == 0, "chunk cache: freeing an index drops its chunks, read-ahead included (%zu bytes left)",
+	   st.bytes);
+
+	/* a corrupt byte in the middle of the blob: EIO there, from the reader
+	 * or from read-ahead, and good data elsewhere */
+	idx = open_idx(&d, diff_id, cache, cc);
+	e[0] = idx ? find(idx, "one") : NULL;
+	int fd = open(blob, O_RDWR);
+	if (fd < 0) {
+		chmod(blob, 0644);
+		fd = open(blob, O_RDWR);
+	}
+	unsigned char c = 0;
+	off_t at_blob = d.size / 4;
+	ok(idx && e[0] && fd >= 0 && pread(fd, &c, 1, at_blob) == 1, "chunk cache: open the blob to damage it");
+	c ^= 0x55;
+	if (idx && e[0] && fd >= 0 && pwrite(fd, &c, 1, at_blob) == 1) {
+		unsigned char *got = xmalloc(1u << 20);
+		size_t bad = 0, good_reads = 0;
+		for (size_t off = 0; off < (6u << 20); off += 1u << 20) {
+			struct ocitree_error *err = NULL;
+			ssize_t r = ocitree_layer_index_pread(idx, got, 1u << 20, e[0]->data_off + off, &err);
+			if (r < 0 && err && err->kind == OCITREE_ERROR_INVALID)
+				bad++;
+			else if (r == 1u << 20 && memcmp(got, want[0] + off, 1u << 20) == 0)
+				good_reads++;
+			ocitree_error_free(err);
+		}
+		free(got);
+		ok(bad >= 1 && bad + good_reads == 6, "chunk cache: a corrupt chunk is an error, never wrong bytes (%zu bad)", bad);
+		c ^= 0x55;
+		ok(pwrite(fd, &c, 1, at_blob) == 1, "chunk cache: repair the blob");
+	}
+	if (fd >= 0)
+		close(fd);
+	ocitree_layer_index_free(idx);
+out:
+	ocitree_chunk_cache_free(cc);
+	free(want[0]);
+	free(want[1]);
+	ocitree_descriptor_clear(&d);
+}
+
+/* Read-ahead skips the data of files a tree hides. */
+static void test_readahead_live(void)
+{
+	const struct ent l1[] = {
+		{"a", 'f', NULL, 3u << 20, NULL},
+		{"hidden", 'f', NULL, 8u << 20, NULL},
+		{"z", 'f', NULL, 3u << 20, NULL},
+	};
+	const struct ent l2[] = {
+		{".wh.hidden", 'f', NULL, 0, NULL},
+	};
+	struct ocitree_descriptor d[2];
+	char diff_id[2][OCITREE_DIGEST_MAX];
+	put_layer(l1, ARRAY_SIZE(l1), "gzip", 1, &d[0], diff_id[0]);
+	put_layer(l2, ARRAY_SIZE(l2), "gzip", 1, &d[1], diff_id[1]);
+	_cleanup_free_ char *cache = xasprintf("%s/cache-live", tmpdir);
+	struct ocitree_chunk_cache *cc = ocitree_chunk_cache_new(64u << 20);
+	chunk_cache_set_readahead(cc, 8);
+	struct ocitree_layer_index *layers[2] = {open_idx(&d[0], diff_id[0], cache, cc),
+						 open_idx(&d[1], diff_id[1], cache, cc)};
+	struct ocitree_tree *t = layers[0] && layers[1] ? ocitree_tree_build(layers, 2, 0, NULL) : NULL;
+	ok(t != NULL, "read-ahead: tree of a layer hiding another's file");
+	if (t) {
+		unsigned char *want[2] = {gen("a", 3u << 20), gen("z", 3u << 20)};
+		struct reader_job jobs[2] = {
+			{.idx = layers[0], .e = find(layers[0], "a"), .want = want[0], .step = 128u << 10},
+			{.idx = layers[0], .e = find(layers[0], "z"), .want = want[1], .step = 128u << 10},
+		};
+		bool good = run_readers(&jobs[0], 1) && run_readers(&jobs[1], 1);
+		struct chunk_cache_stats st;
+		chunk_cache_stats(cc, &st);
+		/* a and z touch 7 or 8 chunks; hidden alone 7 more */
+		ok(good && st.decodes <= 9, "read-ahead: the hidden file's chunks are not decoded (%ju decodes)",
+		   (uintmax_t)st.decodes);
+		free(want[0]);
+		free(want[1]);
+	}
+	ocitree_tree_free(t);
+	ocitree_layer_index_free(layers[0]);
+	ocitree_layer_index_free(layers[1]);
+	ocitree_chunk_cache_free(cc);
+	ocitree_descriptor_clear(&d[0]);
+	ocitree_descriptor_clear(&d[1]);
+}
+
 /* ---- merge semantics ---- */
 
 static struct ocitree_layer_index *layer_of(const struct ent *ents, size_t n)
@@ -372,6 +612,8 @@ int main(void)
 	test_index("gzip", 3, NULL);
 	test_index("gzip", 3, "zlib");
 	test_index("none", 1, NULL);
+	test_chunk_cache();
+	test_readahead_live();
 	test_tree();
 	ocitree_layout_free(layout);
 	_cleanup_free_ char *rm = xasprintf("rm -rf '%s'", tmpdir);
