@@ -110,6 +110,7 @@ void chunk_cache_stats(struct ocitree_chunk_cache *c, struct chunk_cache_stats *
 	pthread_mutex_lock(&c->lock);
 	*st = c->stats;
 	st->bytes = c->bytes;
+	st->pending = c->queued + (c->busy ? 1 : 0);
 	pthread_mutex_unlock(&c->lock);
 }
 

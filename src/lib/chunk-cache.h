@@ -53,6 +53,7 @@ struct chunk_cache_stats {
 	uint64_t readahead_wasted; /* read-ahead chunks evicted before any reader came */
 	size_t bytes;              /* memory of the cache now */
 	size_t peak_bytes;         /* and at most */
+	size_t pending;            /* chunks queued for read-ahead or being decoded by it now */
 };
 void chunk_cache_stats(struct ocitree_chunk_cache *c, struct chunk_cache_stats *st);
 /* Drop the queued read-ahead and the unused chunks of owner (an index being
