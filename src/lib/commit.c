@@ -375,17 +375,18 @@ static int walk(struct cw *c, int dfd, const char *dir, struct ocitree_error **e
 			ret = ocitree_error_set(err, errno, "stat '%s/%s'", dir, name);
 			break;
 		}
-		GROW(v, cap, n + 1);
 		if (upper_is_whiteout(&st)) {
-			v[n++] = (struct item){xasprintf(UPPER_WH_PREFIX "%s", name), NULL, true, st};
-		} else {
-			v[n++] = (struct item){xstrdup(name), xstrdup(name), false, st};
-			strset_add(&present, name);
+			strset_add(&whiteouts, name);
+			continue;
 		}
+		GROW(v, cap, n + 1);
+		v[n++] = (struct item){xstrdup(name), xstrdup(name), false, st};
+		strset_add(&present, name);
 	}
 	closedir(d);
-	/* .wh.NAME files: a whiteout where NAME is not in the upper directory,
-	 * else NAME replaces the image's entry (a directory then is opaque) */
+	/* 0/0 devices NAME and .wh.NAME files (one whiteout however many say
+	 * so): a whiteout where NAME is not in the upper directory, else NAME
+	 * replaces the image's entry (a directory then is opaque) */
 	for (size_t i = 0; i < whiteouts.cap && ret == 0; i++) {
 		const char *w = whiteouts.slots[i];
 		if (!w || strset_has(&present, w))
