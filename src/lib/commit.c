@@ -391,6 +391,13 @@ static int walk(struct cw *c, int dfd, const char *dir, struct ocitree_error **e
 		const char *w = whiteouts.slots[i];
 		if (!w || strset_has(&present, w))
 			continue;
+		if (!*w || strcmp(w, ".") == 0 || strcmp(w, "..") == 0 || upper_name_reserved(w)) {
+			/* ".wh.", ".wh..", ".wh..." or ".wh..wh.X": the mount shows
+			 * them hiding nothing; in a layer they would be invalid */
+			log_warn("upper directory: '%s%s" UPPER_WH_PREFIX "%s' hides no name an image can have: ignored",
+				 dir, *dir ? "/" : "", w);
+			continue;
+		}
 		GROW(v, cap, n + 1);
 		v[n++] = (struct item){xasprintf(UPPER_WH_PREFIX "%s", w), NULL, true, {0}};
 	}
