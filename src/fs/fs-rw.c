@@ -1352,23 +1352,20 @@ static int ensure_upper_dir(struct rwfs *fs, struct node *dir)
 }
 
 /* The names of a hardlinked file are linked into the upper directory one
- * by one: the journal, written first, lists them (their paths in the image,
- * NUL-separated, the one placed first first), so that a crash in between is
- * finished at the next mount (links_journal_replay) and the names stay one
- * file. */
-#define LINKS_JOURNAL "copyup-links"
-
+ * by one: the journal (upper_links_journal_write), written first, lists
+ * them, so that a crash in between is finished at the next mount
+ * (links_journal_replay) and the names stay one file. */
 static int links_journal_write(struct rwfs *fs, const struct tname *names, size_t nn)
 {
-	_cleanup_buf_ struct buf b = BUF_INIT;
+	char **paths = xcalloc(nn + 1, sizeof(*paths));
 	for (size_t i = 0; i < nn; i++) {
 		_cleanup_free_ char *dir = tree_path(fs, names[i].dir);
-		buf_puts(&b, strcmp(dir, "/") == 0 ? "" : dir);
-		buf_puts(&b, "/");
-		buf_append(&b, names[i].name, strlen(names[i].name) + 1);
+		paths[i] = xasprintf("%s/%s", strcmp(dir, "/") == 0 ? "" : dir, names[i].name);
 	}
 	_cleanup_error_ struct ocitree_error *err = NULL;
-	if (write_file_atomic_at(fs->upper->work_fd, LINKS_JOURNAL, b.data, b.len, 0600, &err) < 0) {
+	int r = upper_links_journal_write(fs->upper, (const char *const *)paths, nn, &err);
+	strv_free(paths);
+	if (r < 0) {
 		ocitree_log(OCITREE_LOG_ERROR, "copy up: %s", err->msg);
 		return err->errnum ? err->errnum : EIO;
 	}
@@ -1393,21 +1390,26 @@ static int upper_dir_at(struct rwfs *fs, const char *dir)
 /* Finish the linking a crash interrupted (before serving). */
 static void links_journal_replay(struct rwfs *fs)
 {
-	_cleanup_buf_ struct buf b = BUF_INIT;
+	_cleanup_strv_ char **paths = NULL;
 	_cleanup_error_ struct ocitree_error *err = NULL;
-	if (read_file_at(fs->upper->work_fd, LINKS_JOURNAL, 1 << 20, &b, "copy-up journal", &err) < 0)
+	if (upper_links_journal_read(fs->upper, &paths, &err) < 0) {
+		ocitree_log(OCITREE_LOG_WARN, "%s: ignored", err->msg);
+		upper_links_journal_remove(fs->upper);
 		return;
-	const char *first = b.data;
+	}
+	if (!paths)
+		return;
+	/* every path is "/" and names that are not "." or "..": nothing here
+	 * leads out of the upper directory */
+	const char *first = paths[0];
 	const char *slash0 = strrchr(first, '/');
-	_cleanup_free_ char *dir0 = slash0 ? xstrndup(first, (size_t)(slash0 - first)) : xstrdup("");
-	int d0 = slash0 ? upper_dir_at(fs, dir0) : -1;
+	_cleanup_free_ char *dir0 = xstrndup(first, (size_t)(slash0 - first));
+	int d0 = upper_dir_at(fs, dir0);
 	struct stat st;
 	if (d0 >= 0 && fstatat(d0, slash0 + 1, &st, AT_SYMLINK_NOFOLLOW) == 0 && !upper_is_whiteout(&st)) {
-		for (size_t off = strlen(first) + 1; off < b.len; off += strlen(b.data + off) + 1) {
-			const char *p = b.data + off;
+		for (size_t i = 1; paths[i]; i++) {
+			const char *p = paths[i];
 			const char *slash = strrchr(p, '/');
-			if (!slash)
-				continue;
 			_cleanup_free_ char *dir = xstrndup(p, (size_t)(slash - p));
 			uint32_t k = *dir ? ocitree_tree_lookup_path(fs->tree, dir + 1) : OCITREE_TREE_ROOT;
 			int dfd = -1;
@@ -1422,7 +1424,7 @@ static void links_journal_replay(struct rwfs *fs)
 	}
 	if (d0 >= 0)
 		close(d0);
-	unlinkat(fs->upper->work_fd, LINKS_JOURNAL, 0);
+	upper_links_journal_remove(fs->upper);
 }
 
 /* Copy lower non-directory k of tree t up: the object is made in the work
@@ -1531,7 +1533,7 @@ static int cu_file(struct rwfs *fs, struct ocitree_tree *t, uint32_t k, enum cu 
 	if (d0 >= 0)
 		close(d0);
 	if (nn > 1 && !r)
-		unlinkat(wfd, LINKS_JOURNAL, 0);
+		upper_links_journal_remove(fs->upper);
 	if (r || nn == 0) {
 		close(pfd);
 		unlinkat(wfd, tmp, 0);

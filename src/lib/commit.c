@@ -169,8 +169,10 @@ static int cmp_xattr(const void *a, const void *b)
 }
 
 /* The image xattrs of an upper object: private ones left out, escaped ones
- * under their own names, in name order. */
-static int read_xattrs(struct cw *c, const struct upath *p, struct xlist *x, const char *what,
+ * under their own names, in name order.  user_ok: the entry may have
+ * user.* xattrs (the kernel allows them on regular files and directories
+ * only: a mount cannot show them elsewhere, nor can anyone unpack them). */
+static int read_xattrs(struct cw *c, const struct upath *p, struct xlist *x, bool user_ok, const char *what,
 		       struct ocitree_error **err)
 {
 	_cleanup_buf_ struct buf raw = BUF_INIT;
@@ -181,6 +183,11 @@ static int read_xattrs(struct cw *c, const struct upath *p, struct xlist *x, con
 		const char *shown = upper_xattr_unescape(c->f, n);
 		if (!shown || strcmp(shown, "security.selinux") == 0)
 			continue;
+		if (!user_ok && str_has_prefix(shown, "user.")) {
+			log_warn("'%s': xattr '%s' on something that is neither a file nor a directory: left out", what,
+				 shown);
+			continue;
+		}
 		GROW(x->v, x->cap, x->n + 1);
 		x->values = xrealloc(x->values, x->cap * sizeof(*x->values));
 		x->values[x->n] = (struct buf)BUF_INIT;
@@ -229,7 +236,7 @@ static int put_entry(struct cw *c, int dfd, const char *name, const struct stat 
 	_cleanup_close_ int fd = -1;
 	uint32_t lower = 0;
 	int ret = -1;
-	if (read_xattrs(c, &p, &x, tpath, err) < 0)
+	if (read_xattrs(c, &p, &x, S_ISREG(st.st_mode) || S_ISDIR(st.st_mode), tpath, err) < 0)
 		goto out;
 	e.xattrs = x.v;
 	e.n_xattrs = x.n;
@@ -375,21 +382,29 @@ static int walk(struct cw *c, int dfd, const char *dir, struct ocitree_error **e
 			ret = ocitree_error_set(err, errno, "stat '%s/%s'", dir, name);
 			break;
 		}
-		GROW(v, cap, n + 1);
 		if (upper_is_whiteout(&st)) {
-			v[n++] = (struct item){xasprintf(UPPER_WH_PREFIX "%s", name), NULL, true, st};
-		} else {
-			v[n++] = (struct item){xstrdup(name), xstrdup(name), false, st};
-			strset_add(&present, name);
+			strset_add(&whiteouts, name);
+			continue;
 		}
+		GROW(v, cap, n + 1);
+		v[n++] = (struct item){xstrdup(name), xstrdup(name), false, st};
+		strset_add(&present, name);
 	}
 	closedir(d);
-	/* .wh.NAME files: a whiteout where NAME is not in the upper directory,
-	 * else NAME replaces the image's entry (a directory then is opaque) */
+	/* 0/0 devices NAME and .wh.NAME files (one whiteout however many say
+	 * so): a whiteout where NAME is not in the upper directory, else NAME
+	 * replaces the image's entry (a directory then is opaque) */
 	for (size_t i = 0; i < whiteouts.cap && ret == 0; i++) {
 		const char *w = whiteouts.slots[i];
 		if (!w || strset_has(&present, w))
 			continue;
+		if (!*w || strcmp(w, ".") == 0 || strcmp(w, "..") == 0 || upper_name_reserved(w)) {
+			/* ".wh.", ".wh..", ".wh..." or ".wh..wh.X": the mount shows
+			 * them hiding nothing; in a layer they would be invalid */
+			log_warn("upper directory: '%s%s" UPPER_WH_PREFIX "%s' hides no name an image can have: ignored",
+				 dir, *dir ? "/" : "", w);
+			continue;
+		}
 		GROW(v, cap, n + 1);
 		v[n++] = (struct item){xasprintf(UPPER_WH_PREFIX "%s", w), NULL, true, {0}};
 	}

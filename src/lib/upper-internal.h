@@ -107,6 +107,24 @@ int upper_rm_rf_at(int dirfd, const char *name);
 /* A fresh unique name for a temporary object in the work directory. */
 void upper_tmp_name(char buf[64]);
 
+/* The journal of the copy-up of a file with several names (in the work
+ * directory): the names are linked into the upper directory one by one, so
+ * their paths in the image ("/a/b"), the one placed first first, are
+ * written here before and removed after; a mount finishes what a crash
+ * left half done. */
+#define UPPER_LINKS_JOURNAL "copyup-links"
+
+/* Write the journal (n >= 2 paths) atomically. */
+int upper_links_journal_write(struct ocitree_upper *u, const char *const *paths, size_t n,
+			      struct ocitree_error **err);
+/* Read the journal: *paths receives its paths (NULL-terminated; free with
+ * strv_free()), at least two, each "/" and one or more names that are not
+ * "", "." or ".." (so that no path leads out of the upper directory).  0
+ * with *paths NULL when there is none; an unreadable or malformed journal
+ * is an error (OCITREE_ERROR_INVALID when malformed). */
+int upper_links_journal_read(struct ocitree_upper *u, char ***paths, struct ocitree_error **err);
+void upper_links_journal_remove(struct ocitree_upper *u);
+
 /* Whether name is one the format reserves (".wh." prefix): such names cannot
  * be in an image either (OCI whiteouts). */
 static inline bool upper_name_reserved(const char *name)

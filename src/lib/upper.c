@@ -320,6 +320,72 @@ void upper_tmp_name(char buf[64])
 	snprintf(buf, 64, UPPER_TMP_PREFIX "%d.%" PRIu64, (int)getpid(), n);
 }
 
+/* ---- the copy-up journal of hardlinked files ---- */
+
+int upper_links_journal_write(struct ocitree_upper *u, const char *const *paths, size_t n,
+			      struct ocitree_error **err)
+{
+	_cleanup_buf_ struct buf b = BUF_INIT;
+	for (size_t i = 0; i < n; i++)
+		buf_append(&b, paths[i], strlen(paths[i]) + 1);
+	return write_file_atomic_at(u->work_fd, UPPER_LINKS_JOURNAL, b.data, b.len, 0600, err);
+}
+
+/* "/a/b": names that stay below the root, as a mount resolves them */
+static bool journal_path_ok(const char *p)
+{
+	if (p[0] != '/')
+		return false;
+	for (const char *c = p + 1;;) {
+		const char *end = strchrnul(c, '/');
+		size_t n = (size_t)(end - c);
+		if (n == 0 || n > NAME_MAX || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+			return false;
+		if (!*end)
+			return true;
+		c = end + 1;
+	}
+}
+
+int upper_links_journal_read(struct ocitree_upper *u, char ***paths, struct ocitree_error **err)
+{
+	*paths = NULL;
+	_cleanup_buf_ struct buf b = BUF_INIT;
+	struct ocitree_error *e = NULL;
+	if (read_file_at(u->work_fd, UPPER_LINKS_JOURNAL, 1 << 20, &b, "copy-up journal", &e) < 0) {
+		int r = e && e->kind == OCITREE_ERROR_NOT_FOUND ? 0 : -1;
+		if (r < 0 && err) {
+			ocitree_error_free(*err);
+			*err = e;
+		} else {
+			ocitree_error_free(e);
+		}
+		return r < 0 ? ocitree_error_prefix(err, "work directory '%s'", u->work_path) : 0;
+	}
+	/* the writer ends every path with a NUL and replaces the file whole */
+	size_t n = 0;
+	for (size_t off = 0; off < b.len; off += strlen(b.data + off) + 1, n++)
+		if (!journal_path_ok(b.data + off))
+			return ocitree_error_setk(err, OCITREE_ERROR_INVALID,
+						  "copy-up journal '%s/%s': path %zu is not an absolute path of names",
+						  u->work_path, UPPER_LINKS_JOURNAL, n + 1);
+	if (n < 2 || b.data[b.len - 1] != '\0')
+		return ocitree_error_setk(err, OCITREE_ERROR_INVALID,
+					  "copy-up journal '%s/%s' is malformed: %s", u->work_path,
+					  UPPER_LINKS_JOURNAL, n < 2 ? "fewer than two names" : "no NUL at its end");
+	char **v = xcalloc(n + 1, sizeof(*v));
+	n = 0;
+	for (size_t off = 0; off < b.len; off += strlen(b.data + off) + 1)
+		v[n++] = xstrdup(b.data + off);
+	*paths = v;
+	return 0;
+}
+
+void upper_links_journal_remove(struct ocitree_upper *u)
+{
+	unlinkat(u->work_fd, UPPER_LINKS_JOURNAL, 0);
+}
+
 /* ---- opening ---- */
 
 char *ocitree_upper_default_workdir(const char *upper)

@@ -246,7 +246,9 @@ ssize_t pread_full(int fd, void *data, size_t len, off_t off)
 int read_file_at(int dirfd, const char *name, size_t max, struct buf *out, const char *what,
 		 struct ocitree_error **err)
 {
-	_cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: a FIFO put in place of the file is an error, not a wait
+	 * for a writer that never comes */
+	_cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
 		if (errno == ENOENT)
 			return ocitree_error_setk(err, OCITREE_ERROR_NOT_FOUND, "open %s '%s': No such file or directory",

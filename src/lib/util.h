@@ -125,8 +125,9 @@ int write_all(int fd, const void *data, size_t len);
 ssize_t read_full(int fd, void *data, size_t len);
 /* pread(2) until len bytes or end of file. */
 ssize_t pread_full(int fd, void *data, size_t len, off_t off);
-/* Read a whole file relative to dirfd, at most max bytes (a larger file is
- * an OCITREE_ERROR_INVALID error naming what). */
+/* Read a whole file relative to dirfd, at most max bytes (a larger file, or
+ * one that is not a regular file, is an OCITREE_ERROR_INVALID error naming
+ * what; a FIFO fails at once). */
 int read_file_at(int dirfd, const char *name, size_t max, struct buf *out, const char *what,
 		 struct ocitree_error **err);
 /* Create name in dirfd atomically: write to a temporary file in the same

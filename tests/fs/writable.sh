@@ -144,4 +144,19 @@ ok "mount it again" do_mount "$M" --upper "$U2" --workdir "$W2" --image "$T/l:im
 check "still removed" '[ ! -e "$M/etc/motd" ] && [ -z "$(ls -A "$M/etc/old")" ]'
 ok "unmount" do_umount "$M"
 
+# the copy-up journal of a hardlinked file (what a crash between linking its
+# names leaves) is finished at mount time; one whose paths lead out of the
+# upper directory must link nothing from there
+U3=$T/upper3
+mkdir -p "$U3" "$T/outside"
+echo secret >"$T/outside/secret"
+ok "mount a fresh upper directory" do_mount "$M" --upper "$U3" --image "$T/l:img"
+ok "unmount" do_umount "$M"
+printf '/../outside/secret\0/usr/bin/other-link\0' >"$U3.work/copyup-links"
+ok "mount it on a journal that leads out of it" do_mount "$M" --upper "$U3" --image "$T/l:img"
+is "nothing from outside shows" "$(cat "$M/usr/bin/other-link")" "$(printf '#!/bin/sh\necho other')"
+check "nothing outside was linked" '[ "$(stat -c %h "$T/outside/secret")" = 1 ] && [ -z "$(ls -A "$U3")" ]'
+check "the journal is gone" '[ ! -e "$U3.work/copyup-links" ]'
+ok "unmount" do_umount "$M"
+
 done_testing

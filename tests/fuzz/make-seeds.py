@@ -198,3 +198,231 @@ for name, head, body in [
 ]:
     write("gzip-seek", name, head + body)
 write("gzip-seek", "raw-stream", b"\x08\x02" + gzip.compress(tars["basic"], mtime=0))
+
+# upper: programs that build an upper directory and its work directory (see
+# the top of fuzz-upper.c): a flags byte, then ops
+import struct
+
+
+class Upper:
+    TRUSTED, USER, NONE = 1, 2, 0
+
+    def __init__(self, xattrs=1, file_whiteouts=False, virtual=False, clear=False, keep=False, comp=1):
+        self.b = bytearray([xattrs | file_whiteouts << 2 | virtual << 3 | clear << 4 | keep << 5 | comp << 6])
+        self.n = 1  # objects: 0 is the upper directory
+
+    @staticmethod
+    def s8(v):
+        v = v.encode() if isinstance(v, str) else v
+        return bytes([len(v)]) + v
+
+    @staticmethod
+    def s16(v):
+        v = v.encode() if isinstance(v, str) else v
+        return struct.pack("<H", len(v)) + v
+
+    def obj(self, code):
+        self.b += code
+        self.n += 1
+        return self.n - 1
+
+    def mkdir(self, p, name, mode=0o755):
+        return self.obj(bytes([0, p]) + self.s8(name) + struct.pack("<H", mode))
+
+    def file(self, p, name, data=b"", mode=0o644):
+        return self.obj(bytes([1, p]) + self.s8(name) + struct.pack("<H", mode) + self.s16(data))
+
+    def symlink(self, p, name, target):
+        return self.obj(bytes([2, p]) + self.s8(name) + self.s8(target))
+
+    def link(self, p, name, target):
+        return self.obj(bytes([3, p]) + self.s8(name) + bytes([target]))
+
+    def whiteout(self, p, name):
+        return self.obj(bytes([4, p]) + self.s8(name))
+
+    def node(self, p, name, kind, major=0, minor=0):
+        return self.obj(bytes([5, p]) + self.s8(name) + bytes([kind, major, minor]))
+
+    # KEY: 0-4 opaque, metacopy, redirect, origin, stat under the format's
+    # prefix, 5-7 the first three under the other one, 8 escaped image
+    # xattr, 9 user.RAW, 10 security.capability, 11 security.selinux, 12
+    # trusted.RAW, 13 RAW, 14 doubly escaped, 15 PREFIX.ocitree.RAW
+    def xattr(self, e, key, value, raw=""):
+        self.b += bytes([6, e, key]) + (self.s8(raw) if key % 16 >= 8 else b"") + self.s8(value)
+
+    def truncate(self, e, size):
+        self.b += bytes([7, e]) + struct.pack("<I", size)[:3]
+
+    def chown(self, e, uid, gid):
+        self.b += bytes([8, e]) + struct.pack("<HH", uid, gid)
+
+    def record(self, data):
+        self.b += bytes([9]) + self.s16(data)
+
+    def field(self, f, value, raw=False):
+        self.b += bytes([10, f | (0x80 if raw else 0)]) + self.s8(value)
+
+    def journal(self, data):
+        self.b += bytes([11]) + self.s16(data)
+
+    def workfile(self, name, kind, data=b""):
+        self.b += bytes([12]) + self.s8(name) + bytes([kind]) + self.s16(data)
+
+    def chmod(self, e, mode):
+        self.b += bytes([13, e]) + struct.pack("<H", mode)
+
+    def how(self, no_record=False, record_tag=False):
+        self.b += bytes([14, no_record | record_tag << 1])
+
+    def times(self, e, secs):
+        self.b += bytes([15, e]) + struct.pack("<I", secs)
+
+
+F_VERSION, F_LAYOUT, F_TAG, F_MANIFEST, F_WHITEOUT, F_XATTRS, F_OWNERS, F_CLEARING, F_MT, F_DIGEST, F_SIZE = range(11)
+seeds = {}
+
+# a session of changes on the base image (etc/hello, etc/hard, etc/link,
+# d/x, d/sub/deep, big, empty), as a root mount writes them
+u = Upper()
+etc = u.mkdir(0, "etc")
+hello = u.file(etc, "hello", "changed\n")
+u.link(etc, "hard", hello)
+u.xattr(hello, 3, "/etc/hello")
+u.file(0, "new", "a new file\n", 0o600)
+u.whiteout(0, "empty")
+big = u.file(0, "big", mode=0o700)
+u.truncate(big, 20000)
+u.xattr(big, 1, "")
+u.xattr(big, 2, "/big")
+u.xattr(big, 3, "/big")
+d = u.mkdir(0, "d", 0o750)
+u.xattr(d, 0, "y")
+u.file(d, "only", "in an opaque directory\n")
+u.symlink(0, "link", "etc/hello")
+u.node(0, "fifo", 2)
+u.node(0, "null", 0, 1, 3)
+u.xattr(hello, 9, "text/plain", "mime")
+u.times(hello, 1700000000)
+u.chown(hello, 1000, 1000)
+seeds["session"] = u
+
+# the forms without xattrs: .wh. files and opaque markers
+u = Upper(xattrs=Upper.NONE, file_whiteouts=True, comp=0)
+u.file(0, ".wh.empty")
+d = u.mkdir(0, "d")
+u.file(d, ".wh..wh..opq")
+u.file(d, "x", "replaced\n")
+u.file(0, ".wh.big")
+u.mkdir(0, "big")
+seeds["wh-files"] = u
+
+# rootless: user xattrs and virtual owners
+u = Upper(xattrs=Upper.USER, virtual=True, comp=2)
+f = u.file(0, "owned", "owned by 1000\n")
+u.xattr(f, 4, "1000:1000:0100640")
+dev = u.file(0, "dev-null")
+u.xattr(dev, 4, "0:0:020666:1:3")
+bad = u.file(0, "bad-stat")
+u.xattr(bad, 4, "0:0:0644")
+d = u.mkdir(0, "dir")
+u.xattr(d, 4, "0:0:0100644")
+u.xattr(f, 8, "escaped", "user.x")
+u.xattr(f, 14, "twice", "x")
+u.xattr(f, 15, "unknown", "x")
+seeds["rootless"] = u
+
+# metacopy files that do not match the image
+u = Upper()
+for name, redirect in [("m1", "/no/such"), ("m2", "/d"), ("m3", "big"), ("m4", None), ("m5", "/etc/link")]:
+    m = u.file(0, name)
+    u.truncate(m, 100)
+    u.xattr(m, 1, "")
+    if redirect is not None:
+        u.xattr(m, 2, redirect)
+seeds["metacopy-bad"] = u
+u = Upper(comp=0)
+m = u.file(0, "big")
+u.truncate(m, 30000)
+u.xattr(m, 1, "")
+u.xattr(m, 2, "/big")
+h = u.link(0, "big2", m)
+seeds["metacopy-longer"] = u
+
+# the record: every field wrong in turn, and as it is
+for name, f, value, raw in [("version", F_VERSION, "2", True), ("tag", F_TAG, "no tag!", False),
+                            ("digest", F_DIGEST, "sha256:" + "0" * 64, False), ("size", F_SIZE, "-1", True),
+                            ("media-type", F_MT, "application/vnd.oci.image.index.v1+json", False),
+                            ("whiteout", F_WHITEOUT, "aufs", False), ("xattrs", F_XATTRS, "system", False),
+                            ("owners", F_OWNERS, "virtual", False), ("manifest", F_MANIFEST, "[1]", True)]:
+    u = Upper(xattrs=Upper.NONE if name == "owners" else 1)
+    u.file(0, "f", "x")
+    u.field(f, value, raw)
+    seeds["record-" + name] = u
+u = Upper()
+u.record(b'{"ocitreeUpperVersion":1,"layout":"/x","tag":"base","manifest":{"mediaType":"application/'
+         b'vnd.oci.image.manifest.v1+json","digest":"sha256:' + b"ab" * 32 + b'","size":1}}')
+seeds["record-raw"] = u
+u = Upper()
+u.how(no_record=True)
+seeds["record-none"] = u
+# the record names another blob of the layout; commit to the record's tag
+for i in range(3):
+    u = Upper()
+    u.file(0, "f", "x")
+    u.field(F_DIGEST, "@" + chr(i))
+    seeds["record-blob%d" % i] = u
+u = Upper()
+u.file(0, "f", "x")
+u.field(F_TAG, "other")
+u.how(record_tag=True)
+seeds["record-tag"] = u
+
+# an interrupted commit --clear, finished first; --clear keeping some files
+u = Upper()
+d = u.mkdir(0, "d")
+u.file(d, "gone", "x")
+u.whiteout(d, "x")
+u.field(F_CLEARING, "true", True)
+seeds["clearing"] = u
+u = Upper(clear=True, keep=True)
+for i in range(6):
+    d = u.mkdir(0, "d%d" % i)
+    u.xattr(d, 0, "y")
+    u.file(d, "f%d" % i, "file %d\n" % i)
+    u.whiteout(d, "w%d" % i)
+seeds["clear-keep"] = u
+
+# the work directory: a copy-up journal, one that leads out, stale objects
+u = Upper()
+etc = u.mkdir(0, "etc")
+u.file(etc, "hello", "hello\n")
+u.journal(b"/etc/hello\0/etc/hard\0")
+seeds["journal"] = u
+u = Upper()
+u.journal(b"/../outside/canary\0/etc/x\0")
+seeds["journal-out"] = u
+u = Upper()
+u.workfile("tmp.1.1", 2, "stale")
+u.workfile("tmp.1.2", 0, "stale")
+u.workfile("tmp.1.3", 3, "/etc/passwd")
+u.workfile("control", 0)
+seeds["work-stale"] = u
+
+# names and links that lead elsewhere
+u = Upper()
+s = u.symlink(0, "out", "../outside/canary")
+u.chmod(s, 0o777)
+u.xattr(s, 0, "y")
+d = u.mkdir(0, "d")
+u.symlink(d, "abs", "/etc/passwd")
+u.mkdir(0, "x" * 200)
+n = 0
+for i in range(20):
+    n = u.mkdir(n, "n%d" % i)
+u.file(n, "deep", "deep\n")
+u.chmod(d, 0)
+seeds["names"] = u
+
+for name, u in seeds.items():
+    write("upper", name, bytes(u.b))

@@ -13,7 +13,8 @@ c=$top/tests/fuzz/corpus
 make -s -C "$b" tests/fuzz/make-index-seed
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-rm -f "$c"/tar/seed-* "$c"/tarscan/seed-* "$c"/state/seed-* "$c"/gzip-seek/seed-* "$c"/index/seed-*
+rm -f "$c"/tar/seed-* "$c"/tarscan/seed-* "$c"/state/seed-* "$c"/gzip-seek/seed-* "$c"/index/seed-* \
+	"$c"/upper/seed-*
 /usr/bin/python3 "$top/tests/fuzz/make-seeds.py" "$c" "$tmp"
 mkdir -p "$c/index"
 for comp in none gzip zstd; do
