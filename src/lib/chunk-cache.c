@@ -51,6 +51,8 @@ struct chunk {
 	enum chunk_state state;
 	bool ahead; /* decoded by read-ahead and not read yet */
 	int error;  /* errno of a failed decode, for the waiters */
+	bool bad;   /* a corrupt chunk, kept in the table so that it fails at once */
+	char *why;  /* what the decoder said of it (bad chunks) */
 	struct chunk_data data;
 };
 
@@ -182,6 +184,7 @@ static void chunk_destroy(struct ocitree_chunk_cache *c, struct chunk *ch)
 	if (ch->ahead)
 		c->stats.readahead_wasted++;
 	free(ch->data.data);
+	free(ch->why);
 	free(ch);
 }
 
@@ -288,10 +291,18 @@ void chunk_cache_forget_owner(struct ocitree_chunk_cache *c, const void *owner)
 static void finish_decode(struct ocitree_chunk_cache *c, struct chunk *ch, int r, struct ocitree_error *err)
 {
 	if (r < 0) {
-		table_remove(c, ch);
 		ch->error = err ? ocitree_error_errno(err) : EIO;
 		if (!ch->error)
 			ch->error = EIO;
+		/* corrupt data stays corrupt (the blob does not change): the
+		 * chunk stays in the table and later reads fail without
+		 * decoding it again (the kernel retries a failed read page by
+		 * page); any other failure may pass, and is forgotten */
+		ch->bad = err && err->kind == OCITREE_ERROR_INVALID;
+		if (ch->bad)
+			ch->why = xstrdup(err->msg);
+		if (!ch->bad)
+			table_remove(c, ch);
 		ch->ahead = false;
 		if (ch->data.data) {
 			c->bytes -= ch->data.cap;
@@ -325,6 +336,11 @@ const struct chunk_data *chunk_cache_get(struct ocitree_chunk_cache *c, const vo
 			queue_remove(c, ch);
 			break;
 		}
+		if (ch->state == CHUNK_READY && ch->bad) {
+			ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s", ch->why);
+			pthread_mutex_unlock(&c->lock);
+			return NULL;
+		}
 		if (ch->state == CHUNK_READY) {
 			if (ch->refs++ == 0)
 				lru_unlink(ch);
@@ -342,13 +358,15 @@ const struct chunk_data *chunk_cache_get(struct ocitree_chunk_cache *c, const vo
 		if (ch->error) {
 			/* the decoder failed and took it out of the table; the
 			 * last one to let go frees it */
-			int e = ch->error;
-			if (ch->refs == 0)
+			if (ch->bad)
+				ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s", ch->why);
+			else
+				ocitree_error_setk(err, OCITREE_ERROR_INVALID, "decompress chunk %ju: %s",
+						   (uintmax_t)no, strerror(ch->error));
+			if (ch->refs == 0 && !ch->bad)
 				chunk_destroy(c, ch);
 			pthread_mutex_unlock(&c->lock);
-			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "decompress chunk %ju: %s",
-						  (uintmax_t)no, strerror(e)),
-			       NULL;
+			return NULL;
 		}
 	}
 	ch->state = CHUNK_LOADING;
@@ -356,13 +374,17 @@ const struct chunk_data *chunk_cache_get(struct ocitree_chunk_cache *c, const vo
 	pthread_mutex_unlock(&c->lock);
 
 	struct chunk_data d = {0};
-	int r = decode(userdata, c, no, &d, err);
+	struct ocitree_error *derr = NULL; /* its kind decides if the chunk is corrupt */
+	int r = decode(userdata, c, no, &d, &derr);
+	if (r < 0 && err && !*err)
+		*err = steal_pointer(&derr);
 
 	pthread_mutex_lock(&c->lock);
 	ch->data = d;
-	finish_decode(c, ch, r, err ? *err : NULL);
+	finish_decode(c, ch, r, derr ? derr : err ? *err : NULL);
+	ocitree_error_free(derr);
 	if (r < 0) {
-		if (--ch->refs == 0)
+		if (--ch->refs == 0 && !ch->bad)
 			chunk_destroy(c, ch);
 		pthread_mutex_unlock(&c->lock);
 		return NULL;
@@ -413,7 +435,7 @@ static void *readahead_thread(void *arg)
 		c->stats.readahead++;
 		finish_decode(c, ch, r, err);
 		if (r < 0) {
-			if (ch->refs == 0)
+			if (ch->refs == 0 && !ch->bad)
 				chunk_destroy(c, ch);
 		} else if (ch->refs == 0) {
 			/* nobody waits for it: unused until a reader comes */
