@@ -169,7 +169,9 @@ struct ocitree_commit_result {
  * to the image's manifest with its diff_id and the history entry, and
  * tagged tag in l (which must hold the image).  An upper directory without
  * changes adds no layer, only the history entry (marked empty_layer).  The
- * time is proportional to the size of the change.  A failure leaves l as
+ * time is proportional to the size of the change.  An upper directory left
+ * in the middle of the copy-up of a file with several names (a mount
+ * finishes it) is an OCITREE_ERROR_INVALID error.  A failure leaves l as
  * it was (tags included), and the upper directory too. */
 int ocitree_upper_commit(struct ocitree_upper *u, struct ocitree_layout *l, const char *tag,
 			 const struct ocitree_commit_options *o, struct ocitree_commit_result *res,

@@ -452,6 +452,14 @@ OCITREE_EXPORT int ocitree_upper_commit(struct ocitree_upper *u, struct ocitree_
 					  "upper directory '%s': an earlier commit --clear was interrupted; mount it, or "
 					  "commit it again with --clear, to finish",
 					  u->path);
+	/* names the mount shows as one file are still apart in the upper
+	 * directory: committed now, they would be two files in the image */
+	struct stat jst;
+	if (fstatat(u->work_fd, UPPER_LINKS_JOURNAL, &jst, AT_SYMLINK_NOFOLLOW) == 0)
+		return ocitree_error_setk(err, OCITREE_ERROR_INVALID,
+					  "upper directory '%s': the copy-up of a file with several names was left "
+					  "half done ('%s/%s'); mount it (again) to finish it, then commit",
+					  u->path, u->work_path, UPPER_LINKS_JOURNAL);
 	struct cw c = {.u = u, .f = &u->state.format, .o = o, .l = l, .tree = o->lower};
 	int ret = -1;
 	if (ocitree_layout_hold_blobs(l, err) < 0)

@@ -159,4 +159,23 @@ check "nothing outside was linked" '[ "$(stat -c %h "$T/outside/secret")" = 1 ] 
 check "the journal is gone" '[ ! -e "$U3.work/copyup-links" ]'
 ok "unmount" do_umount "$M"
 
+# a daemon killed between the names of a hardlinked file: the names are
+# apart in the upper directory until a mount links the rest; committed
+# before, they would be two files in the image
+ok "mount" do_mount "$M" --upper "$U3" --image "$T/l:img"
+chmod 700 "$M/usr/bin/other"
+ok "unmount" do_umount "$M"
+rm "$U3/usr/bin/other-link"
+printf '/usr/bin/other\0/usr/bin/other-link\0' >"$U3.work/copyup-links"
+fails 1 "left half done.*mount it" "commit refuses a copy-up left half done" \
+	"$OCITREE" commit --upper "$U3" --image "$T/l:half"
+ok "a mount finishes it" do_mount "$M" --upper "$U3" --image "$T/l:img"
+is "the two names are one file again" "$(stat -c '%i %h %a' "$M/usr/bin/other-link")" \
+	"$(stat -c '%i %h %a' "$M/usr/bin/other")"
+ok "unmount" do_umount "$M"
+ok "then it commits" "$OCITREE" commit --upper "$U3" --image "$T/l:half"
+ok "and unpacks" "$OCITREE" unpack --image "$T/l:half" "$T/half"
+is "with the two names one file" "$(stat -c '%i %h %a' "$T/half/rootfs/usr/bin/other-link")" \
+	"$(stat -c '%i 2 700' "$T/half/rootfs/usr/bin/other")"
+
 done_testing

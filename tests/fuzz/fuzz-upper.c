@@ -52,7 +52,8 @@
  * Properties: nothing crashes or hangs; an error has a message; the journal,
  * when it reads, lists paths that stay below the root; nothing outside the
  * upper and work directories changes; a failed commit leaves index.json as
- * it was; a commit that succeeds tags an image that is the base plus at most
+ * it was; commit fails while the copy-up journal is there (a copy-up left
+ * half done); a commit that succeeds tags an image that is the base plus at most
  * the new layer, whose entries are as many as commit says, each a clean
  * relative path below a directory written before it (whiteouts of real
  * names, hardlinks to regular files before them, no name twice), and which
@@ -847,7 +848,11 @@ static void use_upper(struct ocitree_upper *u, unsigned flags, bool record_tag, 
 					   .visit = visit, .keep = keep ? keep_some : NULL};
 	struct ocitree_commit_result res;
 	_cleanup_free_ char *tag = xstrdup(record_tag && u->state.tag ? u->state.tag : "t");
+	struct stat jst;
+	bool half_done = fstatat(u->work_fd, UPPER_LINKS_JOURNAL, &jst, AT_SYMLINK_NOFOLLOW) == 0;
 	int r = ocitree_upper_commit(u, l, tag, &o, &res, err);
+	if (r == 0 && half_done)
+		fail("commit went on with a copy-up left half done");
 	ocitree_layout_free(l);
 	if (verbose)
 		fprintf(stderr, "fuzz-upper: commit: %s%s (%ju entries)\n", r < 0 ? "" : res.layer,
