@@ -99,20 +99,18 @@ ssize_t upath_listxattr(const struct upath *p, char *buf, size_t size)
 	return p->follow ? listxattr(p->path, buf, size) : llistxattr(p->path, buf, size);
 }
 
-int upath_list_all(const struct upath *p, struct buf *out)
+/* The whole value of xattr name, or the whole list when name is NULL:
+ * size, then read, again when it grew in between. */
+static int read_sized(const struct upath *p, const char *name, struct buf *out)
 {
 	for (int attempt = 0; attempt < 8; attempt++) {
-		ssize_t n = upath_listxattr(p, NULL, 0);
-		if (n < 0) {
-			if (errno == ENOTSUP) {
-				buf_reset(out);
-				return 0;
-			}
+		ssize_t n = name ? upath_getxattr(p, name, NULL, 0) : upath_listxattr(p, NULL, 0);
+		if (n < 0)
 			return -1;
-		}
 		buf_reset(out);
 		buf_reserve(out, (size_t)n + 1);
-		ssize_t m = n ? upath_listxattr(p, out->data, (size_t)n) : 0;
+		ssize_t m = !n ? 0 : name ? upath_getxattr(p, name, out->data, (size_t)n)
+					  : upath_listxattr(p, out->data, (size_t)n);
 		if (m >= 0) {
 			out->len = (size_t)m;
 			out->data[m] = '\0';
@@ -125,25 +123,19 @@ int upath_list_all(const struct upath *p, struct buf *out)
 	return -1;
 }
 
+int upath_list_all(const struct upath *p, struct buf *out)
+{
+	if (read_sized(p, NULL, out) == 0)
+		return 0;
+	if (errno != ENOTSUP)
+		return -1;
+	buf_reset(out); /* a file system without xattrs: none */
+	return 0;
+}
+
 int upath_get_all(const struct upath *p, const char *name, struct buf *out)
 {
-	for (int attempt = 0; attempt < 8; attempt++) {
-		ssize_t n = upath_getxattr(p, name, NULL, 0);
-		if (n < 0)
-			return -1;
-		buf_reset(out);
-		buf_reserve(out, (size_t)n + 1);
-		ssize_t m = n ? upath_getxattr(p, name, out->data, (size_t)n) : 0;
-		if (m >= 0) {
-			out->len = (size_t)m;
-			out->data[m] = '\0';
-			return 0;
-		}
-		if (errno != ERANGE)
-			return -1;
-	}
-	errno = EAGAIN;
-	return -1;
+	return read_sized(p, name, out);
 }
 
 /* ---- private xattrs ---- */
