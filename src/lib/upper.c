@@ -15,6 +15,7 @@
 #include <sys/xattr.h>
 
 #include "json.h"
+#include "layout-internal.h"
 #include "upper-internal.h"
 
 /* ---- xattr names ---- */
@@ -813,18 +814,9 @@ OCITREE_EXPORT struct ocitree_image *ocitree_upper_base_image(struct ocitree_upp
 	img->layout = l;
 	img->tag = xstrdup_or_null(u->state.tag);
 	ocitree_descriptor_copy(&img->manifest_desc, md);
-	img->manifest = ocitree_blob_read_manifest(l, md, err);
-	if (img->manifest)
-		img->config = ocitree_blob_read_config(l, &img->manifest->config, err);
-	if (!img->config) {
+	if (image_load(img, err) < 0) {
 		ocitree_image_free(img);
 		return ocitree_error_prefix(err, "the image of upper directory '%s'", u->path), NULL;
-	}
-	if (strv_len(img->config->diff_ids) != img->manifest->n_layers) {
-		ocitree_error_setk(err, OCITREE_ERROR_INVALID, "manifest %s has %zu layers but its config lists %zu diff_ids",
-				   md->digest, img->manifest->n_layers, strv_len(img->config->diff_ids));
-		ocitree_image_free(img);
-		return NULL;
 	}
 	return img;
 }
