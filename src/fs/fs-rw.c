@@ -697,47 +697,87 @@ static int node_get_upper(struct rwfs *fs, struct node *dir, const char *name, c
 
 /* ================================================================ attributes */
 
+/* An entry of an upper directory as the merged view sees it: a visible
+ * file of type (its S_IFMT bits), or (hides) a name it hides in the
+ * image: a whiteout marker or device.  The opaque marker is not passed. */
+typedef int (*upper_entry_fn)(void *ctx, const char *name, mode_t type, bool hides);
+
+/* Call fn for the entries of the upper directory ufd until it returns
+ * nonzero; 0, or an errno when the directory cannot be read. */
+static int upper_dir_each(int ufd, upper_entry_fn fn, void *ctx)
+{
+	int dfd = openat(ufd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return errno;
+	DIR *d = fdopendir(dfd);
+	if (!d) {
+		int e = errno;
+		close(dfd);
+		return e;
+	}
+	struct dirent *de;
+	int stop = 0;
+	while (!stop && (de = readdir(d))) {
+		const char *name = de->d_name;
+		if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || strcmp(name, UPPER_WH_OPAQUE) == 0)
+			continue;
+		if (upper_name_reserved(name)) {
+			stop = fn(ctx, name + strlen(UPPER_WH_PREFIX), 0, true);
+			continue;
+		}
+		mode_t type = (mode_t)DTTOIF(de->d_type);
+		if (de->d_type == DT_CHR || de->d_type == DT_UNKNOWN) {
+			struct stat st;
+			if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+				continue; /* gone since readdir */
+			if (upper_is_whiteout(&st)) {
+				stop = fn(ctx, name, 0, true);
+				continue;
+			}
+			type = st.st_mode & S_IFMT;
+		}
+		stop = fn(ctx, name, type, false);
+	}
+	closedir(d);
+	return 0;
+}
+
+/* Names of the upper directory, visible or hidden: the image's entries
+ * by those names are not shown; the visible directories counted. */
+struct upper_names {
+	struct strset names;
+	uint32_t dirs;
+};
+
+static int upper_names_add(void *ctx, const char *name, mode_t type, bool hides)
+{
+	struct upper_names *u = ctx;
+	strset_add(&u->names, name);
+	if (!hides && type == S_IFDIR)
+		u->dirs++;
+	return 0;
+}
+
 /* st_nlink of a merged directory: 2 + the directories in it. */
 static uint32_t dir_nlink(struct rwfs *fs, struct node *n)
 {
 	uint32_t cached = atomic_load_explicit(&n->dir_nlink, memory_order_relaxed);
 	if (cached)
 		return cached;
-	uint32_t count = 2;
-	_cleanup_(strset_free) struct strset seen = {0};
-	int dfd = openat(n->ufd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
-	if (!d) {
-		if (dfd >= 0)
-			close(dfd);
+	struct upper_names u = {0};
+	if (upper_dir_each(n->ufd, upper_names_add, &u) != 0) {
+		strset_free(&u.names);
 		return 2;
 	}
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		if (upper_name_reserved(de->d_name)) {
-			if (strcmp(de->d_name, UPPER_WH_OPAQUE) != 0)
-				strset_add(&seen, de->d_name + strlen(UPPER_WH_PREFIX));
-			continue;
-		}
-		strset_add(&seen, de->d_name);
-		if (de->d_type == DT_DIR)
-			count++;
-		else if (de->d_type == DT_UNKNOWN) {
-			struct stat st;
-			if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
-				count++;
-		}
-	}
-	closedir(d);
+	uint32_t count = 2 + u.dirs;
 	uint32_t nc = ocitree_tree_dir_size(n->tree, n->lower);
 	for (uint32_t i = 0; i < nc; i++) {
 		uint32_t c;
 		const char *name = ocitree_tree_dir_entry(n->tree, n->lower, i, &c);
-		if (ltype(n->tree, c) == S_IFDIR && !strset_has(&seen, name))
+		if (ltype(n->tree, c) == S_IFDIR && !strset_has(&u.names, name))
 			count++;
 	}
+	strset_free(&u.names);
 	atomic_store_explicit(&n->dir_nlink, count, memory_order_relaxed);
 	return count;
 }
@@ -885,45 +925,41 @@ static int lookup_node(struct rwfs *fs, struct node *dir, const char *name, stru
 	return node_from_found(fs, dir, name, &f, out);
 }
 
+struct empty_walk {
+	struct strset hidden;
+	bool empty;
+};
+
+static int empty_entry(void *ctx, const char *name, mode_t type, bool hides)
+{
+	struct empty_walk *w = ctx;
+	if (hides) {
+		strset_add(&w->hidden, name);
+		return 0;
+	}
+	w->empty = false;
+	return 1;
+}
+
 /* Whether the merged directory dir is empty. */
 static int dir_is_empty(struct rwfs *fs, struct node *dir, bool *empty)
 {
-	*empty = true;
-	_cleanup_(strset_free) struct strset hidden = {0};
+	struct empty_walk w = {.empty = true};
 	if (dir->ufd >= 0) {
-		int dfd = openat(dir->ufd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd < 0)
-			return errno;
-		DIR *d = fdopendir(dfd);
-		if (!d) {
-			close(dfd);
-			return errno;
+		int e = upper_dir_each(dir->ufd, empty_entry, &w);
+		if (e) {
+			strset_free(&w.hidden);
+			return e;
 		}
-		struct dirent *de;
-		while (*empty && (de = readdir(d))) {
-			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-				continue;
-			if (upper_name_reserved(de->d_name)) {
-				if (strcmp(de->d_name, UPPER_WH_OPAQUE) != 0)
-					strset_add(&hidden, de->d_name + strlen(UPPER_WH_PREFIX));
-				continue;
-			}
-			struct stat st;
-			if ((de->d_type == DT_CHR || de->d_type == DT_UNKNOWN) &&
-			    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && upper_is_whiteout(&st)) {
-				strset_add(&hidden, de->d_name);
-				continue;
-			}
-			*empty = false;
-		}
-		closedir(d);
 	}
+	*empty = w.empty;
 	uint32_t nc = dir->lower ? ocitree_tree_dir_size(dir->tree, dir->lower) : 0;
 	for (uint32_t i = 0; *empty && i < nc; i++) {
 		const char *name = ocitree_tree_dir_entry(dir->tree, dir->lower, i, NULL);
-		if (!strset_has(&hidden, name))
+		if (!strset_has(&w.hidden, name))
 			*empty = false;
 	}
+	strset_free(&w.hidden);
 	return 0;
 }
 
@@ -2927,53 +2963,45 @@ static void dirh_clear(struct dirh *d)
 	d->loaded = false;
 }
 
+struct list_walk {
+	struct upper_names u;
+	struct dirh *d;
+	size_t cap;
+};
+
+static int list_entry(void *ctx, const char *name, mode_t type, bool hides)
+{
+	struct list_walk *w = ctx;
+	upper_names_add(&w->u, name, type, hides);
+	if (!hides) {
+		GROW(w->d->ents, w->cap, w->d->n + 1);
+		w->d->ents[w->d->n++] = (struct dent){xstrdup(name), type};
+	}
+	return 0;
+}
+
 /* The merged listing of directory n (ns held). */
 static int dir_list(struct rwfs *fs, struct node *n, struct dirh *d)
 {
-	size_t cap = 0;
-	_cleanup_(strset_free) struct strset seen = {0};
+	struct list_walk w = {.d = d};
 	if (n->ufd >= 0) {
-		int dfd = openat(n->ufd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd < 0)
-			return errno;
-		DIR *dir = fdopendir(dfd);
-		if (!dir) {
-			close(dfd);
-			return errno;
+		int e = upper_dir_each(n->ufd, list_entry, &w);
+		if (e) {
+			strset_free(&w.u.names);
+			return e;
 		}
-		struct dirent *de;
-		while ((de = readdir(dir))) {
-			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-				continue;
-			if (upper_name_reserved(de->d_name)) {
-				if (strcmp(de->d_name, UPPER_WH_OPAQUE) != 0)
-					strset_add(&seen, de->d_name + strlen(UPPER_WH_PREFIX));
-				continue;
-			}
-			strset_add(&seen, de->d_name);
-			mode_t type = (mode_t)DTTOIF(de->d_type);
-			if (de->d_type == DT_CHR || de->d_type == DT_UNKNOWN) {
-				struct stat st;
-				if (fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-					continue;
-				if (upper_is_whiteout(&st))
-					continue;
-				type = st.st_mode & S_IFMT;
-			}
-			GROW(d->ents, cap, d->n + 1);
-			d->ents[d->n++] = (struct dent){xstrdup(de->d_name), type};
-		}
-		closedir(dir);
 	}
+	size_t cap = w.cap;
 	uint32_t nc = n->lower ? ocitree_tree_dir_size(n->tree, n->lower) : 0;
 	for (uint32_t i = 0; i < nc; i++) {
 		uint32_t c;
 		const char *name = ocitree_tree_dir_entry(n->tree, n->lower, i, &c);
-		if (strset_has(&seen, name))
+		if (strset_has(&w.u.names, name))
 			continue;
 		GROW(d->ents, cap, d->n + 1);
 		d->ents[d->n++] = (struct dent){xstrdup(name), ltype(n->tree, c)};
 	}
+	strset_free(&w.u.names);
 	if (d->n)
 		qsort(d->ents, d->n, sizeof(*d->ents), cmp_dent);
 	d->loaded = true;
