@@ -2681,7 +2681,8 @@ static void fs_rw_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 		return;
 	}
 	uint64_t limit = UINT64_MAX;
-	if (n->metacopy) {
+	bool meta = n->metacopy;
+	if (meta) {
 		struct stat st;
 		if (fstat(n->ufd, &st) == 0)
 			limit = (uint64_t)st.st_size;
@@ -2701,27 +2702,35 @@ static void fs_rw_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	if ((uint64_t)off >= e->size) {
+	/* a metacopy file longer than the image's (truncated longer by hand:
+	 * the mount copies up on truncate) reads zeros past the image's
+	 * data, as its copy-up and a commit fill it */
+	size_t zeros = 0;
+	if ((uint64_t)off + size > e->size) {
+		size_t have = (uint64_t)off < e->size ? (size_t)(e->size - (uint64_t)off) : 0;
+		if (meta)
+			zeros = size - have;
+		size = have;
+	}
+	if (!size && !zeros) {
 		fuse_reply_buf(req, NULL, 0);
 		return;
 	}
-	if (size > e->size - (uint64_t)off)
-		size = (size_t)(e->size - (uint64_t)off);
 	uint64_t base = 0;
 	int dfd = ocitree_layer_index_data_fd(l, &base);
-	if (dfd >= 0) {
+	if (dfd >= 0 && !zeros) {
 		reply_fd_data(req, dfd, size, (off_t)(base + e->data_off + (uint64_t)off));
 		return;
 	}
-	_cleanup_free_ char *buf = xmalloc(size ? size : 1);
+	_cleanup_free_ char *buf = xcalloc(1, size + zeros);
 	_cleanup_error_ struct ocitree_error *err = NULL;
-	ssize_t got = lower_pread(t, k, buf, size, (uint64_t)off, &err);
+	ssize_t got = size ? lower_pread(t, k, buf, size, (uint64_t)off, &err) : 0;
 	if (got < 0) {
 		ocitree_log(OCITREE_LOG_ERROR, "read: %s", err ? err->msg : "I/O error");
 		fuse_reply_err(req, EIO);
 		return;
 	}
-	fuse_reply_buf(req, buf, (size_t)got);
+	fuse_reply_buf(req, buf, (size_t)got == size ? size + zeros : (size_t)got);
 }
 
 static void fs_rw_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t off,
