@@ -3210,57 +3210,9 @@ static const struct fuse_lowlevel_ops fs_rw_ops = {
 
 /* ================================================================ live commit */
 
-/* upper inode -> layer path, of everything the commit saw */
-struct pathmap {
-	struct pm_ent {
-		uint64_t ino;
-		char *path;
-	} *v;
-	size_t cap, n;
-};
-
-static struct pm_ent *pm_slot(struct pathmap *m, uint64_t ino)
-{
-	size_t i = (size_t)(ino * 0x9e3779b97f4a7c15ULL) & (m->cap - 1);
-	while (m->v[i].path && m->v[i].ino != ino)
-		i = (i + 1) & (m->cap - 1);
-	return &m->v[i];
-}
-
-static void pm_put(struct pathmap *m, uint64_t ino, const char *path)
-{
-	if ((m->n + 1) * 2 > m->cap) {
-		struct pathmap nm = {.cap = m->cap ? m->cap * 2 : 256, .n = m->n};
-		nm.v = xcalloc(nm.cap, sizeof(*nm.v));
-		for (size_t i = 0; i < m->cap; i++)
-			if (m->v[i].path)
-				*pm_slot(&nm, m->v[i].ino) = m->v[i];
-		free(m->v);
-		*m = nm;
-	}
-	struct pm_ent *e = pm_slot(m, ino);
-	if (e->path)
-		return; /* the first name of a hardlinked file */
-	e->ino = ino;
-	e->path = xstrdup(path);
-	m->n++;
-}
-
-static const char *pm_get(struct pathmap *m, uint64_t ino)
-{
-	return m->cap ? pm_slot(m, ino)->path : NULL;
-}
-
-static void pm_free(struct pathmap *m)
-{
-	for (size_t i = 0; i < m->cap; i++)
-		free(m->v[i].path);
-	free(m->v);
-}
-
 static void visit_upper(const char *path, const struct stat *st, void *userdata)
 {
-	pm_put(userdata, st->st_ino, path);
+	inomap_put(userdata, st->st_ino, path);
 }
 
 /* Keep what is open for writing: its data goes on changing here. */
@@ -3280,7 +3232,7 @@ static bool keep_open_files(int dirfd, const char *name, const struct stat *st, 
  * path, keeping its node id and st_ino.  Nothing the kernel caches
  * changes: the tree shows the same. */
 static int switch_image(struct rwfs *fs, struct ocitree_layout *l, const struct ocitree_commit_result *res,
-			const char *tag, struct pathmap *paths, struct ocitree_error **err)
+			const char *tag, struct inomap *paths, struct ocitree_error **err)
 {
 	struct ocitree_descriptor md = {.media_type = (char *)OCITREE_MT_OCI_MANIFEST, .size = res->manifest_size};
 	snprintf(md.digest, sizeof(md.digest), "%s", res->manifest);
@@ -3331,7 +3283,7 @@ static int switch_image(struct rwfs *fs, struct ocitree_layout *l, const struct 
 		if (n == fs->root)
 			pv[i] = xstrdup("/");
 		else if (n->ufd >= 0) {
-			const char *p = pm_get(paths, n->uino);
+			const char *p = inomap_get(paths, n->uino);
 			pv[i] = p ? xasprintf("/%s", p) : NULL;
 		} else if (!n->unlinked && n->tree == fs->tree && n->lower) {
 			pv[i] = tree_path(fs, n->lower);
@@ -3472,7 +3424,7 @@ static int live_commit(struct rwfs *fs, const cJSON *req, cJSON *resp, struct oc
 	pthread_rwlock_wrlock(&fs->freeze);
 	_cleanup_free_ char *use_tag = xstrdup(tag ? tag : fs->upper->state.tag);
 	struct ocitree_layout *l = ocitree_layout_open(fs->layout, err);
-	struct pathmap paths = {0};
+	struct inomap paths = {0};
 	struct ocitree_commit_result res;
 	int ret = -1;
 	if (l) {
@@ -3486,7 +3438,7 @@ static int live_commit(struct rwfs *fs, const cJSON *req, cJSON *resp, struct oc
 			ret = -1;
 		}
 	}
-	pm_free(&paths);
+	inomap_free(&paths);
 	ocitree_layout_free(l);
 	pthread_rwlock_unlock(&fs->freeze);
 	if (ret == 0) {
