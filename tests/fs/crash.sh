@@ -110,15 +110,19 @@ kill_points() {
 	done
 }
 
-# The tag the record of $U names after a crash: TAG when the commit --clear
-# got as far as switching to it, else base.
-record_tag() {
-	local rec
-	rec=$(jq -r .manifest.digest "$U.work/ocitree-upper.json")
-	if [ "$rec" = "$("$OCITREE" stat --image "$T/l:$1" --json 2>/dev/null | jq -r .manifest.descriptor.digest)" ]; then
-		echo "$1"
-	else
-		echo base
+# What a commit --clear killed at $sc#$k must leave: a valid layout, the
+# base tag intact, and $U mounted at $M on the image its record names
+# ($tag: NEWTAG when the commit got as far as switching to it, else base).
+# Adds to $bad; false when it does not mount.
+after_clear_crash() {
+	"$OCITREE" fsck --layout "$T/l" >/dev/null 2>&1 || bad="$bad $sc#$k(fsck)"
+	"$OCITREE" stat --image "$T/l:base" >/dev/null 2>&1 || bad="$bad $sc#$k(base lost)"
+	tag=base
+	[ "$(jq -r .manifest.digest "$U.work/ocitree-upper.json")" = \
+		"$("$OCITREE" stat --image "$T/l:$1" --json 2>/dev/null | jq -r .manifest.descriptor.digest)" ] && tag=$1
+	if ! do_mount "$M" --upper "$U" --image "$T/l:$tag" 2>"$T/err"; then
+		bad="$bad $sc#$k(mount $tag: $(head -1 "$T/err"))"
+		return 1
 	fi
 }
 
@@ -194,15 +198,7 @@ while read -r sc k <&3; do
 	cp -a "$T/cu-pristine.work" "$U.work"
 	bash -c '"$@"; true' _ strace -f -qq -o /dev/null -e trace=$sc -e inject=$sc:signal=KILL:when=$k \
 		"$OCITREE" commit --upper "$U" --image "$T/l:new" --clear >/dev/null 2>&1
-	"$OCITREE" fsck --layout "$T/l" >/dev/null 2>&1 || bad="$bad $sc#$k(fsck)"
-	"$OCITREE" stat --image "$T/l:base" >/dev/null 2>&1 || bad="$bad $sc#$k(base lost)"
-	# mount what the crash left: the old image with the upper
-	# directory, or the new one (the clear is finished)
-	tag=$(record_tag new)
-	if ! do_mount "$M" --upper "$U" --image "$T/l:$tag" 2>"$T/err"; then
-		bad="$bad $sc#$k(mount $tag: $(head -1 "$T/err"))"
-		continue
-	fi
+	after_clear_crash new || continue
 	listing "$M" >"$T/tree2"
 	diff -q "$T/tree" "$T/tree2" >/dev/null || bad="$bad $sc#$k(tree on $tag)"
 	do_umount "$M"
@@ -238,13 +234,7 @@ while read -r sc k <&3; do
 	session "$M"
 	"$OCITREE" commit "$M" --image "$T/l:live" --clear >/dev/null 2>&1
 	stop_dead "$M"
-	"$OCITREE" fsck --layout "$T/l" >/dev/null 2>&1 || bad="$bad $sc#$k(fsck)"
-	"$OCITREE" stat --image "$T/l:base" >/dev/null 2>&1 || bad="$bad $sc#$k(base lost)"
-	tag=$(record_tag live)
-	if ! do_mount "$M" --upper "$U" --image "$T/l:$tag" 2>"$T/err"; then
-		bad="$bad $sc#$k(mount $tag: $(head -1 "$T/err"))"
-		continue
-	fi
+	after_clear_crash live || continue
 	b=$(check_tree "$M")
 	[ -z "$b" ] || bad="$bad $sc#$k(tree:$b)"
 	do_umount "$M"
