@@ -798,7 +798,7 @@ static bool path_normalised(const char *p)
 	if (!*p)
 		return true;
 	for (;;) {
-		size_t n = strcspn(p, "/");
+		size_t n = (size_t)(strchrnul(p, '/') - p);
 		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
 			return false;
 		if (!p[n])
