@@ -697,47 +697,87 @@ static int node_get_upper(struct rwfs *fs, struct node *dir, const char *name, c
 
 /* ================================================================ attributes */
 
+/* An entry of an upper directory as the merged view sees it: a visible
+ * file of type (its S_IFMT bits), or (hides) a name it hides in the
+ * image: a whiteout marker or device.  The opaque marker is not passed. */
+typedef int (*upper_entry_fn)(void *ctx, const char *name, mode_t type, bool hides);
+
+/* Call fn for the entries of the upper directory ufd until it returns
+ * nonzero; 0, or an errno when the directory cannot be read. */
+static int upper_dir_each(int ufd, upper_entry_fn fn, void *ctx)
+{
+	int dfd = openat(ufd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return errno;
+	DIR *d = fdopendir(dfd);
+	if (!d) {
+		int e = errno;
+		close(dfd);
+		return e;
+	}
+	struct dirent *de;
+	int stop = 0;
+	while (!stop && (de = readdir(d))) {
+		const char *name = de->d_name;
+		if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || strcmp(name, UPPER_WH_OPAQUE) == 0)
+			continue;
+		if (upper_name_reserved(name)) {
+			stop = fn(ctx, name + strlen(UPPER_WH_PREFIX), 0, true);
+			continue;
+		}
+		mode_t type = (mode_t)DTTOIF(de->d_type);
+		if (de->d_type == DT_CHR || de->d_type == DT_UNKNOWN) {
+			struct stat st;
+			if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+				continue; /* gone since readdir */
+			if (upper_is_whiteout(&st)) {
+				stop = fn(ctx, name, 0, true);
+				continue;
+			}
+			type = st.st_mode & S_IFMT;
+		}
+		stop = fn(ctx, name, type, false);
+	}
+	closedir(d);
+	return 0;
+}
+
+/* Names of the upper directory, visible or hidden: the image's entries
+ * by those names are not shown; the visible directories counted. */
+struct upper_names {
+	struct strset names;
+	uint32_t dirs;
+};
+
+static int upper_names_add(void *ctx, const char *name, mode_t type, bool hides)
+{
+	struct upper_names *u = ctx;
+	strset_add(&u->names, name);
+	if (!hides && type == S_IFDIR)
+		u->dirs++;
+	return 0;
+}
+
 /* st_nlink of a merged directory: 2 + the directories in it. */
 static uint32_t dir_nlink(struct rwfs *fs, struct node *n)
 {
 	uint32_t cached = atomic_load_explicit(&n->dir_nlink, memory_order_relaxed);
 	if (cached)
 		return cached;
-	uint32_t count = 2;
-	_cleanup_(strset_free) struct strset seen = {0};
-	int dfd = openat(n->ufd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
-	if (!d) {
-		if (dfd >= 0)
-			close(dfd);
+	struct upper_names u = {0};
+	if (upper_dir_each(n->ufd, upper_names_add, &u) != 0) {
+		strset_free(&u.names);
 		return 2;
 	}
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		if (upper_name_reserved(de->d_name)) {
-			if (strcmp(de->d_name, UPPER_WH_OPAQUE) != 0)
-				strset_add(&seen, de->d_name + strlen(UPPER_WH_PREFIX));
-			continue;
-		}
-		strset_add(&seen, de->d_name);
-		if (de->d_type == DT_DIR)
-			count++;
-		else if (de->d_type == DT_UNKNOWN) {
-			struct stat st;
-			if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
-				count++;
-		}
-	}
-	closedir(d);
+	uint32_t count = 2 + u.dirs;
 	uint32_t nc = ocitree_tree_dir_size(n->tree, n->lower);
 	for (uint32_t i = 0; i < nc; i++) {
 		uint32_t c;
 		const char *name = ocitree_tree_dir_entry(n->tree, n->lower, i, &c);
-		if (ltype(n->tree, c) == S_IFDIR && !strset_has(&seen, name))
+		if (ltype(n->tree, c) == S_IFDIR && !strset_has(&u.names, name))
 			count++;
 	}
+	strset_free(&u.names);
 	atomic_store_explicit(&n->dir_nlink, count, memory_order_relaxed);
 	return count;
 }
@@ -885,45 +925,41 @@ static int lookup_node(struct rwfs *fs, struct node *dir, const char *name, stru
 	return node_from_found(fs, dir, name, &f, out);
 }
 
+struct empty_walk {
+	struct strset hidden;
+	bool empty;
+};
+
+static int empty_entry(void *ctx, const char *name, mode_t type, bool hides)
+{
+	struct empty_walk *w = ctx;
+	if (hides) {
+		strset_add(&w->hidden, name);
+		return 0;
+	}
+	w->empty = false;
+	return 1;
+}
+
 /* Whether the merged directory dir is empty. */
 static int dir_is_empty(struct rwfs *fs, struct node *dir, bool *empty)
 {
-	*empty = true;
-	_cleanup_(strset_free) struct strset hidden = {0};
+	struct empty_walk w = {.empty = true};
 	if (dir->ufd >= 0) {
-		int dfd = openat(dir->ufd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd < 0)
-			return errno;
-		DIR *d = fdopendir(dfd);
-		if (!d) {
-			close(dfd);
-			return errno;
+		int e = upper_dir_each(dir->ufd, empty_entry, &w);
+		if (e) {
+			strset_free(&w.hidden);
+			return e;
 		}
-		struct dirent *de;
-		while (*empty && (de = readdir(d))) {
-			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-				continue;
-			if (upper_name_reserved(de->d_name)) {
-				if (strcmp(de->d_name, UPPER_WH_OPAQUE) != 0)
-					strset_add(&hidden, de->d_name + strlen(UPPER_WH_PREFIX));
-				continue;
-			}
-			struct stat st;
-			if ((de->d_type == DT_CHR || de->d_type == DT_UNKNOWN) &&
-			    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && upper_is_whiteout(&st)) {
-				strset_add(&hidden, de->d_name);
-				continue;
-			}
-			*empty = false;
-		}
-		closedir(d);
 	}
+	*empty = w.empty;
 	uint32_t nc = dir->lower ? ocitree_tree_dir_size(dir->tree, dir->lower) : 0;
 	for (uint32_t i = 0; *empty && i < nc; i++) {
 		const char *name = ocitree_tree_dir_entry(dir->tree, dir->lower, i, NULL);
-		if (!strset_has(&hidden, name))
+		if (!strset_has(&w.hidden, name))
 			*empty = false;
 	}
+	strset_free(&w.hidden);
 	return 0;
 }
 
@@ -2645,7 +2681,8 @@ static void fs_rw_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 		return;
 	}
 	uint64_t limit = UINT64_MAX;
-	if (n->metacopy) {
+	bool meta = n->metacopy;
+	if (meta) {
 		struct stat st;
 		if (fstat(n->ufd, &st) == 0)
 			limit = (uint64_t)st.st_size;
@@ -2665,27 +2702,35 @@ static void fs_rw_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	if ((uint64_t)off >= e->size) {
+	/* a metacopy file longer than the image's (truncated longer by hand:
+	 * the mount copies up on truncate) reads zeros past the image's
+	 * data, as its copy-up and a commit fill it */
+	size_t zeros = 0;
+	if ((uint64_t)off + size > e->size) {
+		size_t have = (uint64_t)off < e->size ? (size_t)(e->size - (uint64_t)off) : 0;
+		if (meta)
+			zeros = size - have;
+		size = have;
+	}
+	if (!size && !zeros) {
 		fuse_reply_buf(req, NULL, 0);
 		return;
 	}
-	if (size > e->size - (uint64_t)off)
-		size = (size_t)(e->size - (uint64_t)off);
 	uint64_t base = 0;
 	int dfd = ocitree_layer_index_data_fd(l, &base);
-	if (dfd >= 0) {
+	if (dfd >= 0 && !zeros) {
 		reply_fd_data(req, dfd, size, (off_t)(base + e->data_off + (uint64_t)off));
 		return;
 	}
-	_cleanup_free_ char *buf = xmalloc(size ? size : 1);
+	_cleanup_free_ char *buf = xcalloc(1, size + zeros);
 	_cleanup_error_ struct ocitree_error *err = NULL;
-	ssize_t got = lower_pread(t, k, buf, size, (uint64_t)off, &err);
+	ssize_t got = size ? lower_pread(t, k, buf, size, (uint64_t)off, &err) : 0;
 	if (got < 0) {
 		ocitree_log(OCITREE_LOG_ERROR, "read: %s", err ? err->msg : "I/O error");
 		fuse_reply_err(req, EIO);
 		return;
 	}
-	fuse_reply_buf(req, buf, (size_t)got);
+	fuse_reply_buf(req, buf, (size_t)got == size ? size + zeros : (size_t)got);
 }
 
 static void fs_rw_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t off,
@@ -2927,53 +2972,45 @@ static void dirh_clear(struct dirh *d)
 	d->loaded = false;
 }
 
+struct list_walk {
+	struct upper_names u;
+	struct dirh *d;
+	size_t cap;
+};
+
+static int list_entry(void *ctx, const char *name, mode_t type, bool hides)
+{
+	struct list_walk *w = ctx;
+	upper_names_add(&w->u, name, type, hides);
+	if (!hides) {
+		GROW(w->d->ents, w->cap, w->d->n + 1);
+		w->d->ents[w->d->n++] = (struct dent){xstrdup(name), type};
+	}
+	return 0;
+}
+
 /* The merged listing of directory n (ns held). */
 static int dir_list(struct rwfs *fs, struct node *n, struct dirh *d)
 {
-	size_t cap = 0;
-	_cleanup_(strset_free) struct strset seen = {0};
+	struct list_walk w = {.d = d};
 	if (n->ufd >= 0) {
-		int dfd = openat(n->ufd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd < 0)
-			return errno;
-		DIR *dir = fdopendir(dfd);
-		if (!dir) {
-			close(dfd);
-			return errno;
+		int e = upper_dir_each(n->ufd, list_entry, &w);
+		if (e) {
+			strset_free(&w.u.names);
+			return e;
 		}
-		struct dirent *de;
-		while ((de = readdir(dir))) {
-			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-				continue;
-			if (upper_name_reserved(de->d_name)) {
-				if (strcmp(de->d_name, UPPER_WH_OPAQUE) != 0)
-					strset_add(&seen, de->d_name + strlen(UPPER_WH_PREFIX));
-				continue;
-			}
-			strset_add(&seen, de->d_name);
-			mode_t type = (mode_t)DTTOIF(de->d_type);
-			if (de->d_type == DT_CHR || de->d_type == DT_UNKNOWN) {
-				struct stat st;
-				if (fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-					continue;
-				if (upper_is_whiteout(&st))
-					continue;
-				type = st.st_mode & S_IFMT;
-			}
-			GROW(d->ents, cap, d->n + 1);
-			d->ents[d->n++] = (struct dent){xstrdup(de->d_name), type};
-		}
-		closedir(dir);
 	}
+	size_t cap = w.cap;
 	uint32_t nc = n->lower ? ocitree_tree_dir_size(n->tree, n->lower) : 0;
 	for (uint32_t i = 0; i < nc; i++) {
 		uint32_t c;
 		const char *name = ocitree_tree_dir_entry(n->tree, n->lower, i, &c);
-		if (strset_has(&seen, name))
+		if (strset_has(&w.u.names, name))
 			continue;
 		GROW(d->ents, cap, d->n + 1);
 		d->ents[d->n++] = (struct dent){xstrdup(name), ltype(n->tree, c)};
 	}
+	strset_free(&w.u.names);
 	if (d->n)
 		qsort(d->ents, d->n, sizeof(*d->ents), cmp_dent);
 	d->loaded = true;
@@ -3173,57 +3210,9 @@ static const struct fuse_lowlevel_ops fs_rw_ops = {
 
 /* ================================================================ live commit */
 
-/* upper inode -> layer path, of everything the commit saw */
-struct pathmap {
-	struct pm_ent {
-		uint64_t ino;
-		char *path;
-	} *v;
-	size_t cap, n;
-};
-
-static struct pm_ent *pm_slot(struct pathmap *m, uint64_t ino)
-{
-	size_t i = (size_t)(ino * 0x9e3779b97f4a7c15ULL) & (m->cap - 1);
-	while (m->v[i].path && m->v[i].ino != ino)
-		i = (i + 1) & (m->cap - 1);
-	return &m->v[i];
-}
-
-static void pm_put(struct pathmap *m, uint64_t ino, const char *path)
-{
-	if ((m->n + 1) * 2 > m->cap) {
-		struct pathmap nm = {.cap = m->cap ? m->cap * 2 : 256, .n = m->n};
-		nm.v = xcalloc(nm.cap, sizeof(*nm.v));
-		for (size_t i = 0; i < m->cap; i++)
-			if (m->v[i].path)
-				*pm_slot(&nm, m->v[i].ino) = m->v[i];
-		free(m->v);
-		*m = nm;
-	}
-	struct pm_ent *e = pm_slot(m, ino);
-	if (e->path)
-		return; /* the first name of a hardlinked file */
-	e->ino = ino;
-	e->path = xstrdup(path);
-	m->n++;
-}
-
-static const char *pm_get(struct pathmap *m, uint64_t ino)
-{
-	return m->cap ? pm_slot(m, ino)->path : NULL;
-}
-
-static void pm_free(struct pathmap *m)
-{
-	for (size_t i = 0; i < m->cap; i++)
-		free(m->v[i].path);
-	free(m->v);
-}
-
 static void visit_upper(const char *path, const struct stat *st, void *userdata)
 {
-	pm_put(userdata, st->st_ino, path);
+	inomap_put(userdata, st->st_ino, path);
 }
 
 /* Keep what is open for writing: its data goes on changing here. */
@@ -3243,7 +3232,7 @@ static bool keep_open_files(int dirfd, const char *name, const struct stat *st, 
  * path, keeping its node id and st_ino.  Nothing the kernel caches
  * changes: the tree shows the same. */
 static int switch_image(struct rwfs *fs, struct ocitree_layout *l, const struct ocitree_commit_result *res,
-			const char *tag, struct pathmap *paths, struct ocitree_error **err)
+			const char *tag, struct inomap *paths, struct ocitree_error **err)
 {
 	struct ocitree_descriptor md = {.media_type = (char *)OCITREE_MT_OCI_MANIFEST, .size = res->manifest_size};
 	snprintf(md.digest, sizeof(md.digest), "%s", res->manifest);
@@ -3294,7 +3283,7 @@ static int switch_image(struct rwfs *fs, struct ocitree_layout *l, const struct 
 		if (n == fs->root)
 			pv[i] = xstrdup("/");
 		else if (n->ufd >= 0) {
-			const char *p = pm_get(paths, n->uino);
+			const char *p = inomap_get(paths, n->uino);
 			pv[i] = p ? xasprintf("/%s", p) : NULL;
 		} else if (!n->unlinked && n->tree == fs->tree && n->lower) {
 			pv[i] = tree_path(fs, n->lower);
@@ -3435,7 +3424,7 @@ static int live_commit(struct rwfs *fs, const cJSON *req, cJSON *resp, struct oc
 	pthread_rwlock_wrlock(&fs->freeze);
 	_cleanup_free_ char *use_tag = xstrdup(tag ? tag : fs->upper->state.tag);
 	struct ocitree_layout *l = ocitree_layout_open(fs->layout, err);
-	struct pathmap paths = {0};
+	struct inomap paths = {0};
 	struct ocitree_commit_result res;
 	int ret = -1;
 	if (l) {
@@ -3449,7 +3438,7 @@ static int live_commit(struct rwfs *fs, const cJSON *req, cJSON *resp, struct oc
 			ret = -1;
 		}
 	}
-	pm_free(&paths);
+	inomap_free(&paths);
 	ocitree_layout_free(l);
 	pthread_rwlock_unlock(&fs->freeze);
 	if (ret == 0) {

@@ -26,7 +26,7 @@
 	"                                   no_default_permissions turns it off)\n"                                \
 	"       fsname=NAME                 the mount's source, as findmnt shows it (default LAYOUT:TAG)\n"        \
 	"       subtype=NAME                the file system subtype (default ocitree: fuse.ocitree)\n"              \
-	"       threads=N                   FUSE worker threads (default 4)\n"                                     \
+	"       threads=N                   FUSE worker threads (default: one per CPU, 2 to 16)\n"               \
 	"       cache_size=MIB              decompressed chunk cache, in MiB (default 32)\n"                      \
 	"       timeout=SECONDS             entry and attribute cache timeout (default 86400)\n"                   \
 	"       xattrs=trusted|user|none    with --upper: where ocitree keeps its xattrs (default: probed)\n"      \

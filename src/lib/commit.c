@@ -21,53 +21,6 @@
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #endif
 
-/* Upper inode -> the layer path of its first name, for hardlinks. */
-struct links {
-	struct link {
-		uint64_t ino;
-		char *path;
-	} *v;
-	size_t cap, n;
-};
-
-static struct link *links_slot(struct links *m, uint64_t ino)
-{
-	size_t i = (size_t)(ino * 0x9e3779b97f4a7c15ULL) & (m->cap - 1);
-	while (m->v[i].path && m->v[i].ino != ino)
-		i = (i + 1) & (m->cap - 1);
-	return &m->v[i];
-}
-
-static const char *links_get(struct links *m, uint64_t ino)
-{
-	return m->cap ? links_slot(m, ino)->path : NULL;
-}
-
-static void links_put(struct links *m, uint64_t ino, const char *path)
-{
-	if ((m->n + 1) * 2 > m->cap) {
-		struct links nm = {.cap = m->cap ? m->cap * 2 : 64};
-		nm.v = xcalloc(nm.cap, sizeof(*nm.v));
-		for (size_t i = 0; i < m->cap; i++)
-			if (m->v[i].path)
-				*links_slot(&nm, m->v[i].ino) = m->v[i];
-		free(m->v);
-		nm.n = m->n;
-		*m = nm;
-	}
-	struct link *s = links_slot(m, ino);
-	s->ino = ino;
-	s->path = xstrdup(path);
-	m->n++;
-}
-
-static void links_free(struct links *m)
-{
-	for (size_t i = 0; i < m->cap; i++)
-		free(m->v[i].path);
-	free(m->v);
-}
-
 struct cw {
 	struct ocitree_upper *u;
 	const struct ocitree_upper_format *f;
@@ -80,7 +33,7 @@ struct cw {
 	struct ocitree_tree *own_tree;
 	struct ocitree_layer_index **idx;
 	size_t n_idx;
-	struct links links;
+	struct inomap links; /* upper inode -> the layer path of its first name */
 	char *buf;
 	uint64_t entries;
 };
@@ -265,7 +218,7 @@ static int put_entry(struct cw *c, int dfd, const char *name, const struct stat 
 		e.type = OCITREE_TAR_FIFO;
 		break;
 	case S_IFREG: {
-		const char *first = real->st_nlink > 1 ? links_get(&c->links, real->st_ino) : NULL;
+		const char *first = real->st_nlink > 1 ? inomap_get(&c->links, real->st_ino) : NULL;
 		if (first) {
 			e.type = OCITREE_TAR_HARDLINK;
 			e.linkname = first;
@@ -293,7 +246,7 @@ static int put_entry(struct cw *c, int dfd, const char *name, const struct stat 
 			}
 		}
 		if (real->st_nlink > 1)
-			links_put(&c->links, real->st_ino, tpath);
+			inomap_put(&c->links, real->st_ino, tpath);
 		break;
 	}
 	default:
@@ -522,7 +475,7 @@ out:
 	for (size_t i = 0; i < c.n_idx; i++)
 		ocitree_layer_index_free(c.idx[i]);
 	free(c.idx);
-	links_free(&c.links);
+	inomap_free(&c.links);
 	free(c.buf);
 	return ret;
 }

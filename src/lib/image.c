@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "config.h"
 
+#include "layout-internal.h"
 #include "ocitree/image.h"
 #include "util.h"
 
@@ -111,6 +112,26 @@ OCITREE_EXPORT int ocitree_image_resolve(struct ocitree_layout *l, const char *t
 	return -1;
 }
 
+int image_load(struct ocitree_image *img, struct ocitree_error **err)
+{
+	img->manifest = ocitree_blob_read_manifest(img->layout, &img->manifest_desc, err);
+	if (!img->manifest)
+		return -1;
+	if (ocitree_media_type_kind(img->manifest->config.media_type) != OCITREE_DOC_CONFIG)
+		return ocitree_error_setk(err, OCITREE_ERROR_UNSUPPORTED,
+					  "manifest %s: config has media type '%s', not an image config",
+					  img->manifest_desc.digest, img->manifest->config.media_type);
+	img->config = ocitree_blob_read_config(img->layout, &img->manifest->config, err);
+	if (!img->config)
+		return -1;
+	if (strv_len(img->config->diff_ids) != img->manifest->n_layers)
+		return ocitree_error_setk(err, OCITREE_ERROR_INVALID,
+					  "manifest %s has %zu layers but its config lists %zu diff_ids",
+					  img->manifest_desc.digest, img->manifest->n_layers,
+					  strv_len(img->config->diff_ids));
+	return 0;
+}
+
 OCITREE_EXPORT struct ocitree_image *ocitree_image_open(struct ocitree_layout *l, const char *tag,
 							struct ocitree_error **err)
 {
@@ -119,25 +140,11 @@ OCITREE_EXPORT struct ocitree_image *ocitree_image_open(struct ocitree_layout *l
 	img->tag = xstrdup(tag);
 	if (ocitree_image_resolve(l, tag, &img->manifest_desc, &img->root, err) < 0)
 		goto fail;
-	img->manifest = ocitree_blob_read_manifest(l, &img->manifest_desc, err);
-	if (!img->manifest)
-		goto fail_ctx;
-	if (ocitree_media_type_kind(img->manifest->config.media_type) != OCITREE_DOC_CONFIG) {
-		ocitree_error_setk(err, OCITREE_ERROR_UNSUPPORTED, "manifest %s: config has media type '%s', not an image config",
-				   img->manifest_desc.digest, img->manifest->config.media_type);
-		goto fail_ctx;
-	}
-	img->config = ocitree_blob_read_config(l, &img->manifest->config, err);
-	if (!img->config)
-		goto fail_ctx;
-	if (strv_len(img->config->diff_ids) != img->manifest->n_layers) {
-		ocitree_error_setk(err, OCITREE_ERROR_INVALID, "manifest %s has %zu layers but its config lists %zu diff_ids",
-				   img->manifest_desc.digest, img->manifest->n_layers, strv_len(img->config->diff_ids));
-		goto fail_ctx;
+	if (image_load(img, err) < 0) {
+		ocitree_error_prefix(err, "tag '%s'", tag);
+		goto fail;
 	}
 	return img;
-fail_ctx:
-	ocitree_error_prefix(err, "tag '%s'", tag);
 fail:
 	ocitree_image_free(img);
 	return NULL;

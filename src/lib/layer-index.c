@@ -798,7 +798,7 @@ static bool path_normalised(const char *p)
 	if (!*p)
 		return true;
 	for (;;) {
-		size_t n = strcspn(p, "/");
+		size_t n = (size_t)(strchrnul(p, '/') - p);
 		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
 			return false;
 		if (!p[n])
@@ -1072,6 +1072,14 @@ static struct ocitree_layer_index *load_cached(const struct ocitree_descriptor *
 	void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 	if (map == MAP_FAILED)
 		return ocitree_error_set(err, errno, "map cached index"), NULL;
+	/* From a cold page cache: the first touch would read megabytes
+	 * around it (the device's read-ahead), most of them deflate windows
+	 * that are read one at a time if ever.  The metadata, which the
+	 * checksum reads whole, is asked for in one request instead. */
+	(void)madvise(map, (size_t)st.st_size, MADV_RANDOM);
+	uint64_t meta_len = ((const struct idx_header *)map)->windows_off;
+	(void)madvise(map, (size_t)(meta_len < (uint64_t)st.st_size ? meta_len : (uint64_t)st.st_size),
+		      MADV_WILLNEED);
 	struct ocitree_layer_index *idx = index_alloc(d->digest);
 	idx->map = map;
 	idx->map_len = (size_t)st.st_size;
@@ -1447,6 +1455,19 @@ static uint64_t chunk_end(const struct ocitree_layer_index *idx, size_t i)
 	return i + 1 < idx->n_cps ? idx->cps[i + 1].out_off : idx->tar_size;
 }
 
+/* A checkpoint's deflated window.  A cached index is mapped with
+ * MADV_RANDOM (see load_cached): its pages are asked for in one request. */
+static const unsigned char *window_bytes(const struct ocitree_layer_index *idx, const struct idx_checkpoint *cp)
+{
+	const unsigned char *p = idx->windows + cp->window_off;
+	if (idx->map && cp->window_len) {
+		uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+		uintptr_t start = (uintptr_t)p & ~(page - 1);
+		(void)madvise((void *)start, (uintptr_t)p + cp->window_len - start, MADV_WILLNEED);
+	}
+	return p;
+}
+
 static int window_of(const struct ocitree_layer_index *idx, const struct idx_checkpoint *cp, unsigned char *win,
 		     size_t *win_len, struct ocitree_error **err)
 {
@@ -1455,7 +1476,7 @@ static int window_of(const struct ocitree_layer_index *idx, const struct idx_che
 		return 0;
 	/* a window is 32 KiB but at the start of a stream */
 	size_t n = cp->out_off < WINDOW_SIZE ? (size_t)cp->out_off : WINDOW_SIZE;
-	if (unpack(idx->windows + cp->window_off, cp->window_len, cp->window_crc, win, n, err) < 0)
+	if (unpack(window_bytes(idx, cp), cp->window_len, cp->window_crc, win, n, err) < 0)
 		return -1;
 	*win_len = n;
 	return 0;
@@ -1665,7 +1686,7 @@ static int decode_chunk(void *userdata, struct ocitree_chunk_cache *cache, uint6
 	int r;
 #ifdef HAVE_ISAL
 	if (cp->kind == CP_ISAL)
-		r = inflate_chunk_isal(cp, in, in_len, idx->windows + cp->window_off, cp->window_len, out, out_len,
+		r = inflate_chunk_isal(cp, in, in_len, window_bytes(idx, cp), cp->window_len, out, out_len,
 				       err);
 	else
 		r = use_isal() ? inflate_chunk_isal(cp, in, in_len, win, win_len, out, out_len, err) : 1;

@@ -8,6 +8,7 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -411,6 +412,65 @@ OCITREE_EXPORT void ocitree_layer_reader_free(struct ocitree_layer_reader *r)
 
 /* ---- tar entries through libarchive ---- */
 
+/* libarchive is loaded on first use, not linked: through libxml2 it pulls
+ * in ICU and libstdc++, a dozen libraries whose loading from a cold page
+ * cache took 20 ms of every start (half of a warm mount), while only
+ * unpack extracts layers with it.  Its soname has been .13 since
+ * libarchive 3.0. */
+#define LIBARCHIVE_SONAME "libarchive.so.13"
+#define LA_SYMBOLS(X) \
+	X(archive_read_new) \
+	X(archive_read_support_format_tar) \
+	X(archive_read_open) \
+	X(archive_read_next_header) \
+	X(archive_read_data_block) \
+	X(archive_read_free) \
+	X(archive_error_string) \
+	X(archive_set_error) \
+	X(archive_filter_bytes) \
+	X(archive_entry_pathname) \
+	X(archive_entry_hardlink) \
+	X(archive_entry_filetype) \
+	X(archive_entry_symlink) \
+	X(archive_entry_perm) \
+	X(archive_entry_uid) \
+	X(archive_entry_gid) \
+	X(archive_entry_size) \
+	X(archive_entry_mtime) \
+	X(archive_entry_mtime_nsec) \
+	X(archive_entry_atime_is_set) \
+	X(archive_entry_atime) \
+	X(archive_entry_atime_nsec) \
+	X(archive_entry_rdevmajor) \
+	X(archive_entry_rdevminor) \
+	X(archive_entry_xattr_reset) \
+	X(archive_entry_xattr_next)
+
+static struct {
+#define X(f) __typeof__(&f) f;
+	LA_SYMBOLS(X)
+#undef X
+} la;
+static pthread_once_t la_once = PTHREAD_ONCE_INIT;
+static char *la_failure; /* why loading failed, or NULL */
+
+static void la_load(void)
+{
+	void *h = dlopen(LIBARCHIVE_SONAME, RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		la_failure = xasprintf("cannot load %s: %s", LIBARCHIVE_SONAME, dlerror());
+		return;
+	}
+#define X(f)                                                                                           \
+	if (!(*(void **)&la.f = dlsym(h, #f))) {                                                       \
+		la_failure = xasprintf("%s has no symbol %s", LIBARCHIVE_SONAME, #f);                 \
+		return;                                                                                \
+	}
+	LA_SYMBOLS(X)
+#undef X
+	/* the handle stays open for the process's lifetime */
+}
+
 struct ocitree_tar_reader {
 	struct ocitree_layer_reader *r;
 	struct archive *a;
@@ -428,7 +488,7 @@ static la_ssize_t tar_read_cb(struct archive *a, void *ud, const void **buf)
 	struct ocitree_tar_reader *tr = ud;
 	ssize_t n = ocitree_layer_reader_next(tr->r, buf, &tr->cb_err);
 	if (n < 0) {
-		archive_set_error(a, EIO, "%s", tr->cb_err ? tr->cb_err->msg : "read error");
+		la.archive_set_error(a, EIO, "%s", tr->cb_err ? tr->cb_err->msg : "read error");
 		return -1;
 	}
 	return n;
@@ -437,15 +497,18 @@ static la_ssize_t tar_read_cb(struct archive *a, void *ud, const void **buf)
 OCITREE_EXPORT struct ocitree_tar_reader *ocitree_tar_reader_new(struct ocitree_layer_reader *r,
 								 struct ocitree_error **err)
 {
+	pthread_once(&la_once, la_load);
+	if (la_failure)
+		return ocitree_error_setk(err, OCITREE_ERROR_FAILED, "%s: %s", r->what, la_failure), NULL;
 	struct ocitree_tar_reader *tr = xcalloc(1, sizeof(*tr));
 	tr->r = r;
-	tr->a = archive_read_new();
+	tr->a = la.archive_read_new();
 	if (!tr->a) {
 		free(tr);
 		return ocitree_error_set(err, ENOMEM, "%s: libarchive", r->what), NULL;
 	}
-	archive_read_support_format_tar(tr->a);
-	if (archive_read_open(tr->a, tr, NULL, tar_read_cb, NULL) != ARCHIVE_OK) {
+	la.archive_read_support_format_tar(tr->a);
+	if (la.archive_read_open(tr->a, tr, NULL, tar_read_cb, NULL) != ARCHIVE_OK) {
 		/* the stream's own error (which names the layer) when it failed */
 		archive_failure(tr, "invalid tar archive", err);
 		ocitree_tar_reader_free(tr);
@@ -468,7 +531,7 @@ static int archive_failure(struct ocitree_tar_reader *tr, const char *ctx, struc
 		tr->cb_err = NULL;
 		return -1;
 	}
-	_cleanup_free_ char *m = xstrdup_or_null(archive_error_string(tr->a));
+	_cleanup_free_ char *m = xstrdup_or_null(la.archive_error_string(tr->a));
 	/* a damaged archive is most often a damaged blob: read on to the
 	 * digest checks, whose error says more */
 	struct ocitree_error *e = NULL;
@@ -494,7 +557,7 @@ static int archive_failure(struct ocitree_tar_reader *tr, const char *ctx, struc
  * stream, which must be short. */
 static int drain_trailer(struct ocitree_tar_reader *tr, struct ocitree_error **err)
 {
-	int64_t used = archive_filter_bytes(tr->a, 0);
+	int64_t used = la.archive_filter_bytes(tr->a, 0);
 	for (;;) {
 		const void *d;
 		ssize_t n = ocitree_layer_reader_next(tr->r, &d, err);
@@ -515,33 +578,33 @@ OCITREE_EXPORT int ocitree_tar_reader_next(struct ocitree_tar_reader *tr, const 
 	if (tr->at_end)
 		return 0;
 	struct archive_entry *ae = NULL;
-	int r = archive_read_next_header(tr->a, &ae);
+	int r = la.archive_read_next_header(tr->a, &ae);
 	if (r == ARCHIVE_EOF) {
 		tr->at_end = true;
 		return drain_trailer(tr, err) < 0 ? -1 : 0;
 	}
 	if (r == ARCHIVE_WARN) {
-		log_warn("%s: %s: %s", tr->r->what, ae && archive_entry_pathname(ae) ? archive_entry_pathname(ae) : "?",
-			 archive_error_string(tr->a));
+		log_warn("%s: %s: %s", tr->r->what, ae && la.archive_entry_pathname(ae) ? la.archive_entry_pathname(ae) : "?",
+			 la.archive_error_string(tr->a));
 	} else if (r != ARCHIVE_OK) {
 		return archive_failure(tr, "invalid tar archive", err);
 	}
 	struct ocitree_tar_entry *e = &tr->e;
 	memset(e, 0, sizeof(*e));
-	e->path = archive_entry_pathname(ae);
+	e->path = la.archive_entry_pathname(ae);
 	if (!e->path)
 		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: entry without a name", tr->r->what);
-	const char *hl = archive_entry_hardlink(ae);
+	const char *hl = la.archive_entry_hardlink(ae);
 	if (hl) {
 		e->type = OCITREE_TAR_HARDLINK;
 		e->linkname = hl;
 	} else {
-		switch (archive_entry_filetype(ae)) {
+		switch (la.archive_entry_filetype(ae)) {
 		case AE_IFREG: e->type = OCITREE_TAR_REG; break;
 		case AE_IFDIR: e->type = OCITREE_TAR_DIR; break;
 		case AE_IFLNK:
 			e->type = OCITREE_TAR_SYMLINK;
-			e->linkname = archive_entry_symlink(ae);
+			e->linkname = la.archive_entry_symlink(ae);
 			if (!e->linkname)
 				e->linkname = "";
 			break;
@@ -553,27 +616,27 @@ OCITREE_EXPORT int ocitree_tar_reader_next(struct ocitree_tar_reader *tr, const 
 						  tr->r->what, e->path);
 		}
 	}
-	e->mode = archive_entry_perm(ae) & 07777;
-	e->uid = archive_entry_uid(ae);
-	e->gid = archive_entry_gid(ae);
-	e->size = e->type == OCITREE_TAR_REG ? archive_entry_size(ae) : 0;
+	e->mode = la.archive_entry_perm(ae) & 07777;
+	e->uid = la.archive_entry_uid(ae);
+	e->gid = la.archive_entry_gid(ae);
+	e->size = e->type == OCITREE_TAR_REG ? la.archive_entry_size(ae) : 0;
 	if (e->size < 0)
 		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: entry '%s': invalid size", tr->r->what,
 					  e->path);
-	e->mtime.tv_sec = archive_entry_mtime(ae);
-	e->mtime.tv_nsec = archive_entry_mtime_nsec(ae);
-	if (archive_entry_atime_is_set(ae)) {
-		e->atime.tv_sec = archive_entry_atime(ae);
-		e->atime.tv_nsec = archive_entry_atime_nsec(ae);
+	e->mtime.tv_sec = la.archive_entry_mtime(ae);
+	e->mtime.tv_nsec = la.archive_entry_mtime_nsec(ae);
+	if (la.archive_entry_atime_is_set(ae)) {
+		e->atime.tv_sec = la.archive_entry_atime(ae);
+		e->atime.tv_nsec = la.archive_entry_atime_nsec(ae);
 	}
-	e->devmajor = (uint32_t)archive_entry_rdevmajor(ae);
-	e->devminor = (uint32_t)archive_entry_rdevminor(ae);
-	size_t n = (size_t)archive_entry_xattr_reset(ae);
+	e->devmajor = (uint32_t)la.archive_entry_rdevmajor(ae);
+	e->devminor = (uint32_t)la.archive_entry_rdevminor(ae);
+	size_t n = (size_t)la.archive_entry_xattr_reset(ae);
 	GROW(tr->xattrs, tr->cap_xattrs, n);
 	const char *name;
 	const void *value;
 	size_t len;
-	while (e->n_xattrs < n && archive_entry_xattr_next(ae, &name, &value, &len) == ARCHIVE_OK) {
+	while (e->n_xattrs < n && la.archive_entry_xattr_next(ae, &name, &value, &len) == ARCHIVE_OK) {
 		/* a pax record with an empty value unsets its key (POSIX), and Go's
 		 * reader (umoci, Docker) drops it: so do we */
 		if (len == 0) {
@@ -595,11 +658,11 @@ OCITREE_EXPORT ssize_t ocitree_tar_reader_data(struct ocitree_tar_reader *tr, co
 {
 	size_t size = 0;
 	la_int64_t off = 0;
-	int r = archive_read_data_block(tr->a, buf, &size, &off);
+	int r = la.archive_read_data_block(tr->a, buf, &size, &off);
 	if (r == ARCHIVE_EOF)
 		return 0;
 	if (r == ARCHIVE_WARN) {
-		log_warn("%s: %s: %s", tr->r->what, tr->e.path, archive_error_string(tr->a));
+		log_warn("%s: %s: %s", tr->r->what, tr->e.path, la.archive_error_string(tr->a));
 	} else if (r != ARCHIVE_OK) {
 		_cleanup_free_ char *ctx = xasprintf("entry '%s'", tr->e.path);
 		return archive_failure(tr, ctx, err);
@@ -612,7 +675,7 @@ OCITREE_EXPORT void ocitree_tar_reader_free(struct ocitree_tar_reader *tr)
 {
 	if (!tr)
 		return;
-	archive_read_free(tr->a);
+	la.archive_read_free(tr->a);
 	ocitree_error_free(tr->cb_err);
 	free(tr->xattrs);
 	free(tr);

@@ -13,4 +13,10 @@ struct ocitree_layout {
 /* "blobs/<alg>/<hex>" for a checked digest; caller frees. */
 char *blob_path(const char *digest);
 
+struct ocitree_image;
+/* Read img->manifest_desc's manifest and its config into img (whose
+ * layout is set), checking that the config is an image config with a
+ * diff_id per layer. */
+int image_load(struct ocitree_image *img, struct ocitree_error **err);
+
 #endif

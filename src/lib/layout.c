@@ -327,6 +327,8 @@ OCITREE_EXPORT struct ocitree_blob_reader *ocitree_blob_reader_open(struct ocitr
 	int fd = ocitree_blob_open_fd(l, digest, err);
 	if (fd < 0)
 		return NULL;
+	/* read front to back, once */
+	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	struct ocitree_blob_reader *r = xcalloc(1, sizeof(*r));
 	r->fd = fd;
 	_cleanup_free_ char *alg = xstrndup(digest, (size_t)(strchr(digest, ':') - digest));

@@ -26,6 +26,7 @@
 #include <sys/xattr.h>
 
 #include "bundle-internal.h"
+#include "layout-internal.h"
 
 #define READ_BUF (1u << 20)
 
@@ -521,16 +522,7 @@ static struct ocitree_image *image_from_manifest(struct ocitree_layout *l, const
 	struct ocitree_image *img = xcalloc(1, sizeof(*img));
 	img->layout = l;
 	ocitree_descriptor_copy(&img->manifest_desc, md);
-	img->manifest = ocitree_blob_read_manifest(l, md, err);
-	if (img->manifest)
-		img->config = ocitree_blob_read_config(l, &img->manifest->config, err);
-	if (!img->config) {
-		ocitree_image_free(img);
-		return NULL;
-	}
-	if (strv_len(img->config->diff_ids) != img->manifest->n_layers) {
-		ocitree_error_setk(err, OCITREE_ERROR_INVALID, "manifest %s has %zu layers but its config %zu diff_ids",
-				   md->digest, img->manifest->n_layers, strv_len(img->config->diff_ids));
+	if (image_load(img, err) < 0) {
 		ocitree_image_free(img);
 		return NULL;
 	}

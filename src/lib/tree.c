@@ -86,9 +86,12 @@ static uint64_t key_hash(uint32_t parent, const char *name, size_t len)
 	return hash_bytes(name, len) ^ ((uint64_t)parent * 0x9e3779b97f4a7c15ULL);
 }
 
-static void rehash(struct graph *g)
+/* Rebuild the hash with at least min buckets (and twice as many as before). */
+static void rehash(struct graph *g, size_t min)
 {
 	size_t nb = g->n_buckets ? g->n_buckets * 2 : 4096;
+	while (nb < min)
+		nb *= 2;
 	free(g->buckets);
 	g->buckets = xmalloc(nb * sizeof(*g->buckets));
 	memset(g->buckets, 0xff, nb * sizeof(*g->buckets));
@@ -132,7 +135,7 @@ static uint32_t add_node(struct graph *g, uint32_t parent, const char *name, siz
 		n->next_sibling = g->nodes[parent].first_child;
 		g->nodes[parent].first_child = id;
 		if (g->n_nodes > g->n_buckets)
-			rehash(g);
+			rehash(g, 0);
 		else {
 			size_t b = key_hash(parent, name, len) & (g->n_buckets - 1);
 			n->hnext = g->buckets[b];
@@ -260,13 +263,15 @@ static int apply_entry(struct graph *g, uint32_t layer, uint32_t i, const struct
 		return 0;
 	}
 	/* what no file system (and no FUSE lookup) can have */
-	for (const char *c = path; *c;) {
-		size_t n = strcspn(c, "/");
-		if (n > NAME_MAX) {
+	for (const char *c = path;;) {
+		const char *end = strchrnul(c, '/');
+		if (end - c > NAME_MAX) {
 			log_warn("entry '%s': a name longer than %d bytes: ignored", path, NAME_MAX);
 			return 0;
 		}
-		c += n + (c[n] == '/');
+		if (!*end)
+			break;
+		c = end + 1;
 	}
 	if (e->type == OCITREE_ENTRY_SYMLINK) {
 		size_t tl = strlen(ocitree_layer_index_string(g->layers[layer], e->link));
@@ -339,7 +344,7 @@ OCITREE_EXPORT struct ocitree_tree *ocitree_tree_build(struct ocitree_layer_inde
 	}
 	GROW(g.nodes, g.cap_nodes, total);
 	GROW(g.inodes, g.cap_inodes, total);
-	rehash(&g);
+	rehash(&g, total); /* sized once: an entry is at most one node */
 	add_node(&g, 0, "", 0, new_inode(&g, NONE, true));
 	for (size_t l = 0; l < n; l++) {
 		size_t c = ocitree_layer_index_count(layers[l]);

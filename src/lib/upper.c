@@ -15,6 +15,7 @@
 #include <sys/xattr.h>
 
 #include "json.h"
+#include "layout-internal.h"
 #include "upper-internal.h"
 
 /* ---- xattr names ---- */
@@ -99,20 +100,18 @@ ssize_t upath_listxattr(const struct upath *p, char *buf, size_t size)
 	return p->follow ? listxattr(p->path, buf, size) : llistxattr(p->path, buf, size);
 }
 
-int upath_list_all(const struct upath *p, struct buf *out)
+/* The whole value of xattr name, or the whole list when name is NULL:
+ * size, then read, again when it grew in between. */
+static int read_sized(const struct upath *p, const char *name, struct buf *out)
 {
 	for (int attempt = 0; attempt < 8; attempt++) {
-		ssize_t n = upath_listxattr(p, NULL, 0);
-		if (n < 0) {
-			if (errno == ENOTSUP) {
-				buf_reset(out);
-				return 0;
-			}
+		ssize_t n = name ? upath_getxattr(p, name, NULL, 0) : upath_listxattr(p, NULL, 0);
+		if (n < 0)
 			return -1;
-		}
 		buf_reset(out);
 		buf_reserve(out, (size_t)n + 1);
-		ssize_t m = n ? upath_listxattr(p, out->data, (size_t)n) : 0;
+		ssize_t m = !n ? 0 : name ? upath_getxattr(p, name, out->data, (size_t)n)
+					  : upath_listxattr(p, out->data, (size_t)n);
 		if (m >= 0) {
 			out->len = (size_t)m;
 			out->data[m] = '\0';
@@ -125,25 +124,19 @@ int upath_list_all(const struct upath *p, struct buf *out)
 	return -1;
 }
 
+int upath_list_all(const struct upath *p, struct buf *out)
+{
+	if (read_sized(p, NULL, out) == 0)
+		return 0;
+	if (errno != ENOTSUP)
+		return -1;
+	buf_reset(out); /* a file system without xattrs: none */
+	return 0;
+}
+
 int upath_get_all(const struct upath *p, const char *name, struct buf *out)
 {
-	for (int attempt = 0; attempt < 8; attempt++) {
-		ssize_t n = upath_getxattr(p, name, NULL, 0);
-		if (n < 0)
-			return -1;
-		buf_reset(out);
-		buf_reserve(out, (size_t)n + 1);
-		ssize_t m = n ? upath_getxattr(p, name, out->data, (size_t)n) : 0;
-		if (m >= 0) {
-			out->len = (size_t)m;
-			out->data[m] = '\0';
-			return 0;
-		}
-		if (errno != ERANGE)
-			return -1;
-	}
-	errno = EAGAIN;
-	return -1;
+	return read_sized(p, name, out);
 }
 
 /* ---- private xattrs ---- */
@@ -821,18 +814,9 @@ OCITREE_EXPORT struct ocitree_image *ocitree_upper_base_image(struct ocitree_upp
 	img->layout = l;
 	img->tag = xstrdup_or_null(u->state.tag);
 	ocitree_descriptor_copy(&img->manifest_desc, md);
-	img->manifest = ocitree_blob_read_manifest(l, md, err);
-	if (img->manifest)
-		img->config = ocitree_blob_read_config(l, &img->manifest->config, err);
-	if (!img->config) {
+	if (image_load(img, err) < 0) {
 		ocitree_image_free(img);
 		return ocitree_error_prefix(err, "the image of upper directory '%s'", u->path), NULL;
-	}
-	if (strv_len(img->config->diff_ids) != img->manifest->n_layers) {
-		ocitree_error_setk(err, OCITREE_ERROR_INVALID, "manifest %s has %zu layers but its config lists %zu diff_ids",
-				   md->digest, img->manifest->n_layers, strv_len(img->config->diff_ids));
-		ocitree_image_free(img);
-		return NULL;
 	}
 	return img;
 }

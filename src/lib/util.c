@@ -508,3 +508,43 @@ void strset_free(struct strset *set)
 	free(set->slots);
 	memset(set, 0, sizeof(*set));
 }
+
+static struct inomap_ent *inomap_slot(const struct inomap *m, uint64_t ino)
+{
+	size_t i = (size_t)(ino * 0x9e3779b97f4a7c15ULL) & (m->cap - 1);
+	while (m->v[i].path && m->v[i].ino != ino)
+		i = (i + 1) & (m->cap - 1);
+	return &m->v[i];
+}
+
+void inomap_put(struct inomap *m, uint64_t ino, const char *path)
+{
+	if ((m->n + 1) * 2 > m->cap) {
+		struct inomap nm = {.cap = m->cap ? m->cap * 2 : 64, .n = m->n};
+		nm.v = xcalloc(nm.cap, sizeof(*nm.v));
+		for (size_t i = 0; i < m->cap; i++)
+			if (m->v[i].path)
+				*inomap_slot(&nm, m->v[i].ino) = m->v[i];
+		free(m->v);
+		*m = nm;
+	}
+	struct inomap_ent *e = inomap_slot(m, ino);
+	if (e->path)
+		return;
+	e->ino = ino;
+	e->path = xstrdup(path);
+	m->n++;
+}
+
+const char *inomap_get(const struct inomap *m, uint64_t ino)
+{
+	return m->cap ? inomap_slot(m, ino)->path : NULL;
+}
+
+void inomap_free(struct inomap *m)
+{
+	for (size_t i = 0; i < m->cap; i++)
+		free(m->v[i].path);
+	free(m->v);
+	memset(m, 0, sizeof(*m));
+}

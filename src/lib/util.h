@@ -169,4 +169,19 @@ bool strset_has(const struct strset *set, const char *s);
 void strset_free(struct strset *set);
 uint64_t hash_bytes(const void *data, size_t len);
 
+/* ---- inode number -> path ----
+ * Open addressing; owns copies of its paths.  The first path put for an
+ * inode stays (the first name of a hardlinked file). */
+struct inomap {
+	struct inomap_ent {
+		uint64_t ino;
+		char *path;
+	} *v;
+	size_t cap, n;
+};
+void inomap_put(struct inomap *m, uint64_t ino, const char *path);
+/* The path of ino, or NULL. */
+const char *inomap_get(const struct inomap *m, uint64_t ino);
+void inomap_free(struct inomap *m);
+
 #endif

@@ -97,6 +97,35 @@ stop_dead() { # the daemon died (or is asked to go): detach the mount
 
 SYSCALLS=renameat,renameat2,linkat,unlinkat,mknodat,mkdirat,openat,pwrite64,write,fsync,fsetxattr,setxattr,lsetxattr,fchownat,utimensat,ftruncate,copy_file_range,splice
 
+# "SYSCALL K" lines: for each SYSCALL, up to $POINTS of its calls in the
+# strace output AFTER that come after the ones in BEFORE (/dev/null: all)
+kill_points() {
+	local before=$1 after=$2 sc total from
+	shift 2
+	for sc in "$@"; do
+		total=$(grep -c "^[0-9]* *$sc(" "$after" || true)
+		from=$(grep -c "^[0-9]* *$sc(" "$before" || true)
+		[ "$total" -gt "$from" ] || continue
+		seq $((from + 1)) "$total" | shuf -n "$POINTS" --random-source=<(yes) | sed "s/^/$sc /"
+	done
+}
+
+# What a commit --clear killed at $sc#$k must leave: a valid layout, the
+# base tag intact, and $U mounted at $M on the image its record names
+# ($tag: NEWTAG when the commit got as far as switching to it, else base).
+# Adds to $bad; false when it does not mount.
+after_clear_crash() {
+	"$OCITREE" fsck --layout "$T/l" >/dev/null 2>&1 || bad="$bad $sc#$k(fsck)"
+	"$OCITREE" stat --image "$T/l:base" >/dev/null 2>&1 || bad="$bad $sc#$k(base lost)"
+	tag=base
+	[ "$(jq -r .manifest.digest "$U.work/ocitree-upper.json")" = \
+		"$("$OCITREE" stat --image "$T/l:$1" --json 2>/dev/null | jq -r .manifest.descriptor.digest)" ] && tag=$1
+	if ! do_mount "$M" --upper "$U" --image "$T/l:$tag" 2>"$T/err"; then
+		bad="$bad $sc#$k(mount $tag: $(head -1 "$T/err"))"
+		return 1
+	fi
+}
+
 # count the daemon's syscalls during the session
 M=$T/mnt
 U=$T/count
@@ -118,35 +147,30 @@ ok "unmount" do_umount "$M"
 
 bad=
 runs=0
-for sc in ${SYSCALLS//,/ }; do
-	total=$(grep -c "^[0-9]* *$sc(" "$T/strace.count" || true)
-	before=$(grep -c "^[0-9]* *$sc(" "$T/strace.out.before" || true)
-	[ "$total" -gt "$before" ] || continue
-	for k in $(seq $((before + 1)) "$total" | shuf -n "$POINTS" --random-source=<(yes)); do
-		runs=$((runs + 1))
-		U=$T/u-$sc-$k
-		rm -rf "$U" "$U.work" && mkdir -p "$U"
-		start_daemon "$M" "$U" -e trace=$sc -e inject=$sc:signal=KILL:when=$k || { bad="$bad $sc#$k(mount)"; continue; }
-		session "$M"
-		stop_dead "$M"
-		if ! do_mount "$M" --upper "$U" --image "$T/l:base" 2>"$T/err"; then
-			bad="$bad $sc#$k(remount: $(head -1 "$T/err"))"
-			continue
-		fi
-		b=$(check_tree "$M")
-		[ -z "$b" ] || bad="$bad $sc#$k(tree:$b)"
-		do_umount "$M" || bad="$bad $sc#$k(umount)"
-		if ! "$OCITREE" commit --upper "$U" --image "$T/l:c-$sc-$k" >/dev/null 2>"$T/err"; then
-			bad="$bad $sc#$k(commit: $(head -1 "$T/err"))"
-			continue
-		fi
-		rm -rf "$T/b"
-		umoci unpack --image "$T/l:c-$sc-$k" "$T/b" >/dev/null 2>&1 || bad="$bad $sc#$k(umoci)"
-		do_mount "$M" --upper "$U" --image "$T/l:base" 2>/dev/null
-		"$COMPARE_TREE" "$T/b/rootfs" "$M" >/dev/null 2>&1 || bad="$bad $sc#$k(commit differs)"
-		do_umount "$M"
-	done
-done
+while read -r sc k <&3; do
+	runs=$((runs + 1))
+	U=$T/u-$sc-$k
+	rm -rf "$U" "$U.work" && mkdir -p "$U"
+	start_daemon "$M" "$U" -e trace=$sc -e inject=$sc:signal=KILL:when=$k || { bad="$bad $sc#$k(mount)"; continue; }
+	session "$M"
+	stop_dead "$M"
+	if ! do_mount "$M" --upper "$U" --image "$T/l:base" 2>"$T/err"; then
+		bad="$bad $sc#$k(remount: $(head -1 "$T/err"))"
+		continue
+	fi
+	b=$(check_tree "$M")
+	[ -z "$b" ] || bad="$bad $sc#$k(tree:$b)"
+	do_umount "$M" || bad="$bad $sc#$k(umount)"
+	if ! "$OCITREE" commit --upper "$U" --image "$T/l:c-$sc-$k" >/dev/null 2>"$T/err"; then
+		bad="$bad $sc#$k(commit: $(head -1 "$T/err"))"
+		continue
+	fi
+	rm -rf "$T/b"
+	umoci unpack --image "$T/l:c-$sc-$k" "$T/b" >/dev/null 2>&1 || bad="$bad $sc#$k(umoci)"
+	do_mount "$M" --upper "$U" --image "$T/l:base" 2>/dev/null
+	"$COMPARE_TREE" "$T/b/rootfs" "$M" >/dev/null 2>&1 || bad="$bad $sc#$k(commit differs)"
+	do_umount "$M"
+done 3< <(kill_points "$T/strace.out.before" "$T/strace.count" ${SYSCALLS//,/ })
 is "a daemon killed at $runs points: the upper directory mounts, shows no half change, commits" "$bad" ""
 ok "fsck after all that" "$OCITREE" fsck --layout "$T/l"
 
@@ -166,34 +190,20 @@ cp -a "$U.work" "$T/cu-pristine.work"
 strace -f -qq -o "$T/strace.commit" -e trace=$SYSCALLS "$OCITREE" commit --upper "$U" --image "$T/l:new" --clear >/dev/null 2>&1
 bad=
 runs=0
-for sc in ${SYSCALLS//,/ }; do
-	total=$(grep -c "^[0-9]* *$sc(" "$T/strace.commit" || true)
-	[ "$total" -gt 0 ] || continue
-	for k in $(seq 1 "$total" | shuf -n "$POINTS" --random-source=<(yes)); do
-		runs=$((runs + 1))
-		rm -rf "$T/l" "$U" "$U.work"
-		cp -a "$T/pristine" "$T/l"
-		cp -a "$T/cu-pristine" "$U"
-		cp -a "$T/cu-pristine.work" "$U.work"
-		bash -c '"$@"; true' _ strace -f -qq -o /dev/null -e trace=$sc -e inject=$sc:signal=KILL:when=$k \
-			"$OCITREE" commit --upper "$U" --image "$T/l:new" --clear >/dev/null 2>&1
-		"$OCITREE" fsck --layout "$T/l" >/dev/null 2>&1 || bad="$bad $sc#$k(fsck)"
-		"$OCITREE" stat --image "$T/l:base" >/dev/null 2>&1 || bad="$bad $sc#$k(base lost)"
-		# mount what the crash left: the old image with the upper
-		# directory, or the new one (the clear is finished)
-		tag=base
-		rec=$(jq -r .manifest.digest "$U.work/ocitree-upper.json")
-		[ "$rec" = "$("$OCITREE" stat --image "$T/l:new" --json 2>/dev/null | jq -r .manifest.descriptor.digest)" ] && tag=new
-		if ! do_mount "$M" --upper "$U" --image "$T/l:$tag" 2>"$T/err"; then
-			bad="$bad $sc#$k(mount $tag: $(head -1 "$T/err"))"
-			continue
-		fi
-		listing "$M" >"$T/tree2"
-		diff -q "$T/tree" "$T/tree2" >/dev/null || bad="$bad $sc#$k(tree on $tag)"
-		do_umount "$M"
-		"$OCITREE" commit --upper "$U" --image "$T/l:again" >/dev/null 2>"$T/err" || bad="$bad $sc#$k(again: $(head -1 "$T/err"))"
-	done
-done
+while read -r sc k <&3; do
+	runs=$((runs + 1))
+	rm -rf "$T/l" "$U" "$U.work"
+	cp -a "$T/pristine" "$T/l"
+	cp -a "$T/cu-pristine" "$U"
+	cp -a "$T/cu-pristine.work" "$U.work"
+	bash -c '"$@"; true' _ strace -f -qq -o /dev/null -e trace=$sc -e inject=$sc:signal=KILL:when=$k \
+		"$OCITREE" commit --upper "$U" --image "$T/l:new" --clear >/dev/null 2>&1
+	after_clear_crash new || continue
+	listing "$M" >"$T/tree2"
+	diff -q "$T/tree" "$T/tree2" >/dev/null || bad="$bad $sc#$k(tree on $tag)"
+	do_umount "$M"
+	"$OCITREE" commit --upper "$U" --image "$T/l:again" >/dev/null 2>"$T/err" || bad="$bad $sc#$k(again: $(head -1 "$T/err"))"
+done 3< <(kill_points /dev/null "$T/strace.commit" ${SYSCALLS//,/ })
 is "commit --clear killed at $runs points: layout valid, old tag intact, the tree kept, commit again works" "$bad" ""
 if have_validator; then
 	ok "oci-validate --full after the last one" validate "$T/l"
@@ -215,33 +225,20 @@ wait
 cp "$T/strace.out" "$T/strace.live"
 bad=
 runs=0
-for sc in renameat renameat2 unlinkat openat write fsync; do
-	mid=$(grep -c "^[0-9]* *$sc(" "$T/strace.mid" || true)
-	total=$(grep -c "^[0-9]* *$sc(" "$T/strace.live" || true)
-	[ "$total" -gt "$mid" ] || continue
-	for k in $(seq $((mid + 1)) "$total" | shuf -n "$POINTS" --random-source=<(yes)); do
-		runs=$((runs + 1))
-		rm -rf "$T/l" "$U" "$U.work"
-		cp -a "$T/pristine-live" "$T/l"
-		mkdir -p "$U"
-		start_daemon "$M" "$U" -e trace=$sc -e inject=$sc:signal=KILL:when=$k || { bad="$bad $sc#$k(mount)"; continue; }
-		session "$M"
-		"$OCITREE" commit "$M" --image "$T/l:live" --clear >/dev/null 2>&1
-		stop_dead "$M"
-		"$OCITREE" fsck --layout "$T/l" >/dev/null 2>&1 || bad="$bad $sc#$k(fsck)"
-		"$OCITREE" stat --image "$T/l:base" >/dev/null 2>&1 || bad="$bad $sc#$k(base lost)"
-		tag=base
-		rec=$(jq -r .manifest.digest "$U.work/ocitree-upper.json")
-		[ "$rec" = "$("$OCITREE" stat --image "$T/l:live" --json 2>/dev/null | jq -r .manifest.descriptor.digest)" ] && tag=live
-		if ! do_mount "$M" --upper "$U" --image "$T/l:$tag" 2>"$T/err"; then
-			bad="$bad $sc#$k(mount $tag: $(head -1 "$T/err"))"
-			continue
-		fi
-		b=$(check_tree "$M")
-		[ -z "$b" ] || bad="$bad $sc#$k(tree:$b)"
-		do_umount "$M"
-		"$OCITREE" commit --upper "$U" --image "$T/l:again" >/dev/null 2>"$T/err" || bad="$bad $sc#$k(again: $(head -1 "$T/err"))"
-	done
-done
+while read -r sc k <&3; do
+	runs=$((runs + 1))
+	rm -rf "$T/l" "$U" "$U.work"
+	cp -a "$T/pristine-live" "$T/l"
+	mkdir -p "$U"
+	start_daemon "$M" "$U" -e trace=$sc -e inject=$sc:signal=KILL:when=$k || { bad="$bad $sc#$k(mount)"; continue; }
+	session "$M"
+	"$OCITREE" commit "$M" --image "$T/l:live" --clear >/dev/null 2>&1
+	stop_dead "$M"
+	after_clear_crash live || continue
+	b=$(check_tree "$M")
+	[ -z "$b" ] || bad="$bad $sc#$k(tree:$b)"
+	do_umount "$M"
+	"$OCITREE" commit --upper "$U" --image "$T/l:again" >/dev/null 2>"$T/err" || bad="$bad $sc#$k(again: $(head -1 "$T/err"))"
+done 3< <(kill_points "$T/strace.mid" "$T/strace.live" renameat renameat2 unlinkat openat write fsync)
 is "a daemon killed at $runs points of a live commit --clear: layout valid, old tag intact, the upper directory mounts and commits" "$bad" ""
 done_testing

@@ -88,17 +88,23 @@ static void idle(void)
 	atomic_store(&busy_since[self], 0);
 }
 
-static void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void report(const char *fmt, ...)
+/* The first few errors are enough to see what is wrong: print while
+ * seen (the errors before this one) is under 20. */
+static void vreport(unsigned long seen, const char *fmt, va_list ap)
 {
-	/* the first few errors are enough to see what is wrong */
-	if (atomic_fetch_add(&errors, 1) >= 20)
+	if (seen >= 20)
 		return;
-	va_list ap;
-	va_start(ap, fmt);
 	fputs("fs-load: ", stderr);
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
+}
+
+static void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void report(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vreport(atomic_fetch_add(&errors, 1), fmt, ap);
 	va_end(ap);
 }
 
@@ -764,13 +770,9 @@ static unsigned long v_paths, v_differ;
 static void v_differs(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void v_differs(const char *fmt, ...)
 {
-	if (v_differ++ >= 20)
-		return;
 	va_list ap;
 	va_start(ap, fmt);
-	fputs("fs-load: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	vreport(v_differ++, fmt, ap);
 	va_end(ap);
 }
 

@@ -25,7 +25,6 @@ or posixbig:SIZE (the big file of tests/fs/posix.c).  The layout gets an OCI con
 and an index.json entry tagged TAG (other tags are kept).
 """
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -33,6 +32,9 @@ import random
 import subprocess
 import sys
 import tarfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from ocitest import blob_put, index_load, index_tag, layout_init, sha256  # noqa: E402
 
 
 def content(spec):
@@ -62,22 +64,9 @@ def content(spec):
     raise SystemExit("bad content spec: " + spec)
 
 
-def blob_put(layout, data):
-    d = hashlib.sha256(data).hexdigest()
-    p = os.path.join(layout, "blobs", "sha256", d)
-    if not os.path.exists(p):
-        with open(p + ".tmp", "wb") as f:
-            f.write(data)
-        os.rename(p + ".tmp", p)
-    return "sha256:" + d, len(data)
-
-
 def main():
     layout, tag = sys.argv[1], sys.argv[2]
-    os.makedirs(os.path.join(layout, "blobs", "sha256"), exist_ok=True)
-    if not os.path.exists(os.path.join(layout, "oci-layout")):
-        with open(os.path.join(layout, "oci-layout"), "w") as f:
-            json.dump({"imageLayoutVersion": "1.0.0"}, f)
+    layout_init(layout)
     layers = []  # (compression, [tarinfo, data])
     mtime = 1700000000
     for line in sys.stdin:
@@ -146,7 +135,7 @@ def main():
             for ti, data in entries:
                 t.addfile(ti, io.BytesIO(data) if data is not None else None)
         tar = raw.getvalue()
-        diff_ids.append("sha256:" + hashlib.sha256(tar).hexdigest())
+        diff_ids.append(sha256(tar))
         if comp == "gzip":
             blob = gzip.compress(tar, compresslevel=6, mtime=0)
             mt = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -156,8 +145,7 @@ def main():
         else:
             blob = tar
             mt = "application/vnd.oci.image.layer.v1.tar"
-        d, n = blob_put(layout, blob)
-        descs.append({"mediaType": mt, "digest": d, "size": n})
+        descs.append({"mediaType": mt, "digest": blob_put(layout, blob), "size": len(blob)})
 
     config = {
         "architecture": "amd64", "os": "linux",
@@ -165,25 +153,17 @@ def main():
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
         "history": [{"created_by": "mkimage.py"} for _ in layers],
     }
-    cd, cn = blob_put(layout, json.dumps(config).encode())
+    cblob = json.dumps(config).encode()
     manifest = {
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cn},
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": blob_put(layout, cblob),
+                   "size": len(cblob)},
         "layers": descs,
     }
-    md, mn = blob_put(layout, json.dumps(manifest).encode())
-    ip = os.path.join(layout, "index.json")
-    index = {"schemaVersion": 2, "manifests": []}
-    if os.path.exists(ip):
-        with open(ip) as f:
-            index = json.load(f)
-    ref = "org.opencontainers.image.ref.name"
-    index["manifests"] = [m for m in index["manifests"] if m.get("annotations", {}).get(ref) != tag]
-    index["manifests"].append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": mn,
-                               "annotations": {ref: tag}})
-    with open(ip + ".tmp", "w") as f:
-        json.dump(index, f)
-    os.rename(ip + ".tmp", ip)
+    mblob = json.dumps(manifest).encode()
+    index_tag(layout, index_load(layout), tag,
+              {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": blob_put(layout, mblob),
+               "size": len(mblob)})
     for d in descs:
         print(d["digest"])
 

@@ -113,6 +113,21 @@ check "the remounted tree is the same: types, modes, owners, sizes, links, inode
 check "and the same contents" 'diff "$T/sums-before" "$T/sums-after" >&2'
 ok "unmount" do_umount "$M"
 
+# a metacopy file made longer while unmounted reads zeros past the image's
+# data, as its copy-up and a commit fill it
+truncate -s 300100 "$U/usr/bin/tool2"
+ok "mount after a metacopy file was made longer" do_mount "$M" --upper "$U" --image "$T/l:img"
+is "it has the longer size" "$(stat -c %s "$M/usr/bin/tool2")" "300100"
+is "a read gets all of it" "$(wc -c <"$M/usr/bin/tool2")" "300100"
+is "the image's data first" "$(head -c 300000 "$M/usr/bin/tool2" | sha256sum | cut -d' ' -f1)" \
+	"$($MKIMAGE --content random:3:300000 | sha256sum | cut -d' ' -f1)"
+is "then zeros" "$(tail -c 100 "$M/usr/bin/tool2" | tr -d '\0' | wc -c)" "0"
+# the page cache zero-fills a short read: O_DIRECT sees what the daemon says
+is "a direct read across the end of the image's data gets the zeros" \
+	"$(dd if="$M/usr/bin/tool2" iflag=direct bs=4096 skip=73 status=none | wc -c)" "1092"
+ok "unmount" do_umount "$M"
+truncate -s 300000 "$U/usr/bin/tool2"
+
 # another image under the same upper directory is refused while it holds changes
 $MKIMAGE "$T/l" other >/dev/null <<'SPEC'
 layer gzip

@@ -17,6 +17,9 @@ import sys
 import tarfile
 import zlib
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from ocitest import tar_bytes  # noqa: E402
+
 corpus, blobs = sys.argv[1], sys.argv[2]
 MTIME = 1700000000
 
@@ -29,19 +32,7 @@ def write(target, name, data):
 
 
 def make_tar(entries, fmt=tarfile.PAX_FORMAT):
-    b = io.BytesIO()
-    with tarfile.open(fileobj=b, mode="w", format=fmt) as t:
-        for e in entries:
-            e = dict(e)
-            data = e.pop("data", b"")
-            ti = tarfile.TarInfo(e.pop("name"))
-            ti.mtime = MTIME
-            for k, v in e.items():
-                setattr(ti, k, v)
-            if ti.type in (tarfile.REGTYPE, tarfile.AREGTYPE):
-                ti.size = len(data)
-            t.addfile(ti, io.BytesIO(data) if data else None)
-    raw = b.getvalue()
+    raw = tar_bytes(entries, fmt, mtime=MTIME)
     # keep the end-of-archive blocks, not the padding to 10 KiB records
     end = len(raw)
     while end >= 512 and raw[end - 512:end] == bytes(512):

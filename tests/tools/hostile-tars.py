@@ -20,21 +20,15 @@ import subprocess
 import sys
 import tarfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ocitest import tar_bytes  # noqa: E402
+
 d, out = sys.argv[1], sys.argv[2]
 os.makedirs(d, exist_ok=True)
 
 
 def tar(name, entries, fmt=tarfile.PAX_FORMAT):
-    with tarfile.open(os.path.join(d, name + ".tar"), "w", format=fmt) as t:
-        for e in entries:
-            e = dict(e)
-            data = e.pop("data", b"")
-            ti = tarfile.TarInfo(e.pop("name"))
-            for k, v in e.items():
-                setattr(ti, k, v)
-            if ti.type == tarfile.REGTYPE:
-                ti.size = len(data)
-            t.addfile(ti, io.BytesIO(data) if data else None)
+    raw(name, tar_bytes(entries, fmt))
 
 
 def raw(name, data):

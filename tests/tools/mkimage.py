@@ -17,31 +17,14 @@ then each LAYER is used as the blob as it is, with the --media-type given.
   --base TAG               start from the layers of TAG in LAYOUT
 """
 import gzip
-import hashlib
 import io
 import json
 import os
 import platform
 import sys
 
-
-def sha256(data):
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def put_blob(layout, data):
-    d = sha256(data)
-    path = os.path.join(layout, "blobs", "sha256", d.split(":")[1])
-    if not os.path.exists(path):
-        with open(path + ".tmp", "wb") as f:
-            f.write(data)
-        os.rename(path + ".tmp", path)
-    return d
-
-
-def get_blob(layout, digest):
-    with open(os.path.join(layout, "blobs", "sha256", digest.split(":")[1]), "rb") as f:
-        return f.read()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ocitest import blob_get, blob_put, index_load, index_tag, layout_init, sha256  # noqa: E402
 
 
 def main():
@@ -69,15 +52,8 @@ def main():
         else:
             layers.append(a)
 
-    os.makedirs(os.path.join(layout, "blobs", "sha256"), exist_ok=True)
-    if not os.path.exists(os.path.join(layout, "oci-layout")):
-        with open(os.path.join(layout, "oci-layout"), "w") as f:
-            f.write('{"imageLayoutVersion":"1.0.0"}')
-    index_path = os.path.join(layout, "index.json")
-    index = {"schemaVersion": 2, "manifests": []}
-    if os.path.exists(index_path):
-        with open(index_path) as f:
-            index = json.load(f)
+    layout_init(layout)
+    index = index_load(layout)
 
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
     config = {"architecture": arch, "os": "linux", "created": "2024-01-02T03:04:05Z",
@@ -88,8 +64,8 @@ def main():
     if base:
         entry = [m for m in index["manifests"]
                  if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == base][0]
-        manifest = json.loads(get_blob(layout, entry["digest"]))
-        config = json.loads(get_blob(layout, manifest["config"]["digest"]))
+        manifest = json.loads(blob_get(layout, entry["digest"]))
+        config = json.loads(blob_get(layout, manifest["config"]["digest"]))
     config["config"].update(extra)
 
     for i, path in enumerate(layers):
@@ -109,22 +85,17 @@ def main():
                 blob, mt = buf.getvalue(), "application/vnd.oci.image.layer.v1.tar+gzip"
             else:
                 blob, mt = data, "application/vnd.oci.image.layer.v1.tar"
-        manifest["layers"].append({"mediaType": mt, "digest": put_blob(layout, blob), "size": len(blob)})
+        manifest["layers"].append({"mediaType": mt, "digest": blob_put(layout, blob), "size": len(blob)})
         config["rootfs"]["diff_ids"].append(diff_id)
         config["history"].append({"created": "2024-01-02T03:04:05Z", "created_by": "mkimage.py"})
 
     cblob = json.dumps(config, sort_keys=True).encode()
     manifest["config"] = {"mediaType": "application/vnd.oci.image.config.v1+json",
-                          "digest": put_blob(layout, cblob), "size": len(cblob)}
+                          "digest": blob_put(layout, cblob), "size": len(cblob)}
     mblob = json.dumps(manifest, sort_keys=True).encode()
-    desc = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": put_blob(layout, mblob),
-            "size": len(mblob), "annotations": {"org.opencontainers.image.ref.name": tag}}
-    index["manifests"] = [m for m in index["manifests"]
-                          if m.get("annotations", {}).get("org.opencontainers.image.ref.name") != tag]
-    index["manifests"].append(desc)
-    with open(index_path + ".tmp", "w") as f:
-        json.dump(index, f)
-    os.rename(index_path + ".tmp", index_path)
+    desc = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": blob_put(layout, mblob),
+            "size": len(mblob)}
+    index_tag(layout, index, tag, desc)
     print(desc["digest"])
 
 

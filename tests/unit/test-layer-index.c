@@ -466,8 +466,38 @@ static void test_chunk_cache(void)
 				good_reads++;
 			ocitree_error_free(err);
 		}
-		free(got);
 		ok(bad >= 1 && bad + good_reads == 6, "chunk cache: a corrupt chunk is an error, never wrong bytes (%zu bad)", bad);
+		/* the failed chunk stays known as corrupt: reading it again (as
+		 * the kernel retries every page of a failed read) fails at once,
+		 * with the same message, without decoding it again */
+		settle(cc);
+		chunk_cache_stats(cc, &st);
+		uint64_t decodes = st.decodes;
+		size_t again = 0;
+		bool same = true;
+		_cleanup_free_ char *first_msg = NULL;
+		for (int round = 0; round < 2; round++) {
+			for (size_t off = 0; off < (6u << 20); off += 1u << 20) {
+				struct ocitree_error *err = NULL;
+				ssize_t r = ocitree_layer_index_pread(idx, got, 1u << 20, e[0]->data_off + off, &err);
+				if (r < 0 && err && err->kind == OCITREE_ERROR_INVALID) {
+					again++;
+					if (!first_msg)
+						first_msg = xstrdup(err->msg);
+					else
+						same = same && strcmp(first_msg, err->msg) == 0;
+				}
+				ocitree_error_free(err);
+			}
+		}
+		settle(cc);
+		chunk_cache_stats(cc, &st);
+		/* one flipped byte damages one chunk: every failure is its message */
+		ok(again == 2 * bad && same, "chunk cache: the corrupt chunk fails again on every read (%zu of %zu)",
+		   again, 2 * bad);
+		ok(st.decodes == decodes, "chunk cache: ... without being decoded again (%ju decodes after)",
+		   (uintmax_t)(st.decodes - decodes));
+		free(got);
 		c ^= 0x55;
 		ok(pwrite(fd, &c, 1, at_blob) == 1, "chunk cache: repair the blob");
 	}

@@ -64,6 +64,30 @@ static void test_strset(void)
 	strset_free(&s);
 }
 
+static void test_inomap(void)
+{
+	struct inomap m = {0};
+	ok(inomap_get(&m, 1) == NULL, "inomap: empty");
+	char path[32];
+	/* inode numbers far apart and close together, each put twice */
+	for (int round = 0; round < 2; round++) {
+		for (uint64_t i = 0; i < 3000; i++) {
+			snprintf(path, sizeof(path), "%s%ju", round ? "second-" : "p", (uintmax_t)i);
+			inomap_put(&m, i * 0x100000001ULL, path);
+		}
+	}
+	bool good = m.n == 3000;
+	for (uint64_t i = 0; good && i < 3000; i++) {
+		snprintf(path, sizeof(path), "p%ju", (uintmax_t)i);
+		const char *got = inomap_get(&m, i * 0x100000001ULL);
+		good = got && strcmp(got, path) == 0;
+	}
+	ok(good, "inomap: every inode keeps its first path (%zu entries)", m.n);
+	ok(inomap_get(&m, 7) == NULL, "inomap: an inode never put is not there");
+	inomap_free(&m);
+	ok(m.n == 0 && inomap_get(&m, 0) == NULL, "inomap: freed is empty");
+}
+
 static void test_digest(void)
 {
 	char d[OCITREE_DIGEST_MAX];
@@ -117,6 +141,7 @@ int main(void)
 	test_buf();
 	test_time();
 	test_strset();
+	test_inomap();
 	test_digest();
 	test_errors();
 	return done_testing();
