@@ -13,6 +13,7 @@
 #include "ocitree/layer-index.h"
 #include "ocitree/log.h"
 #include "ocitree/model.h"
+#include "ocitree/mount.h"
 #include "ocitree/progress.h"
 #include "ocitree/tree.h"
 #include "ocitree/upper.h"

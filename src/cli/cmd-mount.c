@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "fs.h"
+#include "ocitree/mount.h"
 
 struct mount_args {
 	struct image_ref image;
@@ -124,64 +125,6 @@ static int select_layers(const struct mount_args *a, const struct ocitree_image 
 	return 0;
 }
 
-/* Open the upper directory of a writable mount and check it belongs to img:
- * a new one records img and the format the file system allows. */
-static struct ocitree_upper *open_upper(struct mount_args *a, struct fs_opts *fo, struct ocitree_layout *l,
-					struct ocitree_image *img, bool *fresh, struct ocitree_error **err)
-{
-	struct ocitree_upper_probe_opts po;
-	if (fs_upper_probe_opts(fo, &po, err) < 0)
-		return NULL;
-	struct ocitree_upper *u = ocitree_upper_open(a->upper, a->workdir, true, err);
-	if (!u)
-		return NULL;
-	if (u->has_state && u->state.clearing && strcmp(u->state.manifest.digest, img->manifest_desc.digest) == 0 &&
-	    ocitree_upper_finish_clear(u, err) < 0)
-		goto fail;
-	/* copy-ups and removals a killed daemon left half-done: nothing
-	 * else uses the work directory while we hold its lock */
-	ocitree_upper_remove_stale(u);
-	bool empty = ocitree_upper_is_empty(u);
-	*fresh = !u->has_state && empty;
-	if (u->has_state && strcmp(u->state.manifest.digest, img->manifest_desc.digest) != 0 && !empty) {
-		ocitree_error_setk(err, OCITREE_ERROR_INVALID,
-				   "upper directory '%s' holds changes to image %s, but '%s:%s' is %s now: commit them "
-				   "(ocitree commit --upper), or empty it",
-				   a->upper, u->state.manifest.digest, a->image.path, a->image.tag,
-				   img->manifest_desc.digest);
-		goto fail;
-	}
-	if (u->has_state) {
-		const struct ocitree_upper_format *f = &u->state.format;
-		if ((po.force_xattrs >= 0 && po.force_xattrs != (int)f->xattrs) ||
-		    (po.force_whiteout >= 0 && po.force_whiteout != (int)f->whiteout)) {
-			ocitree_error_setk(err, OCITREE_ERROR_USAGE,
-					   "upper directory '%s' already uses another format than -o xattrs=/whiteout= ask for",
-					   a->upper);
-			goto fail;
-		}
-	} else if (ocitree_upper_probe(u, &po, &u->state.format, err) < 0) {
-		goto fail;
-	}
-	if (!u->has_state || strcmp(u->state.manifest.digest, img->manifest_desc.digest) != 0 ||
-	    strcmp(u->state.tag, img->tag) != 0) {
-		free(u->state.layout);
-		u->state.layout = xstrdup(ocitree_layout_path(l));
-		free(u->state.tag);
-		u->state.tag = xstrdup(img->tag);
-		ocitree_descriptor_clear(&u->state.manifest);
-		ocitree_descriptor_copy(&u->state.manifest, &img->manifest_desc);
-		u->state.clearing = false;
-		if (ocitree_upper_save_state(u, err) < 0)
-			goto fail;
-	}
-	fo->virtual_owners = u->state.format.virtual_owners;
-	return u;
-fail:
-	ocitree_upper_free(u);
-	return NULL;
-}
-
 static int do_mount(struct mount_args *a, const char *mountpoint, struct ocitree_error **err)
 {
 	int r = -1;
@@ -208,55 +151,43 @@ static int do_mount(struct mount_args *a, const char *mountpoint, struct ocitree
 		return -1;
 	struct ocitree_image *img = ocitree_image_open(l, a->image.tag, err);
 	struct ocitree_chunk_cache *chunks = NULL;
-	struct ocitree_layer_index **idx = NULL;
-	struct ocitree_tree *tree = NULL;
 	struct ocitree_upper *upper = NULL;
-	bool fresh = false;
-	size_t from = 0, to = 0;
-	if (!img || select_layers(a, img, &from, &to, err) < 0)
-		goto out_image;
-	if (a->upper && !(upper = open_upper(a, &fo, l, img, &fresh, err)))
-		goto out_image;
+	struct ocitree_mount m = {0};
+	struct ocitree_upper_probe_opts po;
+	struct ocitree_mount_options mo = {.tree_flags = a->layer ? OCITREE_TREE_RAW : 0, .probe = &po};
+	if (!img || select_layers(a, img, &mo.from, &mo.to, err) < 0)
+		goto out;
+	if (a->upper && (fs_upper_probe_opts(&fo, &po, err) < 0 ||
+			 !(upper = ocitree_upper_open(a->upper, a->workdir, true, err))))
+		goto out;
 	chunks = ocitree_chunk_cache_new(fs_cache_bytes(&fo));
-	struct ocitree_layer_index_opts io = {.cache_dir = abs_cache ? abs_cache : cache_dir, .chunks = chunks,
-					      .rebuild = a->rebuild, .progress = cli_progress};
-	idx = xcalloc(to - from + 1, sizeof(*idx));
-	size_t n_diff = strv_len(img->config->diff_ids);
-	char **diff_ids = xcalloc(to - from + 1, sizeof(*diff_ids));
-	for (size_t i = from; i < to; i++)
-		diff_ids[i - from] = i < n_diff ? img->config->diff_ids[i] : NULL;
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	r = ocitree_layer_index_open_many(l, img->manifest->layers + from, diff_ids, to - from, &io,
-					  ncpu > 0 ? (unsigned)ncpu : 1, idx, err);
+	mo.index = (struct ocitree_layer_index_opts){.cache_dir = abs_cache ? abs_cache : cache_dir,
+						     .chunks = chunks, .rebuild = a->rebuild, .progress = cli_progress};
+	mo.upper = upper;
+	r = ocitree_mount_setup(l, img, &mo, &m, err);
 	cli_progress_end();
-	/* the daemon's own index passes (a live commit) say nothing */
-	io.progress = NULL;
-	free(diff_ids);
 	if (r < 0)
-		goto out_image;
+		goto out;
 	r = -1;
-	tree = ocitree_tree_build(idx, to - from, a->layer ? OCITREE_TREE_RAW : 0, err);
-	if (!tree)
-		goto out_indexes;
-	log_info("%u inodes, %zu bytes of tree", ocitree_tree_inodes(tree), ocitree_tree_memory(tree));
+	log_info("%u inodes, %zu bytes of tree", ocitree_tree_inodes(m.tree), ocitree_tree_memory(m.tree));
 	/* nothing of the layout is needed any more: the indexes hold their fds */
 	ocitree_image_free(img);
 	img = NULL;
 	ocitree_layout_free(l);
 	l = NULL;
 	if (upper) {
-		struct fs_rw_setup setup = {.upper = upper, .tree = tree, .layers = idx, .n_layers = to - from,
-					    .index_opts = io, .layout = layout_path, .fresh = fresh};
+		/* the daemon's own index passes (a live commit) say nothing */
+		struct ocitree_layer_index_opts io = mo.index;
+		io.progress = NULL;
+		fo.virtual_owners = upper->state.format.virtual_owners;
+		struct fs_rw_setup setup = {.upper = upper, .tree = m.tree, .layers = m.layers, .n_layers = m.n_layers,
+					    .index_opts = io, .layout = layout_path, .fresh = m.fresh};
 		r = fs_run_rw(&setup, &fo, err);
 	} else {
-		r = fs_run(tree, &fo, err);
+		r = fs_run(m.tree, &fo, err);
 	}
-	ocitree_tree_free(tree);
-out_indexes:
-	for (size_t i = 0; i < to - from; i++)
-		ocitree_layer_index_free(idx[i]);
-out_image:
-	free(idx);
+out:
+	ocitree_mount_clear(&m);
 	ocitree_upper_free(upper);
 	ocitree_chunk_cache_free(chunks);
 	ocitree_image_free(img);

@@ -73,6 +73,7 @@
 
 #include "fs-internal.h"
 #include "json.h"
+#include "ocitree/mount.h"
 #include "upper-internal.h"
 #include "util.h"
 
@@ -3234,30 +3235,30 @@ static bool keep_open_files(int dirfd, const char *name, const struct stat *st, 
 static int switch_image(struct rwfs *fs, struct ocitree_layout *l, const struct ocitree_commit_result *res,
 			const char *tag, struct inomap *paths, struct ocitree_error **err)
 {
-	struct ocitree_descriptor md = {.media_type = (char *)OCITREE_MT_OCI_MANIFEST, .size = res->manifest_size};
-	snprintf(md.digest, sizeof(md.digest), "%s", res->manifest);
-	struct ocitree_manifest *m = ocitree_blob_read_manifest(l, &md, err);
-	if (!m)
-		return -1;
-	struct ocitree_layer_index *idx = NULL;
+	struct ocitree_image img = {.layout = l, .tag = (char *)tag};
+	img.manifest_desc = (struct ocitree_descriptor){.media_type = (char *)OCITREE_MT_OCI_MANIFEST,
+							.size = res->manifest_size};
+	snprintf(img.manifest_desc.digest, sizeof(img.manifest_desc.digest), "%s", res->manifest);
+	struct ocitree_mount m = {0};
 	struct ocitree_tree *t2 = NULL;
 	int ret = -1;
-	if (res->layer[0]) {
-		idx = ocitree_layer_index_open(l, &m->layers[m->n_layers - 1], res->diff_id, &fs->index_opts, err);
-		if (!idx)
-			goto out;
-		struct ocitree_layer_index **layers = xcalloc(fs->n_layers + 2, sizeof(*layers));
-		memcpy(layers, fs->layers, fs->n_layers * sizeof(*layers));
-		layers[fs->n_layers] = idx;
-		t2 = ocitree_tree_build(layers, fs->n_layers + 1, 0, err);
-		if (!t2) {
-			free(layers);
-			goto out;
-		}
+	img.manifest = ocitree_blob_read_manifest(l, &img.manifest_desc, err);
+	if (!img.manifest)
+		goto out;
+	img.config = ocitree_blob_read_config(l, &img.manifest->config, err);
+	if (!img.config)
+		goto out;
+	/* the new layer's index and tree, and the record (clearing) */
+	struct ocitree_mount_options mo = {.index = fs->index_opts, .threads = 1, .reuse = fs->layers,
+					   .n_reuse = fs->n_layers, .upper = fs->upper, .clearing = true};
+	if (ocitree_mount_setup(l, &img, &mo, &m, err) < 0)
+		goto out;
+	if (m.tree) {
 		free(fs->layers);
-		fs->layers = layers;
-		fs->n_layers++;
-		idx = NULL;
+		fs->layers = m.layers;
+		fs->n_layers = m.n_layers;
+		t2 = m.tree;
+		m = (struct ocitree_mount){0}; /* the layers are fs's now */
 	}
 
 	pthread_rwlock_wrlock(&fs->ns);
@@ -3290,16 +3291,8 @@ static int switch_image(struct rwfs *fs, struct ocitree_layout *l, const struct 
 		}
 	}
 
-	/* the record first (clearing), then the upper directory */
-	struct ocitree_upper *u = fs->upper;
-	ocitree_descriptor_clear(&u->state.manifest);
-	ocitree_descriptor_copy(&u->state.manifest, &md);
-	free(u->state.tag);
-	u->state.tag = xstrdup(tag);
-	u->state.clearing = true;
-	ret = ocitree_upper_save_state(u, err);
-	if (ret == 0)
-		ret = ocitree_upper_clear(u, keep_open_files, fs, err);
+	/* the record names the new image already: now the upper directory */
+	ret = ocitree_upper_clear(fs->upper, keep_open_files, fs, err);
 
 	if (ret == 0 && t2) {
 		/* the nodes, in the new tree */
@@ -3374,9 +3367,10 @@ static int switch_image(struct rwfs *fs, struct ocitree_layout *l, const struct 
 	free(pv);
 	free(v);
 out:
-	ocitree_layer_index_free(idx);
 	ocitree_tree_free(t2);
-	ocitree_manifest_free(m);
+	ocitree_mount_clear(&m);
+	ocitree_manifest_free(img.manifest);
+	ocitree_config_free(img.config);
 	return ret;
 }
 
