@@ -3,23 +3,15 @@
  * ocitree commit: the upper directory of a writable mount becomes a layer.
  * On a live mount the daemon does it (it holds the upper directory and
  * freezes writes meanwhile): the request goes over the control socket in
- * the work directory, found through the mount root's user.ocitree.workdir
- * xattr.  After unmounting, this process does it.
+ * the work directory (ocitree/control.h).  After unmounting, this process
+ * does it.
  */
 #include "config.h"
 
-#include <fcntl.h>
 #include <inttypes.h>
-#include <limits.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <sys/xattr.h>
 
 #include "cli.h"
-#include "json.h"
-
-#define CONTROL_XATTR "user.ocitree.workdir"
+#include "ocitree/control.h"
 
 struct commit_args {
 	const char *layout;
@@ -80,98 +72,22 @@ out:
 	return r;
 }
 
-/* Send the request to the daemon of mountpoint and read its answer. */
+/* Ask the daemon of mountpoint to commit. */
 static int commit_live(struct commit_args *a, const char *mountpoint, struct ocitree_error **err)
 {
-	_cleanup_close_ int mfd = open(mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (mfd < 0)
-		return ocitree_error_set(err, errno, "open '%s'", mountpoint);
-	char workdir[PATH_MAX];
-	ssize_t wl = fgetxattr(mfd, CONTROL_XATTR, workdir, sizeof(workdir) - 1);
-	if (wl < 0)
-		return ocitree_error_setk(err, OCITREE_ERROR_INVALID,
-					  "'%s' is not a writable ocitree mount (use --upper DIR after unmounting)",
-					  mountpoint);
-	workdir[wl] = '\0';
-	/* pages written through shared mappings reach the daemon now */
-	if (syncfs(mfd) < 0)
-		return ocitree_error_set(err, errno, "sync '%s'", mountpoint);
-	_cleanup_close_ int wfd = open(workdir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (wfd < 0)
-		return ocitree_error_set(err, errno, "open work directory '%s'", workdir);
-	_cleanup_free_ char *layout = realpath(a->layout, NULL);
-	if (!layout)
-		return ocitree_error_set(err, errno, "open layout '%s'", a->layout);
-
-	_cleanup_json_ cJSON *req = json_object();
-	json_add(req, "op", json_string("commit"));
-	json_add(req, "layout", json_string(layout));
-	if (a->tag)
-		json_add(req, "tag", json_string(a->tag));
-	json_add(req, "compression", json_string(ocitree_compression_name(a->compression)));
-	json_add(req, "clear", json_bool(a->clear));
-	if (!a->history.no_history) {
-		struct ocitree_history h;
-		history_opts_entry(&a->history, NULL, "ocitree commit", false, &h);
-		cJSON *hj = json_object();
-		json_add(hj, "created", json_string(h.created));
-		json_add(hj, "created_by", json_string(h.created_by));
-		if (h.author)
-			json_add(hj, "author", json_string(h.author));
-		if (h.comment)
-			json_add(hj, "comment", json_string(h.comment));
-		json_add(req, "history", hj);
-		ocitree_history_clear(&h);
-	}
-	_cleanup_free_ char *text = json_print(req);
-
-	_cleanup_close_ int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (s < 0)
-		return ocitree_error_set(err, errno, "socket");
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/control", wfd);
-	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		return ocitree_error_set(err, errno, "connect to the daemon of '%s' (%s/control)", mountpoint, workdir);
-	if (write_all(s, text, strlen(text)) < 0 || write_all(s, "\n", 1) < 0)
-		return ocitree_error_set(err, errno, "send the request to the daemon of '%s'", mountpoint);
-	shutdown(s, SHUT_WR);
-	_cleanup_buf_ struct buf b = BUF_INIT;
-	for (;;) {
-		buf_reserve(&b, 4096);
-		ssize_t r = read(s, b.data + b.len, 4096);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return ocitree_error_set(err, errno, "read the answer of the daemon of '%s'", mountpoint);
-		if (r == 0)
-			break;
-		b.len += (size_t)r;
-		b.data[b.len] = '\0';
-	}
-	if (!b.len)
-		return ocitree_error_setk(err, OCITREE_ERROR_FAILED,
-					  "the daemon of '%s' ended the connection without an answer (did it die?)",
-					  mountpoint);
-	_cleanup_json_ cJSON *resp = json_parse_object(b.data, b.len, "the daemon's answer", err);
-	if (!resp)
-		return -1;
-	bool okv = false;
-	const char *msg = NULL, *manifest = NULL, *layer = NULL, *tag = NULL;
-	int64_t entries = 0, kind = OCITREE_ERROR_FAILED;
-	if (json_get_bool(resp, "ok", &okv, "the daemon's answer", err) < 0)
-		return -1;
-	if (!okv) {
-		json_get_string(resp, "error", false, &msg, "the daemon's answer", NULL);
-		json_get_int64(resp, "kind", false, &kind, "the daemon's answer", NULL);
-		return ocitree_error_setk(err, (enum ocitree_error_kind)kind, "%s", msg ? msg : "the daemon failed");
-	}
-	if (json_get_string(resp, "manifest", true, &manifest, "the daemon's answer", err) < 0 ||
-	    json_get_string(resp, "tag", true, &tag, "the daemon's answer", err) < 0 ||
-	    json_get_string(resp, "layer", false, &layer, "the daemon's answer", err) < 0 ||
-	    json_get_int64(resp, "entries", false, &entries, "the daemon's answer", err) < 0)
-		return -1;
-	print_result(tag, manifest, layer, (uint64_t)entries);
-	return 0;
+	struct ocitree_control_request req = {.op = OCITREE_CONTROL_COMMIT, .layout = (char *)a->layout,
+					      .tag = (char *)a->tag, .compression = a->compression,
+					      .clear = a->clear, .has_history = !a->history.no_history};
+	if (req.has_history)
+		history_opts_entry(&a->history, NULL, "ocitree commit", false, &req.history);
+	struct ocitree_control_reply rep;
+	/* no time limit: a commit takes as long as the change is big */
+	int r = ocitree_control_call(mountpoint, &req, 0, &rep, err);
+	ocitree_history_clear(&req.history);
+	if (r == 0)
+		print_result(rep.tag, rep.manifest, rep.layer, rep.entries);
+	ocitree_control_reply_clear(&rep);
+	return r;
 }
 
 int cmd_commit(int argc, char **argv, struct ocitree_error **err)

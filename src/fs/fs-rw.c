@@ -72,7 +72,7 @@
 #include <sys/xattr.h>
 
 #include "fs-internal.h"
-#include "json.h"
+#include "ocitree/control.h"
 #include "ocitree/mount.h"
 #include "upper-internal.h"
 #include "util.h"
@@ -89,10 +89,6 @@
 #ifndef RENAME_WHITEOUT
 #define RENAME_WHITEOUT (1 << 2)
 #endif
-
-/* the virtual xattr on the root that tells `ocitree commit MOUNTPOINT`
- * where the control socket is */
-#define CONTROL_XATTR "user.ocitree.workdir"
 
 struct node {
 	/* fixed at creation */
@@ -2800,7 +2796,7 @@ static void fs_rw_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 
 static bool is_control_xattr(struct rwfs *fs, struct node *n, const char *name)
 {
-	return n == fs->root && strcmp(name, CONTROL_XATTR) == 0;
+	return n == fs->root && strcmp(name, OCITREE_CONTROL_XATTR) == 0;
 }
 
 static void reply_xattr_value(fuse_req_t req, const void *v, size_t len, size_t size)
@@ -3382,47 +3378,23 @@ static bool same_file(const char *a, const char *b)
 
 /* One commit request: freeze the writers, commit the upper directory, and
  * with clear move on to the new image. */
-static int live_commit(struct rwfs *fs, const cJSON *req, cJSON *resp, struct ocitree_error **err)
+static int live_commit(struct rwfs *fs, const struct ocitree_control_request *req,
+		       struct ocitree_control_reply *reply, struct ocitree_error **err)
 {
-	const char *layout = NULL, *tag = NULL, *comp = NULL;
-	bool clear = false;
-	if (json_get_string(req, "layout", true, &layout, "request", err) < 0 ||
-	    json_get_string(req, "tag", false, &tag, "request", err) < 0 ||
-	    json_get_string(req, "compression", true, &comp, "request", err) < 0 ||
-	    json_get_bool(req, "clear", &clear, "request", err) < 0)
-		return -1;
-	enum ocitree_compression c;
-	if (ocitree_compression_parse(comp, &c) < 0)
-		return ocitree_error_setk(err, OCITREE_ERROR_USAGE, "unknown compression '%s'", comp);
-	if (!same_file(layout, fs->layout))
+	if (!same_file(req->layout, fs->layout))
 		return ocitree_error_setk(err, OCITREE_ERROR_USAGE,
 					  "the mount's image is in layout '%s', not '%s': commit there", fs->layout,
-					  layout);
-	struct ocitree_history h = {0};
-	const cJSON *hj = cJSON_GetObjectItemCaseSensitive(req, "history");
-	if (cJSON_IsObject(hj)) {
-		const char *v;
-		if (json_get_string(hj, "created", false, &v, "history", err) < 0)
-			return -1;
-		h.created = (char *)v;
-		if (json_get_string(hj, "created_by", false, &v, "history", err) < 0)
-			return -1;
-		h.created_by = (char *)v;
-		if (json_get_string(hj, "author", false, &v, "history", err) < 0)
-			return -1;
-		h.author = (char *)v;
-		if (json_get_string(hj, "comment", false, &v, "history", err) < 0)
-			return -1;
-		h.comment = (char *)v;
-	}
+					  req->layout);
+	bool clear = req->clear;
 	pthread_rwlock_wrlock(&fs->freeze);
-	_cleanup_free_ char *use_tag = xstrdup(tag ? tag : fs->upper->state.tag);
+	_cleanup_free_ char *use_tag = xstrdup(req->tag ? req->tag : fs->upper->state.tag);
 	struct ocitree_layout *l = ocitree_layout_open(fs->layout, err);
 	struct inomap paths = {0};
 	struct ocitree_commit_result res;
 	int ret = -1;
 	if (l) {
-		struct ocitree_commit_options o = {.compression = c, .history = cJSON_IsObject(hj) ? &h : NULL,
+		struct ocitree_commit_options o = {.compression = req->compression,
+						   .history = req->has_history ? &req->history : NULL,
 						   .lower = fs->tree, .visit = clear ? visit_upper : NULL,
 						   .userdata = &paths};
 		ret = ocitree_upper_commit(fs->upper, l, use_tag, &o, &res, err);
@@ -3436,56 +3408,31 @@ static int live_commit(struct rwfs *fs, const cJSON *req, cJSON *resp, struct oc
 	ocitree_layout_free(l);
 	pthread_rwlock_unlock(&fs->freeze);
 	if (ret == 0) {
-		json_add(resp, "manifest", json_string(res.manifest));
-		json_add(resp, "layer", json_string(res.layer));
-		json_add(resp, "tag", json_string(use_tag));
-		json_add(resp, "entries", json_int64((int64_t)res.entries));
+		reply->manifest = xstrdup(res.manifest);
+		reply->layer = xstrdup(res.layer);
+		reply->tag = steal_pointer(&use_tag);
+		reply->entries = res.entries;
 	}
 	return ret;
 }
 
+/* One connection: the daemon's side of the control protocol. */
 static void ctl_serve(struct rwfs *fs, int c)
 {
 	struct ucred cred;
 	socklen_t cl = sizeof(cred);
 	_cleanup_error_ struct ocitree_error *err = NULL;
-	_cleanup_json_ cJSON *resp = json_object();
-	if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 || (cred.uid != 0 && cred.uid != fs->uid)) {
+	struct ocitree_control_request req = {0};
+	struct ocitree_control_reply reply = {0};
+	if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 || (cred.uid != 0 && cred.uid != fs->uid))
 		ocitree_error_setk(&err, OCITREE_ERROR_USAGE, "only the user of the mount (or root) may commit it");
-	} else {
-		struct timeval tv = {30, 0};
-		setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		_cleanup_buf_ struct buf b = BUF_INIT;
-		while (b.len < (1u << 20)) {
-			buf_reserve(&b, 4096);
-			ssize_t r = read(c, b.data + b.len, 4096);
-			if (r <= 0)
-				break;
-			b.len += (size_t)r;
-			b.data[b.len] = '\0';
-			if (memchr(b.data, '\n', b.len))
-				break;
-		}
-		_cleanup_json_ cJSON *req = b.len ? json_parse_object(b.data, b.len, "request", &err) : NULL;
-		const char *op = NULL;
-		if (!req && !err)
-			ocitree_error_setk(&err, OCITREE_ERROR_INVALID, "empty request");
-		else if (req && json_get_string(req, "op", true, &op, "request", &err) == 0) {
-			if (strcmp(op, "commit") == 0)
-				live_commit(fs, req, resp, &err);
-			else
-				ocitree_error_setk(&err, OCITREE_ERROR_UNSUPPORTED, "unknown request '%s'", op);
-		}
-	}
-	json_add(resp, "ok", json_bool(err == NULL));
-	if (err) {
-		json_add(resp, "error", json_string(err->msg));
-		json_add(resp, "kind", json_int64(err->kind));
+	else if (ocitree_control_read_request(c, &req, &err) == 0)
+		live_commit(fs, &req, &reply, &err);
+	if (err)
 		ocitree_log(OCITREE_LOG_WARN, "control request: %s", err->msg);
-	}
-	_cleanup_free_ char *text = json_print(resp);
-	if (write_all(c, text, strlen(text)) == 0)
-		write_all(c, "\n", 1);
+	ocitree_control_send_reply(c, &reply, err);
+	ocitree_control_request_clear(&req);
+	ocitree_control_reply_clear(&reply);
 }
 
 static void *ctl_main(void *arg)
@@ -3513,17 +3460,14 @@ static int ctl_start(void *userdata, struct fuse_session *se)
 {
 	struct rwfs *fs = userdata;
 	fs->se = se;
-	int wfd = fs->upper->work_fd;
-	unlinkat(wfd, UPPER_CONTROL_SOCKET, 0); /* a dead daemon's */
-	fs->ctl_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fs->ctl_fd < 0)
-		return -1;
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/" UPPER_CONTROL_SOCKET, wfd);
-	if (bind(fs->ctl_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    fchmodat(wfd, UPPER_CONTROL_SOCKET, 0600, 0) < 0 || listen(fs->ctl_fd, 8) < 0 ||
-	    pipe2(fs->ctl_wake, O_CLOEXEC) < 0) {
-		close(fs->ctl_fd);
+	_cleanup_error_ struct ocitree_error *err = NULL;
+	fs->ctl_fd = ocitree_control_listen(fs->upper->work_fd, &err);
+	if (fs->ctl_fd < 0 || pipe2(fs->ctl_wake, O_CLOEXEC) < 0) {
+		ocitree_log(OCITREE_LOG_WARN, "%s", err ? err->msg : strerror(errno));
+		if (fs->ctl_fd >= 0) {
+			close(fs->ctl_fd);
+			ocitree_control_unlisten(fs->upper->work_fd);
+		}
 		fs->ctl_fd = -1;
 		return -1;
 	}
@@ -3544,7 +3488,7 @@ static void ctl_stop(void *userdata)
 	}
 	if (fs->ctl_fd >= 0) {
 		close(fs->ctl_fd);
-		unlinkat(fs->upper->work_fd, UPPER_CONTROL_SOCKET, 0);
+		ocitree_control_unlisten(fs->upper->work_fd);
 	}
 	for (int i = 0; i < 2; i++)
 		if (fs->ctl_wake[i] >= 0)

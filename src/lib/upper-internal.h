@@ -34,7 +34,6 @@
 #define UPPER_WH_PREFIX ".wh."
 #define UPPER_WH_OPAQUE ".wh..wh..opq"
 #define UPPER_STATE_FILE "ocitree-upper.json"
-#define UPPER_CONTROL_SOCKET "control"
 #define UPPER_TMP_PREFIX "tmp."
 
 /* Longest private xattr name plus NUL. */
