@@ -92,11 +92,11 @@ static int switch_image(struct rwfs *fs, struct ocitree_layout *l, const struct 
 		struct node *n = v[i];
 		if (n == fs->root)
 			pv[i] = xstrdup("/");
-		else if (n->ufd >= 0) {
-			const char *p = inomap_get(paths, n->uino);
+		else if (n->o.ufd >= 0) {
+			const char *p = inomap_get(paths, n->o.uino);
 			pv[i] = p ? xasprintf("/%s", p) : NULL;
-		} else if (!n->unlinked && n->tree == fs->tree && n->lower) {
-			pv[i] = rw_tree_path(fs, n->lower);
+		} else if (!n->o.unlinked && n->o.tree == fs->ov.tree && n->o.lower) {
+			pv[i] = overlay_tree_path(&fs->ov, n->o.lower);
 		}
 	}
 
@@ -123,39 +123,39 @@ static int switch_image(struct rwfs *fs, struct ocitree_layout *l, const struct 
 			v[i]->lnext = v[i]->unext = NULL;
 		}
 		pthread_mutex_unlock(&fs->nodes);
-		fs->gen++;
+		fs->ov.gen++;
 		for (size_t i = 0; i < nn; i++) {
 			struct node *n = v[i];
 			uint32_t k = 0;
 			if (pv[i]) {
 				k = strcmp(pv[i], "/") == 0 ? OCITREE_TREE_ROOT : ocitree_tree_lookup_path(t2, pv[i] + 1);
-				if (k && ltype(t2, k) != n->type)
+				if (k && overlay_ltype(t2, k) != n->o.type)
 					k = 0;
 			}
-			if (n->ufd >= 0) {
+			if (n->o.ufd >= 0) {
 				struct stat st;
-				bool gone = fstat(n->ufd, &st) == 0 && st.st_nlink == 0 && n != fs->root;
+				bool gone = fstat(n->o.ufd, &st) == 0 && st.st_nlink == 0 && n != fs->root;
 				if (gone && k) {
 					/* committed and cleared: it is the new image's now */
 					pthread_mutex_lock(&fs->nodes);
-					close(n->ufd);
-					n->ufd = -1;
+					close(n->o.ufd);
+					n->o.ufd = -1;
 					if (n->rfd >= 0)
 						close(n->rfd);
 					n->rfd = -1;
 					pthread_mutex_unlock(&fs->nodes);
-					n->vstat = false;
+					n->o.vstat = false;
 				}
 			}
 			if (k) {
-				n->tree = t2;
-				n->metacopy = false;
-				n->lower = n->ufd < 0 || S_ISDIR(n->type) ? k : 0;
+				n->o.tree = t2;
+				n->o.metacopy = false;
+				n->o.lower = n->o.ufd < 0 || S_ISDIR(n->o.type) ? k : 0;
 			}
-			atomic_store(&n->dir_nlink, 0);
+			atomic_store(&n->o.dir_nlink, 0);
 			pthread_mutex_lock(&fs->nodes);
-			if (n->ufd >= 0) {
-				n->ukey = n->uino;
+			if (n->o.ufd >= 0) {
+				n->ukey = n->o.uino;
 				map_insert(&fs->by_upper, n, true);
 			}
 			if (k) {
@@ -165,16 +165,16 @@ static int switch_image(struct rwfs *fs, struct ocitree_layout *l, const struct 
 			pthread_mutex_unlock(&fs->nodes);
 		}
 		struct old_tree *o = xcalloc(1, sizeof(*o));
-		o->tree = fs->tree;
+		o->tree = fs->ov.tree;
 		o->next = fs->old;
 		fs->old = o;
-		fs->tree = t2;
+		fs->ov.tree = t2;
 		t2 = NULL;
-		tindex_free(fs);
+		overlay_tindex_free(&fs->ov);
 	} else if (ret == 0) {
 		/* nothing changed: the same tree, another manifest */
 		for (size_t i = 0; i < nn; i++)
-			atomic_store(&v[i]->dir_nlink, 0);
+			atomic_store(&v[i]->o.dir_nlink, 0);
 	}
 	pthread_rwlock_unlock(&fs->ns);
 	for (size_t i = 0; i < nn; i++) {
@@ -239,7 +239,7 @@ static int live_commit(struct rwfs *fs, const cJSON *req, cJSON *resp, struct oc
 	int ret = -1;
 	if (l) {
 		struct ocitree_commit_options o = {.compression = c, .history = cJSON_IsObject(hj) ? &h : NULL,
-						   .lower = fs->tree, .visit = clear ? visit_upper : NULL,
+						   .lower = fs->ov.tree, .visit = clear ? visit_upper : NULL,
 						   .userdata = &paths};
 		ret = ocitree_upper_commit(fs->upper, l, use_tag, &o, &res, err);
 		if (ret == 0 && clear && switch_image(fs, l, &res, use_tag, &paths, err) < 0) {
