@@ -219,9 +219,11 @@ struct overlay_source {
 	bool zero_fill;
 };
 int overlay_read_source(struct overlay *ov, struct overlay_obj *o, struct overlay_source *src);
-/* Read size bytes at off of what src names (no lock needed: the tree and
- * its layers stay until unmount); d as for ocitree_tree_read().  0 or an
- * errno (EIO after logging a read error). */
+/* Read size bytes at off of what src names; d as for ocitree_tree_read(),
+ * in the cheapest form the layer allows (a copy only for the zeros of a
+ * metacopy made longer).  Needs no lock, but src->tree and its layer
+ * indexes must outlive d (ocitree_tree_data_release()).  0 or an errno
+ * (EIO after logging a read error). */
 int overlay_read_lower(const struct overlay_source *src, uint64_t off, size_t size, struct ocitree_tree_data *d);
 
 /* ---- changing (freeze shared and ns exclusive) ---- */
