@@ -56,7 +56,6 @@ static size_t tree_names(struct overlay *ov, uint32_t k, struct tname **out)
 	return n;
 }
 
-
 /* Copy the first len bytes of lower file k into fd (at offset 0). */
 static int copy_lower_data(struct ocitree_tree *t, uint32_t k, int fd, uint64_t len)
 {
@@ -103,8 +102,7 @@ static int copy_lower_data(struct ocitree_tree *t, uint32_t k, int fd, uint64_t 
 	return 0;
 }
 
-
-/* Give live node k of the current tree the upper object name in dirfd. */
+/* Give the live object n of tree inode n->lower the upper object name in dirfd. */
 static int attach(struct overlay *ov, struct overlay_obj *n, int dirfd, const char *name, bool metacopy)
 {
 	if (n->ufd >= 0)
@@ -473,7 +471,7 @@ static int cu_fill(struct overlay *ov, struct overlay_obj *n, enum overlay_cu cu
 	return 0;
 }
 
-/* Make sure node n has an upper object (ns exclusive). */
+/* Make sure object n has an upper object (ns exclusive). */
 int overlay_copy_up(struct overlay *ov, struct overlay_obj *n, enum overlay_cu cu)
 {
 	if (n->ufd >= 0)
@@ -583,5 +581,4 @@ int overlay_cu_tree(struct overlay *ov, struct overlay_obj *dir)
 	}
 	return r;
 }
-
 

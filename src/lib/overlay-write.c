@@ -278,7 +278,6 @@ int overlay_place(struct overlay *ov, const char *tmp, int dirfd, const char *na
 	return renameat(wfd, tmp, dirfd, name) < 0 ? errno : 0;
 }
 
-
 /* Make a new object name in dir (ns exclusive).  *fd receives an fd opened
  * with o->flags for regular files when fd is not NULL. */
 int overlay_make(struct overlay *ov, struct overlay_obj *dir, const char *name, const struct overlay_new *o, int *fd,
@@ -396,7 +395,6 @@ undo:
 	return r;
 }
 
-
 int overlay_remove(struct overlay *ov, struct overlay_obj *dir, const char *name, struct overlay_obj *n,
 		   const struct overlay_found *f, bool rmdir)
 {
@@ -436,7 +434,6 @@ int overlay_remove(struct overlay *ov, struct overlay_obj *dir, const char *name
 	overlay_dir_changed(dir);
 	return 0;
 }
-
 
 /* Move the upper entry oldname of od to newname of nd, where the upper
  * directory has an entry, nothing or a whiteout; leave a whiteout at
@@ -517,7 +514,7 @@ plain:
 	return 0;
 }
 
-/* Get a node ready to move to location (nd, newname): its upper object
+/* Get an object ready to move to location (nd, newname): its upper object
  * exists, and a directory neither merges lower contents (I2) nor sees the
  * lower directory at its new place. */
 static int prepare_move(struct overlay *ov, struct overlay_obj *n, struct overlay_obj *nd, const char *newname)
@@ -535,7 +532,6 @@ static int prepare_move(struct overlay *ov, struct overlay_obj *n, struct overla
 		return overlay_set_opaque(ov, n->ufd);
 	return 0;
 }
-
 
 int overlay_link(struct overlay *ov, struct overlay_obj *n, struct overlay_obj *dir, const char *newname,
 		 const struct overlay_found *f)
