@@ -17,7 +17,9 @@
 #ifndef OCITREE_TREE_H
 #define OCITREE_TREE_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 
 #include "ocitree/error.h"
@@ -65,6 +67,34 @@ const char *ocitree_tree_dir_entry(const struct ocitree_tree *t, uint32_t dir, u
  * that no layer lists (made for its children), or an invalid ino. */
 const struct ocitree_layer_entry *ocitree_tree_entry(const struct ocitree_tree *t, uint32_t ino,
 						     struct ocitree_layer_index **layer);
+
+/* Where the bytes of a read of a regular file come from, for replies
+ * without a copy: either size bytes at pos in fd (fd >= 0: the layer's
+ * plain data file, owned by its index: splice it), or the iovecs (decoded
+ * data pinned in the chunk cache, or a buffer of the caller's).  Release
+ * with ocitree_tree_data_release(), which must come before the tree's
+ * layer indexes are freed. */
+struct ocitree_tree_data {
+	size_t size; /* bytes read: short only at the end of the file */
+	int fd;
+	uint64_t pos;
+	struct iovec iov[OCITREE_LAYER_PIN_MAX];
+	size_t n_iov;
+	/* private */
+	struct ocitree_layer_pin pin;
+	void *buf;
+};
+
+/* Read up to size bytes of regular file ino at off into d, in the cheapest
+ * form the layer allows: 0 (d->size is 0 at or past the end of the file),
+ * or -1 with nothing held: an OCITREE_ERROR_USAGE error with errnum EISDIR
+ * or EINVAL when ino is a directory or not a regular file, else the layer's
+ * (OCITREE_ERROR_INVALID for a corrupt stream).  This is the one place
+ * that chooses where the bytes of an image file come from, for every
+ * driver. */
+int ocitree_tree_read(const struct ocitree_tree *t, uint32_t ino, uint64_t off, size_t size,
+		      struct ocitree_tree_data *d, struct ocitree_error **err);
+void ocitree_tree_data_release(struct ocitree_tree_data *d);
 
 #ifdef __cplusplus
 }

@@ -39,4 +39,10 @@ int fs_session_run(const struct fuse_lowlevel_ops *ops, size_t ops_size, void *u
 		   const struct fs_config *cfg, const struct fs_opts *opts, const struct fs_hooks *hooks,
 		   struct ocitree_error **err);
 
+/* Reply to a read with the data of ocitree_tree_read(): spliced from its
+ * fd, or from its iovecs without a copy.  Returns what fuse_reply_data or
+ * fuse_reply_iov does: negative when the reply could not be sent (-ENOENT:
+ * the request was interrupted). */
+int fs_reply_data(fuse_req_t req, const struct ocitree_tree_data *d);
+
 #endif

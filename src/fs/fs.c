@@ -364,55 +364,43 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_open(req, fi);
 }
 
+int fs_reply_data(fuse_req_t req, const struct ocitree_tree_data *d)
+{
+	if (d->fd >= 0) {
+		/* the data is in a plain file: let the kernel splice it */
+		struct fuse_bufvec bv = FUSE_BUFVEC_INIT(d->size);
+		bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
+		bv.buf[0].fd = d->fd;
+		bv.buf[0].pos = (off_t)d->pos;
+		return fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
+	}
+	if (!d->n_iov)
+		return fuse_reply_buf(req, NULL, 0);
+	return fuse_reply_iov(req, d->iov, (int)d->n_iov);
+}
+
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct ocitree_layer_index *l = NULL;
-	const struct ocitree_layer_entry *e = ocitree_tree_entry(fs->tree, (uint32_t)ino, &l);
-	if (!e || e->type != OCITREE_ENTRY_REG) {
-		fuse_reply_err(req, e ? EINVAL : EISDIR);
-		return;
-	}
-	if (off < 0 || (uint64_t)off >= e->size) {
+	if (off < 0) {
 		fuse_reply_buf(req, NULL, 0);
 		return;
 	}
-	if (size > e->size - (uint64_t)off)
-		size = (size_t)(e->size - (uint64_t)off);
-	uint64_t base = 0;
-	int fd = ocitree_layer_index_data_fd(l, &base);
-	if (fd >= 0) {
-		/* the data is in a plain file: let the kernel splice it */
-		struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
-		bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
-		bv.buf[0].fd = fd;
-		bv.buf[0].pos = (off_t)(base + e->data_off + (uint64_t)off);
-		int r = fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
-		if (r < 0 && r != -ENOENT)
-			report_eio(fs, "read", ino, NULL);
-		return;
-	}
 	_cleanup_error_ struct ocitree_error *err = NULL;
-	/* decoded data: reply straight from the chunk cache, the kernel
-	 * copying it once into the page cache */
-	struct ocitree_layer_pin pin;
-	ssize_t n = ocitree_layer_index_pin(l, e->data_off + (uint64_t)off, size, &pin, &err);
-	if (n > 0) {
-		fuse_reply_iov(req, pin.iov, (int)pin.n);
-		ocitree_layer_index_unpin(&pin);
-		return;
-	}
-	_cleanup_free_ char *buf = NULL;
-	if (n == 0) {
-		buf = xmalloc(size ? size : 1);
-		n = ocitree_layer_index_pread(l, buf, size, e->data_off + (uint64_t)off, &err);
-	}
-	if (n < 0) {
+	struct ocitree_tree_data d;
+	if (ocitree_tree_read(fs->tree, (uint32_t)ino, (uint64_t)off, size, &d, &err) < 0) {
+		if (err->kind == OCITREE_ERROR_USAGE) {
+			fuse_reply_err(req, err->errnum);
+			return;
+		}
 		report_eio(fs, "read", ino, err);
 		fuse_reply_err(req, EIO);
 		return;
 	}
-	fuse_reply_buf(req, buf, (size_t)n);
+	int r = fs_reply_data(req, &d);
+	if (r < 0 && r != -ENOENT)
+		report_eio(fs, "read", ino, NULL);
+	ocitree_tree_data_release(&d);
 }
 
 static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

@@ -571,3 +571,61 @@ OCITREE_EXPORT const char *ocitree_tree_dir_entry(const struct ocitree_tree *t, 
 		*child = d->ino;
 	return t->names + d->name;
 }
+
+OCITREE_EXPORT int ocitree_tree_read(const struct ocitree_tree *t, uint32_t ino, uint64_t off, size_t size,
+				     struct ocitree_tree_data *d, struct ocitree_error **err)
+{
+	memset(d, 0, sizeof(*d));
+	d->fd = -1;
+	struct ocitree_layer_index *l = NULL;
+	const struct ocitree_layer_entry *e = ocitree_tree_entry(t, ino, &l);
+	if (!e || e->type != OCITREE_ENTRY_REG) {
+		int r = ocitree_error_setk(err, OCITREE_ERROR_USAGE, "inode %u is not a regular file", ino);
+		if (err)
+			(*err)->errnum = !e || e->type == OCITREE_ENTRY_DIR ? EISDIR : EINVAL;
+		return r;
+	}
+	if (off >= e->size)
+		return 0;
+	if (size > e->size - off)
+		size = (size_t)(e->size - off);
+	uint64_t base = 0;
+	int fd = ocitree_layer_index_data_fd(l, &base);
+	if (fd >= 0) {
+		/* the data is in a plain file: the caller splices it */
+		d->fd = fd;
+		d->pos = base + e->data_off + off;
+		d->size = size;
+		return 0;
+	}
+	/* decoded data: point at the chunk cache, the kernel copying it once
+	 * into the page cache */
+	ssize_t n = ocitree_layer_index_pin(l, e->data_off + off, size, &d->pin, err);
+	if (n < 0)
+		return -1;
+	if (n > 0) {
+		memcpy(d->iov, d->pin.iov, d->pin.n * sizeof(*d->iov));
+		d->n_iov = d->pin.n;
+		d->size = (size_t)n;
+		return 0;
+	}
+	d->buf = xmalloc(size ? size : 1);
+	n = ocitree_layer_index_pread(l, d->buf, size, e->data_off + off, err);
+	if (n < 0) {
+		ocitree_tree_data_release(d);
+		return -1;
+	}
+	d->iov[0] = (struct iovec){d->buf, (size_t)n};
+	d->n_iov = 1;
+	d->size = (size_t)n;
+	return 0;
+}
+
+OCITREE_EXPORT void ocitree_tree_data_release(struct ocitree_tree_data *d)
+{
+	if (d->pin.n)
+		ocitree_layer_index_unpin(&d->pin);
+	free(d->buf);
+	memset(d, 0, sizeof(*d));
+	d->fd = -1;
+}

@@ -1,0 +1,319 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The writable mount's nodes (see fs-rw.h): the maps that find a node
+ * again by lower inode or upper inode number, reference counts the kernel
+ * and the handles hold, and the hooks through which the engine gives a
+ * live node its upper object.
+ */
+#include "config.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fs-rw.h"
+#include "util.h"
+
+#ifndef MIN
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#endif
+
+/* ================================================================ maps */
+
+static size_t map_slot(const struct nodemap *m, uint64_t key)
+{
+	return (size_t)((key * 0x9e3779b97f4a7c15ULL) >> 20) & (m->nb - 1);
+}
+
+struct node *map_find(const struct nodemap *m, uint64_t key, bool upper)
+{
+	if (!m->nb)
+		return NULL;
+	for (struct node *n = m->b[map_slot(m, key)]; n; n = upper ? n->unext : n->lnext) {
+		if ((upper ? n->ukey : n->lkey) == key)
+			return n;
+	}
+	return NULL;
+}
+
+static void map_grow(struct nodemap *m, bool upper)
+{
+	struct nodemap nm = {.nb = m->nb ? m->nb * 2 : 256};
+	nm.b = xcalloc(nm.nb, sizeof(*nm.b));
+	for (size_t i = 0; i < m->nb; i++) {
+		struct node *n = m->b[i];
+		while (n) {
+			struct node *next = upper ? n->unext : n->lnext;
+			map_insert(&nm, n, upper);
+			n = next;
+		}
+	}
+	free(m->b);
+	*m = nm;
+}
+
+void map_insert(struct nodemap *m, struct node *n, bool upper)
+{
+	if (m->n + 1 > m->nb / 2 * 3 || !m->nb)
+		map_grow(m, upper);
+	size_t s = map_slot(m, upper ? n->ukey : n->lkey);
+	if (upper) {
+		n->unext = m->b[s];
+		n->in_upper = true;
+	} else {
+		n->lnext = m->b[s];
+		n->in_lower = true;
+	}
+	m->b[s] = n;
+	m->n++;
+}
+
+static void map_remove(struct nodemap *m, struct node *n, bool upper)
+{
+	if (!(upper ? n->in_upper : n->in_lower))
+		return;
+	struct node **pp = &m->b[map_slot(m, upper ? n->ukey : n->lkey)];
+	while (*pp) {
+		if (*pp == n) {
+			*pp = upper ? n->unext : n->lnext;
+			m->n--;
+			break;
+		}
+		pp = upper ? &(*pp)->unext : &(*pp)->lnext;
+	}
+	if (upper)
+		n->in_upper = false;
+	else
+		n->in_lower = false;
+}
+
+/* ================================================================ nodes */
+
+struct node *node_of(struct rwfs *fs, fuse_ino_t ino)
+{
+	return ino == FUSE_ROOT_ID ? fs->root : (struct node *)(uintptr_t)ino;
+}
+
+fuse_ino_t nodeid(struct rwfs *fs, struct node *n)
+{
+	return n == fs->root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)n;
+}
+
+struct node *node_new(mode_t type, uint64_t ino)
+{
+	struct node *n = xcalloc(1, sizeof(*n));
+	overlay_obj_init(&n->o, type, ino);
+	n->rfd = -1;
+	return n;
+}
+
+void node_destroy(struct node *n)
+{
+	overlay_obj_clear(&n->o);
+	if (n->rfd >= 0)
+		close(n->rfd);
+	free(n);
+}
+
+void node_unref_locked(struct rwfs *fs, struct node *n, uint64_t nlookup, uint32_t refs)
+{
+	n->nlookup -= MIN(nlookup, n->nlookup);
+	n->refs -= MIN(refs, n->refs);
+	if (n->nlookup || n->refs || n == fs->root)
+		return;
+	map_remove(&fs->by_lower, n, false);
+	map_remove(&fs->by_upper, n, true);
+	node_destroy(n);
+}
+
+void node_put(struct rwfs *fs, struct node *n)
+{
+	if (!n)
+		return;
+	pthread_mutex_lock(&fs->nodes);
+	node_unref_locked(fs, n, 0, 1);
+	pthread_mutex_unlock(&fs->nodes);
+}
+
+void node_pin(struct rwfs *fs, struct node *n)
+{
+	pthread_mutex_lock(&fs->nodes);
+	n->refs++;
+	pthread_mutex_unlock(&fs->nodes);
+}
+
+void node_lookup_inc(struct rwfs *fs, struct node *n)
+{
+	pthread_mutex_lock(&fs->nodes);
+	n->nlookup++;
+	pthread_mutex_unlock(&fs->nodes);
+}
+
+/* The live node of lower inode k of the current tree, pinned, or NULL. */
+static struct node *node_find_lower(struct rwfs *fs, uint32_t k)
+{
+	pthread_mutex_lock(&fs->nodes);
+	struct node *n = map_find(&fs->by_lower, k, false);
+	if (n)
+		n->refs++;
+	pthread_mutex_unlock(&fs->nodes);
+	return n;
+}
+
+/* The node of lower inode k, pinned (found or made). */
+static struct node *node_get_lower(struct rwfs *fs, uint32_t k)
+{
+	struct node *n = node_find_lower(fs, k);
+	if (n)
+		return n;
+	struct node *nn = node_new(overlay_ltype(fs->ov.tree, k), overlay_ino_lower(&fs->ov, k));
+	nn->o.tree = fs->ov.tree;
+	nn->o.lower = k;
+	nn->lkey = k;
+	nn->refs = 1;
+	pthread_mutex_lock(&fs->nodes);
+	n = map_find(&fs->by_lower, k, false);
+	if (n) {
+		n->refs++;
+	} else {
+		map_insert(&fs->by_lower, nn, false);
+		n = nn;
+		nn = NULL;
+	}
+	pthread_mutex_unlock(&fs->nodes);
+	free(nn);
+	return n;
+}
+
+int node_get_upper(struct rwfs *fs, struct node *dir, const char *name, const struct stat *ust, uint32_t below,
+		   struct node **out)
+{
+	pthread_mutex_lock(&fs->nodes);
+	struct node *n = map_find(&fs->by_upper, ust->st_ino, true);
+	if (n)
+		n->refs++;
+	pthread_mutex_unlock(&fs->nodes);
+	if (n) {
+		*out = n;
+		return 0;
+	}
+	struct node *nn = node_new(0, 0);
+	uint32_t origin = 0;
+	int r = overlay_obj_open_upper(&fs->ov, &dir->o, name, below, &nn->o, &origin);
+	if (r) {
+		node_destroy(nn);
+		return r;
+	}
+	nn->refs = 1;
+	pthread_mutex_lock(&fs->nodes);
+	n = map_find(&fs->by_upper, nn->o.uino, true);
+	if (n) {
+		n->refs++;
+	} else {
+		nn->ukey = nn->o.uino;
+		map_insert(&fs->by_upper, nn, true);
+		/* the same file under a lower name not yet copied up (a copy-up
+		 * interrupted between two names) is the same node */
+		if (origin && !S_ISDIR(nn->o.type) && !map_find(&fs->by_lower, origin, false)) {
+			nn->lkey = origin;
+			map_insert(&fs->by_lower, nn, false);
+		}
+		n = nn;
+		nn = NULL;
+	}
+	pthread_mutex_unlock(&fs->nodes);
+	if (nn)
+		node_destroy(nn);
+	*out = n;
+	return 0;
+}
+
+int lookup_node(struct rwfs *fs, struct node *dir, const char *name, struct node **out, struct overlay_found *fo)
+{
+	struct overlay_found f;
+	int r = overlay_find(&fs->ov, &dir->o, name, &f);
+	if (fo)
+		*fo = f;
+	*out = NULL;
+	if (r)
+		return r;
+	if (f.kind == OVERLAY_FOUND_UPPER)
+		return node_get_upper(fs, dir, name, &f.ust, f.below, out);
+	if (f.kind == OVERLAY_FOUND_LOWER) {
+		*out = node_get_lower(fs, f.lower);
+		return 0;
+	}
+	return ENOENT;
+}
+
+int node_read_fd(struct rwfs *fs, struct node *n)
+{
+	pthread_mutex_lock(&fs->nodes);
+	if (n->rfd < 0) {
+		struct upath p;
+		upath_fd(&p, n->o.ufd);
+		n->rfd = open(p.path, O_RDONLY | O_CLOEXEC);
+	}
+	int fd = n->rfd;
+	pthread_mutex_unlock(&fs->nodes);
+	return fd;
+}
+
+/* ================================================================ the engine's hooks */
+
+static struct overlay_obj *hook_find_lower(void *data, uint32_t k)
+{
+	struct node *n = node_find_lower(data, k);
+	return n ? &n->o : NULL;
+}
+
+static void hook_put(void *data, struct overlay_obj *o)
+{
+	node_put(data, node_of_obj(o));
+}
+
+static void hook_set_upper(void *data, struct overlay_obj *o, int fd, uint64_t uino)
+{
+	struct rwfs *fs = data;
+	struct node *n = node_of_obj(o);
+	pthread_mutex_lock(&fs->nodes);
+	o->ufd = fd;
+	o->uino = uino;
+	n->ukey = uino;
+	if (!n->in_upper && !map_find(&fs->by_upper, uino, true))
+		map_insert(&fs->by_upper, n, true);
+	pthread_mutex_unlock(&fs->nodes);
+}
+
+const struct overlay_hooks rw_overlay_hooks = {
+	.find_lower = hook_find_lower,
+	.put = hook_put,
+	.set_upper = hook_set_upper,
+};
+
+void free_nodes(struct rwfs *fs)
+{
+	/* every node is in one of the maps (the root in by_upper) */
+	for (size_t i = 0; i < fs->by_lower.nb; i++) {
+		struct node *n = fs->by_lower.b[i];
+		while (n) {
+			struct node *next = n->lnext;
+			n->in_lower = false;
+			if (!n->in_upper)
+				node_destroy(n);
+			n = next;
+		}
+	}
+	for (size_t i = 0; i < fs->by_upper.nb; i++) {
+		struct node *n = fs->by_upper.b[i];
+		while (n) {
+			struct node *next = n->unext;
+			node_destroy(n);
+			n = next;
+		}
+	}
+	free(fs->by_lower.b);
+	free(fs->by_upper.b);
+}
