@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "ocitree/digest.h"
 #include "ocitree/error.h"
@@ -113,6 +114,9 @@ void ocitree_descriptor_clear(struct ocitree_descriptor *d);
 void ocitree_descriptor_copy(struct ocitree_descriptor *dst, const struct ocitree_descriptor *src);
 /* The tag of a descriptor in index.json, or NULL. */
 const char *ocitree_descriptor_ref_name(const struct ocitree_descriptor *d);
+/* Compact JSON, as the image spec writes a descriptor; the caller frees the
+ * result. */
+char *ocitree_descriptor_to_json(const struct ocitree_descriptor *d);
 
 struct ocitree_manifest {
 	int schema_version;
@@ -167,6 +171,17 @@ struct ocitree_history {
 };
 
 void ocitree_history_clear(struct ocitree_history *h);
+
+/* Times ("created" of configs and history entries) are RFC 3339 with an
+ * optional fraction of a second.  Parse one into *out (UTC); -1 for
+ * anything else (a time without zone, month 13, trailing text...). */
+int ocitree_time_parse(const char *s, struct timespec *out);
+/* Format ts as ocitree writes times: UTC, with nanoseconds trimmed of
+ * trailing zeros (as Go's time.RFC3339Nano).  The caller frees the result. */
+char *ocitree_time_format(const struct timespec *ts);
+/* The time to stamp new objects with: SOURCE_DATE_EPOCH when it is set to a
+ * valid number of seconds (reproducible builds), else now. */
+struct timespec ocitree_time_now(void);
 
 /* The runtime part ("config") of an image config.  Arrays are
  * NULL-terminated and NULL when absent (or null in the JSON); maps and

@@ -65,14 +65,8 @@ struct ocitree_upper_state {
 	bool clearing; /* a commit --clear was emptying the upper directory */
 };
 
-struct ocitree_upper {
-	char *path;      /* the upper directory, as given */
-	char *work_path; /* the work directory */
-	int fd;          /* the upper directory (O_RDONLY | O_DIRECTORY) */
-	int work_fd;     /* the work directory, flock()ed */
-	bool has_state;  /* state was read from (or written to) the work directory */
-	struct ocitree_upper_state state;
-};
+/* An opened upper directory (opaque). */
+struct ocitree_upper;
 
 /* The default work directory of an upper directory: "UPPER.work" next to it
  * (a trailing '/' of upper is ignored).  Caller frees. */
@@ -86,6 +80,22 @@ char *ocitree_upper_default_workdir(const char *upper);
 struct ocitree_upper *ocitree_upper_open(const char *upper, const char *work, bool create,
 					 struct ocitree_error **err);
 void ocitree_upper_free(struct ocitree_upper *u);
+
+/* The upper directory as given to ocitree_upper_open(), and its work
+ * directory (the default one when none was given).  Borrowed from u. */
+const char *ocitree_upper_path(const struct ocitree_upper *u);
+const char *ocitree_upper_work_path(const struct ocitree_upper *u);
+
+/* The work directory's record, or NULL when it has none (an upper directory
+ * never mounted).  Borrowed from u: valid until the record changes
+ * (ocitree_upper_set_state(), a commit, a clear) or ocitree_upper_free(). */
+const struct ocitree_upper_state *ocitree_upper_get_state(const struct ocitree_upper *u);
+
+/* Make a copy of st the record of u and write it to the work directory
+ * atomically.  st may be (or point into) the current record.  On failure u
+ * keeps its previous record. */
+int ocitree_upper_set_state(struct ocitree_upper *u, const struct ocitree_upper_state *st,
+			    struct ocitree_error **err);
 
 /* Whether the upper directory holds nothing (a fresh one). */
 bool ocitree_upper_is_empty(const struct ocitree_upper *u);
@@ -107,7 +117,7 @@ int ocitree_upper_probe(struct ocitree_upper *u, const struct ocitree_upper_prob
  * directory (temporary objects of copy-ups and removals). */
 void ocitree_upper_remove_stale(struct ocitree_upper *u);
 
-/* Write u->state to the work directory atomically. */
+/* Write the record u holds to the work directory again, atomically. */
 int ocitree_upper_save_state(struct ocitree_upper *u, struct ocitree_error **err);
 
 /* Empty the upper directory (after its changes were committed): every entry

@@ -130,7 +130,7 @@ bool history_opt(struct history_opts *h, int opt, const char *arg)
 int history_opts_check(const struct history_opts *h, struct ocitree_error **err)
 {
 	struct timespec ts;
-	if (h->created && time_parse_rfc3339(h->created, &ts) < 0)
+	if (h->created && ocitree_time_parse(h->created, &ts) < 0)
 		return ocitree_error_setk(err, OCITREE_ERROR_USAGE,
 					  "invalid --history.created '%s': not an RFC 3339 time such as 2024-01-02T03:04:05Z",
 					  h->created);
@@ -143,11 +143,11 @@ void history_opts_entry(const struct history_opts *h, const struct ocitree_confi
 	memset(out, 0, sizeof(*out));
 	if (h->created) {
 		struct timespec ts;
-		time_parse_rfc3339(h->created, &ts);
-		out->created = time_format_rfc3339(&ts);
+		ocitree_time_parse(h->created, &ts);
+		out->created = ocitree_time_format(&ts);
 	} else {
-		struct timespec now = time_now_or_source_date_epoch();
-		out->created = time_format_rfc3339(&now);
+		struct timespec now = ocitree_time_now();
+		out->created = ocitree_time_format(&now);
 	}
 	out->created_by = xstrdup(h->created_by ? h->created_by : default_created_by);
 	out->author = xstrdup_or_null(h->author ? h->author : (c ? c->author : NULL));
@@ -169,28 +169,35 @@ char *human_size(int64_t bytes)
 	return xasprintf("%.3g %s", v, units[u]);
 }
 
-enum { OPT_LAYOUT = OPT_COMMAND_BASE, OPT_JSON };
-
-
-int cli_parse_layout_opts(int argc, char **argv, char **layout, bool *json, struct ocitree_error **err)
+static int set_layout(const char *arg, void *out, struct ocitree_error **err)
 {
-	/* --json only where the command has it */
-	const struct option with_json[] = {
-		{"layout", required_argument, NULL, OPT_LAYOUT},
+	return cli_layout_path(arg, out, err);
+}
+
+static int set_image(const char *arg, void *out, struct ocitree_error **err)
+{
+	return cli_image_ref(arg, out, err);
+}
+
+/* The options of a command that takes only --NAME (given to set with out)
+ * and --json when json is not NULL.  Returns 0, CLI_EXIT_HELP or -1. */
+static int parse_single_opt(int argc, char **argv, const char *name,
+			    int (*set)(const char *arg, void *out, struct ocitree_error **err), void *out, bool *json,
+			    struct ocitree_error **err)
+{
+	enum { OPT_VALUE = OPT_COMMAND_BASE, OPT_JSON };
+	/* without json, the "json" entry has no name: it ends the table */
+	const struct option opts[] = {
+		{name, required_argument, NULL, OPT_VALUE},
 		CLI_HELP_OPTION,
-		{"json", no_argument, NULL, OPT_JSON},
-		{NULL, 0, NULL, 0},
-	};
-	const struct option without_json[] = {
-		{"layout", required_argument, NULL, OPT_LAYOUT},
-		CLI_HELP_OPTION,
+		{json ? "json" : NULL, no_argument, NULL, OPT_JSON},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
-	while ((c = cli_getopt(argc, argv, json ? with_json : without_json, err)) != -1) {
+	while ((c = cli_getopt(argc, argv, opts, err)) != -1) {
 		switch (c) {
-		case OPT_LAYOUT:
-			if (cli_layout_path(optarg, layout, err) < 0)
+		case OPT_VALUE:
+			if (set(optarg, out, err) < 0)
 				return -1;
 			break;
 		case OPT_JSON:
@@ -201,42 +208,36 @@ int cli_parse_layout_opts(int argc, char **argv, char **layout, bool *json, stru
 			return -1;
 		}
 	}
+	return 0;
+}
+
+int cli_parse_layout_opts(int argc, char **argv, char **layout, bool *json, struct ocitree_error **err)
+{
+	int r = parse_single_opt(argc, argv, "layout", set_layout, layout, json, err);
+	if (r != 0)
+		return r;
 	if (!*layout)
 		return cli_usage_error(err, "missing mandatory option --layout");
 	return cli_expect_args(argc, argv, 0, 0, err);
 }
 
-
 int cli_parse_image_opts(int argc, char **argv, struct image_ref *image, bool *json, struct ocitree_error **err)
 {
-	enum { OPT_IMAGE = OPT_COMMAND_BASE, OPT_JSON2 };
-	const struct option with_json[] = {
-		{"image", required_argument, NULL, OPT_IMAGE},
-		CLI_HELP_OPTION,
-		{"json", no_argument, NULL, OPT_JSON2},
-		{NULL, 0, NULL, 0},
-	};
-	const struct option without_json[] = {
-		{"image", required_argument, NULL, OPT_IMAGE},
-		CLI_HELP_OPTION,
-		{NULL, 0, NULL, 0},
-	};
-	int c;
-	while ((c = cli_getopt(argc, argv, json ? with_json : without_json, err)) != -1) {
-		switch (c) {
-		case OPT_IMAGE:
-			if (cli_image_ref(optarg, image, err) < 0)
-				return -1;
-			break;
-		case OPT_JSON2:
-			*json = true;
-			break;
-		CLI_HANDLE_HELP;
-		default:
-			return -1;
-		}
-	}
-	if (!image->path)
+	int r = parse_single_opt(argc, argv, "image", set_image, image, json, err);
+	return r != 0 ? r : cli_require_image(image, err);
+}
+
+int cli_require_image(const struct image_ref *ref, struct ocitree_error **err)
+{
+	if (!ref->path)
 		return cli_usage_error(err, "missing mandatory option --image");
+	return 0;
+}
+
+int cli_tag_opt(const char *arg, const char **tag, struct ocitree_error **err)
+{
+	if (ocitree_tag_check(arg, err) < 0)
+		return ocitree_error_prefix(err, "invalid --tag");
+	*tag = arg;
 	return 0;
 }

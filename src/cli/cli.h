@@ -11,8 +11,18 @@
 #include <getopt.h>
 #include <stdbool.h>
 
+#include "common.h"
 #include "ocitree/ocitree.h"
-#include "util.h"
+
+/* Transitional: cmd-mount.c and cmd-commit.c still reach into struct
+ * ocitree_upper (opaque now: ocitree_upper_get_state() and _set_state()
+ * replace that) and use the library's internal JSON header.  They are built
+ * apart with the library's internal headers (libocitree-frontend-internal
+ * in Makefile.am); drop this and move them to the rest of the program once
+ * they use the public API. */
+#ifdef OCITREE_CLI_LIB_INTERNALS
+#include "upper-internal.h"
+#endif
 
 struct command {
 	const char *name;
@@ -41,6 +51,13 @@ extern const struct command *cli_current;
 		cli_print_help(stdout, "ocitree", cli_current);                                                    \
 		return CLI_EXIT_HELP
 
+/* The same for a command that cleans up at label: sets r and jumps there. */
+#define CLI_HANDLE_HELP_GOTO(r, label)                                                                             \
+	case 'h':                                                                                                  \
+		cli_print_help(stdout, "ocitree", cli_current);                                                    \
+		(r) = CLI_EXIT_HELP;                                                                               \
+		goto label
+
 /* A getopt_long loop helper: returns the option or -1 at the end; turns
  * unknown options and missing arguments into a usage error (returning '?'). */
 int cli_getopt(int argc, char **argv, const struct option *opts, struct ocitree_error **err);
@@ -58,6 +75,10 @@ struct image_ref {
 };
 void image_ref_clear(struct image_ref *r);
 int cli_image_ref(const char *arg, struct image_ref *out, struct ocitree_error **err);
+/* A usage error when --image was not given. */
+int cli_require_image(const struct image_ref *ref, struct ocitree_error **err);
+/* --tag: check the name and point *tag at it. */
+int cli_tag_opt(const char *arg, const char **tag, struct ocitree_error **err);
 int cli_layout_path(const char *arg, char **out, struct ocitree_error **err);
 /* Parse the options of a command that takes only --layout (and --json when
  * json is not NULL). Returns 0, CLI_EXIT_HELP or -1. */

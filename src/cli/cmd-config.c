@@ -105,9 +105,8 @@ static int parse(int argc, char **argv, struct config_opts *o, struct ocitree_er
 				return -1;
 			break;
 		case OPT_TAG:
-			if (ocitree_tag_check(optarg, err) < 0)
-				return ocitree_error_prefix(err, "invalid --tag");
-			o->tag = optarg;
+			if (cli_tag_opt(optarg, &o->tag, err) < 0)
+				return -1;
 			break;
 		case OPT_USER: o->user = optarg; break;
 		case OPT_PORT: strv_push(&o->ports, optarg); break;
@@ -136,7 +135,7 @@ static int parse(int argc, char **argv, struct config_opts *o, struct ocitree_er
 	if (cli_expect_args(argc, argv, 0, 0, err) < 0)
 		return -1;
 	struct timespec ts;
-	if (o->created && time_parse_rfc3339(o->created, &ts) < 0)
+	if (o->created && ocitree_time_parse(o->created, &ts) < 0)
 		return ocitree_error_setk(err, OCITREE_ERROR_USAGE,
 					  "invalid --created '%s': not an RFC 3339 time such as 2024-01-02T03:04:05Z",
 					  o->created);
@@ -206,9 +205,9 @@ static void apply(struct config_opts *o, struct ocitree_image *img)
 	}
 	if (o->created) {
 		struct timespec ts;
-		time_parse_rfc3339(o->created, &ts);
+		ocitree_time_parse(o->created, &ts);
 		free(c->created);
-		c->created = time_format_rfc3339(&ts);
+		c->created = ocitree_time_format(&ts);
 	}
 	if (o->author)
 		replace(&c->author, o->author);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "config.h"
 
+#include "cjson-util.h"
 #include "cli.h"
-#include "json.h"
 #include "ocitree/fsck.h"
 
 static void print_json(const struct ocitree_fsck_report *r)

@@ -39,11 +39,8 @@ int cmd_insert(int argc, char **argv, struct ocitree_error **err)
 				goto out;
 			break;
 		case OPT_TAG:
-			if (ocitree_tag_check(optarg, err) < 0) {
-				ocitree_error_prefix(err, "invalid --tag");
+			if (cli_tag_opt(optarg, &tag, err) < 0)
 				goto out;
-			}
-			tag = optarg;
 			break;
 		case OPT_WHITEOUT:
 			o.whiteout = true;
@@ -55,18 +52,13 @@ int cmd_insert(int argc, char **argv, struct ocitree_error **err)
 			if (compress_opt(optarg, &o.write.compression, err) < 0)
 				goto out;
 			break;
-		case 'h':
-			cli_print_help(stdout, "ocitree", cli_current);
-			r = CLI_EXIT_HELP;
-			goto out;
+		CLI_HANDLE_HELP_GOTO(r, out);
 		default:
 			goto out;
 		}
 	}
-	if (!ref.path) {
-		cli_usage_error(err, "missing mandatory option --image");
+	if (cli_require_image(&ref, err) < 0)
 		goto out;
-	}
 	if (o.whiteout && o.opaque) {
 		cli_usage_error(err, "--whiteout and --opaque exclude each other");
 		goto out;

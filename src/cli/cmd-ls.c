@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "config.h"
 
+#include "cjson-util.h"
 #include "cli.h"
-#include "json.h"
 
 int cmd_ls(int argc, char **argv, struct ocitree_error **err)
 {
@@ -18,12 +18,12 @@ int cmd_ls(int argc, char **argv, struct ocitree_error **err)
 	ocitree_layout_free(l);
 	if (!idx)
 		return -1;
-	struct strset seen = {0};
 	_cleanup_json_ cJSON *arr = json_array();
 	for (size_t i = 0; i < idx->n_manifests; i++) {
 		const struct ocitree_descriptor *d = &idx->manifests[i];
 		const char *tag = ocitree_descriptor_ref_name(d);
-		if (!tag || !strset_add(&seen, tag))
+		/* a tag listed twice names the first entry, as for every lookup */
+		if (!tag || ocitree_index_find_ref(idx, tag) != (ssize_t)i)
 			continue;
 		if (json) {
 			cJSON *o = json_object();
@@ -40,7 +40,6 @@ int cmd_ls(int argc, char **argv, struct ocitree_error **err)
 		_cleanup_free_ char *s = json_print(arr);
 		printf("%s\n", s);
 	}
-	strset_free(&seen);
 	ocitree_index_free(idx);
 	return 0;
 }

@@ -35,19 +35,12 @@ static int cmd_raw_runtime_config(int argc, char **argv, struct ocitree_error **
 		case OPT_ROOTFS:
 			rootfs = optarg;
 			break;
-		case 'h':
-			cli_print_help(stdout, "ocitree", cli_current);
-			r = CLI_EXIT_HELP;
-			goto out;
+		CLI_HANDLE_HELP_GOTO(r, out);
 		default:
 			goto out;
 		}
 	}
-	if (!ref.path) {
-		cli_usage_error(err, "missing mandatory option --image");
-		goto out;
-	}
-	if (cli_expect_args(argc, argv, 1, 1, err) < 0)
+	if (cli_require_image(&ref, err) < 0 || cli_expect_args(argc, argv, 1, 1, err) < 0)
 		goto out;
 	const char *dest = argv[optind];
 	struct ocitree_map_options mo;
@@ -100,29 +93,19 @@ static int cmd_raw_add_layer(int argc, char **argv, struct ocitree_error **err)
 				goto out;
 			break;
 		case OPT_TAG:
-			if (ocitree_tag_check(optarg, err) < 0) {
-				ocitree_error_prefix(err, "invalid --tag");
+			if (cli_tag_opt(optarg, &tag, err) < 0)
 				goto out;
-			}
-			tag = optarg;
 			break;
 		case OPT_COMPRESS:
 			if (compress_opt(optarg, &wo.compression, err) < 0)
 				goto out;
 			break;
-		case 'h':
-			cli_print_help(stdout, "ocitree", cli_current);
-			r = CLI_EXIT_HELP;
-			goto out;
+		CLI_HANDLE_HELP_GOTO(r, out);
 		default:
 			goto out;
 		}
 	}
-	if (!ref.path) {
-		cli_usage_error(err, "missing mandatory option --image");
-		goto out;
-	}
-	if (cli_expect_args(argc, argv, 1, 1, err) < 0 || history_opts_check(&hist, err) < 0)
+	if (cli_require_image(&ref, err) < 0 || cli_expect_args(argc, argv, 1, 1, err) < 0 || history_opts_check(&hist, err) < 0)
 		goto out;
 	const char *file = argv[optind];
 	int fd = strcmp(file, "-") == 0 ? dup(STDIN_FILENO) : open(file, O_RDONLY | O_CLOEXEC);

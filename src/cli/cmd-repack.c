@@ -45,19 +45,12 @@ int cmd_repack(int argc, char **argv, struct ocitree_error **err)
 			if (compress_opt(optarg, &o.write.compression, err) < 0)
 				goto out;
 			break;
-		case 'h':
-			cli_print_help(stdout, "ocitree", cli_current);
-			r = CLI_EXIT_HELP;
-			goto out;
+		CLI_HANDLE_HELP_GOTO(r, out);
 		default:
 			goto out;
 		}
 	}
-	if (!ref.path) {
-		cli_usage_error(err, "missing mandatory option --image");
-		goto out;
-	}
-	if (cli_expect_args(argc, argv, 1, 1, err) < 0 || history_opts_check(&hist, err) < 0)
+	if (cli_require_image(&ref, err) < 0 || cli_expect_args(argc, argv, 1, 1, err) < 0 || history_opts_check(&hist, err) < 0)
 		goto out;
 	o.mask_paths = masks;
 	struct ocitree_history h;

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "config.h"
 
+#include "cjson-util.h"
 #include "cli.h"
-#include "json.h"
 
 /* One row of the history: a history entry and the layer it made, if any.
  * Layers beyond what the history describes get rows of their own. */
@@ -46,6 +46,12 @@ static int blob_json(struct ocitree_layout *l, const struct ocitree_descriptor *
 	return *out ? 0 : -1;
 }
 
+static cJSON *descriptor_json(const struct ocitree_descriptor *d)
+{
+	_cleanup_free_ char *text = ocitree_descriptor_to_json(d);
+	return json_raw(text);
+}
+
 static int print_json(struct ocitree_image *img, struct ocitree_error **err)
 {
 	_cleanup_json_ cJSON *root = json_object();
@@ -57,11 +63,11 @@ static int print_json(struct ocitree_image *img, struct ocitree_error **err)
 		return -1;
 	}
 	cJSON *m = json_object();
-	json_add(m, "descriptor", json_descriptor(&img->manifest_desc));
+	json_add(m, "descriptor", descriptor_json(&img->manifest_desc));
 	json_add(m, "blob", mblob);
 	json_add(root, "manifest", m);
 	cJSON *c = json_object();
-	json_add(c, "descriptor", json_descriptor(&img->manifest->config));
+	json_add(c, "descriptor", descriptor_json(&img->manifest->config));
 	json_add(c, "blob", cblob);
 	json_add(root, "config", c);
 	struct row *rows = NULL;
@@ -69,7 +75,7 @@ static int print_json(struct ocitree_image *img, struct ocitree_error **err)
 	cJSON *hist = json_array();
 	for (size_t i = 0; i < n; i++) {
 		cJSON *o = json_object();
-		json_add(o, "layer", rows[i].layer ? json_descriptor(rows[i].layer) : cJSON_CreateNull());
+		json_add(o, "layer", rows[i].layer ? descriptor_json(rows[i].layer) : cJSON_CreateNull());
 		json_add(o, "diff_id", json_string(rows[i].diff_id ? rows[i].diff_id : ""));
 		const struct ocitree_history *h = rows[i].h;
 		json_add(o, "created", json_string(h && h->created ? h->created : ""));

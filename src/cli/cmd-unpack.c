@@ -33,19 +33,12 @@ static int unpack_main(int argc, char **argv, bool raw, struct ocitree_error **e
 		case OPT_KEEP_DIRLINKS:
 			o.keep_dirlinks = true;
 			break;
-		case 'h':
-			cli_print_help(stdout, "ocitree", cli_current);
-			r = CLI_EXIT_HELP;
-			goto out;
+		CLI_HANDLE_HELP_GOTO(r, out);
 		default:
 			goto out;
 		}
 	}
-	if (!ref.path) {
-		cli_usage_error(err, "missing mandatory option --image");
-		goto out;
-	}
-	if (cli_expect_args(argc, argv, 1, 1, err) < 0)
+	if (cli_require_image(&ref, err) < 0 || cli_expect_args(argc, argv, 1, 1, err) < 0)
 		goto out;
 	const char *dest = argv[optind];
 	if (!*dest) {

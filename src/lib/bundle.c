@@ -231,8 +231,8 @@ int image_add_layer_commit(struct ocitree_image *img, const struct ocitree_descr
 		if (!h.author)
 			h.author = img->config->author;
 		if (!h.created) {
-			struct timespec now = time_now_or_source_date_epoch();
-			h.created = created = time_format_rfc3339(&now);
+			struct timespec now = ocitree_time_now();
+			h.created = created = ocitree_time_format(&now);
 		}
 		h.empty_layer = layer == NULL;
 		ocitree_config_add_history(img->config, &h);

@@ -1,9 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/* The error object of ocitree/error.h.  It needs only the allocators of
+ * common.h, never util.h: util.c reports errors, so errors must not depend
+ * on it. */
 #include "config.h"
 
 #include <stdarg.h>
 
-#include "util.h"
+#include "common.h"
+#include "ocitree/error.h"
 
 static int make(struct ocitree_error **err, enum ocitree_error_kind kind, int errnum, const char *fmt, va_list ap)
 {

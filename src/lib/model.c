@@ -292,6 +292,73 @@ fail:
 	return -1;
 }
 
+/* ---- JSON of the model's maps (json.h) ---- */
+
+static int get_map(const cJSON *obj, const char *key, struct ocitree_strmap *out, bool *present, bool keys_only,
+		   const char *what, struct ocitree_error **err)
+{
+	const cJSON *v = json_get(obj, key);
+	if (present)
+		*present = v != NULL;
+	if (!v)
+		return 0;
+	if (!cJSON_IsObject(v))
+		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: '%s' is not an object", what, key);
+	const cJSON *e;
+	cJSON_ArrayForEach(e, v)
+	{
+		if (keys_only) {
+			ocitree_strmap_set(out, e->string, "");
+		} else {
+			if (!cJSON_IsString(e))
+				return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: '%s' value of '%s' is not a string",
+							  what, key, e->string);
+			ocitree_strmap_set(out, e->string, e->valuestring);
+		}
+	}
+	return 0;
+}
+
+int json_get_strmap(const cJSON *obj, const char *key, struct ocitree_strmap *out, bool *present, const char *what,
+		    struct ocitree_error **err)
+{
+	return get_map(obj, key, out, present, false, what, err);
+}
+
+int json_get_keyset(const cJSON *obj, const char *key, struct ocitree_strmap *out, bool *present, const char *what,
+		    struct ocitree_error **err)
+{
+	return get_map(obj, key, out, present, true, what, err);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static cJSON *map_to_json(const struct ocitree_strmap *m, bool keys_only)
+{
+	cJSON *o = json_object();
+	const char **keys = xcalloc(m->n, sizeof(char *));
+	for (size_t i = 0; i < m->n; i++)
+		keys[i] = m->keys[i];
+	qsort(keys, m->n, sizeof(char *), cmp_str);
+	for (size_t i = 0; i < m->n; i++)
+		json_add(o, keys[i], keys_only ? json_object() : json_string(ocitree_strmap_get(m, keys[i])));
+	free(keys);
+	return o;
+}
+
+cJSON *json_strmap(const struct ocitree_strmap *m)
+{
+	return map_to_json(m, false);
+}
+
+cJSON *json_keyset(const struct ocitree_strmap *m)
+{
+	return map_to_json(m, true);
+}
+
 cJSON *json_descriptor(const struct ocitree_descriptor *d)
 {
 	cJSON *j = json_object();
@@ -319,6 +386,12 @@ cJSON *json_descriptor(const struct ocitree_descriptor *d)
 	if (d->artifact_type)
 		json_add(j, "artifactType", json_string(d->artifact_type));
 	return j;
+}
+
+OCITREE_EXPORT char *ocitree_descriptor_to_json(const struct ocitree_descriptor *d)
+{
+	_cleanup_json_ cJSON *j = json_descriptor(d);
+	return json_print(j);
 }
 
 static int descriptors_from_json(const cJSON *arr, const char *key, struct ocitree_descriptor **out, size_t *n,
@@ -403,6 +476,26 @@ OCITREE_EXPORT void ocitree_manifest_free(struct ocitree_manifest *m)
 	free(m);
 }
 
+/* The fields manifests and indexes begin with: schemaVersion, mediaType
+ * (which must be of kind when present; kind_name in the error) and
+ * artifactType. */
+static int doc_head(const cJSON *j, enum ocitree_doc_kind kind, const char *kind_name, int *schema, char **media_type,
+		    char **artifact_type, const char *what, struct ocitree_error **err)
+{
+	const char *s;
+	if (schema_version(j, schema, what, err) < 0)
+		return -1;
+	if (json_get_string(j, "mediaType", false, &s, what, err) < 0)
+		return -1;
+	*media_type = xstrdup_or_null(s);
+	if (s && ocitree_media_type_kind(s) != kind)
+		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: mediaType '%s' is not %s", what, s, kind_name);
+	if (json_get_string(j, "artifactType", false, &s, what, err) < 0)
+		return -1;
+	*artifact_type = xstrdup_or_null(s);
+	return 0;
+}
+
 OCITREE_EXPORT struct ocitree_manifest *ocitree_manifest_parse(const char *json, size_t len,
 							       struct ocitree_error **err)
 {
@@ -411,19 +504,9 @@ OCITREE_EXPORT struct ocitree_manifest *ocitree_manifest_parse(const char *json,
 	if (!j)
 		return NULL;
 	struct ocitree_manifest *m = xcalloc(1, sizeof(*m));
-	const char *s;
-	if (schema_version(j, &m->schema_version, what, err) < 0)
+	if (doc_head(j, OCITREE_DOC_MANIFEST, "a manifest", &m->schema_version, &m->media_type, &m->artifact_type, what,
+		     err) < 0)
 		goto fail;
-	if (json_get_string(j, "mediaType", false, &s, what, err) < 0)
-		goto fail;
-	m->media_type = xstrdup_or_null(s);
-	if (s && ocitree_media_type_kind(s) != OCITREE_DOC_MANIFEST) {
-		ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: mediaType '%s' is not a manifest", what, s);
-		goto fail;
-	}
-	if (json_get_string(j, "artifactType", false, &s, what, err) < 0)
-		goto fail;
-	m->artifact_type = xstrdup_or_null(s);
 	const cJSON *c = cJSON_GetObjectItemCaseSensitive(j, "config");
 	if (!c || cJSON_IsNull(c)) {
 		ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: missing 'config'", what);
@@ -501,19 +584,9 @@ OCITREE_EXPORT struct ocitree_index *ocitree_index_parse(const char *json, size_
 	if (!j)
 		return NULL;
 	struct ocitree_index *idx = xcalloc(1, sizeof(*idx));
-	const char *s;
-	if (schema_version(j, &idx->schema_version, what, err) < 0)
+	if (doc_head(j, OCITREE_DOC_INDEX, "an image index", &idx->schema_version, &idx->media_type,
+		     &idx->artifact_type, what, err) < 0)
 		goto fail;
-	if (json_get_string(j, "mediaType", false, &s, what, err) < 0)
-		goto fail;
-	idx->media_type = xstrdup_or_null(s);
-	if (s && ocitree_media_type_kind(s) != OCITREE_DOC_INDEX) {
-		ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: mediaType '%s' is not an image index", what, s);
-		goto fail;
-	}
-	if (json_get_string(j, "artifactType", false, &s, what, err) < 0)
-		goto fail;
-	idx->artifact_type = xstrdup_or_null(s);
 	const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "manifests");
 	if (!m) {
 		ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: missing 'manifests'", what);
@@ -677,7 +750,7 @@ OCITREE_EXPORT struct ocitree_config *ocitree_config_parse(const char *json, siz
 		goto fail;
 	if (c->created) {
 		struct timespec ts;
-		if (time_parse_rfc3339(c->created, &ts) < 0) {
+		if (ocitree_time_parse(c->created, &ts) < 0) {
 			ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: 'created' is not an RFC 3339 time: '%s'",
 					   what, c->created);
 			goto fail;
@@ -787,8 +860,8 @@ OCITREE_EXPORT const char *ocitree_host_variant(void)
 OCITREE_EXPORT struct ocitree_config *ocitree_config_new(void)
 {
 	struct ocitree_config *c = xcalloc(1, sizeof(*c));
-	struct timespec now = time_now_or_source_date_epoch();
-	c->created = time_format_rfc3339(&now);
+	struct timespec now = ocitree_time_now();
+	c->created = ocitree_time_format(&now);
 	c->architecture = xstrdup(ocitree_host_architecture());
 	c->os = xstrdup("linux");
 	c->rootfs_type = xstrdup("layers");

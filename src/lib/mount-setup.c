@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include "ocitree/mount.h"
+#include "upper-internal.h"
 #include "util.h"
 
 static bool str_eq(const char *a, const char *b)

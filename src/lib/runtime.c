@@ -340,8 +340,8 @@ OCITREE_EXPORT char *ocitree_runtime_config(const struct ocitree_config *c, cons
 	json_set(ann, "org.opencontainers.image.author", json_string(c->author ? c->author : ""));
 	struct timespec ts = {0, 0};
 	_cleanup_free_ char *created = NULL;
-	if (c->created && time_parse_rfc3339(c->created, &ts) == 0)
-		created = time_format_rfc3339(&ts);
+	if (c->created && ocitree_time_parse(c->created, &ts) == 0)
+		created = ocitree_time_format(&ts);
 	json_set(ann, "org.opencontainers.image.created", json_string(created ? created : "0001-01-01T00:00:00Z"));
 	json_set(ann, "org.opencontainers.image.stopSignal", json_string(x->stop_signal ? x->stop_signal : ""));
 	_cleanup_free_ char **ports = xcalloc(x->exposed_ports.n + 1, sizeof(char *));

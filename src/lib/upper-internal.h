@@ -25,6 +25,16 @@
 #include "ocitree/upper.h"
 #include "util.h"
 
+/* The opaque struct ocitree_upper of ocitree/upper.h. */
+struct ocitree_upper {
+	char *path;      /* the upper directory, as given */
+	char *work_path; /* the work directory */
+	int fd;          /* the upper directory (O_RDONLY | O_DIRECTORY) */
+	int work_fd;     /* the work directory, flock()ed */
+	bool has_state;  /* state was read from (or written to) the work directory */
+	struct ocitree_upper_state state;
+};
+
 #define UPPER_X_OPAQUE "opaque"
 #define UPPER_X_METACOPY "metacopy"
 #define UPPER_X_REDIRECT "redirect"

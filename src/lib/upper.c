@@ -512,6 +512,43 @@ OCITREE_EXPORT int ocitree_upper_save_state(struct ocitree_upper *u, struct ocit
 	return 0;
 }
 
+OCITREE_EXPORT int ocitree_upper_set_state(struct ocitree_upper *u, const struct ocitree_upper_state *st,
+				       struct ocitree_error **err)
+{
+	/* copy before letting go of the old record: st may point into it */
+	struct ocitree_upper_state s = {.layout = xstrdup_or_null(st->layout),
+					.tag = xstrdup_or_null(st->tag),
+					.format = st->format,
+					.clearing = st->clearing};
+	ocitree_descriptor_copy(&s.manifest, &st->manifest);
+	struct ocitree_upper_state old = u->state;
+	bool had = u->has_state;
+	u->state = s;
+	if (ocitree_upper_save_state(u, err) < 0) {
+		state_clear(&u->state);
+		u->state = old;
+		u->has_state = had;
+		return -1;
+	}
+	state_clear(&old);
+	return 0;
+}
+
+OCITREE_EXPORT const struct ocitree_upper_state *ocitree_upper_get_state(const struct ocitree_upper *u)
+{
+	return u->has_state ? &u->state : NULL;
+}
+
+OCITREE_EXPORT const char *ocitree_upper_path(const struct ocitree_upper *u)
+{
+	return u->path;
+}
+
+OCITREE_EXPORT const char *ocitree_upper_work_path(const struct ocitree_upper *u)
+{
+	return u->work_path;
+}
+
 OCITREE_EXPORT struct ocitree_upper *ocitree_upper_open(const char *upper, const char *work, bool create,
 							 struct ocitree_error **err)
 {

@@ -43,6 +43,20 @@ if have pkg-config && have cc && [ -z "${OCITREE_SKIP_INSTALL_TEST:-}" ]; then
 	ldd "$lib" 2>/dev/null | grep -q libasan && san="-fsanitize=address,undefined" # a sanitizer build
 	ok "the example builds with pkg-config" cc $san "$top_srcdir/contrib/examples/list-tags.c" $(pkg-config --cflags --libs ocitree) -o "$T/list-tags"
 	ok "and runs against the installed library" env LD_LIBRARY_PATH="$D$libdir" "$T/list-tags" "$L"
+	# Static linking: pkg-config --static must name all that libocitree
+	# needs (ISA-L, cJSON, OpenSSL, zstd, zlib, pthread, dl).  The default
+	# build installs no libocitree.a (shared only): the build tree's archive
+	# of the same objects stands in for it then.
+	S=$T/static
+	mkdir -p "$S"
+	a=$D$libdir/libocitree.a
+	[ -f "$a" ] || a=$top_builddir/.libs/libocitree-core.a
+	cp "$a" "$S/libocitree.a"
+	ok "the example links statically with pkg-config --static" cc $san "$top_srcdir/contrib/examples/list-tags.c" \
+		$(pkg-config --cflags ocitree) -L"$S" $(pkg-config --static --libs ocitree) -o "$T/list-tags-static"
+	check "without the shared library" '! ldd "$T/list-tags-static" | grep -q libocitree'
+	ok "and runs" "$T/list-tags-static" "$L"
+	is "listing the same tags" "$(cut -f1 "$T/out" | tr '\n' ' ')" "one two "
 else
 	skip "install and pkg-config" "pkg-config or cc missing, or OCITREE_SKIP_INSTALL_TEST set"
 fi

@@ -96,6 +96,16 @@ static void test_manifest(void)
 	reset();
 }
 
+static void test_descriptor_json(void)
+{
+	struct ocitree_descriptor d = {.media_type = (char *)OCITREE_MT_OCI_MANIFEST, .size = 9007199254740993};
+	snprintf(d.digest, sizeof(d.digest), "%s", D1);
+	char *j = ocitree_descriptor_to_json(&d);
+	is_str(j, "{\"mediaType\":\"" OCITREE_MT_OCI_MANIFEST "\",\"digest\":\"" D1 "\",\"size\":9007199254740993}",
+	       "a descriptor as JSON, its size exact beyond 2^53");
+	free(j);
+}
+
 static void test_index(void)
 {
 	const char *json =
@@ -203,6 +213,7 @@ static void test_media_types(void)
 int main(void)
 {
 	test_manifest();
+	test_descriptor_json();
 	test_index();
 	test_config();
 	test_media_types();

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "ocitree/digest.h"
+#include "ocitree/model.h"
 #include "tap.h"
 #include "util.h"
 
@@ -26,26 +27,26 @@ static void test_buf(void)
 static void test_time(void)
 {
 	struct timespec ts;
-	ok(time_parse_rfc3339("2024-01-02T03:04:05Z", &ts) == 0 && ts.tv_sec == 1704164645 && ts.tv_nsec == 0,
+	ok(ocitree_time_parse("2024-01-02T03:04:05Z", &ts) == 0 && ts.tv_sec == 1704164645 && ts.tv_nsec == 0,
 	   "parse a plain UTC time");
-	ok(time_parse_rfc3339("2024-01-02T03:04:05.5Z", &ts) == 0 && ts.tv_nsec == 500000000, "parse a fraction");
-	ok(time_parse_rfc3339("2024-01-02T05:04:05+02:00", &ts) == 0 && ts.tv_sec == 1704164645,
+	ok(ocitree_time_parse("2024-01-02T03:04:05.5Z", &ts) == 0 && ts.tv_nsec == 500000000, "parse a fraction");
+	ok(ocitree_time_parse("2024-01-02T05:04:05+02:00", &ts) == 0 && ts.tv_sec == 1704164645,
 	   "parse an offset");
-	ok(time_parse_rfc3339("1969-12-31T23:59:59Z", &ts) == 0 && ts.tv_sec == -1, "parse before the epoch");
-	ok(time_parse_rfc3339("2024-01-02 03:04:05", &ts) < 0, "reject a time without zone");
-	ok(time_parse_rfc3339("2024-13-02T03:04:05Z", &ts) < 0, "reject month 13");
-	ok(time_parse_rfc3339("2024-01-02T03:04:05Zjunk", &ts) < 0, "reject trailing junk");
-	ok(time_parse_rfc3339("yesterday", &ts) < 0, "reject prose");
+	ok(ocitree_time_parse("1969-12-31T23:59:59Z", &ts) == 0 && ts.tv_sec == -1, "parse before the epoch");
+	ok(ocitree_time_parse("2024-01-02 03:04:05", &ts) < 0, "reject a time without zone");
+	ok(ocitree_time_parse("2024-13-02T03:04:05Z", &ts) < 0, "reject month 13");
+	ok(ocitree_time_parse("2024-01-02T03:04:05Zjunk", &ts) < 0, "reject trailing junk");
+	ok(ocitree_time_parse("yesterday", &ts) < 0, "reject prose");
 	struct timespec t = {1704164645, 120000000};
-	char *s = time_format_rfc3339(&t);
+	char *s = ocitree_time_format(&t);
 	is_str(s, "2024-01-02T03:04:05.12Z", "format trims trailing zeros like Go");
 	free(s);
 	t.tv_nsec = 0;
-	s = time_format_rfc3339(&t);
+	s = ocitree_time_format(&t);
 	is_str(s, "2024-01-02T03:04:05Z", "format whole seconds");
 	free(s);
 	setenv("SOURCE_DATE_EPOCH", "1000", 1);
-	ts = time_now_or_source_date_epoch();
+	ts = ocitree_time_now();
 	ok(ts.tv_sec == 1000 && ts.tv_nsec == 0, "SOURCE_DATE_EPOCH sets now");
 	unsetenv("SOURCE_DATE_EPOCH");
 }

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/* The cJSON helpers of cjson-util.h: see there why they are shared. */
 #include "config.h"
 
 #include <inttypes.h>
 #include <math.h>
 
-#include "json.h"
+#include "cjson-util.h"
 
 static void *check(void *p)
 {
@@ -83,7 +84,7 @@ cJSON *json_parse_object(const char *data, size_t len, const char *what, struct 
 	return j;
 }
 
-static const cJSON *get(const cJSON *obj, const char *key)
+const cJSON *json_get(const cJSON *obj, const char *key)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
 	return v && !cJSON_IsNull(v) ? v : NULL;
@@ -92,7 +93,7 @@ static const cJSON *get(const cJSON *obj, const char *key)
 int json_get_string(const cJSON *obj, const char *key, bool required, const char **out, const char *what,
 		    struct ocitree_error **err)
 {
-	const cJSON *v = get(obj, key);
+	const cJSON *v = json_get(obj, key);
 	*out = NULL;
 	if (!v) {
 		if (required)
@@ -108,7 +109,7 @@ int json_get_string(const cJSON *obj, const char *key, bool required, const char
 int json_get_int64(const cJSON *obj, const char *key, bool required, int64_t *out, const char *what,
 		   struct ocitree_error **err)
 {
-	const cJSON *v = get(obj, key);
+	const cJSON *v = json_get(obj, key);
 	if (!v) {
 		if (required)
 			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: missing '%s'", what, key);
@@ -123,7 +124,7 @@ int json_get_int64(const cJSON *obj, const char *key, bool required, int64_t *ou
 
 int json_get_bool(const cJSON *obj, const char *key, bool *out, const char *what, struct ocitree_error **err)
 {
-	const cJSON *v = get(obj, key);
+	const cJSON *v = json_get(obj, key);
 	*out = false;
 	if (!v)
 		return 0;
@@ -135,7 +136,7 @@ int json_get_bool(const cJSON *obj, const char *key, bool *out, const char *what
 
 int json_get_strv(const cJSON *obj, const char *key, char ***out, const char *what, struct ocitree_error **err)
 {
-	const cJSON *v = get(obj, key);
+	const cJSON *v = json_get(obj, key);
 	*out = NULL;
 	if (!v)
 		return 0;
@@ -156,43 +157,6 @@ int json_get_strv(const cJSON *obj, const char *key, char ***out, const char *wh
 	return 0;
 }
 
-static int get_map(const cJSON *obj, const char *key, struct ocitree_strmap *out, bool *present, bool keys_only,
-		   const char *what, struct ocitree_error **err)
-{
-	const cJSON *v = get(obj, key);
-	if (present)
-		*present = v != NULL;
-	if (!v)
-		return 0;
-	if (!cJSON_IsObject(v))
-		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: '%s' is not an object", what, key);
-	const cJSON *e;
-	cJSON_ArrayForEach(e, v)
-	{
-		if (keys_only) {
-			ocitree_strmap_set(out, e->string, "");
-		} else {
-			if (!cJSON_IsString(e))
-				return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: '%s' value of '%s' is not a string",
-							  what, key, e->string);
-			ocitree_strmap_set(out, e->string, e->valuestring);
-		}
-	}
-	return 0;
-}
-
-int json_get_strmap(const cJSON *obj, const char *key, struct ocitree_strmap *out, bool *present, const char *what,
-		    struct ocitree_error **err)
-{
-	return get_map(obj, key, out, present, false, what, err);
-}
-
-int json_get_keyset(const cJSON *obj, const char *key, struct ocitree_strmap *out, bool *present, const char *what,
-		    struct ocitree_error **err)
-{
-	return get_map(obj, key, out, present, true, what, err);
-}
-
 cJSON *json_object(void)
 {
 	return check(cJSON_CreateObject());
@@ -210,10 +174,15 @@ cJSON *json_string(const char *s)
 
 cJSON *json_int64(int64_t v)
 {
+	/* raw text: a cJSON number is a double, exact only up to 2^53 */
 	char tmp[32];
 	snprintf(tmp, sizeof(tmp), "%" PRId64, v);
-	cJSON *j = check(cJSON_CreateRaw(tmp));
-	return j;
+	return json_raw(tmp);
+}
+
+cJSON *json_raw(const char *text)
+{
+	return check(cJSON_CreateRaw(text));
 }
 
 cJSON *json_bool(bool v)
@@ -227,34 +196,6 @@ cJSON *json_strv(char *const *v)
 	for (size_t i = 0; v && v[i]; i++)
 		json_append(a, json_string(v[i]));
 	return a;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static cJSON *map_to_json(const struct ocitree_strmap *m, bool keys_only)
-{
-	cJSON *o = json_object();
-	const char **keys = xcalloc(m->n, sizeof(char *));
-	for (size_t i = 0; i < m->n; i++)
-		keys[i] = m->keys[i];
-	qsort(keys, m->n, sizeof(char *), cmp_str);
-	for (size_t i = 0; i < m->n; i++)
-		json_add(o, keys[i], keys_only ? json_object() : json_string(ocitree_strmap_get(m, keys[i])));
-	free(keys);
-	return o;
-}
-
-cJSON *json_strmap(const struct ocitree_strmap *m)
-{
-	return map_to_json(m, false);
-}
-
-cJSON *json_keyset(const struct ocitree_strmap *m)
-{
-	return map_to_json(m, true);
 }
 
 void json_add(cJSON *obj, const char *key, cJSON *item)

@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Generic C helpers shared by libocitree and its front ends (src/cli,
+ * src/fs): allocation that aborts on out-of-memory, cleanup attributes, a
+ * growable buffer, string vectors and a string set, whole reads and
+ * writes, and shorthands for the library's logging.
+ *
+ * Why a separate unit rather than public API or a copy per side: none of
+ * this is about OCI images, so it has no place in libocitree's installed
+ * headers (a program using the library brings its own), yet the library
+ * and the command line both want the same few dozen lines.  It is built
+ * once as a static convenience library (libocitree-common) that the
+ * library and the programs link; nothing here is exported from
+ * libocitree.so.  It depends on nothing but libc and the public logging
+ * header, so it can never pull library internals into a front end.
+ */
+#ifndef OCITREE_COMMON_H
+#define OCITREE_COMMON_H
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "ocitree/log.h"
+
+/* Marks a libocitree function as exported from the shared library (the
+ * rest is built with -fvisibility=hidden). */
+#define OCITREE_EXPORT __attribute__((visibility("default")))
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define UNUSED __attribute__((unused))
+
+/* ---- allocation: out of memory aborts ---- */
+void *xmalloc(size_t n) __attribute__((malloc, returns_nonnull));
+void *xcalloc(size_t n, size_t size) __attribute__((malloc, returns_nonnull));
+void *xrealloc(void *p, size_t n) __attribute__((returns_nonnull));
+char *xstrdup(const char *s) __attribute__((returns_nonnull));
+char *xstrndup(const char *s, size_t n) __attribute__((returns_nonnull));
+/* NULL-tolerant strdup. */
+char *xstrdup_or_null(const char *s);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2), returns_nonnull));
+char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0), returns_nonnull));
+
+/* Grow *arr (of elements of size elem) so that it holds at least need
+ * elements; *cap tracks the allocated count. */
+void grow_array(void **arr, size_t *cap, size_t need, size_t elem);
+#define GROW(arr, cap, need) grow_array((void **)&(arr), &(cap), (need), sizeof(*(arr)))
+
+/* ---- cleanup attributes ---- */
+static inline void cleanup_freep(void *p)
+{
+	free(*(void **)p);
+}
+static inline void cleanup_closep(int *fd)
+{
+	if (*fd >= 0) {
+		int saved = errno;
+		close(*fd);
+		errno = saved;
+	}
+}
+static inline void cleanup_fclosep(FILE **f)
+{
+	if (*f)
+		fclose(*f);
+}
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _cleanup_free_ _cleanup_(cleanup_freep)
+#define _cleanup_close_ _cleanup_(cleanup_closep)
+#define _cleanup_fclose_ _cleanup_(cleanup_fclosep)
+
+/* Hand ownership out of a cleanup variable. */
+#define steal_pointer(pp)                                                                                          \
+	({                                                                                                         \
+		__typeof__(*(pp)) _p = *(pp);                                                                      \
+		*(pp) = NULL;                                                                                      \
+		_p;                                                                                                \
+	})
+#define steal_fd(fdp)                                                                                              \
+	({                                                                                                         \
+		int _fd = *(fdp);                                                                                  \
+		*(fdp) = -1;                                                                                       \
+		_fd;                                                                                               \
+	})
+
+/* ---- growable buffer ----
+ * data is always NUL-terminated (when non-NULL) so text can be used as a
+ * C string; len does not count the NUL.  The buffer owns data; buf_steal()
+ * hands it to the caller. */
+struct buf {
+	char *data;
+	size_t len;
+	size_t cap;
+};
+#define BUF_INIT {NULL, 0, 0}
+void buf_reserve(struct buf *b, size_t extra);
+void buf_append(struct buf *b, const void *data, size_t len);
+void buf_puts(struct buf *b, const char *s);
+void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_reset(struct buf *b);
+char *buf_steal(struct buf *b);
+void buf_free(struct buf *b);
+static inline void cleanup_bufp(struct buf *b)
+{
+	buf_free(b);
+}
+#define _cleanup_buf_ _cleanup_(cleanup_bufp)
+
+/* ---- strings ---- */
+bool str_has_prefix(const char *s, const char *prefix);
+bool str_has_suffix(const char *s, const char *suffix);
+/* Free a NULL-terminated vector of strings; accepts NULL. */
+void strv_free(char **v);
+size_t strv_len(char *const *v);
+static inline void cleanup_strvp(char ***v)
+{
+	strv_free(*v);
+}
+#define _cleanup_strv_ _cleanup_(cleanup_strvp)
+
+/* ---- I/O ---- */
+/* write(2) the whole buffer, retrying on EINTR and short writes. */
+int write_all(int fd, const void *data, size_t len);
+/* read(2) until len bytes or end of file; returns bytes read or -1. */
+ssize_t read_full(int fd, void *data, size_t len);
+/* pread(2) until len bytes or end of file. */
+ssize_t pread_full(int fd, void *data, size_t len, off_t off);
+
+/* ---- string set ----
+ * Open addressing; owns copies of its strings. */
+struct strset {
+	char **slots;
+	size_t cap, n;
+};
+/* Returns true when s was added, false when it was already there. */
+bool strset_add(struct strset *set, const char *s);
+bool strset_has(const struct strset *set, const char *s);
+void strset_free(struct strset *set);
+uint64_t hash_bytes(const void *data, size_t len);
+
+/* ---- logging through the library's handler (ocitree/log.h) ---- */
+#define log_debug(...) ocitree_log(OCITREE_LOG_DEBUG, __VA_ARGS__)
+#define log_info(...) ocitree_log(OCITREE_LOG_INFO, __VA_ARGS__)
+#define log_warn(...) ocitree_log(OCITREE_LOG_WARN, __VA_ARGS__)
+
+#endif
