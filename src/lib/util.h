@@ -25,7 +25,21 @@
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define UNUSED __attribute__((unused))
 
-/* ---- allocation: out of memory aborts ---- */
+/* ---- allocation: out of memory aborts ----
+ * oom() is the one place that does it: it writes "ocitree: out of memory"
+ * (with what ran out, when given) to stderr and aborts.  Aborting rather
+ * than returning an error is a decision of the whole library (STYLE.md): no
+ * caller could do anything sensible with the error, and an abort leaves a
+ * core to look at. */
+void oom(const char *what) __attribute__((noreturn, cold));
+/* p, or oom(what) when p is NULL: for the allocating calls of other
+ * libraries (OpenSSL, zstd, cJSON), which return NULL on out-of-memory. */
+static inline void *xcheck(void *p, const char *what)
+{
+	if (!p)
+		oom(what);
+	return p;
+}
 void *xmalloc(size_t n) __attribute__((malloc, returns_nonnull));
 void *xcalloc(size_t n, size_t size) __attribute__((malloc, returns_nonnull));
 void *xrealloc(void *p, size_t n) __attribute__((returns_nonnull));
