@@ -109,6 +109,27 @@ validate() {
 	"$OCI_VALIDATE" --full "$@"
 }
 have_validator() { [ -x "$OCI_VALIDATE" ] && /usr/bin/python3 -c 'import jsonschema' 2>/dev/null; }
+# need_validator DESC: true when the validator can run; otherwise DESC is
+# a skip, or a failure under CI=true, where every test dependency is
+# installed and a skip would only hide that nothing was validated
+need_validator() {
+	have_validator && return 0
+	local why="oci-validate ($OCI_VALIDATE) or python3-jsonschema missing"
+	if [ "${CI:-}" = true ]; then
+		_result 1 "$1"
+		diag "$why, and CI=true: the validator is part of the test setup there"
+	else
+		skip "$1" "$why"
+	fi
+	return 1
+}
+# validated DESC LAYOUT [TAG...]: oci-validate --full accepts LAYOUT (see
+# need_validator when it cannot run)
+validated() {
+	local desc=$1
+	shift
+	if need_validator "$desc"; then ok "$desc" validate "$@"; fi
+}
 
 # A snapshot of a layout's files and their contents, to prove a failed
 # command changed nothing.

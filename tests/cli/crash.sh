@@ -82,9 +82,7 @@ killrun strace -f -qq -o /dev/null -e trace=renameat -e inject=renameat:signal=K
 check "a killed command leaves temporary files" '[ -n "$(find "$L" -name ".ocitree-tmp.*")" ]'
 ok "gc after the crash" $OCITREE gc --layout "$L"
 check "gc removed them" '[ -z "$(find "$L" -name ".ocitree-tmp.*")" ]'
-if have_validator; then
-	ok "oci-validate --full after the crash and gc" validate "$L"
-fi
+validated "oci-validate --full after the crash and gc" "$L"
 
 # a full disk: a tiny tmpfs with 0 to 3 pages free
 if [ "$(id -u)" -eq 0 ] && mkdir "$T/small" && mount -t tmpfs -o size=1m tmpfs "$T/small" 2>/dev/null; then

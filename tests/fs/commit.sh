@@ -77,9 +77,7 @@ fails 2 "either --upper" "--upper and a mountpoint" "$OCITREE" commit --upper "$
 ok "commit the upper directory after unmounting" "$OCITREE" commit --upper "$U" --image "$T/l:new1" \
 	--history.comment "a test commit"
 check "it names the new image and its layer" 'grep -q "^new1: sha256:.*(layer sha256:" "$T/out"'
-if have_validator; then
-	ok "oci-validate --full of the layout" validate "$T/l"
-fi
+validated "oci-validate --full of the layout" "$T/l"
 ok "fsck of the layout" "$OCITREE" fsck --layout "$T/l"
 is "the image has one layer more" "$("$OCITREE" stat --image "$T/l:new1" --json | jq '.manifest.blob.layers | length')" "3"
 is "the history says ocitree commit" \
