@@ -131,6 +131,26 @@ validated() {
 	if need_validator "$desc"; then ok "$desc" validate "$@"; fi
 }
 
+# ---- kill points (strace -e inject=SYSCALL:signal=KILL:when=K) ----
+# strace counts the calls for `when` per thread, not per process: a kill
+# at K fires only in a thread that makes at least K such calls.
+#
+# max_calls TRACE SYSCALL: the most calls of SYSCALL one thread made in
+# TRACE (the output of strace -f -o), i.e. the largest K that fires
+max_calls() {
+	awk -v sc="$2(" 'substr($2, 1, length(sc)) == sc { n[$1]++ }
+		END { m = 0; for (t in n) if (n[t] > m) m = n[t]; print m }' "$1"
+}
+# kill_sample MAX N: N of the points 1..MAX, always with 1 (the first call
+# fires wherever the syscall is made at all), the rest a fixed random pick
+kill_sample() {
+	[ "$1" -gt 0 ] || return 0
+	{
+		echo 1
+		if [ "$1" -gt 1 ] && [ "$2" -gt 1 ]; then seq 2 "$1" | shuf -n $(($2 - 1)) --random-source=<(yes); fi
+	} | sort -n
+}
+
 # A snapshot of a layout's files and their contents, to prove a failed
 # command changed nothing.
 snapshot() { (cd "$1" && find . -type f ! -name '.ocitree-tmp.*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum); }
