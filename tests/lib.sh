@@ -109,6 +109,47 @@ validate() {
 	"$OCI_VALIDATE" --full "$@"
 }
 have_validator() { [ -x "$OCI_VALIDATE" ] && /usr/bin/python3 -c 'import jsonschema' 2>/dev/null; }
+# need_validator DESC: true when the validator can run; otherwise DESC is
+# a skip, or a failure under CI=true, where every test dependency is
+# installed and a skip would only hide that nothing was validated
+need_validator() {
+	have_validator && return 0
+	local why="oci-validate ($OCI_VALIDATE) or python3-jsonschema missing"
+	if [ "${CI:-}" = true ]; then
+		_result 1 "$1"
+		diag "$why, and CI=true: the validator is part of the test setup there"
+	else
+		skip "$1" "$why"
+	fi
+	return 1
+}
+# validated DESC LAYOUT [TAG...]: oci-validate --full accepts LAYOUT (see
+# need_validator when it cannot run)
+validated() {
+	local desc=$1
+	shift
+	if need_validator "$desc"; then ok "$desc" validate "$@"; fi
+}
+
+# ---- kill points (strace -e inject=SYSCALL:signal=KILL:when=K) ----
+# strace counts the calls for `when` per thread, not per process: a kill
+# at K fires only in a thread that makes at least K such calls.
+#
+# max_calls TRACE SYSCALL: the most calls of SYSCALL one thread made in
+# TRACE (the output of strace -f -o), i.e. the largest K that fires
+max_calls() {
+	awk -v sc="$2(" 'substr($2, 1, length(sc)) == sc { n[$1]++ }
+		END { m = 0; for (t in n) if (n[t] > m) m = n[t]; print m }' "$1"
+}
+# kill_sample MAX N: N of the points 1..MAX, always with 1 (the first call
+# fires wherever the syscall is made at all), the rest a fixed random pick
+kill_sample() {
+	[ "$1" -gt 0 ] || return 0
+	{
+		echo 1
+		if [ "$1" -gt 1 ] && [ "$2" -gt 1 ]; then seq 2 "$1" | shuf -n $(($2 - 1)) --random-source=<(yes); fi
+	} | sort -n
+}
 
 # A snapshot of a layout's files and their contents, to prove a failed
 # command changed nothing.

@@ -111,12 +111,10 @@ with tarfile.open(sys.argv[1], "r:*") as t:
 EOF
 }
 
-# valid DESC LAYOUT: oci-validate --full accepts LAYOUT (skipped without it)
+# valid DESC LAYOUT: oci-validate --full accepts LAYOUT (see need_validator)
 valid() {
 	local lay=$2
-	if have_validator; then
+	if need_validator "$1"; then
 		check "$1" 'validate "$lay" >&2'
-	else
-		skip "$1" "oci-validate or python3-jsonschema missing"
 	fi
 }

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <locale.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "fs.h"
@@ -156,11 +157,27 @@ static void log_to_stderr(enum ocitree_log_level level, const char *msg, void *u
 	fprintf(stderr, "ocitree: %s: %s\n", names[level], msg);
 }
 
+/* Without a mount.fuse.ocitree where mount(8) looks (/sbin), mount.fuse3
+ * takes `mount -t fuse.ocitree` and runs `ocitree SOURCE MOUNTPOINT -o
+ * OPTIONS` (found in the default PATH of /bin/sh, /usr/local/bin
+ * included).  Such a call is told from a command by its first argument,
+ * which is no command but an image (LAYOUT:TAG, or a LAYOUT directory),
+ * and its second, an existing directory. */
+static bool is_mount_helper_call(int argc, char **argv)
+{
+	struct stat st;
+	if (argc < 3 || argv[1][0] == '-' || strcmp(argv[1], "help") == 0 || cli_find_command(commands, argv[1]))
+		return false;
+	if (!strchr(argv[1], ':') && !(stat(argv[1], &st) == 0 && S_ISDIR(st.st_mode)))
+		return false;
+	return stat(argv[2], &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 int main(int argc, char **argv)
 {
 	setlocale(LC_ALL, "");
 	const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
-	if (strcmp(base, "mount.fuse.ocitree") == 0)
+	if (strcmp(base, "mount.fuse.ocitree") == 0 || is_mount_helper_call(argc, argv))
 		return mount_helper_main(argc, argv);
 	ocitree_log_set_handler(log_to_stderr, NULL);
 	struct ocitree_error *err = NULL;

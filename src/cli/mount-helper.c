@@ -6,7 +6,9 @@
  *
  *   mount.fuse.ocitree SOURCE MOUNTPOINT [-o OPTIONS] [-n] [-s] [-v] [-f]
  *
- * which this turns into `ocitree mount`: ocitree's own options are written
+ * or, where that link is missing, mount.fuse3 runs `ocitree SOURCE
+ * MOUNTPOINT -o OPTIONS` (main() tells that call from a command).  This
+ * turns either into `ocitree mount`: ocitree's own options are written
  * as upper=DIR, workdir=DIR, layer=N, upto=N, cache_dir=DIR and
  * rebuild_index; the options that only mean something to mount(8) or fstab
  * (defaults, auto, noauto, user, nofail, _netdev, x-*, ...) are dropped; the
@@ -45,6 +47,7 @@ static void push(char ***v, size_t *n, const char *s)
 
 int mount_helper_main(int argc, char **argv)
 {
+	const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
 	const char *source = NULL, *mountpoint = NULL;
 	_cleanup_buf_ struct buf opts = BUF_INIT;
 	for (int i = 1; i < argc; i++) {
@@ -60,19 +63,19 @@ int mount_helper_main(int argc, char **argv)
 		} else if (strcmp(a, "-f") == 0) {
 			return 0; /* mount -f: fake it */
 		} else if (a[0] == '-') {
-			fprintf(stderr, "mount.fuse.ocitree: unknown option '%s'\n", a);
+			fprintf(stderr, "%s: unknown option '%s'\n", prog, a);
 			return 2;
 		} else if (!source) {
 			source = a;
 		} else if (!mountpoint) {
 			mountpoint = a;
 		} else {
-			fprintf(stderr, "mount.fuse.ocitree: unexpected argument '%s'\n", a);
+			fprintf(stderr, "%s: unexpected argument '%s'\n", prog, a);
 			return 2;
 		}
 	}
 	if (!source || !mountpoint) {
-		fprintf(stderr, "usage: mount.fuse.ocitree LAYOUT[:TAG] MOUNTPOINT [-o OPTIONS]\n");
+		fprintf(stderr, "usage: %s LAYOUT[:TAG] MOUNTPOINT [-o OPTIONS]\n", prog);
 		return 2;
 	}
 	char **args = NULL;
@@ -111,7 +114,7 @@ int mount_helper_main(int argc, char **argv)
 	push(&args, &n, "--");
 	push(&args, &n, mountpoint);
 	execv("/proc/self/exe", args);
-	fprintf(stderr, "mount.fuse.ocitree: cannot run ocitree: %s\n", strerror(errno));
+	fprintf(stderr, "%s: cannot run ocitree: %s\n", prog, strerror(errno));
 	strv_free(args);
 	return 1;
 }

@@ -9,11 +9,7 @@
 
 static void *check(void *p)
 {
-	if (!p) {
-		fputs("ocitree: out of memory building JSON\n", stderr);
-		abort();
-	}
-	return p;
+	return xcheck(p, "building JSON");
 }
 
 /* The first duplicated key in any object of j, or NULL.  Parsers disagree

@@ -6,9 +6,12 @@
 
 #include "common.h"
 
-static void oom(void)
+void oom(const char *what)
 {
-	fputs("ocitree: out of memory\n", stderr);
+	if (what)
+		fprintf(stderr, "ocitree: out of memory (%s)\n", what);
+	else
+		fputs("ocitree: out of memory\n", stderr);
 	abort();
 }
 
@@ -16,7 +19,7 @@ void *xmalloc(size_t n)
 {
 	void *p = malloc(n ? n : 1);
 	if (!p)
-		oom();
+		oom(NULL);
 	return p;
 }
 
@@ -24,7 +27,7 @@ void *xcalloc(size_t n, size_t size)
 {
 	void *p = calloc(n ? n : 1, size ? size : 1);
 	if (!p)
-		oom();
+		oom(NULL);
 	return p;
 }
 
@@ -32,7 +35,7 @@ void *xrealloc(void *p, size_t n)
 {
 	p = realloc(p, n ? n : 1);
 	if (!p)
-		oom();
+		oom(NULL);
 	return p;
 }
 
@@ -40,7 +43,7 @@ char *xstrdup(const char *s)
 {
 	char *p = strdup(s);
 	if (!p)
-		oom();
+		oom(NULL);
 	return p;
 }
 
@@ -48,7 +51,7 @@ char *xstrndup(const char *s, size_t n)
 {
 	char *p = strndup(s, n);
 	if (!p)
-		oom();
+		oom(NULL);
 	return p;
 }
 
@@ -61,7 +64,7 @@ char *xvasprintf(const char *fmt, va_list ap)
 {
 	char *s = NULL;
 	if (vasprintf(&s, fmt, ap) < 0)
-		oom();
+		oom(NULL);
 	return s;
 }
 
@@ -81,7 +84,7 @@ void grow_array(void **arr, size_t *cap, size_t need, size_t elem)
 	size_t n = *cap ? *cap : 8;
 	while (n < need) {
 		if (n > SIZE_MAX / 2 / elem)
-			oom();
+			oom(NULL);
 		n *= 2;
 	}
 	*arr = xrealloc(*arr, n * elem);
@@ -97,7 +100,7 @@ void buf_reserve(struct buf *b, size_t extra)
 	size_t n = b->cap ? b->cap : 64;
 	while (n < b->len + extra + 1) {
 		if (n > SIZE_MAX / 2)
-			oom();
+			oom(NULL);
 		n *= 2;
 	}
 	b->data = xrealloc(b->data, n);

@@ -38,6 +38,20 @@
 #define UNUSED __attribute__((unused))
 
 /* ---- allocation: out of memory aborts ---- */
+/* oom() is the one place that handles out-of-memory: it writes "ocitree:
+ * out of memory" (with what ran out, when given) to stderr and aborts.
+ * Aborting rather than returning an error is a decision of the whole
+ * project (STYLE.md): no caller could do anything sensible with the error,
+ * and an abort leaves a core to look at. */
+void oom(const char *what) __attribute__((noreturn, cold));
+/* p, or oom(what) when p is NULL: for the allocating calls of other
+ * libraries (OpenSSL, zstd, cJSON), which return NULL on out-of-memory. */
+static inline void *xcheck(void *p, const char *what)
+{
+	if (!p)
+		oom(what);
+	return p;
+}
 void *xmalloc(size_t n) __attribute__((malloc, returns_nonnull));
 void *xcalloc(size_t n, size_t size) __attribute__((malloc, returns_nonnull));
 void *xrealloc(void *p, size_t n) __attribute__((returns_nonnull));

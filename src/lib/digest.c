@@ -55,11 +55,12 @@ OCITREE_EXPORT struct ocitree_hasher *ocitree_hasher_new(const char *alg)
 	else
 		return NULL;
 	struct ocitree_hasher *h = xcalloc(1, sizeof(*h));
-	h->ctx = EVP_MD_CTX_new();
-	if (!h->ctx || EVP_DigestInit_ex(h->ctx, md, NULL) != 1) {
-		fputs("ocitree: cannot initialise OpenSSL digest\n", stderr);
-		abort();
-	}
+	h->ctx = xcheck(EVP_MD_CTX_new(), "OpenSSL");
+	/* sha256 and sha512 are in every OpenSSL build (the default provider,
+	 * and the FIPS one): setting one up fails only when its context cannot
+	 * be allocated */
+	if (EVP_DigestInit_ex(h->ctx, md, NULL) != 1)
+		oom("OpenSSL digest");
 	snprintf(h->alg, sizeof(h->alg), "%s", alg);
 	return h;
 }

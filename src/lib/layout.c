@@ -179,7 +179,12 @@ OCITREE_EXPORT int ocitree_layout_create(const char *path, struct ocitree_error 
 			ocitree_error_set(err, errno, "create layout '%s'", path);
 		goto fail;
 	}
-	fsync(pfd);
+	/* the layout is complete and in place, but its name survives a crash
+	 * only once the parent directory is on disk: say so when that fails
+	 * (and leave the layout, which is whole; removing it would need the
+	 * same sync).  EINVAL: a file system that cannot sync directories. */
+	if (fsync(pfd) < 0 && errno != EINVAL)
+		return ocitree_error_set(err, errno, "create layout '%s': sync directory '%s'", path, parent);
 	return 0;
 fail:
 	remove_tree_at(pfd, tmp);

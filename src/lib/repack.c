@@ -545,11 +545,7 @@ static void gen_init(struct gen *g, const char *phase, const struct ocitree_writ
 	g->phase = phase;
 	g->progress = o->progress;
 	g->progress_data = o->progress_data;
-	g->md = EVP_MD_CTX_new();
-	if (!g->md) {
-		fputs("ocitree: out of memory (OpenSSL)\n", stderr);
-		abort();
-	}
+	g->md = xcheck(EVP_MD_CTX_new(), "OpenSSL");
 	g->buf = xmalloc(READ_BUF);
 	g->rootfd = -1;
 }

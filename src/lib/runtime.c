@@ -396,10 +396,5 @@ OCITREE_EXPORT char *ocitree_runtime_config(const struct ocitree_config *c, cons
 	json_add(lnx, "readonlyPaths", strings(ro));
 	json_add(spec, "linux", lnx);
 
-	char *text = cJSON_Print(spec);
-	if (!text) {
-		fputs("ocitree: out of memory building JSON\n", stderr);
-		abort();
-	}
-	return text;
+	return xcheck(cJSON_Print(spec), "building JSON");
 }

@@ -897,11 +897,7 @@ struct unpacker *unpacker_new(int rootfd, const struct ocitree_unpack_options *o
 	u->rootless = o->map.rootless;
 	for (size_t i = 0; i < FD_CACHE; i++)
 		u->cache[i].fd = -1;
-	u->md = EVP_MD_CTX_new();
-	if (!u->md) {
-		fputs("ocitree: out of memory (OpenSSL)\n", stderr);
-		abort();
-	}
+	u->md = xcheck(EVP_MD_CTX_new(), "OpenSSL");
 	return u;
 }
 

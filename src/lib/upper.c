@@ -790,9 +790,13 @@ static int clear_dir(struct clear_ctx *c, int dirfd)
 	for (size_t i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
+	/* not best effort: a directory that stays is in the next commit, and
+	 * with the time of the clearing as its mtime it would carry a change
+	 * nobody made */
 	if (have_times && ret == 0) {
 		struct timespec ts[2] = {dst.st_atim, dst.st_mtim};
-		futimens(dirfd, ts);
+		if (futimens(dirfd, ts) < 0)
+			ret = -1;
 	}
 	return ret < 0 ? -1 : kept;
 }

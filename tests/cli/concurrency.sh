@@ -60,11 +60,7 @@ is "its file" "$(cat "$T/check/rootfs/file3")" "repacked 3"
 is "every removed tag is gone" "$($OCITREE ls --layout "$L" | grep -c '^old')" 0
 is "each cfg tag has its own config" "$($OCITREE stat --json --image "$L:cfg7" | jq -r '.config.blob.config.Env[0]')" I=7
 ok "a final gc" $OCITREE gc --layout "$L"
-if have_validator; then
-	ok "oci-validate --full accepts the layout" validate "$L"
-	ok "fsck --full agrees" $OCITREE fsck --full --layout "$L"
-else
-	skip "oci-validate --full accepts the layout" "oci-validate or python3-jsonschema missing"
-fi
+validated "oci-validate --full accepts the layout" "$L"
+ok "fsck --full accepts it" $OCITREE fsck --full --layout "$L"
 check "no temporary files are left" '[ -z "$(find "$L" -name ".ocitree-tmp.*")" ]'
 done_testing

@@ -27,7 +27,7 @@ if have pkg-config && have cc && [ -z "${OCITREE_SKIP_INSTALL_TEST:-}" ]; then
 	check "the binary, mount helper, library, headers, pkg-config file, man pages and completion are installed" \
 		'[ -x "$D$prefix/bin/ocitree" ] && ls "$D$libdir"/libocitree.so.* >/dev/null && [ -f "$D$prefix/include/ocitree/ocitree.h" ] &&
 		 [ -f "$D$libdir/pkgconfig/ocitree.pc" ] && [ -f "$D$prefix/share/man/man1/ocitree.1" ] &&
-		 [ -f "$D$prefix/share/bash-completion/completions/ocitree" ] && [ -L "$D$prefix/sbin/mount.fuse.ocitree" ]'
+		 [ -f "$D$prefix/share/bash-completion/completions/ocitree" ] && [ -n "$(find "$D" -name mount.fuse.ocitree)" ]'
 	missing=
 	for md in "$top_srcdir"/man/*.md; do
 		page=$(basename "$md" .md)
@@ -37,6 +37,22 @@ if have pkg-config && have cc && [ -z "${OCITREE_SKIP_INSTALL_TEST:-}" ]; then
 		[ -f "$D$prefix/include/ocitree/${h##*/}" ] || missing="$missing ${h##*/}"
 	done
 	is "every man page (sections 1 and 5) and every header is installed" "$missing" ""
+	# the mount helper: where mount(8) looks for it (libmount: /sbin,
+	# /sbin/fs.d, /sbin/fs, whatever the prefix) when the prefix is a system
+	# one; in the prefix's own sbin when it is private (distcheck's)
+	helper=$(cd "$D" && find . -name mount.fuse.ocitree | sed 's/^\.//')
+	configured=$(sed -n 's/^MOUNT_HELPER_DIR = //p' "$top_builddir/Makefile")
+	case $configured in
+	/sbin | '${sbindir}') # configure's own choice
+		case $prefix in
+		/usr | /usr/local) want=/sbin ;;
+		*) want=$prefix/sbin ;;
+		esac
+		;;
+	*) want=$configured ;; # --with-mount-helper-dir
+	esac
+	is "the mount helper is installed where mount(8) looks for it" "$helper" "$want/mount.fuse.ocitree"
+	is "and it is a link to the installed ocitree" "$(readlink "$D$helper" 2>/dev/null)" "$prefix/bin/ocitree"
 	export PKG_CONFIG_PATH=$D$libdir/pkgconfig PKG_CONFIG_SYSROOT_DIR=$D
 	ok "pkg-config --cflags --libs ocitree works" pkg-config --cflags --libs ocitree
 	san=
@@ -57,6 +73,8 @@ if have pkg-config && have cc && [ -z "${OCITREE_SKIP_INSTALL_TEST:-}" ]; then
 	check "without the shared library" '! ldd "$T/list-tags-static" | grep -q libocitree'
 	ok "and runs" "$T/list-tags-static" "$L"
 	is "listing the same tags" "$(cut -f1 "$T/out" | tr '\n' ' ')" "one two "
+	ok "make uninstall DESTDIR=..." make -s -C "$top_builddir" uninstall DESTDIR="$D"
+	is "and uninstall removes every file, the mount helper too" "$(cd "$D" && find . ! -type d)" ""
 else
 	skip "install and pkg-config" "pkg-config or cc missing, or OCITREE_SKIP_INSTALL_TEST set"
 fi

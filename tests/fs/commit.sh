@@ -77,9 +77,7 @@ fails 2 "either --upper" "--upper and a mountpoint" "$OCITREE" commit --upper "$
 ok "commit the upper directory after unmounting" "$OCITREE" commit --upper "$U" --image "$T/l:new1" \
 	--history.comment "a test commit"
 check "it names the new image and its layer" 'grep -q "^new1: sha256:.*(layer sha256:" "$T/out"'
-if have_validator; then
-	ok "oci-validate --full of the layout" validate "$T/l"
-fi
+validated "oci-validate --full of the layout" "$T/l"
 ok "fsck of the layout" "$OCITREE" fsck --layout "$T/l"
 is "the image has one layer more" "$("$OCITREE" stat --image "$T/l:new1" --json | jq '.manifest.blob.layers | length')" "3"
 is "the history says ocitree commit" \
@@ -167,6 +165,29 @@ fails 2 "commit there" "a live commit into another layout is refused" "$OCITREE"
 fails 1 "not a writable ocitree mount" "a directory that is no mount" "$OCITREE" commit "$T" --image "$T/l:x"
 ok "unmount" do_umount "$M"
 fails 1 "work directory" "an upper directory that was never mounted" "$OCITREE" commit --upper "$T/bundle" --image "$T/l:x"
+
+# commit --clear keeps the times of the directories that stay (the upper
+# root at least): when it cannot, that is an error, not a silent new mtime
+# the next commit would carry
+if have strace && strace -qq -e trace=getpid -e inject=getpid:retval=1 true 2>/dev/null; then
+	U3=$T/upper-times
+	mkdir -p "$U3"
+	ok "mount for a clear that fails" do_mount "$M" --upper "$U3" --image "$T/l:base"
+	echo x >"$M/times.txt"
+	ok "unmount" do_umount "$M"
+	cp -a "$U3" "$T/upper-times.saved" && cp -a "$U3.work" "$T/upper-times.saved.work"
+	strace -f -qq -o "$T/trace" -e trace=utimensat "$OCITREE" commit --upper "$U3" --image "$T/l:t1" --clear >/dev/null
+	n=$(grep -c 'utimensat(' "$T/trace")
+	check "commit --clear restores times ($n utimensat calls)" '[ "$n" -gt 0 ]'
+	rm -rf "$U3" "$U3.work" && cp -a "$T/upper-times.saved" "$U3" && cp -a "$T/upper-times.saved.work" "$U3.work"
+	fails 1 "empty upper directory '$U3'.*Input/output error" "a failed restore of a directory's times is an error" \
+		strace -f -qq -o /dev/null -e trace=utimensat -e inject=utimensat:error=EIO:when=$n \
+		"$OCITREE" commit --upper "$U3" --image "$T/l:t2" --clear
+	ok "the next commit finishes the clear" "$OCITREE" commit --upper "$U3" --image "$T/l:t3"
+	is "and the upper directory is empty" "$(ls -A "$U3")" ""
+else
+	skip "a failed restore of a directory's times is an error" "strace cannot inject faults here"
+fi
 
 # rootless: virtual owners committed as the tree showed them
 if have setpriv && have fusermount3 && [ -u "$(command -v fusermount3)" ]; then

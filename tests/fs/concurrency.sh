@@ -74,10 +74,6 @@ is "the --clear mount still shows its tree" "$(cat "$T/m4/etc/session")" "sessio
 check "and its upper directory is empty again" '[ -z "$(ls -A "$T/u4")" ]'
 for i in 3 4; do ok "unmount $i" do_umount "$T/m$i"; done
 ok "fsck --full" "$OCITREE" fsck --full --layout "$L"
-if have_validator; then
-	ok "oci-validate --full" validate "$L"
-else
-	skip "oci-validate --full" "oci-validate or python3-jsonschema missing"
-fi
+validated "oci-validate --full" "$L"
 check "no temporary files are left" '[ -z "$(find "$L" -name ".ocitree-tmp.*")" ]'
 done_testing

@@ -2,7 +2,11 @@
 # SPDX-License-Identifier: Apache-2.0
 # Crash safety of writable mounts and commit.  strace kills the process
 # (SIGKILL, injected before the syscall runs) at a sample of its writing
-# syscalls, one point per run:
+# syscalls, one point per run; strace is attached to the daemon once it
+# has mounted, so that the points fall in the phase under test (strace
+# counts calls per thread, and the daemon's set-up thread makes more calls
+# than a worker makes in a session).  Each phase must really have been
+# killed at every kind of call it makes; a TAP comment says how often.
 #   - the daemon, while a script of changes runs through the mount (copy-up
 #     of metadata and of data, a renamed image directory, a removed name of
 #     a hardlink, new files, a directory removed and made again): the upper
@@ -75,14 +79,13 @@ check_tree() {
 	echo "$bad"
 }
 
-# start the daemon in the foreground under strace ($@: strace options)
+# start the daemon in the foreground ($DAEMON: its pid)
 start_daemon() {
 	local m=$1 u=$2
-	shift 2
 	mkdir -p "$m"
 	_mounts+=("$m")
-	strace -f -qq -o "$T/strace.out" "$@" "$OCITREE" mount -f --upper "$u" --image "$T/l:base" "$m" \
-		>/dev/null 2>&1 &
+	"$OCITREE" mount -f --upper "$u" --image "$T/l:base" "$m" >/dev/null 2>&1 &
+	DAEMON=$!
 	local i
 	for i in $(seq 200); do
 		is_mounted "$m" && return 0
@@ -90,24 +93,69 @@ start_daemon() {
 	done
 	return 1
 }
-stop_dead() { # the daemon died (or is asked to go): detach the mount
+# attach OUT STRACE-OPTIONS...: trace the daemon from now on (every thread,
+# and the threads it starts later); returns once every thread is traced,
+# or the daemon is dead: a worker's blocked read of /dev/fuse (splice)
+# restarts when strace attaches, and a kill at its first call fires then
+attach() {
+	local out=$1 i t all
+	shift
+	strace -f -qq -o "$out" "$@" -p "$DAEMON" >/dev/null 2>&1 &
+	TRACER=$!
+	for i in $(seq 200); do
+		grep -qs '^State:[[:space:]]*[^Z]' "/proc/$DAEMON/status" || return 0
+		all=1
+		for t in /proc/"$DAEMON"/task/*/status; do
+			grep -q '^TracerPid:[[:space:]]*[1-9]' "$t" 2>/dev/null || all=
+		done
+		[ -n "$all" ] && return 0
+		sleep 0.05
+	done
+	return 1
+}
+# the daemon died (or is asked to go): detach the mount; $status is the
+# daemon's exit status (137: it was killed)
+stop_dead() {
 	fusermount3 -u -z "$1" 2>/dev/null || umount -l "$1" 2>/dev/null
-	wait 2>/dev/null
+	status=0
+	wait "$DAEMON" 2>/dev/null || status=$?
+	wait "$TRACER" 2>/dev/null
 }
 
 SYSCALLS=renameat,renameat2,linkat,unlinkat,mknodat,mkdirat,openat,pwrite64,write,fsync,fsetxattr,setxattr,lsetxattr,fchownat,utimensat,ftruncate,copy_file_range,splice
 
-# "SYSCALL K" lines: for each SYSCALL, up to $POINTS of its calls in the
-# strace output AFTER that come after the ones in BEFORE (/dev/null: all)
+# "SYSCALL K" lines: for each SYSCALL in TRACE, $POINTS kill points (see
+# kill_sample)
 kill_points() {
-	local before=$1 after=$2 sc total from
-	shift 2
+	local trace=$1 sc
+	shift
 	for sc in "$@"; do
-		total=$(grep -c "^[0-9]* *$sc(" "$after" || true)
-		from=$(grep -c "^[0-9]* *$sc(" "$before" || true)
-		[ "$total" -gt "$from" ] || continue
-		seq $((from + 1)) "$total" | shuf -n "$POINTS" --random-source=<(yes) | sed "s/^/$sc /"
+		kill_sample "$(max_calls "$trace" "$sc")" "$POINTS" | sed "s/^/$sc /"
 	done
+}
+
+# Counting the kills that happened: killed SYSCALL STATUS after each run,
+# then tally_kills PHASE for the TAP comment and the check that every kind
+# of call the phase makes was killed at least once.
+declare -A sampled fired
+killed() {
+	sampled[$1]=$((${sampled[$1]:-0} + 1))
+	[ "$2" -ne 137 ] || fired[$1]=$((${fired[$1]:-0} + 1))
+}
+tally_kills() {
+	local phase=$1 sc n=0 unreached=0 line= unkilled=
+	for sc in ${SYSCALLS//,/ }; do
+		[ -n "${sampled[$sc]:-}" ] || continue
+		n=$((n + ${fired[$sc]:-0}))
+		unreached=$((unreached + ${sampled[$sc]} - ${fired[$sc]:-0}))
+		line="$line, $sc ${fired[$sc]:-0}"
+		[ "${fired[$sc]:-0}" -gt 0 ] || unkilled="$unkilled $sc"
+	done
+	[ "$n" -gt 0 ] || unkilled="$unkilled (no kill point at all)"
+	diag "$phase: $n kill points (${line#, })$([ "$unreached" -eq 0 ] || echo "; $unreached sampled points not reached")"
+	is "$phase: killed at least once at each kind of call it makes" "$unkilled" ""
+	sampled=()
+	fired=()
 }
 
 # What a commit --clear killed at $sc#$k must leave: a valid layout, the
@@ -130,15 +178,12 @@ after_clear_crash() {
 M=$T/mnt
 U=$T/count
 mkdir -p "$U"
-start_daemon "$M" "$U" -e trace=$SYSCALLS || { echo "Bail out! cannot mount under strace"; exit 1; }
-sleep 0.3
-: >"$T/strace.out.before"
-cp "$T/strace.out" "$T/strace.out.before"
+start_daemon "$M" "$U" && attach "$T/strace.count" -e trace=$SYSCALLS ||
+	{ echo "Bail out! cannot mount and attach strace"; exit 1; }
 session "$M"
 sync
 "$OCITREE" umount "$M"
 wait
-cp "$T/strace.out" "$T/strace.count"
 ok "mount the result" do_mount "$M" --upper "$U" --image "$T/l:base"
 is "the whole session under strace: every change is there" \
 	"$(check_tree "$M") $(stat -c %a "$M/a") $(ls -A "$M" | tr '\n' ' ')$(ls -A "$M/d2/sub" | wc -l) $(cat "$M/newdir/f")" \
@@ -151,9 +196,11 @@ while read -r sc k <&3; do
 	runs=$((runs + 1))
 	U=$T/u-$sc-$k
 	rm -rf "$U" "$U.work" && mkdir -p "$U"
-	start_daemon "$M" "$U" -e trace=$sc -e inject=$sc:signal=KILL:when=$k || { bad="$bad $sc#$k(mount)"; continue; }
+	start_daemon "$M" "$U" || { bad="$bad $sc#$k(mount)"; continue; }
+	attach /dev/null -e trace=$sc -e inject=$sc:signal=KILL:when=$k || bad="$bad $sc#$k(attach)"
 	session "$M"
 	stop_dead "$M"
+	killed "$sc" "$status"
 	if ! do_mount "$M" --upper "$U" --image "$T/l:base" 2>"$T/err"; then
 		bad="$bad $sc#$k(remount: $(head -1 "$T/err"))"
 		continue
@@ -170,8 +217,9 @@ while read -r sc k <&3; do
 	do_mount "$M" --upper "$U" --image "$T/l:base" 2>/dev/null
 	"$COMPARE_TREE" "$T/b/rootfs" "$M" >/dev/null 2>&1 || bad="$bad $sc#$k(commit differs)"
 	do_umount "$M"
-done 3< <(kill_points "$T/strace.out.before" "$T/strace.count" ${SYSCALLS//,/ })
+done 3< <(kill_points "$T/strace.count" ${SYSCALLS//,/ })
 is "a daemon killed at $runs points: the upper directory mounts, shows no half change, commits" "$bad" ""
+tally_kills "daemon during changes"
 ok "fsck after all that" "$OCITREE" fsck --layout "$T/l"
 
 # commit killed at each of its writing syscalls
@@ -196,18 +244,19 @@ while read -r sc k <&3; do
 	cp -a "$T/pristine" "$T/l"
 	cp -a "$T/cu-pristine" "$U"
 	cp -a "$T/cu-pristine.work" "$U.work"
-	bash -c '"$@"; true' _ strace -f -qq -o /dev/null -e trace=$sc -e inject=$sc:signal=KILL:when=$k \
-		"$OCITREE" commit --upper "$U" --image "$T/l:new" --clear >/dev/null 2>&1
+	status=0
+	bash -c '"$@"; exit $?' _ strace -f -qq -o /dev/null -e trace=$sc -e inject=$sc:signal=KILL:when=$k \
+		"$OCITREE" commit --upper "$U" --image "$T/l:new" --clear >/dev/null 2>&1 || status=$?
+	killed "$sc" "$status"
 	after_clear_crash new || continue
 	listing "$M" >"$T/tree2"
 	diff -q "$T/tree" "$T/tree2" >/dev/null || bad="$bad $sc#$k(tree on $tag)"
 	do_umount "$M"
 	"$OCITREE" commit --upper "$U" --image "$T/l:again" >/dev/null 2>"$T/err" || bad="$bad $sc#$k(again: $(head -1 "$T/err"))"
-done 3< <(kill_points /dev/null "$T/strace.commit" ${SYSCALLS//,/ })
+done 3< <(kill_points "$T/strace.commit" ${SYSCALLS//,/ })
 is "commit --clear killed at $runs points: layout valid, old tag intact, the tree kept, commit again works" "$bad" ""
-if have_validator; then
-	ok "oci-validate --full after the last one" validate "$T/l"
-fi
+tally_kills "commit --clear"
+validated "oci-validate --full after the last one" "$T/l"
 
 # the daemon killed during a live commit --clear (and its switch to the new
 # image): the same promises
@@ -215,14 +264,13 @@ rm -rf "$T/l" && cp -a "$T/pristine" "$T/l"
 cp -a "$T/l" "$T/pristine-live"
 U=$T/lc
 rm -rf "$U" "$U.work" && mkdir -p "$U"
-start_daemon "$M" "$U" -e trace=$SYSCALLS || { echo "Bail out! cannot mount under strace"; exit 1; }
+start_daemon "$M" "$U" || { echo "Bail out! cannot mount"; exit 1; }
 session "$M"
 sync
-cp "$T/strace.out" "$T/strace.mid"
+attach "$T/strace.live" -e trace=$SYSCALLS || { echo "Bail out! cannot attach strace"; exit 1; }
 "$OCITREE" commit "$M" --image "$T/l:live" --clear >/dev/null 2>"$T/err" || diag "live commit: $(cat "$T/err")"
 "$OCITREE" umount "$M"
 wait
-cp "$T/strace.out" "$T/strace.live"
 bad=
 runs=0
 while read -r sc k <&3; do
@@ -230,15 +278,19 @@ while read -r sc k <&3; do
 	rm -rf "$T/l" "$U" "$U.work"
 	cp -a "$T/pristine-live" "$T/l"
 	mkdir -p "$U"
-	start_daemon "$M" "$U" -e trace=$sc -e inject=$sc:signal=KILL:when=$k || { bad="$bad $sc#$k(mount)"; continue; }
+	start_daemon "$M" "$U" || { bad="$bad $sc#$k(mount)"; continue; }
 	session "$M"
+	sync
+	attach /dev/null -e trace=$sc -e inject=$sc:signal=KILL:when=$k || bad="$bad $sc#$k(attach)"
 	"$OCITREE" commit "$M" --image "$T/l:live" --clear >/dev/null 2>&1
 	stop_dead "$M"
+	killed "$sc" "$status"
 	after_clear_crash live || continue
 	b=$(check_tree "$M")
 	[ -z "$b" ] || bad="$bad $sc#$k(tree:$b)"
 	do_umount "$M"
 	"$OCITREE" commit --upper "$U" --image "$T/l:again" >/dev/null 2>"$T/err" || bad="$bad $sc#$k(again: $(head -1 "$T/err"))"
-done 3< <(kill_points "$T/strace.mid" "$T/strace.live" renameat renameat2 unlinkat openat write fsync)
+done 3< <(kill_points "$T/strace.live" renameat renameat2 unlinkat openat write fsync)
 is "a daemon killed at $runs points of a live commit --clear: layout valid, old tag intact, the upper directory mounts and commits" "$bad" ""
+tally_kills "daemon during a live commit --clear"
 done_testing

@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "config.h"
 
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
 #include "ocitree/digest.h"
 #include "ocitree/model.h"
 #include "tap.h"
@@ -137,6 +141,34 @@ static void test_errors(void)
 	ok(ocitree_error_set(NULL, EIO, "ignored") == -1, "a NULL error pointer is allowed");
 }
 
+/* Out of memory: one message on stderr naming what ran out, then abort (a
+ * core to look at, not an exit status a caller might take for an error). */
+static void test_oom(void)
+{
+	int pfd[2];
+	if (pipe(pfd) < 0) {
+		ok(0, "pipe: %s", strerror(errno));
+		return;
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct rlimit none = {0, 0};
+		setrlimit(RLIMIT_CORE, &none);
+		dup2(pfd[1], 2);
+		xcheck(NULL, "test allocator");
+		_exit(0); /* not reached when xcheck works */
+	}
+	close(pfd[1]);
+	char msg[256] = "";
+	ssize_t n = read_full(pfd[0], msg, sizeof(msg) - 1);
+	close(pfd[0]);
+	msg[n > 0 ? n : 0] = '\0';
+	int status = 0;
+	waitpid(pid, &status, 0);
+	ok(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "xcheck(NULL) aborts (status %#x)", status);
+	is_str(msg, "ocitree: out of memory (test allocator)\n", "and says what ran out");
+}
+
 int main(void)
 {
 	test_buf();
@@ -145,5 +177,6 @@ int main(void)
 	test_inomap();
 	test_digest();
 	test_errors();
+	test_oom();
 	return done_testing();
 }
