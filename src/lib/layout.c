@@ -154,7 +154,7 @@ OCITREE_EXPORT int ocitree_layout_create(const char *path, struct ocitree_error 
 		return ocitree_error_set(err, EEXIST, "create layout '%s'", path);
 
 	_cleanup_close_ int tfd = openat(pfd, tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	static const char layout_json[] = "{\"imageLayoutVersion\":\"" OCITREE_MT_OCI_LAYOUT_VERSION "\"}";
+	static const char layout_json[] = "{\"imageLayoutVersion\":\"" OCITREE_MT_OCI_LAYOUT_VERSION "\"}\n";
 	_cleanup_free_ char *index_json = NULL;
 	struct ocitree_index *idx = ocitree_index_new();
 	index_json = ocitree_index_to_json(idx);

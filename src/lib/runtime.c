@@ -396,10 +396,6 @@ OCITREE_EXPORT char *ocitree_runtime_config(const struct ocitree_config *c, cons
 	json_add(lnx, "readonlyPaths", strings(ro));
 	json_add(spec, "linux", lnx);
 
-	char *text = cJSON_Print(spec);
-	if (!text) {
-		fputs("ocitree: out of memory building JSON\n", stderr);
-		abort();
-	}
-	return text;
+	/* indented with tabs, as umoci's encoder does */
+	return json_encode(spec, true);
 }

@@ -690,7 +690,7 @@ int umoci_meta_write_at(int dirfd, const struct umoci_meta *m, struct ocitree_er
 	json_add(mo, "rootless", json_bool(m->map.rootless));
 	json_add(j, "map_options", mo);
 	json_add(j, "whiteout_mode", json_int64(0));
-	_cleanup_free_ char *text = json_print(j);
+	_cleanup_free_ char *text = json_encode(j, false);
 	if (write_file_atomic_at(dirfd, UMOCI_META_FILE, text, strlen(text), 0644, err) < 0)
 		return ocitree_error_prefix(err, "write " UMOCI_META_FILE);
 	return 0;

@@ -148,6 +148,13 @@ int fsync_dir_at(int dirfd, const char *name);
  * time.RFC3339Nano does. */
 int time_parse_rfc3339(const char *s, struct timespec *out);
 char *time_format_rfc3339(const struct timespec *ts);
+/* s as umoci writes a time it was given (Go's time.Parse(RFC3339Nano)
+ * then MarshalJSON): the offset kept as given ("+11:00" stays), a zero
+ * offset written "Z", the fraction cut to nanoseconds and trimmed of
+ * trailing zeros.  NULL when Go would refuse s: lower-case 't' or 'z', a
+ * space for 'T', second 60, a day the month does not have.  The caller
+ * frees the result. */
+char *time_canonical_rfc3339(const char *s);
 /* Now, or SOURCE_DATE_EPOCH when it is set (and valid). */
 struct timespec time_now_or_source_date_epoch(void);
 
