@@ -84,8 +84,11 @@ int ocitree_unpack_bundle(struct ocitree_image *img, const char *bundle, const s
 /* The runtime-spec config.json for image config c, as umoci generates it
  * (process args/env/cwd/user, annotations, default mounts, namespaces and
  * capabilities; rootless and mapped variants).  The user is looked up in
- * rootfs's /etc/passwd and /etc/group when rootfs is not NULL.  Returns
- * indented JSON the caller frees, or NULL. */
+ * rootfs's /etc/passwd and /etc/group when rootfs is not NULL; when it is
+ * NULL, a user or group given by name cannot be looked up and the process
+ * runs as 0:0 with a warning logged (umoci does the same).  Returns the
+ * file's text, tab-indented and ending in a newline byte for byte as
+ * umoci writes it, which the caller frees; or NULL. */
 char *ocitree_runtime_config(const struct ocitree_config *c, const char *rootfs, const struct ocitree_map_options *m,
 			     struct ocitree_error **err);
 

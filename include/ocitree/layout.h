@@ -86,7 +86,12 @@ int ocitree_blob_open_fd(struct ocitree_layout *l, const char *digest, struct oc
 
 /* A streaming reader that hashes what it reads: at end of file it checks the
  * digest and size and fails with OCITREE_ERROR_DIGEST on a mismatch, so a
- * consumer that reads to the end has read verified data. */
+ * consumer that reads to the end has read verified data.  As umoci's
+ * verified reader does, it hashes at most the declared size and checks the
+ * digest before the length: a blob too long or too short whose declared
+ * bytes are wrong reports the digest ("verified reader digest mismatch"),
+ * one whose declared bytes are right reports the length ("verified reader
+ * size mismatch"). */
 struct ocitree_blob_reader;
 struct ocitree_blob_reader *ocitree_blob_reader_open(struct ocitree_layout *l, const char *digest, int64_t size,
 						     struct ocitree_error **err);

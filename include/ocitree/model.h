@@ -130,7 +130,8 @@ struct ocitree_manifest {
 };
 
 struct ocitree_manifest *ocitree_manifest_parse(const char *json, size_t len, struct ocitree_error **err);
-/* Compact JSON; the caller frees the result. */
+/* Compact JSON ending in a newline, byte for byte what umoci (Go's
+ * json.Encoder) writes for the same manifest; the caller frees the result. */
 char *ocitree_manifest_to_json(const struct ocitree_manifest *m);
 void ocitree_manifest_free(struct ocitree_manifest *m);
 /* Append a copy of layer. */
@@ -149,6 +150,7 @@ struct ocitree_index {
 /* An empty OCI index (schemaVersion 2, no manifests). */
 struct ocitree_index *ocitree_index_new(void);
 struct ocitree_index *ocitree_index_parse(const char *json, size_t len, struct ocitree_error **err);
+/* As ocitree_manifest_to_json(). */
 char *ocitree_index_to_json(const struct ocitree_index *idx);
 void ocitree_index_free(struct ocitree_index *idx);
 /* Entries of idx tagged name, as indexes into idx->manifests; returns the
@@ -179,6 +181,13 @@ int ocitree_time_parse(const char *s, struct timespec *out);
 /* Format ts as ocitree writes times: UTC, with nanoseconds trimmed of
  * trailing zeros (as Go's time.RFC3339Nano).  The caller frees the result. */
 char *ocitree_time_format(const struct timespec *ts);
+/* s as umoci writes a time it was given (Go's time.Parse(RFC3339Nano)
+ * then MarshalJSON): the offset kept as given ("+11:00" stays), a zero
+ * offset written "Z", the fraction cut to nanoseconds and trimmed of
+ * trailing zeros.  NULL when Go would refuse s: lower-case 't' or 'z', a
+ * space for 'T', second 60, a day the month does not have.  The caller
+ * frees the result. */
+char *ocitree_time_canonical(const char *s);
 /* The time to stamp new objects with: SOURCE_DATE_EPOCH when it is set to a
  * valid number of seconds (reproducible builds), else now. */
 struct timespec ocitree_time_now(void);
@@ -217,7 +226,9 @@ struct ocitree_config {
 struct ocitree_config *ocitree_config_parse(const char *json, size_t len, struct ocitree_error **err);
 /* A new config for an empty image of the host platform. */
 struct ocitree_config *ocitree_config_new(void);
-/* Compact JSON: the original document with the modelled fields replaced. */
+/* Compact JSON ending in a newline: the modelled fields in the order and
+ * with the omitempty rules of image-spec's Go structs (what umoci writes),
+ * then the fields the original held that are not modelled, in its order. */
 char *ocitree_config_to_json(const struct ocitree_config *c);
 void ocitree_config_free(struct ocitree_config *c);
 void ocitree_config_add_diff_id(struct ocitree_config *c, const char *diff_id);

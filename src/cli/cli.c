@@ -129,8 +129,8 @@ bool history_opt(struct history_opts *h, int opt, const char *arg)
 
 int history_opts_check(const struct history_opts *h, struct ocitree_error **err)
 {
-	struct timespec ts;
-	if (h->created && ocitree_time_parse(h->created, &ts) < 0)
+	_cleanup_free_ char *created = h->created ? ocitree_time_canonical(h->created) : NULL;
+	if (h->created && !created)
 		return ocitree_error_setk(err, OCITREE_ERROR_USAGE,
 					  "invalid --history.created '%s': not an RFC 3339 time such as 2024-01-02T03:04:05Z",
 					  h->created);
@@ -142,9 +142,8 @@ void history_opts_entry(const struct history_opts *h, const struct ocitree_confi
 {
 	memset(out, 0, sizeof(*out));
 	if (h->created) {
-		struct timespec ts;
-		ocitree_time_parse(h->created, &ts);
-		out->created = ocitree_time_format(&ts);
+		/* kept with its offset, as umoci does */
+		out->created = ocitree_time_canonical(h->created);
 	} else {
 		struct timespec now = ocitree_time_now();
 		out->created = ocitree_time_format(&now);

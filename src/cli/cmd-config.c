@@ -134,8 +134,8 @@ static int parse(int argc, char **argv, struct config_opts *o, struct ocitree_er
 		return cli_usage_error(err, "missing mandatory option --image");
 	if (cli_expect_args(argc, argv, 0, 0, err) < 0)
 		return -1;
-	struct timespec ts;
-	if (o->created && ocitree_time_parse(o->created, &ts) < 0)
+	_cleanup_free_ char *created = o->created ? ocitree_time_canonical(o->created) : NULL;
+	if (o->created && !created)
 		return ocitree_error_setk(err, OCITREE_ERROR_USAGE,
 					  "invalid --created '%s': not an RFC 3339 time such as 2024-01-02T03:04:05Z",
 					  o->created);
@@ -204,10 +204,9 @@ static void apply(struct config_opts *o, struct ocitree_image *img)
 		e->entrypoint = NULL;
 	}
 	if (o->created) {
-		struct timespec ts;
-		ocitree_time_parse(o->created, &ts);
+		/* kept with its offset, as umoci does */
 		free(c->created);
-		c->created = ocitree_time_format(&ts);
+		c->created = ocitree_time_canonical(o->created);
 	}
 	if (o->author)
 		replace(&c->author, o->author);

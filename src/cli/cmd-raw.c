@@ -49,7 +49,7 @@ static int cmd_raw_runtime_config(int argc, char **argv, struct ocitree_error **
 	struct ocitree_image *img = l ? ocitree_image_open(l, ref.tag, err) : NULL;
 	char *json = img ? ocitree_runtime_config(img->config, rootfs, &mo, err) : NULL;
 	if (json) {
-		_cleanup_free_ char *text = xasprintf("%s\n", json);
+		const char *text = json;
 		if (strcmp(dest, "-") == 0) {
 			r = fputs(text, stdout) < 0 ? ocitree_error_set(err, errno, "write config") : 0;
 		} else {

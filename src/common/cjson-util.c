@@ -226,6 +226,151 @@ char *json_print(const cJSON *j)
 	return r;
 }
 
+/* ---- Go's encoding/json output ---- */
+
+/* A string as Go's json.Encoder writes it with its default HTML escaping:
+ * <, > and & as \u003c..., U+2028/U+2029 escaped, a byte that is not UTF-8
+ * replaced by \ufffd, \b \f \n \r \t in short form (Go >= 1.22), other
+ * control bytes as \u00xx with lower-case hex. */
+static void go_string(struct buf *b, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)s;
+	buf_puts(b, "\"");
+	while (*p) {
+		unsigned char c = *p;
+		if (c < 0x80) {
+			const char *esc = NULL;
+			switch (c) {
+			case '"':
+				esc = "\\\"";
+				break;
+			case '\\':
+				esc = "\\\\";
+				break;
+			case '\b':
+				esc = "\\b";
+				break;
+			case '\f':
+				esc = "\\f";
+				break;
+			case '\n':
+				esc = "\\n";
+				break;
+			case '\r':
+				esc = "\\r";
+				break;
+			case '\t':
+				esc = "\\t";
+				break;
+			default:
+				break;
+			}
+			if (esc) {
+				buf_puts(b, esc);
+			} else if (c < 0x20 || c == '<' || c == '>' || c == '&') {
+				char u[7] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf], '\0'};
+				buf_puts(b, u);
+			} else {
+				buf_append(b, p, 1);
+			}
+			p++;
+			continue;
+		}
+		/* decode one UTF-8 sequence the way Go's utf8.DecodeRune does:
+		 * shortest form only, no surrogates, at most U+10FFFF */
+		size_t n = 0;
+		uint32_t r = 0, min = 0;
+		if (c >= 0xc2 && c <= 0xdf)
+			n = 2, r = c & 0x1f, min = 0x80;
+		else if (c >= 0xe0 && c <= 0xef)
+			n = 3, r = c & 0x0f, min = 0x800;
+		else if (c >= 0xf0 && c <= 0xf4)
+			n = 4, r = c & 0x07, min = 0x10000;
+		size_t i = 1;
+		for (; n && i < n; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				break;
+			r = (r << 6) | (p[i] & 0x3f);
+		}
+		if (!n || i < n || r < min || r > 0x10ffff || (r >= 0xd800 && r <= 0xdfff)) {
+			buf_puts(b, "\\ufffd");
+			p++;
+			continue;
+		}
+		if (r == 0x2028 || r == 0x2029)
+			buf_puts(b, r == 0x2028 ? "\\u2028" : "\\u2029");
+		else
+			buf_append(b, p, n);
+		p += n;
+	}
+	buf_puts(b, "\"");
+}
+
+static void go_newline(struct buf *b, bool indent, int depth)
+{
+	if (!indent)
+		return;
+	buf_puts(b, "\n");
+	for (int i = 0; i < depth; i++)
+		buf_puts(b, "\t");
+}
+
+static void go_value(struct buf *b, const cJSON *j, bool indent, int depth)
+{
+	if (cJSON_IsObject(j) || cJSON_IsArray(j)) {
+		bool obj = cJSON_IsObject(j);
+		buf_puts(b, obj ? "{" : "[");
+		const cJSON *e;
+		bool first = true;
+		cJSON_ArrayForEach(e, j)
+		{
+			if (!first)
+				buf_puts(b, ",");
+			first = false;
+			go_newline(b, indent, depth + 1);
+			if (obj) {
+				go_string(b, e->string);
+				buf_puts(b, indent ? ": " : ":");
+			}
+			go_value(b, e, indent, depth + 1);
+		}
+		/* Go's Indent leaves {} and [] on one line */
+		if (!first)
+			go_newline(b, indent, depth);
+		buf_puts(b, obj ? "}" : "]");
+	} else if (cJSON_IsString(j)) {
+		go_string(b, j->valuestring);
+	} else if (cJSON_IsRaw(j)) {
+		buf_puts(b, j->valuestring);
+	} else if (cJSON_IsTrue(j)) {
+		buf_puts(b, "true");
+	} else if (cJSON_IsFalse(j)) {
+		buf_puts(b, "false");
+	} else if (cJSON_IsNumber(j)) {
+		double d = j->valuedouble;
+		if (isfinite(d) && d == floor(d) && fabs(d) < 1e21) {
+			buf_printf(b, "%.0f", d);
+		} else {
+			/* a fraction only survives from input we did not model;
+			 * cJSON's shortest round-trip form is close enough */
+			char *s = check(cJSON_PrintUnformatted(j));
+			buf_puts(b, s);
+			cJSON_free(s);
+		}
+	} else {
+		buf_puts(b, "null");
+	}
+}
+
+char *json_encode(const cJSON *j, bool indent)
+{
+	struct buf b = {0};
+	go_value(&b, j, indent, 0);
+	buf_puts(&b, "\n");
+	return buf_steal(&b);
+}
+
 cJSON *json_dup(const cJSON *j)
 {
 	return check(cJSON_Duplicate(j, true));

@@ -56,5 +56,11 @@ void json_append(cJSON *arr, cJSON *item);
 /* Compact text; the caller frees it with free(). */
 char *json_print(const cJSON *j);
 cJSON *json_dup(const cJSON *j);
+/* Text byte for byte as Go's json.Encoder writes it (umoci writes every blob,
+ * index.json, oci-layout, umoci.json and config.json this way): HTML-safe
+ * escaping, a trailing newline, and with indent one tab per level and ": "
+ * after keys (SetIndent("", "\t")).  Keys keep j's order.  The caller frees
+ * the text with free(). */
+char *json_encode(const cJSON *j, bool indent);
 
 #endif

@@ -177,7 +177,7 @@ OCITREE_EXPORT int ocitree_unpack_bundle(struct ocitree_image *img, const char *
 	_cleanup_free_ char *mname = mtree_name(img->manifest_desc.digest);
 	_cleanup_close_ int rootfd = openat(bfd, "rootfs", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	struct tree *t = NULL;
-	_cleanup_free_ char *config = NULL, *cfg = NULL;
+	_cleanup_free_ char *config = NULL;
 	_cleanup_free_ char *rootfs_path = xasprintf("%s/rootfs", bundle);
 	if (rootfd < 0) {
 		ocitree_error_set(err, errno, "open '%s/rootfs'", bundle);
@@ -191,8 +191,7 @@ OCITREE_EXPORT int ocitree_unpack_bundle(struct ocitree_image *img, const char *
 		ocitree_error_prefix(err, "generate config.json");
 		goto fail;
 	}
-	cfg = xasprintf("%s\n", config);
-	if (write_file_atomic_at(bfd, "config.json", cfg, strlen(cfg), 0644, err) < 0)
+	if (write_file_atomic_at(bfd, "config.json", config, strlen(config), 0644, err) < 0)
 		goto fail;
 	if (bundle_write_meta(bfd, bundle, img, t, &o->map, err) < 0)
 		goto fail;

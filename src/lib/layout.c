@@ -154,7 +154,7 @@ OCITREE_EXPORT int ocitree_layout_create(const char *path, struct ocitree_error 
 		return ocitree_error_set(err, EEXIST, "create layout '%s'", path);
 
 	_cleanup_close_ int tfd = openat(pfd, tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	static const char layout_json[] = "{\"imageLayoutVersion\":\"" OCITREE_MT_OCI_LAYOUT_VERSION "\"}";
+	static const char layout_json[] = "{\"imageLayoutVersion\":\"" OCITREE_MT_OCI_LAYOUT_VERSION "\"}\n";
 	_cleanup_free_ char *index_json = NULL;
 	struct ocitree_index *idx = ocitree_index_new();
 	index_json = ocitree_index_to_json(idx);
@@ -200,6 +200,34 @@ OCITREE_EXPORT struct ocitree_index *ocitree_layout_read_index(struct ocitree_la
 	if (!idx)
 		return ocitree_error_prefix(err, "layout '%s': '" INDEX_FILE "'", l->path), NULL;
 	return idx;
+}
+
+/* The owner new files in the layout get: as umoci >= 0.5.1 does
+ * (oci/cas/dir/dir.go, fchown), a command run as root gives them to the
+ * owner of the layout directory, so that "sudo ocitree repack" does not
+ * leave files the layout's user cannot remove; -1 (no change) otherwise. */
+static void layout_owner(const struct ocitree_layout *l, uid_t *uid, gid_t *gid)
+{
+	struct stat st;
+	*uid = (uid_t)-1;
+	*gid = (gid_t)-1;
+	if (geteuid() != 0 || fstat(l->dirfd, &st) < 0)
+		return;
+	if (st.st_uid != geteuid())
+		*uid = st.st_uid;
+	if (st.st_gid != getegid())
+		*gid = st.st_gid;
+}
+
+static int give_to_layout_owner(const struct ocitree_layout *l, int dirfd, const char *name,
+				struct ocitree_error **err)
+{
+	uid_t uid;
+	gid_t gid;
+	layout_owner(l, &uid, &gid);
+	if ((uid != (uid_t)-1 || gid != (gid_t)-1) && fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+		return ocitree_error_set(err, errno, "give '%s' to the owner of layout '%s'", name, l->path);
+	return 0;
 }
 
 static int lock_fd(int fd, int op, const char *what, struct ocitree_error **err)
@@ -250,7 +278,10 @@ OCITREE_EXPORT int ocitree_layout_update_index(struct ocitree_layout *l, ocitree
 	}
 	if (r == 0) {
 		_cleanup_free_ char *json = ocitree_index_to_json(idx);
-		r = write_file_atomic_at(l->dirfd, INDEX_FILE, json, strlen(json), 0644, err);
+		uid_t uid;
+		gid_t gid;
+		layout_owner(l, &uid, &gid);
+		r = write_file_atomic_owned_at(l->dirfd, INDEX_FILE, json, strlen(json), 0644, uid, gid, err);
 	}
 	ocitree_index_free(before);
 	ocitree_index_free(idx);
@@ -348,33 +379,51 @@ OCITREE_EXPORT ssize_t ocitree_blob_reader_read(struct ocitree_blob_reader *r, v
 {
 	if (r->done)
 		return 0;
-	/* never read far past the declared size: a lying descriptor must not
-	 * make us hash an unbounded file */
-	if (r->size >= 0 && (int64_t)len > r->size - r->off + 1)
-		len = (size_t)(r->size - r->off + 1);
+	/* Like umoci's verified reader (pkg/hardening/verified_reader.go):
+	 * hash at most the declared size, then look for one byte more; at the
+	 * end the digest is checked first and the length after, so a blob
+	 * whose declared bytes are wrong reports its digest however long it
+	 * is, and a lying descriptor never makes us hash an unbounded file. */
+	bool extra = false;
 	ssize_t n;
-	do
-		n = read(r->fd, buf, len);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return ocitree_error_set(err, errno, "read blob %s", r->digest);
-	r->off += n;
-	if (r->size >= 0 && r->off > r->size)
-		return ocitree_error_setk(err, OCITREE_ERROR_DIGEST, "blob %s is larger than its declared size %jd",
-					  r->digest, (intmax_t)r->size);
+	if (r->size >= 0 && r->off >= r->size) {
+		char one;
+		do
+			n = read(r->fd, &one, 1);
+		while (n < 0 && errno == EINTR);
+		if (n < 0)
+			return ocitree_error_set(err, errno, "read blob %s", r->digest);
+		extra = n > 0;
+		n = 0;
+	} else {
+		if (r->size >= 0 && (int64_t)len > r->size - r->off)
+			len = (size_t)(r->size - r->off);
+		do
+			n = read(r->fd, buf, len);
+		while (n < 0 && errno == EINTR);
+		if (n < 0)
+			return ocitree_error_set(err, errno, "read blob %s", r->digest);
+	}
 	if (n > 0) {
+		r->off += n;
 		ocitree_hasher_update(r->hasher, buf, (size_t)n);
 		return n;
 	}
-	if (r->size >= 0 && r->off != r->size)
-		return ocitree_error_setk(err, OCITREE_ERROR_DIGEST,
-					  "blob %s is %jd bytes, smaller than its declared size %jd", r->digest,
-					  (intmax_t)r->off, (intmax_t)r->size);
 	char got[OCITREE_DIGEST_MAX];
 	ocitree_hasher_final(r->hasher, got);
 	if (strcmp(got, r->digest) != 0)
-		return ocitree_error_setk(err, OCITREE_ERROR_DIGEST, "blob %s does not match its digest (content is %s)",
+		return ocitree_error_setk(err, OCITREE_ERROR_DIGEST,
+					  "blob %s does not match its digest (content is %s): verified reader digest mismatch",
 					  r->digest, got);
+	if (extra)
+		return ocitree_error_setk(err, OCITREE_ERROR_DIGEST,
+					  "blob %s is larger than its declared size %jd: verified reader size mismatch",
+					  r->digest, (intmax_t)r->size);
+	if (r->size >= 0 && r->off != r->size)
+		return ocitree_error_setk(
+			err, OCITREE_ERROR_DIGEST,
+			"blob %s is %jd bytes, smaller than its declared size %jd: verified reader size mismatch", r->digest,
+			(intmax_t)r->off, (intmax_t)r->size);
 	r->done = true;
 	return 0;
 }
@@ -505,6 +554,8 @@ OCITREE_EXPORT struct ocitree_blob_writer *ocitree_blob_writer_new(struct ocitre
 	if (dfd < 0 && errno == ENOENT) {
 		if (mkdirat(l->dirfd, "blobs/sha256", 0755) < 0 && errno != EEXIST)
 			return ocitree_error_set(err, errno, "create '%s/blobs/sha256'", l->path), NULL;
+		if (give_to_layout_owner(l, l->dirfd, "blobs/sha256", err) < 0)
+			return NULL;
 		dfd = openat(l->dirfd, "blobs/sha256", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	}
 	if (dfd < 0)
@@ -513,6 +564,11 @@ OCITREE_EXPORT struct ocitree_blob_writer *ocitree_blob_writer_new(struct ocitre
 	int fd = open_tmpfile_at(dfd, "blob", &name, err);
 	if (fd < 0)
 		return NULL;
+	if (give_to_layout_owner(l, dfd, name, err) < 0) {
+		unlinkat(dfd, name, 0);
+		close(fd);
+		return NULL;
+	}
 	struct ocitree_blob_writer *w = xcalloc(1, sizeof(*w));
 	w->layout = l;
 	w->dirfd = steal_fd(&dfd);

@@ -544,7 +544,7 @@ OCITREE_EXPORT char *ocitree_manifest_to_json(const struct ocitree_manifest *m)
 		json_add(j, "subject", json_descriptor(m->subject));
 	if (m->annotations.n)
 		json_add(j, "annotations", json_strmap(&m->annotations));
-	return json_print(j);
+	return json_encode(j, false);
 }
 
 OCITREE_EXPORT void ocitree_manifest_add_layer(struct ocitree_manifest *m, const struct ocitree_descriptor *layer)
@@ -620,7 +620,7 @@ OCITREE_EXPORT char *ocitree_index_to_json(const struct ocitree_index *idx)
 		json_add(j, "subject", json_descriptor(idx->subject));
 	if (idx->annotations.n)
 		json_add(j, "annotations", json_strmap(&idx->annotations));
-	return json_print(j);
+	return json_encode(j, false);
 }
 
 OCITREE_EXPORT ssize_t ocitree_index_find_ref(const struct ocitree_index *idx, const char *name)
@@ -870,50 +870,101 @@ OCITREE_EXPORT struct ocitree_config *ocitree_config_new(void)
 	return c;
 }
 
-static void set_or_delete(cJSON *obj, const char *key, cJSON *item)
-{
-	if (item)
-		json_set(obj, key, item);
-	else
-		cJSON_DeleteItemFromObjectCaseSensitive(obj, key);
-}
-
+/* Go's omitempty: an empty string is left out like an absent one. */
 static cJSON *opt_string(const char *s)
 {
-	return s ? json_string(s) : NULL;
+	return s && *s ? json_string(s) : NULL;
+}
+
+/* A time as umoci writes it after reading it into a time.Time; text that
+ * does not parse is kept as it is. */
+static cJSON *opt_time(const char *s)
+{
+	if (!s)
+		return NULL;
+	_cleanup_free_ char *t = ocitree_time_canonical(s);
+	return json_string(t ? t : s);
+}
+
+static cJSON *opt_strv(char *const *v)
+{
+	return v && v[0] ? json_strv(v) : NULL;
+}
+
+/* Move item (when not NULL) to the end of obj, which is its place in Go's
+ * struct order when the keys are added in that order. */
+static void put(cJSON *obj, const char *key, cJSON *item)
+{
+	cJSON_DeleteItemFromObjectCaseSensitive(obj, key);
+	if (item)
+		json_add(obj, key, item);
+}
+
+/* Keys of from that to does not have yet, appended in from's order. */
+static void put_rest(cJSON *to, const cJSON *from)
+{
+	const cJSON *item;
+	cJSON_ArrayForEach(item, from)
+	{
+		if (!cJSON_GetObjectItemCaseSensitive(to, item->string))
+			json_add(to, item->string, json_dup(item));
+	}
 }
 
 OCITREE_EXPORT char *ocitree_config_to_json(const struct ocitree_config *c)
 {
 	_cleanup_json_ cJSON *j = c->json ? json_dup(c->json) : json_object();
-	/* keep the fields in the order Go's image-spec structs use */
-	cJSON *rebuilt = json_object();
-	set_or_delete(rebuilt, "created", opt_string(c->created));
-	set_or_delete(rebuilt, "author", opt_string(c->author));
-	json_add(rebuilt, "architecture", json_string(c->architecture));
-	set_or_delete(rebuilt, "variant", opt_string(c->variant));
-	json_add(rebuilt, "os", json_string(c->os));
-	set_or_delete(rebuilt, "os.version", opt_string(c->os_version));
+	/* The fields umoci knows come first, in the order and with the
+	 * omitempty rules of image-spec's Go structs, so that an image both
+	 * tools edit the same way gets the same bytes; fields it does not
+	 * know (Docker's Healthcheck, ...) are kept after them, where umoci
+	 * would drop them. */
+	_cleanup_json_ cJSON *rebuilt = json_object();
+	put(rebuilt, "created", opt_time(c->created));
+	put(rebuilt, "author", opt_string(c->author));
+	put(rebuilt, "architecture", json_string(c->architecture));
+	put(rebuilt, "os", json_string(c->os));
+	put(rebuilt, "os.version", opt_string(c->os_version));
+	const cJSON *features = cJSON_GetObjectItemCaseSensitive(j, "os.features");
+	put(rebuilt, "os.features", cJSON_IsArray(features) && cJSON_GetArraySize(features) ? json_dup(features) : NULL);
+	put(rebuilt, "variant", opt_string(c->variant));
 
-	cJSON *orig_cfg = cJSON_GetObjectItemCaseSensitive(j, "config");
-	cJSON *cfg = orig_cfg && cJSON_IsObject(orig_cfg) ? json_dup(orig_cfg) : json_object();
+	const cJSON *orig_cfg = cJSON_GetObjectItemCaseSensitive(j, "config");
+	cJSON *cfg = json_object();
 	const struct ocitree_exec_config *e = &c->config;
-	set_or_delete(cfg, "User", opt_string(e->user));
-	set_or_delete(cfg, "ExposedPorts",
-		      e->exposed_ports.n || e->has_exposed_ports ? json_keyset(&e->exposed_ports) : NULL);
-	set_or_delete(cfg, "Env", e->env ? json_strv(e->env) : NULL);
-	set_or_delete(cfg, "Entrypoint", e->entrypoint ? json_strv(e->entrypoint) : NULL);
-	set_or_delete(cfg, "Cmd", e->cmd ? json_strv(e->cmd) : NULL);
-	set_or_delete(cfg, "Volumes", e->volumes.n || e->has_volumes ? json_keyset(&e->volumes) : NULL);
-	set_or_delete(cfg, "WorkingDir", opt_string(e->working_dir));
-	set_or_delete(cfg, "Labels", e->labels.n || e->has_labels ? json_strmap(&e->labels) : NULL);
-	set_or_delete(cfg, "StopSignal", opt_string(e->stop_signal));
+	put(cfg, "User", opt_string(e->user));
+	put(cfg, "ExposedPorts", e->exposed_ports.n ? json_keyset(&e->exposed_ports) : NULL);
+	put(cfg, "Env", opt_strv(e->env));
+	put(cfg, "Entrypoint", opt_strv(e->entrypoint));
+	put(cfg, "Cmd", opt_strv(e->cmd));
+	put(cfg, "Volumes", e->volumes.n ? json_keyset(&e->volumes) : NULL);
+	put(cfg, "WorkingDir", opt_string(e->working_dir));
+	put(cfg, "Labels", e->labels.n ? json_strmap(&e->labels) : NULL);
+	put(cfg, "StopSignal", opt_string(e->stop_signal));
+	if (cJSON_IsObject(orig_cfg)) {
+		const cJSON *ae = cJSON_GetObjectItemCaseSensitive(orig_cfg, "ArgsEscaped");
+		put(cfg, "ArgsEscaped", cJSON_IsTrue(ae) ? json_bool(true) : NULL);
+		/* the modelled keys this config left out stay out */
+		static const char *const known[] = {"User",	  "ExposedPorts", "Env",    "Entrypoint", "Cmd",
+						    "Volumes",	  "WorkingDir",	  "Labels", "StopSignal", "ArgsEscaped"};
+		const cJSON *item;
+		cJSON_ArrayForEach(item, orig_cfg)
+		{
+			bool modelled = false;
+			for (size_t i = 0; i < ARRAY_SIZE(known); i++)
+				modelled |= strcmp(item->string, known[i]) == 0;
+			if (!modelled)
+				json_add(cfg, item->string, json_dup(item));
+		}
+	}
 	json_add(rebuilt, "config", cfg);
 
-	cJSON *orig_rootfs = cJSON_GetObjectItemCaseSensitive(j, "rootfs");
-	cJSON *rootfs = orig_rootfs && cJSON_IsObject(orig_rootfs) ? json_dup(orig_rootfs) : json_object();
-	json_set(rootfs, "type", json_string(c->rootfs_type ? c->rootfs_type : "layers"));
-	json_set(rootfs, "diff_ids", json_strv(c->diff_ids));
+	const cJSON *orig_rootfs = cJSON_GetObjectItemCaseSensitive(j, "rootfs");
+	cJSON *rootfs = json_object();
+	json_add(rootfs, "type", json_string(c->rootfs_type ? c->rootfs_type : "layers"));
+	json_add(rootfs, "diff_ids", json_strv(c->diff_ids));
+	if (cJSON_IsObject(orig_rootfs))
+		put_rest(rootfs, orig_rootfs);
 	json_add(rebuilt, "rootfs", rootfs);
 
 	if (c->n_history) {
@@ -921,35 +972,29 @@ OCITREE_EXPORT char *ocitree_config_to_json(const struct ocitree_config *c)
 		for (size_t i = 0; i < c->n_history; i++) {
 			const struct ocitree_history *h = &c->history[i];
 			cJSON *o = json_object();
-			if (h->created)
-				json_add(o, "created", json_string(h->created));
-			if (h->created_by)
-				json_add(o, "created_by", json_string(h->created_by));
-			if (h->author)
-				json_add(o, "author", json_string(h->author));
-			if (h->comment)
-				json_add(o, "comment", json_string(h->comment));
-			if (h->empty_layer)
-				json_add(o, "empty_layer", json_bool(true));
+			put(o, "created", opt_time(h->created));
+			put(o, "created_by", opt_string(h->created_by));
+			put(o, "author", opt_string(h->author));
+			put(o, "comment", opt_string(h->comment));
+			put(o, "empty_layer", h->empty_layer ? json_bool(true) : NULL);
 			json_append(hist, o);
 		}
 		json_add(rebuilt, "history", hist);
 	}
-	/* then whatever else the original held, in its order */
-	static const char *const modelled[] = {"created", "author",  "architecture", "variant", "os",
-					       "os.version", "config", "rootfs",	"history"};
+	/* then whatever else the original held, in its order; a modelled
+	 * key left out above (empty, or cleared) stays out */
+	static const char *const modelled[] = {"created", "author", "architecture", "os",      "os.version",
+					       "os.features", "variant", "config",	 "rootfs", "history"};
 	cJSON *item;
 	cJSON_ArrayForEach(item, j)
 	{
 		bool known = false;
 		for (size_t i = 0; i < ARRAY_SIZE(modelled); i++)
 			known |= strcmp(item->string, modelled[i]) == 0;
-		if (!known && !cJSON_GetObjectItemCaseSensitive(rebuilt, item->string))
+		if (!known)
 			json_add(rebuilt, item->string, json_dup(item));
 	}
-	char *s = json_print(rebuilt);
-	cJSON_Delete(rebuilt);
-	return s;
+	return json_encode(rebuilt, false);
 }
 
 OCITREE_EXPORT void ocitree_config_add_diff_id(struct ocitree_config *c, const char *diff_id)

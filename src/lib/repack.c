@@ -236,6 +236,10 @@ static int put_entry(struct gen *g, int dfd, const char *name, const struct stat
 		e.devminor = minor(st->st_rdev);
 		break;
 	case S_IFIFO: e.type = OCITREE_TAR_FIFO; break;
+	case S_IFSOCK:
+		log_warn("'%s': sockets cannot be stored in a layer; skipped", tarpath);
+		ret = 0;
+		goto out;
 	case S_IFREG: {
 		const char *first = st->st_nlink > 1 ? inode_get(&g->links, st->st_dev, st->st_ino) : NULL;
 		if (first) {
@@ -262,9 +266,21 @@ static int put_entry(struct gen *g, int dfd, const char *name, const struct stat
 		break;
 	}
 	default:
-		log_warn("'%s': sockets cannot be stored in a layer; skipped", tarpath);
-		ret = 0;
-		goto out;
+		break;
+	}
+	/* A symlink, device or fifo with more than one name goes in as one
+	 * entry and hardlinks to it, as umoci's tar generator writes any inode
+	 * it has seen before (oci/layer/tar_generate.go); two symlinks would
+	 * come back as two inodes. */
+	if (!S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode) && st->st_nlink > 1) {
+		const char *first = inode_get(&g->links, st->st_dev, st->st_ino);
+		if (first) {
+			e.type = OCITREE_TAR_HARDLINK;
+			e.linkname = first;
+			e.devmajor = e.devminor = 0;
+		} else {
+			inode_put(&g->links, st->st_dev, st->st_ino, tarpath);
+		}
 	}
 	if (ocitree_layer_writer_add(g->w, &e, err) < 0)
 		goto out;

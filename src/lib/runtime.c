@@ -227,8 +227,25 @@ OCITREE_EXPORT char *ocitree_runtime_config(const struct ocitree_config *c, cons
 		       NULL;
 	const struct ocitree_exec_config *x = &c->config;
 	struct exec_user eu;
-	if (exec_user(x->user, rootfs, &eu, err) < 0)
-		return ocitree_error_prefix(err, "config.User '%s'", x->user ? x->user : ""), NULL;
+	struct ocitree_error *uerr = NULL;
+	if (exec_user(x->user, rootfs, &eu, &uerr) < 0) {
+		free(eu.sgids);
+		free(eu.home);
+		memset(&eu, 0, sizeof(eu));
+		if (rootfs) {
+			ocitree_error_prefix(&uerr, "config.User '%s'", x->user ? x->user : "");
+			if (err)
+				*err = uerr;
+			else
+				ocitree_error_free(uerr);
+			return NULL;
+		}
+		/* with no rootfs to look names up in, umoci runs the process as
+		 * root:root and says so (oci/config/convert/runtime.go) */
+		log_warn("could not parse user spec '%s' without a rootfs: defaulting to root:root (%s)",
+			 x->user ? x->user : "", uerr->msg);
+		ocitree_error_free(uerr);
+	}
 
 	_cleanup_json_ cJSON *spec = json_object();
 	json_add(spec, "ociVersion", json_string("1.0.0"));
@@ -332,18 +349,11 @@ OCITREE_EXPORT char *ocitree_runtime_config(const struct ocitree_config *c, cons
 	}
 	json_add(spec, "mounts", mounts);
 
-	cJSON *ann = json_object();
-	for (size_t i = 0; i < x->labels.n; i++)
-		json_set(ann, x->labels.keys[i], json_string(x->labels.values[i]));
-	json_set(ann, "org.opencontainers.image.os", json_string(c->os ? c->os : "linux"));
-	json_set(ann, "org.opencontainers.image.architecture", json_string(c->architecture ? c->architecture : ""));
-	json_set(ann, "org.opencontainers.image.author", json_string(c->author ? c->author : ""));
-	struct timespec ts = {0, 0};
-	_cleanup_free_ char *created = NULL;
-	if (c->created && ocitree_time_parse(c->created, &ts) == 0)
-		created = ocitree_time_format(&ts);
-	json_set(ann, "org.opencontainers.image.created", json_string(created ? created : "0001-01-01T00:00:00Z"));
-	json_set(ann, "org.opencontainers.image.stopSignal", json_string(x->stop_signal ? x->stop_signal : ""));
+	/* umoci 0.6 (oci/config/convert/runtime.go, MutateRuntimeSpec): the
+	 * image-spec annotations first, an empty one left out, then the
+	 * labels over them; the keys come out sorted as Go sorts a map */
+	_cleanup_(ocitree_strmap_clear) struct ocitree_strmap ann = {0};
+	_cleanup_free_ char *created = c->created ? ocitree_time_canonical(c->created) : NULL;
 	_cleanup_free_ char **ports = xcalloc(x->exposed_ports.n + 1, sizeof(char *));
 	for (size_t i = 0; i < x->exposed_ports.n; i++)
 		ports[i] = x->exposed_ports.keys[i];
@@ -355,8 +365,22 @@ OCITREE_EXPORT char *ocitree_runtime_config(const struct ocitree_config *c, cons
 			buf_puts(&pj, ",");
 		buf_puts(&pj, ports[i]);
 	}
-	json_set(ann, "org.opencontainers.image.exposedPorts", json_string(pj.data));
-	json_add(spec, "annotations", ann);
+	const char *auto_ann[][2] = {
+		{"org.opencontainers.image.os", c->os ? c->os : "linux"},
+		{"org.opencontainers.image.architecture", c->architecture},
+		{"org.opencontainers.image.variant", c->variant},
+		{"org.opencontainers.image.author", c->author},
+		/* Go formats a missing time as its zero time */
+		{"org.opencontainers.image.created", created ? created : c->created ? c->created : "0001-01-01T00:00:00Z"},
+		{"org.opencontainers.image.stopSignal", x->stop_signal},
+		{"org.opencontainers.image.exposedPorts", pj.data},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(auto_ann); i++)
+		if (auto_ann[i][1] && *auto_ann[i][1])
+			ocitree_strmap_set(&ann, auto_ann[i][0], auto_ann[i][1]);
+	for (size_t i = 0; i < x->labels.n; i++)
+		ocitree_strmap_set(&ann, x->labels.keys[i], x->labels.values[i]);
+	json_add(spec, "annotations", json_strmap(&ann));
 
 	cJSON *lnx = json_object();
 	if (m->n_uid_map || m->n_gid_map || m->rootless) {
@@ -396,5 +420,6 @@ OCITREE_EXPORT char *ocitree_runtime_config(const struct ocitree_config *c, cons
 	json_add(lnx, "readonlyPaths", strings(ro));
 	json_add(spec, "linux", lnx);
 
-	return xcheck(cJSON_Print(spec), "building JSON");
+	/* indented with tabs, as umoci's encoder does */
+	return json_encode(spec, true);
 }

@@ -416,10 +416,26 @@ static const char *mtree_type(uint32_t mode)
 	}
 }
 
-/* go-mtree's vis: octal escapes for anything but plain printable bytes. */
+/* go-mtree's Vis with its DefaultVisFlags, byte for byte: a backslash
+ * doubled (an octal \134 would not match go-mtree's own encoding when it
+ * compares link= values as text), glob characters, white space and bytes
+ * outside printable ASCII in three-digit octal, everything else as it is.
+ * extra names more bytes to write in octal. */
+static void put_vis_extra(struct buf *b, const char *s, const char *extra)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '\\')
+			buf_puts(b, "\\\\");
+		else if (*p > ' ' && *p < 0x7f && !strchr("#*?[", *p) && !strchr(extra, *p))
+			buf_append(b, p, 1);
+		else
+			buf_printf(b, "\\%03o", *p);
+	}
+}
+
 static void put_vis(struct buf *b, const char *s)
 {
-	put_escaped(b, s, "#*?[");
+	put_vis_extra(b, s, "");
 }
 
 static void mtree_entry(struct buf *b, const struct tnode *n, bool indent)
@@ -444,7 +460,7 @@ static void mtree_entry(struct buf *b, const struct tnode *n, bool indent)
 	for (size_t i = 0; n->xattrs && i < n->xattrs->n; i++) {
 		/* names are plain in practice; escape the odd ones, '=' too */
 		buf_puts(b, " xattr.");
-		put_escaped(b, n->xattrs->v[i].name, "#*?[=");
+		put_vis_extra(b, n->xattrs->v[i].name, "=");
 		buf_puts(b, "=");
 		put_base64(b, n->xattrs->v[i].value, n->xattrs->v[i].len);
 	}
@@ -690,7 +706,7 @@ int umoci_meta_write_at(int dirfd, const struct umoci_meta *m, struct ocitree_er
 	json_add(mo, "rootless", json_bool(m->map.rootless));
 	json_add(j, "map_options", mo);
 	json_add(j, "whiteout_mode", json_int64(0));
-	_cleanup_free_ char *text = json_print(j);
+	_cleanup_free_ char *text = json_encode(j, false);
 	if (write_file_atomic_at(dirfd, UMOCI_META_FILE, text, strlen(text), 0644, err) < 0)
 		return ocitree_error_prefix(err, "write " UMOCI_META_FILE);
 	return 0;

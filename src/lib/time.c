@@ -78,6 +78,52 @@ OCITREE_EXPORT int ocitree_time_parse(const char *s, struct timespec *out)
 	return 0;
 }
 
+static bool leap_year(int y)
+{
+	return y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+}
+
+OCITREE_EXPORT char *ocitree_time_canonical(const char *s)
+{
+	static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	const char *p = s;
+	int Y, M, D, h, m, sec;
+	if (parse_digits(&p, 4, &Y) < 0 || *p++ != '-' || parse_digits(&p, 2, &M) < 0 || *p++ != '-' ||
+	    parse_digits(&p, 2, &D) < 0 || *p++ != 'T' || parse_digits(&p, 2, &h) < 0 || *p++ != ':' ||
+	    parse_digits(&p, 2, &m) < 0 || *p++ != ':' || parse_digits(&p, 2, &sec) < 0)
+		return NULL;
+	if (M < 1 || M > 12 || D < 1 || D > mdays[M - 1] + (M == 2 && leap_year(Y)) || h > 23 || m > 59 || sec > 59)
+		return NULL;
+	/* Go takes ',' as well as '.' before the fraction and keeps nine digits */
+	char frac[11] = "";
+	if ((*p == '.' || *p == ',') && p[1] >= '0' && p[1] <= '9') {
+		size_t n = 0;
+		frac[n++] = '.';
+		for (p++; *p >= '0' && *p <= '9'; p++)
+			if (n < 10)
+				frac[n++] = *p;
+		while (n > 1 && frac[n - 1] == '0')
+			n--;
+		frac[n > 1 ? n : 0] = '\0';
+	}
+	char zone[8] = "Z";
+	if (*p == 'Z') {
+		p++;
+	} else if (*p == '+' || *p == '-') {
+		char sign = *p++;
+		int oh, om;
+		if (parse_digits(&p, 2, &oh) < 0 || *p++ != ':' || parse_digits(&p, 2, &om) < 0 || oh > 23 || om > 59)
+			return NULL;
+		if (oh || om)
+			snprintf(zone, sizeof(zone), "%c%02d:%02d", sign, oh, om);
+	} else {
+		return NULL;
+	}
+	if (*p != '\0')
+		return NULL;
+	return xasprintf("%.19s%s%s", s, frac, zone);
+}
+
 OCITREE_EXPORT char *ocitree_time_format(const struct timespec *ts)
 {
 	struct tm tm;

@@ -91,10 +91,21 @@ int fsync_dir_at(int dirfd, const char *name)
 int write_file_atomic_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
 			 struct ocitree_error **err)
 {
+	return write_file_atomic_owned_at(dirfd, name, data, len, mode, (uid_t)-1, (gid_t)-1, err);
+}
+
+int write_file_atomic_owned_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode, uid_t uid,
+			       gid_t gid, struct ocitree_error **err)
+{
 	_cleanup_free_ char *tmp = NULL;
 	_cleanup_close_ int fd = open_tmpfile_at(dirfd, "file", &tmp, err);
 	if (fd < 0)
 		return -1;
+	if ((uid != (uid_t)-1 || gid != (gid_t)-1) && fchown(fd, uid, gid) < 0) {
+		int e = errno;
+		unlinkat(dirfd, tmp, 0);
+		return ocitree_error_set(err, e, "give '%s' to %jd:%jd", name, (intmax_t)uid, (intmax_t)gid);
+	}
 	if (write_all(fd, data, len) < 0 || fchmod(fd, mode) < 0 || fsync(fd) < 0) {
 		int e = errno;
 		unlinkat(dirfd, tmp, 0);

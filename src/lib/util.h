@@ -29,6 +29,10 @@ int read_file_at(int dirfd, const char *name, size_t max, struct buf *out, const
  * directory, fsync, rename over name, fsync the directory. */
 int write_file_atomic_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
 			 struct ocitree_error **err);
+/* As write_file_atomic_at(), the new file given to uid:gid first (both
+ * (uid_t)-1 / (gid_t)-1 to leave it the caller's). */
+int write_file_atomic_owned_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode, uid_t uid,
+			       gid_t gid, struct ocitree_error **err);
 /* Open a new temporary file in dirfd named ".ocitree-tmp.<tag>.XXXXXX";
  * *name receives the name (caller frees).  Returns the fd or -1. */
 int open_tmpfile_at(int dirfd, const char *tag, char **name, struct ocitree_error **err);

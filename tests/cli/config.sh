@@ -33,7 +33,7 @@ is "author" "$(cfg full .author)" '"A U Thor"'
 is "architecture and variant" "$(cfg full '|[.architecture,.variant]')" '["arm64","v8"]'
 is "manifest annotation" "$(man full .annotations.note)" '"hello"'
 is "history entry" "$(cfg full '.history[-1]|[.created,.created_by,.author,.comment,.empty_layer]')" \
-	'["2021-02-03T03:05:06Z","make it","A U Thor","a comment",true]'
+	'["2021-02-03T04:05:06+01:00","make it","A U Thor","a comment",true]'
 is "base was not changed (--tag)" "$(cfg base .config)" '{}'
 
 ok "config replaces the tag by default" $OCITREE config --image "$L:full" --config.env A=2 --no-history
@@ -44,7 +44,7 @@ ok "clear several keys" $OCITREE config --image "$L:full" --clear config.labels 
 	--clear config.exposedports --clear config.volume --clear config.cmd --clear config.entrypoint \
 	--clear manifest.annotations --config.env C=3
 is "cleared keys are empty, new values set" "$(cfg full '.config|[.Labels,.Env,.ExposedPorts,.Volumes,.Cmd,.Entrypoint]')" \
-	'[{},["C=3"],{},{},null,null]'
+	'[null,["C=3"],null,null,null,null]'
 is "annotations cleared" "$(man full .annotations)" 'null'
 
 SOURCE_DATE_EPOCH=1000000000 $OCITREE config --image "$L:full" --config.user 0:0 >/dev/null

@@ -1,0 +1,203 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+# ocitree as a drop-in for umoci 0.6, where a script can tell: the bytes of
+# blobs and config.json, times kept as given, runtime-config's user fallback
+# and annotations, the mtree's encoding, hardlinked symlinks in a layer,
+# blob checks in umoci's order and words, and who owns new layout files.
+# Where the installed umoci (0.4.7) has the behaviour the test runs it and
+# compares; where only umoci 0.6 has it, the comment cites its source.
+. "$top_srcdir/tests/lib.sh"
+. "$top_srcdir/tests/tree-lib.sh"
+have umoci || skip_all "umoci is not installed"
+have jq || skip_all "jq is not installed"
+is_root || skip_all "the bundle comparisons and the ownership checks need root"
+
+blob() { # LAYOUT TAG manifest|config: the file of that blob
+	local m
+	m=$(image_digest "$1" "$2")
+	case $3 in
+	manifest) echo "$1/blobs/sha256/${m#sha256:}" ;;
+	config) echo "$1/blobs/sha256/$(jq -r .config.digest "$1/blobs/sha256/${m#sha256:}" | cut -d: -f2)" ;;
+	esac
+}
+
+# ---- JSON bytes (Go's json.Encoder) ----
+umoci init --layout "$T/ui" && $OCITREE init --layout "$T/oi" || exit 1
+check "oci-layout is umoci's, newline and all" 'cmp "$T/ui/oci-layout" "$T/oi/oci-layout"'
+check "index.json ends with a newline" '[ "$(tail -c1 "$T/oi/index.json" | od -An -c | tr -d " ")" = "\n" ]'
+
+umoci init --layout "$T/a" && umoci new --image "$T/a:t" &&
+	umoci config --image "$T/a:t" --created 2020-01-01T00:00:00Z --no-history || exit 1
+cp -a "$T/a" "$T/b"
+# values Go escapes (<, >, &, U+2028), a time with an offset, keys given
+# out of image-spec's order, empty strings Go's omitempty leaves out
+args=(--created '2024-01-02T03:04:05.500+11:00' --history.created '2024-01-02T03:04:05-00:00'
+	--history.created_by 'make <it> & run' --history.comment c --author 'A <a@x>'
+	--config.workingdir /w --config.env 'A=<1>&2' --config.user app --config.cmd sh
+	--config.label "k=v$(printf '\342\200\250')é" --config.exposedports 80/tcp --config.volume /d
+	--config.stopsignal SIGTERM --manifest.annotation n=1)
+ok "umoci config" umoci config --image "$T/a:t" "${args[@]}"
+ok "ocitree config, the same flags" $OCITREE config --image "$T/b:t" "${args[@]}"
+check "the config blob is umoci's, byte for byte" 'cmp "$(blob "$T/a" t config)" "$(blob "$T/b" t config)"'
+# umoci 0.6 sets the manifest's mediaType on every image it writes
+# (mutate/mutate.go:229); 0.4.7 left it out
+check "the manifest is umoci's but for the mediaType 0.6 adds" \
+	'cmp "$(blob "$T/a" t manifest)" <(sed "s|\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",||" "$(blob "$T/b" t manifest)")'
+check "blobs end with a newline" '[ "$(tail -c1 "$(blob "$T/b" t manifest)" | od -An -c | tr -d " ")" = "\n" ]'
+
+# ---- times kept as given ----
+for t in 2024-01-02T03:04:05+11:00 2024-01-02T03:04:05.500+00:00 2024-01-02T03:04:05.000000000Z \
+	2024-01-02T03:04:05.123456789-05:30 2024-02-29T23:59:59-00:00; do
+	umoci config --image "$T/a:t" --tag tm --created "$t" --history.created "$t" >/dev/null 2>&1
+	$OCITREE config --image "$T/b:t" --tag tm --created "$t" --history.created "$t" >/dev/null 2>&1
+	is "--created $t is stored as umoci stores it" \
+		"$(jq -c '[.created, .history[-1].created]' "$(blob "$T/b" tm config)")" \
+		"$(jq -c '[.created, .history[-1].created]' "$(blob "$T/a" tm config)")"
+done
+is "an offset is kept" "$(jq -r .created "$(blob "$T/b" t config)")" 2024-01-02T03:04:05.5+11:00
+# umoci 0.6 is built with Go 1.24, whose time.Parse takes more than nine
+# digits of fraction and keeps nine (parseRFC3339, parseNanoseconds); the
+# older Go of umoci 0.4.7 refuses them
+ok "a fraction longer than nanoseconds" $OCITREE config --image "$T/b:t" --tag tm --created 2024-01-02T03:04:05.1234567891Z
+is "is cut to nanoseconds" "$(jq -r .created "$(blob "$T/b" tm config)")" 2024-01-02T03:04:05.123456789Z
+for t in 2024-01-02t03:04:05Z 2024-01-02T03:04:05z "2024-01-02 03:04:05Z" 2024-01-02T03:04:60Z 2023-02-29T00:00:00Z \
+	2024-01-02T03:04:05 2024-01-02T03:04:05+1100; do
+	s=0
+	umoci config --image "$T/a:t" --tag bad --created "$t" >/dev/null 2>&1 || s=$?
+	check "umoci refuses --created '$t'" '[ "$s" -ne 0 ]'
+	fails 2 "invalid --created" "so does ocitree" $OCITREE config --image "$T/b:t" --tag bad --created "$t"
+	fails 2 "invalid --history.created" "and --history.created '$t'" \
+		$OCITREE config --image "$T/b:t" --tag bad --history.created "$t"
+done
+valid "the layout ocitree changed passes oci-validate" "$T/b"
+
+# ---- raw runtime-config ----
+L=$T/img
+mkdir -p "$T/u/etc" "$T/u/home/app"
+printf 'root:x:0:0:root:/root:/bin/sh\napp:x:1234:1234:app:/home/app:/bin/sh\n' >"$T/u/etc/passwd"
+printf 'root:x:0:\napp:x:1234:\nstaff:x:50:app\n' >"$T/u/etc/group"
+tar_dir "$T/u" "$T/u.tar"
+$MKIMAGE "$L" named "$T/u.tar" --config '{"User":"app:staff","Env":["HOME=/custom","A=1"]}' >/dev/null &&
+	$MKIMAGE "$L" numeric "$T/u.tar" --config '{"User":"1000:2000"}' >/dev/null &&
+	$MKIMAGE "$L" homeless "$T/u.tar" --config '{"User":"app"}' >/dev/null || exit 1
+# without --rootfs a name cannot be looked up: umoci warns and runs the
+# process as root:root (oci/config/convert/runtime.go:197-206, 0.4.7 too)
+ok "raw runtime-config of a named user without --rootfs" $OCITREE raw runtime-config --image "$L:named" "$T/o-named.json"
+check "warns that it defaults to root" 'grep -q "without a rootfs.*root:root" "$T/err"'
+ok "umoci raw runtime-config, the same" umoci raw runtime-config --image "$L:named" "$T/u-named.json"
+is "the process runs as root with no extra groups, as with umoci" "$(jq -c .process.user "$T/o-named.json")" \
+	"$(jq -c .process.user "$T/u-named.json")"
+is "that is 0:0" "$(jq -c .process.user "$T/o-named.json")" '{"uid":0,"gid":0}'
+is "and no HOME is made up" "$(jq -c .process.env "$T/o-named.json")" "$(jq -c .process.env "$T/u-named.json")"
+ok "numeric ids without --rootfs" $OCITREE raw runtime-config --image "$L:numeric" "$T/o-num.json"
+umoci raw runtime-config --image "$L:numeric" "$T/u-num.json" 2>/dev/null
+is "are taken as they are, as umoci does" "$(jq -c .process.user "$T/o-num.json")" "$(jq -c .process.user "$T/u-num.json")"
+check "without a warning" '! grep -q "root:root" "$T/err"'
+# with a rootfs, HOME from /etc/passwd replaces the image's (appendEnv in
+# runtime.go:216-218 replaces an existing entry)
+umoci raw unpack --image "$L:named" "$T/rootfs" >/dev/null 2>&1 || exit 1
+ok "with --rootfs" $OCITREE raw runtime-config --image "$L:named" --rootfs "$T/rootfs" "$T/o-root.json"
+umoci raw runtime-config --image "$L:named" --rootfs "$T/rootfs" "$T/u-root.json" 2>/dev/null
+is "user, groups and env are umoci's" "$(jq -c '[.process.user, .process.env]' "$T/o-root.json")" \
+	"$(jq -c '[.process.user, .process.env]' "$T/u-root.json")"
+is "HOME is the passwd entry's" "$(jq -c '.process.env | map(select(startswith("HOME=")))' "$T/o-root.json")" '["HOME=/home/app"]'
+# no empty annotation (0.4.7 writes those) and no volumes (Go's map order)
+$OCITREE config --image "$L:named" --tag full --author 'A U' --config.exposedports 80/tcp --config.stopsignal SIGINT \
+	--no-history >/dev/null || exit 1
+$OCITREE raw runtime-config --image "$L:full" --rootfs "$T/rootfs" "$T/o-full.json" &&
+	umoci raw runtime-config --image "$L:full" --rootfs "$T/rootfs" "$T/u-full.json" 2>/dev/null
+check "the whole file is umoci's, byte for byte" 'cmp "$T/u-full.json" "$T/o-full.json"'
+$OCITREE config --image "$L:numeric" --tag nogroup --config.user app:nogroup >/dev/null
+fails 1 "cannot find group 'nogroup'" "a name missing from the rootfs is still an error" \
+	$OCITREE raw runtime-config --image "$L:nogroup" --rootfs "$T/rootfs" "$T/x.json"
+
+# annotations as umoci 0.6 writes them (runtime.go:171-186): empty
+# image-spec ones left out, the variant added, the labels applied last
+$OCITREE config --image "$L:homeless" --tag plat --architecture arm64 --platform.variant v8 --author "" \
+	--created 2024-01-02T03:04:05+11:00 --no-history >/dev/null || exit 1
+ok "raw runtime-config of an image with a variant" $OCITREE raw runtime-config --image "$L:plat" "$T/o-plat.json"
+is "annotations: no empty ones, the variant, the time as given" "$(jq -c .annotations "$T/o-plat.json")" \
+	'{"org.opencontainers.image.architecture":"arm64","org.opencontainers.image.created":"2024-01-02T03:04:05+11:00","org.opencontainers.image.os":"linux","org.opencontainers.image.variant":"v8"}'
+umoci raw runtime-config --image "$L:plat" "$T/u-plat.json" 2>/dev/null
+# umoci 0.4.7 still writes the empty ones and knows no variant
+is "the others are umoci's" \
+	"$(jq -c '.annotations | del(.["org.opencontainers.image.variant"])' "$T/o-plat.json")" \
+	"$(jq -c '.annotations | with_entries(select(.value != ""))' "$T/u-plat.json")"
+$OCITREE config --image "$L:plat" --tag label --config.label org.opencontainers.image.os=plan9 \
+	--config.label other= --config.stopsignal SIGINT >/dev/null
+ok "raw runtime-config with labels" $OCITREE raw runtime-config --image "$L:label" "$T/o-label.json"
+is "a label wins over the generated annotation; an empty label stays" \
+	"$(jq -c '.annotations | [.["org.opencontainers.image.os"], .other, .["org.opencontainers.image.stopSignal"]]' "$T/o-label.json")" \
+	'["plan9","","SIGINT"]'
+
+# ---- bundles: the mtree's encoding, hardlinked symlinks ----
+mkdir -p "$T/s"
+echo a >"$T/s/back\\slash"
+ln -s 'to\target' "$T/s/sym"
+tar_dir "$T/s" "$T/s.tar"
+$MKIMAGE "$L" slash "$T/s.tar" >/dev/null || exit 1
+ok "ocitree unpack" $OCITREE unpack --image "$L:slash" "$T/ob"
+ok "umoci unpack" umoci unpack --image "$L:slash" "$T/ub"
+mt() { grep -hoE '(^ *back[^ ]*| link=[^ ]*)' "$1"/*.mtree | tr -d ' ' | LC_ALL=C sort | tr '\n' ' '; }
+is "a backslash in a name and a link target is go-mtree's \\\\" "$(mt "$T/ob")" 'back\\slash link=to\\target '
+is "as umoci writes it" "$(mt "$T/ob")" "$(mt "$T/ub")"
+# go-mtree compares link= as text: with \134 umoci saw the symlink changed
+ok "umoci repacks ocitree's bundle" umoci repack --image "$L:slash-u" "$T/ob"
+is "and sees no change (it adds no layer then)" "$(jq '.layers | length' "$(blob "$L" slash-u manifest)")" 1
+rm -rf "$T/ob" "$T/ub"
+
+$OCITREE unpack --image "$L:slash" "$T/ob" && umoci unpack --image "$L:slash" "$T/ub" >/dev/null 2>&1 || exit 1
+for b in "$T/ob" "$T/ub"; do
+	ln -s target "$b/rootfs/n1" && ln -P "$b/rootfs/n1" "$b/rootfs/n2" && echo f >"$b/rootfs/f"
+done
+ok "ocitree repack of a symlink with two names" $OCITREE repack --image "$L:hl-o" \
+	--history.created 2024-05-06T07:08:09+02:00 "$T/ob"
+ok "umoci repack of the same" umoci repack --image "$L:hl-u" "$T/ub"
+is "one symlink entry and a hardlink to it" "$(last_layer_list "$L" hl-o | grep ' n[12]')" "$(printf '2 n1 target\n1 n2 n1')"
+is "as umoci writes them" "$(last_layer_list "$L" hl-o | grep ' n[12]')" "$(last_layer_list "$L" hl-u | grep ' n[12]')"
+is "repack keeps --history.created's offset" "$(jq -r '.history[-1].created' "$(blob "$L" hl-o config)")" \
+	2024-05-06T07:08:09+02:00
+rm -rf "$T/o2"
+ok "the layer unpacks" $OCITREE unpack --image "$L:hl-o" "$T/o2"
+is "to one inode with two names" "$(stat -c %i "$T/o2/rootfs/n1")" "$(stat -c %i "$T/o2/rootfs/n2")"
+valid "the layout passes oci-validate" "$L"
+
+# ---- blob checks: digest over the declared size first, length after ----
+# (umoci 0.6 pkg/hardening/verified_reader.go:97-110 and Read's limit)
+$MKIMAGE "$T/bc" t "$T/u.tar" >/dev/null || exit 1
+corrupt() { # NAME HOW: a copy of the layout with its config blob changed
+	rm -rf "$T/$1" && cp -a "$T/bc" "$T/$1"
+	local f
+	f=$(blob "$T/$1" t config)
+	chmod u+w "$f"
+	case $2 in
+	append) printf x >>"$f" ;;
+	change-append) printf 'x' | dd of="$f" bs=1 seek=1 conv=notrunc status=none && printf x >>"$f" ;;
+	truncate) truncate -s -1 "$f" ;;
+	esac
+}
+corrupt long append
+fails 1 "verified reader size mismatch" "too long, the declared bytes right: the size is wrong" $OCITREE stat --image "$T/long:t"
+corrupt longbad change-append
+fails 1 "verified reader digest mismatch" "too long, the declared bytes wrong: the digest is wrong" $OCITREE stat --image "$T/longbad:t"
+corrupt short truncate
+fails 1 "verified reader digest mismatch" "too short: the digest is wrong" $OCITREE stat --image "$T/short:t"
+rm -rf "$T/lay" && cp -a "$T/bc" "$T/lay"
+lb=$T/lay/blobs/sha256/$(jq -r '.layers[0].digest' "$(blob "$T/lay" t manifest)" | cut -d: -f2)
+chmod u+w "$lb" && printf garbage >>"$lb"
+fails 1 "verified reader size mismatch" "a layer with trailing bytes: the size" $OCITREE unpack --image "$T/lay:t" "$T/lay-b"
+truncate -s -20 "$lb"
+fails 1 "verified reader digest mismatch" "a cut layer: the digest" $OCITREE unpack --image "$T/lay:t" "$T/lay-c"
+
+# ---- new layout files belong to the layout's owner (umoci >= 0.5.1,
+# oci/cas/dir/dir.go:115-133 fchown in PutBlob and PutIndex) ----
+$OCITREE init --layout "$T/own" && $OCITREE new --image "$T/own:t" && chown -R 1234:2345 "$T/own" || exit 1
+ok "config as root in a user's layout" $OCITREE config --image "$T/own:t" --config.env A=1
+ok "unpack" $OCITREE unpack --image "$T/own:t" "$T/own-b"
+echo new >"$T/own-b/rootfs/new"
+ok "repack as root" $OCITREE repack --image "$T/own:t" "$T/own-b"
+is "every file of the layout is still the user's" "$(find "$T/own" ! -user 1234 -o ! -group 2345 | wc -l)" 0
+is "with new blobs among them" "$(ls "$T/own/blobs/sha256" | wc -l)" 7
+valid "the layout passes oci-validate" "$T/own"
+
+done_testing
