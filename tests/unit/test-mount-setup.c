@@ -12,6 +12,7 @@
 
 #include "ocitree/ocitree.h"
 #include "tap.h"
+#include "upper-internal.h"
 #include "util.h"
 
 static char *tmpdir;
