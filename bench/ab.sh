@@ -64,12 +64,12 @@ warm_setup() { "$1" mount --image "$CORPUS/oci:slim" "$MP" && umnt "$MP"; drop; 
 mount_read() { "$1" mount --image "$CORPUS/oci:slim" "$MP" && cat "$MP/etc/os-release" >/dev/null; }
 fullro() { "$1" mount --image "$CORPUS/oci:slim" "$MP" && readall "$MP"; }
 fullrw() {
-	rm -rf "$B/upper"
+	rm -rf "$B/upper" && mkdir "$B/upper"
 	"$1" mount --upper "$B/upper" --image "$CORPUS/oci:slim" "$MP" && readall "$MP"
 }
 commit_setup() {
 	rm -rf "$B/l" "$B/cu"
-	mkdir -p "$B/l/blobs"
+	mkdir -p "$B/l/blobs" "$B/cu"
 	cp "$CORPUS/oci/oci-layout" "$CORPUS/oci/index.json" "$B/l/"
 	cp -al "$CORPUS/oci/blobs/sha256" "$B/l/blobs/"
 	"$1" mount --upper "$B/cu" --image "$B/l:node" "$MP" && echo changed >"$MP/app/package.json" && umnt "$MP"
