@@ -13,6 +13,7 @@
 #endif
 
 #include "layer-internal.h"
+#include "ring.h"
 
 unsigned cpu_count(void)
 {
@@ -255,17 +256,13 @@ ssize_t decompressor_read(struct decompressor *d, void *out, size_t len, struct 
 
 /* ---- compression ---- */
 
-enum piece_state { PIECE_FREE = 0, PIECE_FILLED, PIECE_BUSY, PIECE_DONE };
-
 struct piece {
 	uint8_t *in;
 	size_t in_len;
 	uint8_t *out;
 	size_t out_len, out_cap;
 	uint32_t crc;
-	uint64_t seq; /* position in the stream, set on submit */
-	enum piece_state state;
-	char *error; /* set by a worker on failure */
+	char *error; /* set by whoever compressed it, on failure */
 };
 
 struct worker_ctx {
@@ -279,17 +276,17 @@ struct compressor {
 	int level;
 	sink_write_fn sink;
 	void *sink_ctx;
-	/* the ring of pieces: cur is being filled by the caller, tail is the
+	/* pieces, in a ring: cur is being filled by the caller, tail is the
 	 * oldest piece not yet written out; both only move forward and belong
-	 * to the caller */
+	 * to the caller.  With workers, queue orders them: cur is its push
+	 * count and tail its release count (submit and drain keep the ring
+	 * from filling up, so a slot is free whenever the caller wants one). */
 	struct piece *ring;
 	size_t n_ring;
 	uint64_t cur, tail;
-	pthread_mutex_t mu; /* protects state and error of every piece, stop */
-	pthread_cond_t work, done;
+	struct ring queue; /* when workers were asked for */
 	pthread_t *threads;
 	unsigned n_threads;
-	bool stop;
 	/* caller only */
 	struct worker_ctx inline_ctx; /* when there are no worker threads */
 	uint32_t crc;
@@ -366,30 +363,13 @@ static void *worker(void *arg)
 {
 	struct compressor *c = arg;
 	struct worker_ctx w = {0};
-	pthread_mutex_lock(&c->mu);
-	for (;;) {
-		struct piece *p = NULL;
-		/* the oldest filled piece first, so that output flows in order */
-		for (size_t i = 0; i < c->n_ring; i++) {
-			struct piece *q = &c->ring[i];
-			if (q->state == PIECE_FILLED && (!p || q->seq < p->seq))
-				p = q;
-		}
-		if (!p) {
-			if (c->stop)
-				break;
-			pthread_cond_wait(&c->work, &c->mu);
-			continue;
-		}
-		p->state = PIECE_BUSY;
-		pthread_mutex_unlock(&c->mu);
-		char *e = compress_piece(c->comp, c->level, &w, p);
-		pthread_mutex_lock(&c->mu);
-		p->error = e;
-		p->state = PIECE_DONE;
-		pthread_cond_broadcast(&c->done);
+	size_t k;
+	/* pieces are taken oldest first, so that output flows in order */
+	while (ring_take(&c->queue, &k, NULL) > 0) {
+		struct piece *p = &c->ring[k];
+		p->error = compress_piece(c->comp, c->level, &w, p);
+		ring_finish(&c->queue, k);
 	}
-	pthread_mutex_unlock(&c->mu);
 	worker_ctx_clear(&w);
 	return NULL;
 }
@@ -412,13 +392,11 @@ struct compressor *compressor_new(enum ocitree_compression comp, int level, unsi
 	c->ring = xcalloc(c->n_ring, sizeof(*c->ring));
 	for (size_t i = 0; i < c->n_ring; i++)
 		c->ring[i].in = xmalloc(OCITREE_LAYER_PIECE_SIZE);
-	pthread_mutex_init(&c->mu, NULL);
-	pthread_cond_init(&c->work, NULL);
-	pthread_cond_init(&c->done, NULL);
 	if (c->n_threads) {
+		ring_init(&c->queue, c->n_ring);
 		c->threads = xcalloc(c->n_threads, sizeof(pthread_t));
 		for (unsigned i = 0; i < c->n_threads; i++) {
-			if (pthread_create(&c->threads[i], NULL, worker, c) != 0) {
+			if (thread_create(&c->threads[i], NULL, worker, c) != 0) {
 				/* fewer workers still work; none means inline */
 				c->n_threads = i;
 				break;
@@ -454,12 +432,8 @@ static int drain(struct compressor *c, uint64_t upto, struct ocitree_error **err
 {
 	while (c->tail < upto) {
 		struct piece *p = &c->ring[c->tail % c->n_ring];
-		if (c->n_threads) {
-			pthread_mutex_lock(&c->mu);
-			while (p->state != PIECE_DONE)
-				pthread_cond_wait(&c->done, &c->mu);
-			pthread_mutex_unlock(&c->mu);
-		}
+		if (c->n_threads)
+			ring_oldest_finished(&c->queue, true);
 		if (p->error) {
 			ocitree_error_set(err, 0, "%s", p->error);
 			return -1;
@@ -473,7 +447,8 @@ static int drain(struct compressor *c, uint64_t upto, struct ocitree_error **err
 		if (emit(c, p->out, p->out_len, err) < 0)
 			return -1;
 		p->in_len = 0;
-		p->state = PIECE_FREE;
+		if (c->n_threads)
+			ring_release(&c->queue);
 		c->tail++;
 	}
 	return 0;
@@ -487,22 +462,14 @@ static int submit(struct compressor *c, struct ocitree_error **err)
 		return 0;
 	if (!c->n_threads) {
 		p->error = compress_piece(c->comp, c->level, &c->inline_ctx, p);
-		p->state = PIECE_DONE;
 		c->cur++;
 		return drain(c, c->cur, err);
 	}
-	pthread_mutex_lock(&c->mu);
-	p->seq = c->cur;
-	p->state = PIECE_FILLED;
-	pthread_cond_signal(&c->work);
-	pthread_mutex_unlock(&c->mu);
+	ring_push(&c->queue);
 	c->cur++;
 	/* write out what is done; make room for the next piece */
 	while (c->tail < c->cur) {
-		struct piece *t = &c->ring[c->tail % c->n_ring];
-		pthread_mutex_lock(&c->mu);
-		bool ready = t->state == PIECE_DONE;
-		pthread_mutex_unlock(&c->mu);
+		bool ready = ring_oldest_finished(&c->queue, false);
 		if (!ready && c->cur - c->tail < c->n_ring)
 			break;
 		if (drain(c, c->tail + 1, err) < 0)
@@ -575,13 +542,12 @@ void compressor_free(struct compressor *c)
 {
 	if (!c)
 		return;
-	if (c->n_threads) {
-		pthread_mutex_lock(&c->mu);
-		c->stop = true;
-		pthread_cond_broadcast(&c->work);
-		pthread_mutex_unlock(&c->mu);
+	if (c->threads) {
+		/* what is queued and not written out is of no use any more */
+		ring_cancel(&c->queue);
 		for (unsigned i = 0; i < c->n_threads; i++)
 			pthread_join(c->threads[i], NULL);
+		ring_destroy(&c->queue);
 	}
 	if (c->ring) {
 		for (size_t i = 0; i < c->n_ring; i++) {
@@ -589,9 +555,6 @@ void compressor_free(struct compressor *c)
 			free(c->ring[i].out);
 			free(c->ring[i].error);
 		}
-		pthread_mutex_destroy(&c->mu);
-		pthread_cond_destroy(&c->work);
-		pthread_cond_destroy(&c->done);
 	}
 	worker_ctx_clear(&c->inline_ctx);
 	free(c->ring);

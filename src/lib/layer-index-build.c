@@ -17,6 +17,7 @@
 #endif
 
 #include "layer-index-internal.h"
+#include "ring.h"
 #include "tar-scan.h"
 
 uint32_t layer_index_checkpoint_span = CHECKPOINT_SPAN;
@@ -47,73 +48,60 @@ struct builder {
 #define PIPE_SLOTS 8
 struct hash_pipe {
 	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;             /* signalled on every change below */
+	struct ring ring;
 	struct ocitree_hasher *hasher;   /* used by the thread only */
-	unsigned char *bufs[PIPE_SLOTS]; /* immutable pointers; contents owned by whoever holds the slot */
-	size_t len[PIPE_SLOTS];          /* lock */
-	bool queued[PIPE_SLOTS];         /* lock: the slot waits to be hashed */
-	size_t head;                     /* lock: the next slot the hasher takes */
-	bool done;                       /* lock: nothing more will be queued */
+	unsigned char *bufs[PIPE_SLOTS]; /* contents owned by whoever holds the slot */
+	size_t len[PIPE_SLOTS];
+	size_t cur; /* producer: the slot pipe_buffer() gave */
 };
 
 static void *pipe_thread(void *arg)
 {
 	struct hash_pipe *p = arg;
-	pthread_mutex_lock(&p->lock);
-	for (;;) {
-		while (!p->queued[p->head] && !p->done)
-			pthread_cond_wait(&p->cond, &p->lock);
-		if (!p->queued[p->head])
-			break;
-		size_t k = p->head;
-		pthread_mutex_unlock(&p->lock);
+	size_t k;
+	while (ring_take(&p->ring, &k, NULL) > 0) {
 		ocitree_hasher_update(p->hasher, p->bufs[k], p->len[k]);
-		pthread_mutex_lock(&p->lock);
-		p->queued[k] = false;
-		p->head = (k + 1) % PIPE_SLOTS;
-		pthread_cond_broadcast(&p->cond);
+		ring_release(&p->ring);
 	}
-	pthread_mutex_unlock(&p->lock);
 	return NULL;
 }
 
+static void pipe_free(struct hash_pipe *p)
+{
+	for (size_t i = 0; i < PIPE_SLOTS; i++)
+		free(p->bufs[i]);
+	ring_destroy(&p->ring);
+	free(p);
+}
+
+/* NULL when no thread can be started: then the caller hashes. */
 static struct hash_pipe *pipe_start(struct ocitree_hasher *h, size_t buf_size)
 {
 	struct hash_pipe *p = xcalloc(1, sizeof(*p));
-	pthread_mutex_init(&p->lock, NULL);
-	pthread_cond_init(&p->cond, NULL);
+	ring_init(&p->ring, PIPE_SLOTS);
 	p->hasher = h;
 	for (size_t i = 0; i < PIPE_SLOTS; i++)
 		p->bufs[i] = xcalloc(1, buf_size);
-	if (pthread_create(&p->thread, NULL, pipe_thread, p) != 0) {
-		for (size_t i = 0; i < PIPE_SLOTS; i++)
-			free(p->bufs[i]);
-		pthread_mutex_destroy(&p->lock);
-		pthread_cond_destroy(&p->cond);
-		free(p);
+	if (thread_create(&p->thread, NULL, pipe_thread, p) != 0) {
+		pipe_free(p);
 		return NULL;
 	}
 	return p;
 }
 
-/* The buffer of slot k, once the hasher is done with it. */
-static unsigned char *pipe_buffer(struct hash_pipe *p, size_t k)
+/* The next buffer to fill, once the hasher is done with it. */
+static unsigned char *pipe_buffer(struct hash_pipe *p)
 {
-	pthread_mutex_lock(&p->lock);
-	while (p->queued[k])
-		pthread_cond_wait(&p->cond, &p->lock);
-	pthread_mutex_unlock(&p->lock);
-	return p->bufs[k];
+	/* the ring is never cancelled: the hasher takes everything */
+	p->cur = (size_t)ring_acquire(&p->ring);
+	return p->bufs[p->cur];
 }
 
-static void pipe_submit(struct hash_pipe *p, size_t k, size_t len)
+/* Hand the buffer pipe_buffer() gave, holding len bytes, to the hasher. */
+static void pipe_submit(struct hash_pipe *p, size_t len)
 {
-	pthread_mutex_lock(&p->lock);
-	p->len[k] = len;
-	p->queued[k] = true;
-	pthread_cond_broadcast(&p->cond);
-	pthread_mutex_unlock(&p->lock);
+	p->len[p->cur] = len;
+	ring_push(&p->ring);
 }
 
 /* Wait for the hasher to finish everything queued and stop it. */
@@ -121,16 +109,9 @@ static void pipe_stop(struct hash_pipe *p)
 {
 	if (!p)
 		return;
-	pthread_mutex_lock(&p->lock);
-	p->done = true;
-	pthread_cond_broadcast(&p->cond);
-	pthread_mutex_unlock(&p->lock);
+	ring_close(&p->ring, NULL);
 	pthread_join(p->thread, NULL);
-	for (size_t i = 0; i < PIPE_SLOTS; i++)
-		free(p->bufs[i]);
-	pthread_mutex_destroy(&p->lock);
-	pthread_cond_destroy(&p->cond);
-	free(p);
+	pipe_free(p);
 }
 
 static int builder_output(struct builder *b, const unsigned char *p, size_t n, struct ocitree_error **err)
@@ -294,7 +275,6 @@ static int build_gzip_isal(struct builder *b, struct ocitree_blob_reader *r, str
 		b->pipe = pipe_start(b->diff_hasher, OUT_CHUNK);
 	if (!b->pipe)
 		own_out = xcalloc(1, OUT_CHUNK);
-	size_t slot = 0;
 	uint64_t span = layer_index_checkpoint_span;
 	uint64_t in_total = 0, next_cp = span, last_cp_out = 0;
 	bool eof = false, any = false, padding = false;
@@ -338,7 +318,7 @@ static int build_gzip_isal(struct builder *b, struct ocitree_blob_reader *r, str
 		if (st->avail_in == 0 && eof)
 			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "gzip stream is truncated");
 		uint64_t room = next_cp - b->out;
-		unsigned char *out = b->pipe ? pipe_buffer(b->pipe, slot) : own_out;
+		unsigned char *out = b->pipe ? pipe_buffer(b->pipe) : own_out;
 		st->next_out = out;
 		st->avail_out = (uint32_t)(room < OUT_CHUNK ? room : OUT_CHUNK);
 		int z = isal_inflate(st);
@@ -349,8 +329,7 @@ static int build_gzip_isal(struct builder *b, struct ocitree_blob_reader *r, str
 		if (builder_output(b, out, produced, err) < 0)
 			return -1;
 		if (b->pipe && produced) {
-			pipe_submit(b->pipe, slot, produced);
-			slot = (slot + 1) % PIPE_SLOTS;
+			pipe_submit(b->pipe, produced);
 		}
 		if (b->out == next_cp) {
 			if (st->block_state != ISAL_BLOCK_FINISH) {
@@ -381,7 +360,6 @@ static int build_zstd(struct builder *b, struct ocitree_blob_reader *r, struct o
 		b->pipe = pipe_start(b->diff_hasher, OUT_CHUNK);
 	if (!b->pipe)
 		own_out = xmalloc(OUT_CHUNK);
-	size_t slot = 0;
 	ZSTD_DStream *zd = ZSTD_createDStream();
 	if (!zd)
 		return ocitree_error_setk(err, OCITREE_ERROR_FAILED, "ZSTD_createDStream failed");
@@ -400,7 +378,7 @@ static int build_zstd(struct builder *b, struct ocitree_blob_reader *r, struct o
 		ZSTD_inBuffer ib = {in, (size_t)n, 0};
 		bool full;
 		do {
-			unsigned char *out = b->pipe ? pipe_buffer(b->pipe, slot) : own_out;
+			unsigned char *out = b->pipe ? pipe_buffer(b->pipe) : own_out;
 			ZSTD_outBuffer ob = {out, OUT_CHUNK, 0};
 			size_t before = ib.pos;
 			size_t z = ZSTD_decompressStream(zd, &ob, &ib);
@@ -419,8 +397,7 @@ static int build_zstd(struct builder *b, struct ocitree_blob_reader *r, struct o
 				goto out;
 			}
 			if (b->pipe && ob.pos) {
-				pipe_submit(b->pipe, slot, ob.pos);
-				slot = (slot + 1) % PIPE_SLOTS;
+				pipe_submit(b->pipe, ob.pos);
 			}
 			full = ob.pos == OUT_CHUNK;
 		} while (ib.pos < ib.size || full);
