@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "layer-index-internal.h"
+#include "ring.h"
 
 OCITREE_EXPORT char *ocitree_cache_dir_default(void)
 {
@@ -215,12 +216,15 @@ OCITREE_EXPORT int ocitree_layer_index_open_many(struct ocitree_layout *l, const
 	if (threads > n)
 		threads = (unsigned)n;
 	pthread_t *tids = xcalloc(threads ? threads : 1, sizeof(*tids));
+	/* this thread works too; helpers are a bonus: when one cannot be
+	 * started, those there are (at least this one) open every layer, and
+	 * only threads that were started are joined, all of them before j
+	 * goes away */
 	unsigned started = 0;
-	for (unsigned t = 1; t < threads; t++)
-		if (pthread_create(&tids[t], NULL, open_many_worker, &j) == 0)
-			started++;
+	while (started + 1 < threads && thread_create(&tids[started], NULL, open_many_worker, &j) == 0)
+		started++;
 	open_many_worker(&j);
-	for (unsigned t = 1; t <= started; t++)
+	for (unsigned t = 0; t < started; t++)
 		pthread_join(tids[t], NULL);
 	free(tids);
 	pthread_mutex_destroy(&j.lock);
