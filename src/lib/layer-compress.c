@@ -1,17 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Streaming decompression (gzip with ISA-L or zlib, zstd) and piecewise,
- * multi-threaded compression (see layer.h for the output format).
+ * Streaming decompression over a source callback (the decoding itself is
+ * the inflater's) and piecewise, multi-threaded compression (see layer.h
+ * for the output format).
  */
 #include "config.h"
 
 #include <pthread.h>
 #include <zlib.h>
 #include <zstd.h>
-#ifdef HAVE_ISAL
-#include <isa-l/igzip_lib.h>
-#endif
 
+#include "inflater.h"
 #include "layer-internal.h"
 #include "ring.h"
 
@@ -24,51 +23,23 @@ unsigned cpu_count(void)
 /* ---- decompression ---- */
 
 struct decompressor {
-	enum ocitree_compression comp;
 	source_next_fn src;
 	void *src_ctx;
 	char *what;
-	const uint8_t *in; /* the source's current piece, borrowed */
-	size_t in_len, in_pos;
-	bool in_eof;
-	bool started;     /* a member or frame began */
-	bool member_open; /* inside a gzip member / zstd frame */
-	bool padding;     /* skipping zero bytes after the last gzip member */
+	struct inflater f;
+	struct inflate_io io; /* the input: the source's current piece, borrowed */
 	bool done;
-#ifdef HAVE_ISAL
-	struct inflate_state *isal;
-#else
-	z_stream *z;
-#endif
-	ZSTD_DStream *zd;
 };
 
 struct decompressor *decompressor_new(enum ocitree_compression comp, source_next_fn src, void *src_ctx,
 				      const char *what)
 {
 	struct decompressor *d = xcalloc(1, sizeof(*d));
-	d->comp = comp;
 	d->src = src;
 	d->src_ctx = src_ctx;
 	d->what = xstrdup(what);
-	if (comp == OCITREE_COMPRESSION_GZIP) {
-#ifdef HAVE_ISAL
-		d->isal = xmalloc(sizeof(*d->isal));
-		isal_inflate_init(d->isal);
-#else
-		d->z = xcalloc(1, sizeof(*d->z));
-		if (inflateInit2(d->z, 16 + MAX_WBITS) != Z_OK) {
-			fputs("ocitree: cannot initialise zlib\n", stderr);
-			abort();
-		}
-#endif
-	} else if (comp == OCITREE_COMPRESSION_ZSTD) {
-		d->zd = ZSTD_createDStream();
-		if (!d->zd) {
-			fputs("ocitree: out of memory (zstd)\n", stderr);
-			abort();
-		}
-	}
+	/* ISA-L whenever there is one: it inflates 3-4x faster */
+	inflater_init(&d->f, comp, INFLATE_ISAL, 0);
 	return d;
 }
 
@@ -76,181 +47,36 @@ void decompressor_free(struct decompressor *d)
 {
 	if (!d)
 		return;
-#ifdef HAVE_ISAL
-	free(d->isal);
-#else
-	if (d->z)
-		inflateEnd(d->z);
-	free(d->z);
-#endif
-	ZSTD_freeDStream(d->zd);
+	inflater_end(&d->f);
 	free(d->what);
 	free(d);
-}
-
-/* Make input available; returns bytes available, 0 at end of input, -1. */
-static ssize_t refill(struct decompressor *d, struct ocitree_error **err)
-{
-	if (d->in_pos < d->in_len)
-		return (ssize_t)(d->in_len - d->in_pos);
-	if (d->in_eof)
-		return 0;
-	const void *data = NULL;
-	ssize_t n = d->src(d->src_ctx, &data, err);
-	if (n < 0)
-		return -1;
-	d->in = data;
-	d->in_pos = 0;
-	d->in_len = (size_t)n;
-	if (n == 0)
-		d->in_eof = true;
-	return n;
-}
-
-static int truncated(struct decompressor *d, struct ocitree_error **err)
-{
-	return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: truncated %s stream", d->what,
-				  ocitree_compression_name(d->comp));
-}
-
-/* Between gzip members: zero bytes up to the end are padding, anything else
- * must start a member.  Returns 1 to start a member, 0 at the end, -1. */
-static int gzip_between_members(struct decompressor *d, struct ocitree_error **err)
-{
-	for (;;) {
-		ssize_t avail = refill(d, err);
-		if (avail < 0)
-			return -1;
-		if (avail == 0) {
-			if (!d->started)
-				return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: empty gzip stream", d->what);
-			return 0;
-		}
-		if (!d->padding && d->in[d->in_pos] != 0)
-			return 1;
-		if (!d->started)
-			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: not a gzip stream", d->what);
-		d->padding = true;
-		while (d->in_pos < d->in_len && d->in[d->in_pos] == 0)
-			d->in_pos++;
-		if (d->in_pos < d->in_len)
-			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: garbage after the gzip stream",
-						  d->what);
-	}
-}
-
-static ssize_t read_gzip(struct decompressor *d, uint8_t *out, size_t len, struct ocitree_error **err)
-{
-	size_t produced = 0;
-	if (len > UINT32_MAX)
-		len = UINT32_MAX;
-	while (produced == 0) {
-		if (!d->member_open) {
-			int r = gzip_between_members(d, err);
-			if (r <= 0) {
-				if (r == 0)
-					d->done = true;
-				return r;
-			}
-#ifdef HAVE_ISAL
-			isal_inflate_reset(d->isal);
-			d->isal->crc_flag = ISAL_GZIP;
-#else
-			inflateReset(d->z);
-#endif
-			d->member_open = d->started = true;
-		}
-		ssize_t avail = refill(d, err);
-		if (avail < 0)
-			return -1;
-#ifdef HAVE_ISAL
-		struct inflate_state *s = d->isal;
-		s->next_in = (uint8_t *)(uintptr_t)(d->in + d->in_pos);
-		s->avail_in = (uint32_t)avail;
-		s->next_out = out + produced;
-		s->avail_out = (uint32_t)(len - produced);
-		int r = isal_inflate(s);
-		size_t used = (size_t)avail - s->avail_in;
-		size_t got = len - produced - s->avail_out;
-		if (r < 0)
-			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: corrupt gzip data (%s)", d->what,
-						  r == ISAL_INCORRECT_CHECKSUM ? "checksum mismatch"
-						  : r == ISAL_INVALID_WRAPPER  ? "bad header"
-									       : "invalid deflate stream");
-		bool finished = s->block_state == ISAL_BLOCK_FINISH;
-#else
-		z_stream *z = d->z;
-		z->next_in = (Bytef *)(uintptr_t)(d->in + d->in_pos);
-		z->avail_in = (uInt)avail;
-		z->next_out = out + produced;
-		z->avail_out = (uInt)(len - produced);
-		int r = inflate(z, Z_NO_FLUSH);
-		size_t used = (size_t)avail - z->avail_in;
-		size_t got = len - produced - z->avail_out;
-		if (r != Z_OK && r != Z_STREAM_END && r != Z_BUF_ERROR)
-			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: corrupt gzip data (%s)", d->what,
-						  z->msg ? z->msg : "invalid deflate stream");
-		bool finished = r == Z_STREAM_END;
-#endif
-		d->in_pos += used;
-		produced += got;
-		if (finished)
-			d->member_open = false;
-		else if (used == 0 && got == 0 && avail == 0)
-			return truncated(d, err);
-	}
-	return (ssize_t)produced;
-}
-
-static ssize_t read_zstd(struct decompressor *d, uint8_t *out, size_t len, struct ocitree_error **err)
-{
-	ZSTD_outBuffer ob = {out, len, 0};
-	while (ob.pos == 0) {
-		ssize_t avail = refill(d, err);
-		if (avail < 0)
-			return -1;
-		if (avail == 0 && !d->member_open) {
-			if (!d->started)
-				return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: empty zstd stream", d->what);
-			d->done = true;
-			return 0;
-		}
-		ZSTD_inBuffer ib = {d->in + d->in_pos, (size_t)avail, 0};
-		size_t r = ZSTD_decompressStream(d->zd, &ob, &ib);
-		if (ZSTD_isError(r))
-			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s: corrupt zstd data (%s)", d->what,
-						  ZSTD_getErrorName(r));
-		d->in_pos += ib.pos;
-		d->started = true;
-		d->member_open = r != 0;
-		if (ib.pos == 0 && ob.pos == 0 && avail == 0)
-			return truncated(d, err);
-	}
-	return (ssize_t)ob.pos;
 }
 
 ssize_t decompressor_read(struct decompressor *d, void *out, size_t len, struct ocitree_error **err)
 {
 	if (d->done || len == 0)
 		return 0;
-	switch (d->comp) {
-	case OCITREE_COMPRESSION_GZIP:
-		return read_gzip(d, out, len, err);
-	case OCITREE_COMPRESSION_ZSTD:
-		return read_zstd(d, out, len, err);
-	case OCITREE_COMPRESSION_NONE:
-	default: {
-		ssize_t avail = refill(d, err);
-		if (avail <= 0) {
-			if (avail == 0)
-				d->done = true;
-			return avail;
+	struct inflate_io *io = &d->io;
+	io->out = out;
+	io->out_len = len;
+	for (;;) {
+		if (!io->in_len && !io->eof) {
+			const void *data = NULL;
+			ssize_t n = d->src(d->src_ctx, &data, err);
+			if (n < 0)
+				return -1;
+			io->in = data;
+			io->in_len = (size_t)n;
+			io->eof = n == 0;
 		}
-		size_t k = len < (size_t)avail ? len : (size_t)avail;
-		memcpy(out, d->in + d->in_pos, k);
-		d->in_pos += k;
-		return (ssize_t)k;
-	}
+		int ev = inflater_step(&d->f, io, err);
+		if (ev < 0)
+			return ocitree_error_prefix(err, "%s", d->what);
+		size_t got = len - io->out_len;
+		if (ev == INFLATE_END)
+			d->done = true;
+		if (got || d->done)
+			return (ssize_t)got;
 	}
 }
 

@@ -10,12 +10,8 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <zlib.h>
-#include <zstd.h>
-#ifdef HAVE_ISAL
-#include <isa-l.h>
-#include <isa-l/igzip_lib.h>
-#endif
 
+#include "inflater.h"
 #include "layer-index-internal.h"
 #include "ring.h"
 #include "tar-scan.h"
@@ -162,251 +158,143 @@ static void add_checkpoint(struct builder *b, uint64_t in_off, int bits, enum cp
 #define IN_CHUNK (256u << 10)
 #define OUT_CHUNK (256u << 10)
 
-/* Inflate the blob with zlib, stopping at every deflate block boundary
- * (Z_BLOCK) to place a checkpoint when CHECKPOINT_SPAN of output has passed
- * since the last one.  Gzip members may be concatenated. */
-static int build_gzip(struct builder *b, struct ocitree_blob_reader *r, struct ocitree_error **err)
+/* The index pass words a bad stream as it did before it shared the inflater
+ * with unpack (scripts and tests match these). */
+static int pass_error(const struct inflater *f, enum ocitree_compression comp, uint64_t at, struct ocitree_error **err)
 {
-	_cleanup_free_ unsigned char *in = xmalloc(IN_CHUNK);
-	/* output: the last WINDOW_SIZE bytes stay in front of the new output */
-	_cleanup_free_ unsigned char *out = xmalloc(WINDOW_SIZE + OUT_CHUNK);
-	size_t out_len = 0; /* valid bytes in out */
-	z_stream zs = {0};
-	if (inflateInit2(&zs, 15 + 16) != Z_OK)
-		return ocitree_error_setk(err, OCITREE_ERROR_FAILED, "inflateInit2 failed");
-	uint64_t in_total = 0; /* compressed bytes given to zlib */
-	bool eof = false, member_done = false, any_member = false, padding = false;
-	uint64_t last_cp_out = 0;
-	int ret = 0;
-	add_checkpoint(b, 0, 0, CP_MEMBER, NULL, 0);
+	const char *name = ocitree_compression_name(comp);
+	switch (f->failure) {
+	case INFLATE_FAIL_CORRUPT:
+		if (comp == OCITREE_COMPRESSION_GZIP)
+			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "corrupt gzip stream at offset %ju: %s",
+						  (uintmax_t)at, f->detail);
+		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "corrupt %s stream: %s", name, f->detail);
+	case INFLATE_FAIL_TRUNCATED:
+		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s stream is truncated", name);
+	case INFLATE_FAIL_EMPTY:
+		if (comp == OCITREE_COMPRESSION_GZIP)
+			return -1; /* "empty gzip stream" */
+		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "%s stream is truncated", name);
+	default:
+		return -1; /* garbage after the padding, not gzip: as worded */
+	}
+}
+
+/* The pass over a compressed blob.  Gzip gets checkpoints, one at least
+ * every layer_index_checkpoint_span of output:
+ *
+ * - with zlib, at the first deflate block boundary (INFLATE_BLOCKS) past
+ *   the span, with the 32 KiB of output before it as the window;
+ * - with ISA-L, which cannot stop at block boundaries but inflates 3-4x
+ *   faster, a copy of its whole inflate state at exactly every span of
+ *   output (the output of a step ends there);
+ * - at a gzip member that starts a quarter span or more after the last
+ *   checkpoint: a new member refers to nothing before it.
+ *
+ * zlib keeps its window in front of the output, which is hashed here;
+ * otherwise the output goes through the hash pipe's buffers, hashed by its
+ * thread (zstd inflates about as fast as SHA-256 hashes, ISA-L faster). */
+static int build_stream(struct builder *b, struct ocitree_blob_reader *r, enum ocitree_compression comp, bool isal,
+			struct ocitree_error **err)
+{
+	bool gzip = comp == OCITREE_COMPRESSION_GZIP;
+	bool zlib_cps = gzip && !isal, isal_cps = gzip && isal;
+	/* zeroed, as ISA-L's buffers were (memcheck cannot follow its SIMD
+	 * code) */
+	_cleanup_free_ unsigned char *in = xcalloc(1, IN_CHUNK);
+	_cleanup_free_ unsigned char *own_out = NULL;
+	size_t kept = 0; /* zlib: valid bytes in own_out, the window and new output */
+	if (zlib_cps) {
+		own_out = xmalloc(WINDOW_SIZE + OUT_CHUNK);
+	} else {
+		if (b->diff_hasher)
+			b->pipe = pipe_start(b->diff_hasher, OUT_CHUNK);
+		if (!b->pipe)
+			own_out = xcalloc(1, OUT_CHUNK);
+	}
+	struct inflater f;
+	inflater_init(&f, comp, isal ? INFLATE_ISAL : INFLATE_ZLIB, INFLATE_MEMBERS | (zlib_cps ? INFLATE_BLOCKS : 0));
+	b->isal = isal_cps;
+	uint64_t span = layer_index_checkpoint_span;
+	uint64_t in_total = 0, next_cp = span, last_cp_out = 0;
+	struct inflate_io io = {0};
+	if (gzip)
+		add_checkpoint(b, 0, 0, CP_MEMBER, NULL, 0);
+	int ret;
 	for (;;) {
-		if (zs.avail_in == 0 && !eof) {
+		if (!io.in_len && !io.eof) {
 			ssize_t n = ocitree_blob_reader_read(r, in, IN_CHUNK, err);
 			if (n < 0) {
 				ret = -1;
 				break;
 			}
-			if (n == 0)
-				eof = true;
-			zs.next_in = in;
-			zs.avail_in = (uInt)n;
+			io.in = in;
+			io.in_len = (size_t)n;
+			io.eof = n == 0;
 			in_total += (uint64_t)n;
 		}
-		if (member_done) {
-			/* another gzip member may follow; trailing zeros are padding,
-			 * and nothing comes after them (as unpack reads it) */
-			while (zs.avail_in && *zs.next_in == 0) {
-				zs.next_in++;
-				zs.avail_in--;
-				padding = true;
+		unsigned char *out;
+		if (zlib_cps) {
+			if (kept == WINDOW_SIZE + OUT_CHUNK) {
+				memmove(own_out, own_out + kept - WINDOW_SIZE, WINDOW_SIZE);
+				kept = WINDOW_SIZE;
 			}
-			if (zs.avail_in == 0) {
-				if (eof)
-					break;
-				continue;
-			}
-			if (padding) {
-				ret = ocitree_error_setk(err, OCITREE_ERROR_INVALID, "garbage after the gzip stream");
-				break;
-			}
-			inflateReset(&zs);
-			member_done = false;
-			/* a member boundary is a natural checkpoint: no window needed
-			 * (a new member cannot refer back), no bits */
-			if (b->out - last_cp_out >= layer_index_checkpoint_span / 4) {
-				add_checkpoint(b, in_total - zs.avail_in, 0, CP_MEMBER, NULL, 0);
-				last_cp_out = b->out;
-			}
+			out = own_out + kept;
+			io.out_len = WINDOW_SIZE + OUT_CHUNK - kept;
+		} else {
+			out = b->pipe ? pipe_buffer(b->pipe) : own_out;
+			io.out_len = OUT_CHUNK;
+			if (isal_cps && next_cp - b->out < io.out_len)
+				io.out_len = (size_t)(next_cp - b->out);
 		}
-		if (zs.avail_in == 0 && eof) {
-			ret = ocitree_error_setk(err, OCITREE_ERROR_INVALID, "gzip stream is truncated");
+		io.out = out;
+		int ev = inflater_step(&f, &io, err);
+		if (ev < 0) {
+			ret = pass_error(&f, comp, in_total - io.in_len, err);
 			break;
 		}
-		if (out_len == WINDOW_SIZE + OUT_CHUNK) {
-			memmove(out, out + out_len - WINDOW_SIZE, WINDOW_SIZE);
-			out_len = WINDOW_SIZE;
-		}
-		zs.next_out = out + out_len;
-		zs.avail_out = (uInt)(WINDOW_SIZE + OUT_CHUNK - out_len);
-		int z = inflate(&zs, Z_BLOCK);
-		size_t produced = (size_t)(zs.next_out - (out + out_len));
-		if (z != Z_OK && z != Z_STREAM_END && z != Z_BUF_ERROR) {
-			ret = ocitree_error_setk(err, OCITREE_ERROR_INVALID, "corrupt gzip stream at offset %ju: %s",
-						 (uintmax_t)(in_total - zs.avail_in), zs.msg ? zs.msg : "inflate error");
-			break;
-		}
-		if (builder_output(b, out + out_len, produced, err) < 0) {
+		size_t produced = (size_t)(io.out - out);
+		if (builder_output(b, out, produced, err) < 0) {
 			ret = -1;
 			break;
 		}
-		out_len += produced;
-		if (z == Z_STREAM_END) {
-			member_done = true;
-			any_member = true;
-			continue;
+		if (b->pipe && produced)
+			pipe_submit(b->pipe, produced);
+		kept += produced;
+		if (ev == INFLATE_END) {
+			ret = 0;
+			break;
 		}
-		/* at the end of a block that is not the last one */
-		if ((zs.data_type & 128) && !(zs.data_type & 64) && b->out - last_cp_out >= layer_index_checkpoint_span) {
-			size_t wl = out_len < WINDOW_SIZE ? out_len : WINDOW_SIZE;
-			add_checkpoint(b, in_total - zs.avail_in, zs.data_type & 7, CP_ZLIB, out + out_len - wl, wl);
+		uint64_t at = in_total - io.in_len;
+		if (ev == INFLATE_MEMBER && b->out - last_cp_out >= span / 4) {
+			/* no window needed, no bits */
+			add_checkpoint(b, at, 0, CP_MEMBER, NULL, 0);
+			last_cp_out = b->out;
+			next_cp = b->out + span;
+		} else if (ev == INFLATE_BLOCK && b->out - last_cp_out >= span) {
+			size_t wl = kept < WINDOW_SIZE ? kept : WINDOW_SIZE;
+			add_checkpoint(b, at, (int)f.bits, CP_ZLIB, own_out + kept - wl, wl);
 			last_cp_out = b->out;
 		}
-	}
-	inflateEnd(&zs);
-	if (ret == 0 && !any_member)
-		ret = ocitree_error_setk(err, OCITREE_ERROR_INVALID, "empty gzip stream");
-	if (ret == 0)
-		b->cps[b->n_cps - 1].chunk_crc = b->chunk_crc;
-	return ret;
-}
-
-#ifdef HAVE_ISAL
-/* The gzip pass with ISA-L: a checkpoint (a copy of the inflate state) at
- * exactly every CHECKPOINT_SPAN of output.  Gzip members may be
- * concatenated. */
-static int build_gzip_isal(struct builder *b, struct ocitree_blob_reader *r, struct ocitree_error **err)
-{
-	_cleanup_free_ unsigned char *in = xcalloc(1, IN_CHUNK);
-	_cleanup_free_ unsigned char *own_out = NULL;
-	_cleanup_free_ struct inflate_state *st = xcalloc(1, sizeof(*st)); /* zeroed: its bytes are saved in checkpoints */
-	isal_inflate_init(st);
-	st->crc_flag = ISAL_GZIP;
-	if (b->diff_hasher)
-		b->pipe = pipe_start(b->diff_hasher, OUT_CHUNK);
-	if (!b->pipe)
-		own_out = xcalloc(1, OUT_CHUNK);
-	uint64_t span = layer_index_checkpoint_span;
-	uint64_t in_total = 0, next_cp = span, last_cp_out = 0;
-	bool eof = false, any = false, padding = false;
-	b->isal = true;
-	add_checkpoint(b, 0, 0, CP_MEMBER, NULL, 0);
-	for (;;) {
-		if (st->avail_in == 0 && !eof) {
-			ssize_t n = ocitree_blob_reader_read(r, in, IN_CHUNK, err);
-			if (n < 0)
-				return -1;
-			if (n == 0)
-				eof = true;
-			st->next_in = in;
-			st->avail_in = (uint32_t)n;
-			in_total += (uint64_t)n;
-		}
-		if (st->block_state == ISAL_BLOCK_FINISH) {
-			any = true;
-			/* another member may follow; trailing zeros are padding, and
-			 * nothing comes after them (as unpack reads it) */
-			while (st->avail_in && *st->next_in == 0) {
-				st->next_in++;
-				st->avail_in--;
-				padding = true;
-			}
-			if (st->avail_in == 0) {
-				if (eof)
-					break;
-				continue;
-			}
-			if (padding)
-				return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "garbage after the gzip stream");
-			isal_inflate_reset(st);
-			st->crc_flag = ISAL_GZIP;
-			if (b->out - last_cp_out >= span / 4) {
-				add_checkpoint(b, in_total - st->avail_in, 0, CP_MEMBER, NULL, 0);
-				last_cp_out = b->out;
-				next_cp = b->out + span;
-			}
-		}
-		if (st->avail_in == 0 && eof)
-			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "gzip stream is truncated");
-		uint64_t room = next_cp - b->out;
-		unsigned char *out = b->pipe ? pipe_buffer(b->pipe) : own_out;
-		st->next_out = out;
-		st->avail_out = (uint32_t)(room < OUT_CHUNK ? room : OUT_CHUNK);
-		int z = isal_inflate(st);
-		if (z != ISAL_DECOMP_OK)
-			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "corrupt gzip stream at offset %ju (ISA-L error %d)",
-						  (uintmax_t)(in_total - st->avail_in), z);
-		size_t produced = (size_t)(st->next_out - out);
-		if (builder_output(b, out, produced, err) < 0)
-			return -1;
-		if (b->pipe && produced) {
-			pipe_submit(b->pipe, produced);
-		}
-		if (b->out == next_cp) {
-			if (st->block_state != ISAL_BLOCK_FINISH) {
-				add_checkpoint(b, in_total - st->avail_in, 0, CP_ISAL, (const unsigned char *)st,
-					       sizeof(*st));
+		if (isal_cps && b->out == next_cp) {
+			/* a state between members has nothing to resume */
+			if (inflater_in_member(&f)) {
+				size_t len;
+				const unsigned char *st = inflater_state(&f, &len);
+				add_checkpoint(b, at, 0, CP_ISAL, st, len);
 				last_cp_out = b->out;
 			}
 			next_cp += span;
 		}
 	}
-	if (!any)
-		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "empty gzip stream");
-	/* a checkpoint at the very end has nothing to resume */
-	while (b->n_cps > 1 && b->cps[b->n_cps - 1].out_off == b->out)
+	inflater_end(&f);
+	if (ret < 0 || !gzip)
+		return ret;
+	/* an ISA-L checkpoint at the very end has nothing to resume */
+	while (isal_cps && b->n_cps > 1 && b->cps[b->n_cps - 1].out_off == b->out)
 		b->n_cps--;
 	b->cps[b->n_cps - 1].chunk_crc = b->chunk_crc;
 	return 0;
-}
-#endif
-
-static int build_zstd(struct builder *b, struct ocitree_blob_reader *r, struct ocitree_error **err)
-{
-	_cleanup_free_ unsigned char *in = xmalloc(IN_CHUNK);
-	_cleanup_free_ unsigned char *own_out = NULL;
-	/* zstd inflates about as fast as SHA-256 hashes: the diff_id is
-	 * hashed in a second thread, as for gzip */
-	if (b->diff_hasher)
-		b->pipe = pipe_start(b->diff_hasher, OUT_CHUNK);
-	if (!b->pipe)
-		own_out = xmalloc(OUT_CHUNK);
-	ZSTD_DStream *zd = ZSTD_createDStream();
-	if (!zd)
-		return ocitree_error_setk(err, OCITREE_ERROR_FAILED, "ZSTD_createDStream failed");
-	ZSTD_initDStream(zd);
-	int ret = 0;
-	size_t last = 1;
-	bool any = false;
-	for (;;) {
-		ssize_t n = ocitree_blob_reader_read(r, in, IN_CHUNK, err);
-		if (n < 0) {
-			ret = -1;
-			break;
-		}
-		if (n == 0)
-			break;
-		ZSTD_inBuffer ib = {in, (size_t)n, 0};
-		bool full;
-		do {
-			unsigned char *out = b->pipe ? pipe_buffer(b->pipe) : own_out;
-			ZSTD_outBuffer ob = {out, OUT_CHUNK, 0};
-			size_t before = ib.pos;
-			size_t z = ZSTD_decompressStream(zd, &ob, &ib);
-			if (ZSTD_isError(z)) {
-				ret = ocitree_error_setk(err, OCITREE_ERROR_INVALID, "corrupt zstd stream: %s",
-							 ZSTD_getErrorName(z));
-				goto out;
-			}
-			/* a call that moved nothing reports the next frame's
-			 * header size, not the state of the one that ended */
-			if (ob.pos || ib.pos != before)
-				last = z;
-			any = true;
-			if (builder_output(b, out, ob.pos, err) < 0) {
-				ret = -1;
-				goto out;
-			}
-			if (b->pipe && ob.pos) {
-				pipe_submit(b->pipe, ob.pos);
-			}
-			full = ob.pos == OUT_CHUNK;
-		} while (ib.pos < ib.size || full);
-	}
-	if (ret == 0 && (!any || last != 0))
-		ret = ocitree_error_setk(err, OCITREE_ERROR_INVALID, "zstd stream is truncated");
-out:
-	ZSTD_freeDStream(zd);
-	return ret;
 }
 
 static int build_none(struct builder *b, struct ocitree_blob_reader *r, struct ocitree_error **err)
@@ -470,23 +358,10 @@ struct ocitree_layer_index *layer_index_build(struct ocitree_layout *l, const st
 	struct ocitree_blob_reader *rd = ocitree_blob_reader_open(l, d->digest, d->size, err);
 	if (!rd)
 		goto out;
-	switch (comp) {
-	case OCITREE_COMPRESSION_GZIP:
-#ifdef HAVE_ISAL
-		if (layer_index_use_isal()) {
-			r = build_gzip_isal(&b, rd, err);
-			break;
-		}
-#endif
-		r = build_gzip(&b, rd, err);
-		break;
-	case OCITREE_COMPRESSION_ZSTD:
-		r = build_zstd(&b, rd, err);
-		break;
-	default:
+	if (comp == OCITREE_COMPRESSION_NONE)
 		r = build_none(&b, rd, err);
-		break;
-	}
+	else
+		r = build_stream(&b, rd, comp, comp == OCITREE_COMPRESSION_GZIP && layer_index_use_isal(), err);
 	/* read to the verified end even if the tar ended early; and when the
 	 * stream was bad, a digest mismatch is the better explanation */
 	if (r == 0 || (err && *err && (*err)->kind == OCITREE_ERROR_INVALID)) {

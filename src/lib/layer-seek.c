@@ -7,12 +7,8 @@
 
 #include <pthread.h>
 #include <sys/mman.h>
-#include <zlib.h>
-#ifdef HAVE_ISAL
-#include <isa-l.h>
-#include <isa-l/igzip_lib.h>
-#endif
 
+#include "inflater.h"
 #include "layer-index-internal.h"
 
 /* A checkpoint's deflated window.  A cached index is mapped with
@@ -42,119 +38,51 @@ static int window_of(const struct ocitree_layer_index *idx, const struct idx_che
 	return 0;
 }
 
-#ifdef HAVE_ISAL
-/* ISA-L inflates 3-4x faster than zlib.  It resumes at a checkpoint given the
- * window as dictionary and the partial byte's bits primed into its bit
- * buffer.  Returns 1 when the chunk crosses the end of a gzip member (rare:
- * concatenated gzip files), which the zlib path handles. */
-static int inflate_chunk_isal(const struct idx_checkpoint *cp, const unsigned char *in, size_t in_len,
-			      const unsigned char *win, size_t win_len, unsigned char *out, size_t out_len,
-			      struct ocitree_error **err)
+/* Inflate the out_len bytes of the chunk after cp from in (its compressed
+ * bytes from cp->in_off, or from the byte before when cp->bits), with win
+ * the window of a zlib checkpoint or the packed state of an ISA-L one.
+ * Returns 1 when ISA-L cannot finish the chunk (INFLATE_NEED_ZLIB). */
+static int inflate_chunk(enum inflate_engine engine, const struct idx_checkpoint *cp, const unsigned char *in,
+			 size_t in_len, const unsigned char *win, size_t win_len, unsigned char *out, size_t out_len,
+			 struct ocitree_error **err)
 {
-	_cleanup_free_ struct inflate_state *st = xcalloc(1, sizeof(*st)); /* zeroed: its bytes are saved in checkpoints */
-	isal_inflate_init(st);
-	size_t pos = 0;
-	if (cp->kind == CP_MEMBER) {
-		st->crc_flag = ISAL_GZIP;
-	} else if (cp->kind == CP_ISAL) {
-		/* the saved state, as isal_inflate left it */
-		if (layer_index_unpack_window(win, win_len, cp->window_crc, st, sizeof(*st), err) < 0)
-			return -1;
-	} else {
-		st->crc_flag = ISAL_DEFLATE;
-		if (win_len && isal_inflate_set_dict(st, (uint8_t *)win, (uint32_t)win_len) != COMP_OK)
-			return ocitree_error_setk(err, OCITREE_ERROR_FAILED, "isal_inflate_set_dict failed");
-		if (cp->bits) {
-			st->read_in = (uint64_t)(in[0] >> (8 - cp->bits));
-			st->read_in_length = cp->bits;
-			pos = 1;
-		}
-	}
-	st->next_in = (uint8_t *)in + pos;
-	st->avail_in = (uint32_t)(in_len - pos);
-	st->next_out = out;
-	st->avail_out = (uint32_t)out_len;
-	for (;;) {
-		int r = isal_inflate(st);
-		if (r != ISAL_DECOMP_OK)
-			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "corrupt gzip stream (ISA-L error %d)", r);
-		if (st->avail_out == 0)
-			return 0;
-		if (st->block_state != ISAL_BLOCK_FINISH)
-			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "gzip stream ends early");
-		if (st->crc_flag == ISAL_DEFLATE)
-			return 1; /* a raw resume cannot skip the trailer: zlib can */
-		/* the next gzip member */
-		while (st->avail_in && *st->next_in == 0) {
-			st->next_in++;
-			st->avail_in--;
-		}
-		uint8_t *ni = st->next_in, *no = st->next_out;
-		uint32_t ai = st->avail_in, ao = st->avail_out;
-		isal_inflate_reset(st);
-		st->crc_flag = ISAL_GZIP;
-		st->next_in = ni;
-		st->avail_in = ai;
-		st->next_out = no;
-		st->avail_out = ao;
-	}
-}
-#endif
-
-static int inflate_chunk_zlib(const struct idx_checkpoint *cp, const unsigned char *in, size_t in_len,
-			      const unsigned char *win, size_t win_len, unsigned char *out, size_t out_len,
-			      struct ocitree_error **err)
-{
-	z_stream zs = {0};
-	size_t pos = 0;
-	if (cp->kind == CP_ISAL)
-		return ocitree_error_setk(err, OCITREE_ERROR_UNSUPPORTED, "checkpoint needs ISA-L");
-	bool raw = cp->kind != CP_MEMBER;
-	inflateInit2(&zs, raw ? -15 : 15 + 16);
-	if (raw) {
-		if (cp->bits) {
-			inflatePrime(&zs, cp->bits, in[0] >> (8 - cp->bits));
-			pos = 1;
-		}
-		if (win_len)
-			inflateSetDictionary(&zs, win, (uInt)win_len);
-	}
-	zs.next_in = (Bytef *)in + pos;
-	zs.avail_in = (uInt)(in_len - pos);
-	zs.next_out = out;
-	zs.avail_out = (uInt)out_len;
+	struct inflater f;
+	inflater_init(&f, OCITREE_COMPRESSION_GZIP, engine, 0);
+	/* the chunk's input is all there is: running out is an early end */
+	struct inflate_io io = {.in = in, .in_len = in_len, .eof = true, .out = out, .out_len = out_len};
 	int ret = 0;
-	while (zs.avail_out) {
-		int r = inflate(&zs, Z_NO_FLUSH);
-		if (r == Z_STREAM_END) {
-			if (raw) {
-				/* the 8-byte gzip trailer of this member */
-				if (zs.avail_in < 8) {
-					ret = ocitree_error_setk(err, OCITREE_ERROR_INVALID, "gzip stream ends early");
-					break;
-				}
-				zs.next_in += 8;
-				zs.avail_in -= 8;
-			}
-			while (zs.avail_in && *zs.next_in == 0) {
-				zs.next_in++;
-				zs.avail_in--;
-			}
-			raw = false;
-			inflateReset2(&zs, 15 + 16);
-			continue;
-		}
-		if (r != Z_OK) {
-			ret = ocitree_error_setk(err, OCITREE_ERROR_INVALID, "corrupt gzip stream: %s",
-						 zs.msg ? zs.msg : "inflate error");
-			break;
-		}
-		if (zs.avail_in == 0 && zs.avail_out) {
-			ret = ocitree_error_setk(err, OCITREE_ERROR_INVALID, "gzip stream ends early");
-			break;
+	if (cp->kind == CP_ISAL) {
+		size_t n;
+		void *st = inflater_state(&f, &n);
+		if (!st)
+			ret = ocitree_error_setk(err, OCITREE_ERROR_UNSUPPORTED, "checkpoint needs ISA-L");
+		else if (layer_index_unpack_window(win, win_len, cp->window_crc, st, n, err) < 0)
+			ret = -1;
+		else
+			inflater_resume_state(&f);
+	} else if (cp->kind == CP_ZLIB) {
+		ret = inflater_resume_block(&f, cp->bits, cp->bits ? in[0] : 0, win, win_len, err);
+		if (cp->bits) {
+			io.in++;
+			io.in_len--;
 		}
 	}
-	inflateEnd(&zs);
+	/* else a gzip member starts at in */
+	while (ret == 0 && io.out_len) {
+		int ev = inflater_step(&f, &io, err);
+		/* worded as before the inflater was shared */
+		if (ev < 0 && f.failure == INFLATE_FAIL_CORRUPT)
+			ret = ocitree_error_setk(err, OCITREE_ERROR_INVALID, "corrupt gzip stream: %s", f.detail);
+		else if (ev < 0 && f.failure == INFLATE_FAIL_TRUNCATED)
+			ret = ocitree_error_setk(err, OCITREE_ERROR_INVALID, "gzip stream ends early");
+		else if (ev < 0)
+			ret = -1;
+		else if (ev == INFLATE_NEED_ZLIB)
+			ret = 1;
+		else if (ev == INFLATE_END)
+			ret = ocitree_error_setk(err, OCITREE_ERROR_INVALID, "gzip stream ends early");
+	}
+	inflater_end(&f);
 	return ret;
 }
 
@@ -203,7 +131,7 @@ static unsigned char *scratch_input(size_t len)
 }
 
 int layer_index_decode_chunk(void *userdata, struct ocitree_chunk_cache *cache, uint64_t no, struct chunk_data *outd,
-			struct ocitree_error **err)
+			     struct ocitree_error **err)
 {
 	struct ocitree_layer_index *idx = userdata;
 	const struct idx_checkpoint *cp = &idx->cps[no];
@@ -244,17 +172,16 @@ int layer_index_decode_chunk(void *userdata, struct ocitree_chunk_cache *cache, 
 		out = own = xmalloc(out_len ? out_len : 1);
 	}
 	int r;
-#ifdef HAVE_ISAL
 	if (cp->kind == CP_ISAL)
-		r = inflate_chunk_isal(cp, in, in_len, window_bytes(idx, cp), cp->window_len, out, out_len,
-				       err);
+		r = inflate_chunk(INFLATE_ISAL, cp, in, in_len, window_bytes(idx, cp), cp->window_len, out, out_len,
+				  err);
 	else
-		r = layer_index_use_isal() ? inflate_chunk_isal(cp, in, in_len, win, win_len, out, out_len, err) : 1;
+		r = inflate_chunk(layer_index_use_isal() ? INFLATE_ISAL : INFLATE_ZLIB, cp, in, in_len, win, win_len,
+				  out, out_len, err);
+	/* a raw resume that crosses the end of a gzip member (concatenated
+	 * gzip files), which zlib handles */
 	if (r == 1)
-#else
-	r = 1;
-#endif
-		r = inflate_chunk_zlib(cp, in, in_len, win, win_len, out, out_len, err);
+		r = inflate_chunk(INFLATE_ZLIB, cp, in, in_len, win, win_len, out, out_len, err);
 	if (r < 0)
 		return ocitree_error_prefix(err, "blob %s at offset %ju", idx->digest, (uintmax_t)cp->in_off);
 	if (layer_index_crc(0, out, out_len) != cp->chunk_crc)
