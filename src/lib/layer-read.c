@@ -15,6 +15,7 @@
 
 #include "layer-internal.h"
 #include "ocitree/digest.h"
+#include "ring.h"
 
 #define CHUNK_SIZE (512u << 10)
 #define N_CHUNKS 8
@@ -26,104 +27,52 @@ struct chunk {
 	size_t len;
 };
 
+/* The ring hands out slots of chunks: the producer fills them, the
+ * consumer reads them in place and releases each on its next call. */
 struct pipe {
-	pthread_mutex_t mu; /* protects produced, released, end, error, cancel */
-	pthread_cond_t cv;
-	struct chunk ring[N_CHUNKS];
-	uint64_t produced; /* chunks filled */
-	uint64_t released; /* chunks the consumer is done with */
-	bool end;          /* the producer finished; error says how */
-	struct ocitree_error *error;
-	bool cancel; /* the consumer gave up */
-	/* consumer side */
-	bool holding; /* the consumer holds chunk `released` */
+	struct ring ring;
+	struct chunk chunks[N_CHUNKS];
+	bool holding; /* consumer side: it holds the oldest chunk */
 };
 
 static void pipe_init(struct pipe *p)
 {
 	memset(p, 0, sizeof(*p));
-	pthread_mutex_init(&p->mu, NULL);
-	pthread_cond_init(&p->cv, NULL);
+	ring_init(&p->ring, N_CHUNKS);
 	for (size_t i = 0; i < N_CHUNKS; i++)
-		p->ring[i].data = xmalloc(CHUNK_SIZE);
+		p->chunks[i].data = xmalloc(CHUNK_SIZE);
 }
 
 static void pipe_destroy(struct pipe *p)
 {
 	for (size_t i = 0; i < N_CHUNKS; i++)
-		free(p->ring[i].data);
-	ocitree_error_free(p->error);
-	pthread_mutex_destroy(&p->mu);
-	pthread_cond_destroy(&p->cv);
+		free(p->chunks[i].data);
+	ring_destroy(&p->ring);
 }
 
-/* Producer: the next free chunk (seq is the producer's count), or NULL when
- * the consumer gave up. */
-static struct chunk *pipe_slot(struct pipe *p, uint64_t seq)
+/* Producer: the next free chunk, or NULL when the consumer gave up. */
+static struct chunk *pipe_slot(struct pipe *p)
 {
-	pthread_mutex_lock(&p->mu);
-	while (seq - p->released >= N_CHUNKS && !p->cancel)
-		pthread_cond_wait(&p->cv, &p->mu);
-	bool cancel = p->cancel;
-	pthread_mutex_unlock(&p->mu);
-	return cancel ? NULL : &p->ring[seq % N_CHUNKS];
-}
-
-static void pipe_push(struct pipe *p)
-{
-	pthread_mutex_lock(&p->mu);
-	p->produced++;
-	pthread_cond_broadcast(&p->cv);
-	pthread_mutex_unlock(&p->mu);
-}
-
-/* Producer: no more chunks; err (owned by the pipe from now) says why. */
-static void pipe_finish(struct pipe *p, struct ocitree_error *err)
-{
-	pthread_mutex_lock(&p->mu);
-	p->end = true;
-	p->error = err;
-	pthread_cond_broadcast(&p->cv);
-	pthread_mutex_unlock(&p->mu);
+	ssize_t k = ring_acquire(&p->ring);
+	return k < 0 ? NULL : &p->chunks[k];
 }
 
 /* Consumer: release the chunk held, then wait for the next.  Returns its
- * length, 0 at a clean end, -1 with the producer's error. */
+ * length, 0 at a clean end (or once cancelled), -1 with the producer's
+ * error. */
 static ssize_t pipe_next(struct pipe *p, const uint8_t **data, struct ocitree_error **err)
 {
-	pthread_mutex_lock(&p->mu);
 	if (p->holding) {
-		p->released++;
+		ring_release(&p->ring);
 		p->holding = false;
-		pthread_cond_broadcast(&p->cv);
 	}
-	while (p->produced == p->released && !p->end)
-		pthread_cond_wait(&p->cv, &p->mu);
-	ssize_t ret = 0;
-	if (p->produced > p->released) {
-		struct chunk *c = &p->ring[p->released % N_CHUNKS];
-		*data = c->data;
-		ret = (ssize_t)c->len;
-		p->holding = true;
-	} else if (p->error) {
-		if (err) {
-			ocitree_error_free(*err);
-			*err = xmalloc(sizeof(**err));
-			**err = *p->error;
-			(*err)->msg = xstrdup(p->error->msg);
-		}
-		ret = -1;
-	}
-	pthread_mutex_unlock(&p->mu);
-	return ret;
-}
-
-static void pipe_cancel(struct pipe *p)
-{
-	pthread_mutex_lock(&p->mu);
-	p->cancel = true;
-	pthread_cond_broadcast(&p->cv);
-	pthread_mutex_unlock(&p->mu);
+	size_t k;
+	int r = ring_take(&p->ring, &k, err);
+	if (r <= 0)
+		return r;
+	p->holding = true;
+	*data = p->chunks[k].data;
+	return (ssize_t)p->chunks[k].len;
 }
 
 /* ---- the reader: fetch thread -> inflate thread -> consumer ----
@@ -162,8 +111,8 @@ static void *fetch(void *arg)
 {
 	struct ocitree_layer_reader *r = arg;
 	struct ocitree_error *err = NULL;
-	for (uint64_t seq = 0;; seq++) {
-		struct chunk *c = pipe_slot(&r->raw, seq);
+	for (;;) {
+		struct chunk *c = pipe_slot(&r->raw);
 		if (!c)
 			break;
 		ssize_t n;
@@ -179,9 +128,9 @@ static void *fetch(void *arg)
 		if (n <= 0)
 			break;
 		c->len = (size_t)n;
-		pipe_push(&r->raw);
+		ring_push(&r->raw.ring);
 	}
-	pipe_finish(&r->raw, err);
+	ring_close(&r->raw.ring, err);
 	return NULL;
 }
 
@@ -218,8 +167,8 @@ static void *inflate_stage(void *arg)
 {
 	struct ocitree_layer_reader *r = arg;
 	struct ocitree_error *err = NULL;
-	for (uint64_t seq = 0;; seq++) {
-		struct chunk *c = pipe_slot(&r->data, seq);
+	for (;;) {
+		struct chunk *c = pipe_slot(&r->data);
 		if (!c)
 			break;
 		c->len = 0;
@@ -237,13 +186,13 @@ static void *inflate_stage(void *arg)
 			c->len += (size_t)n;
 		}
 		if (c->len && !err)
-			pipe_push(&r->data);
+			ring_push(&r->data.ring);
 		if (eos || err)
 			break;
 	}
 	/* let the fetch thread finish whatever happened here */
-	pipe_cancel(&r->raw);
-	pipe_finish(&r->data, err);
+	ring_cancel(&r->raw.ring);
+	ring_close(&r->data.ring, err);
 	return NULL;
 }
 
@@ -324,13 +273,17 @@ OCITREE_EXPORT ssize_t ocitree_layer_reader_next(struct ocitree_layer_reader *r,
 		return (ssize_t)n;
 	}
 	if (!r->started) {
-		int e = pthread_create(&r->fetch_thread, NULL, fetch, r);
-		if (e == 0 && (e = pthread_create(&r->inflate_thread, NULL, inflate_stage, r)) != 0) {
-			pipe_cancel(&r->raw);
+		int e = thread_create(&r->fetch_thread, NULL, fetch, r);
+		if (e == 0 && (e = thread_create(&r->inflate_thread, NULL, inflate_stage, r)) != 0) {
+			ring_cancel(&r->raw.ring);
 			pthread_join(r->fetch_thread, NULL);
 		}
-		if (e != 0)
-			return ocitree_error_set(err, e, "%s: start reader threads", r->what);
+		if (e != 0) {
+			/* the fetch thread may have read some of the stream:
+			 * starting again later would lose it */
+			ocitree_error_set(&r->final_error, e, "%s: start reader threads", r->what);
+			return fail_final(r, err);
+		}
 		r->started = true;
 	}
 	const uint8_t *d;
@@ -393,8 +346,8 @@ OCITREE_EXPORT void ocitree_layer_reader_free(struct ocitree_layer_reader *r)
 	if (!r)
 		return;
 	if (r->started) {
-		pipe_cancel(&r->data);
-		pipe_cancel(&r->raw);
+		ring_cancel(&r->data.ring);
+		ring_cancel(&r->raw.ring);
 		pthread_join(r->inflate_thread, NULL);
 		pthread_join(r->fetch_thread, NULL);
 	}

@@ -16,6 +16,7 @@
 #include <zlib.h>
 
 #include "chunk-cache.h"
+#include "ring.h"
 #include "ocitree/ocitree.h"
 #include "tap.h"
 #include "util.h"
@@ -556,6 +557,112 @@ static void test_readahead_live(void)
 	ocitree_descriptor_clear(&d[1]);
 }
 
+/* ---- thread creation failing ---- */
+
+/* thread_create, failing as told; the threads it starts are counted while
+ * they run.  Threads started after a failure wait a little before they
+ * begin: one that its starter forgot to join is still counted when the
+ * starter returns. */
+static int fail_mask;      /* bit i: the (i+1)th call fails */
+static int create_calls;   /* calls so far */
+static int threads_alive;  /* atomic */
+
+struct counted {
+	void *(*fn)(void *);
+	void *arg;
+	bool late;
+};
+
+static void *counted_main(void *p)
+{
+	struct counted c = *(struct counted *)p;
+	free(p);
+	if (c.late)
+		nanosleep(&(struct timespec){.tv_nsec = 100 * 1000 * 1000}, NULL);
+	void *r = c.fn(c.arg);
+	__atomic_fetch_sub(&threads_alive, 1, __ATOMIC_SEQ_CST);
+	return r;
+}
+
+static int flaky_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+	int call = create_calls++;
+	if (call < 31 && (fail_mask & (1 << call)))
+		return EAGAIN;
+	struct counted *c = xmalloc(sizeof(*c));
+	c->fn = fn;
+	c->arg = arg;
+	c->late = (fail_mask & ((1 << call) - 1)) != 0;
+	__atomic_fetch_add(&threads_alive, 1, __ATOMIC_SEQ_CST);
+	int e = pthread_create(t, attr, counted_main, c);
+	if (e) {
+		__atomic_fetch_sub(&threads_alive, 1, __ATOMIC_SEQ_CST);
+		free(c);
+	}
+	return e;
+}
+
+static void test_thread_failure(void)
+{
+	unsetenv("OCITREE_INFLATE");
+	if (forced_inflate)
+		setenv("OCITREE_INFLATE", forced_inflate, 1);
+	enum { N = 5 };
+	struct ocitree_descriptor d[N];
+	char diff_ids[N][OCITREE_DIGEST_MAX];
+	char *ids[N];
+	char names[N][16];
+	for (int i = 0; i < N; i++) {
+		snprintf(names[i], sizeof(names[i]), "file%d", i);
+		const struct ent ents[] = {{names[i], 'f', NULL, (size_t)(300000 + 70000 * i), NULL}};
+		put_layer(ents, 1, "gzip", 1, &d[i], diff_ids[i]);
+		ids[i] = diff_ids[i];
+	}
+	thread_create = flaky_create;
+	/* open_many with 4 threads asks for 3 helpers: the first cannot be
+	 * started, the next could be; a helper that was started must be
+	 * joined, and none that was not (it used to join thread ids never
+	 * set and leave a helper running on the caller's stack).  The index
+	 * passes' hashing threads fail to start as well: they hash inline. */
+	for (int round = 0; round < 2; round++) {
+		fail_mask = round == 0 ? 1 : ~0;
+		create_calls = 0;
+		_cleanup_free_ char *cache = xasprintf("%s/cache-threads-%d", tmpdir, round);
+		struct ocitree_layer_index_opts o = {.cache_dir = cache, .no_write = true};
+		struct ocitree_layer_index *out[N];
+		struct ocitree_error *err = NULL;
+		int r = ocitree_layer_index_open_many(layout, d, ids, N, &o, 4, out, &err);
+		ok(r == 0, "open_many, %s: every layer opens (%s)",
+		   round == 0 ? "the first helper cannot start" : "no thread can start", err ? err->msg : "ok");
+		ok(__atomic_load_n(&threads_alive, __ATOMIC_SEQ_CST) == 0,
+		   "open_many, %s: no thread left running", round == 0 ? "the first helper cannot start" : "no thread can start");
+		ok(create_calls >= 1, "open_many: thread creation was tried (%d calls)", create_calls);
+		bool good = r == 0;
+		for (int i = 0; i < N && good; i++)
+			good = check_file(out[i], names[i], (size_t)(300000 + 70000 * i));
+		ok(good, "open_many, %s: the indexes read right",
+		   round == 0 ? "the first helper cannot start" : "no thread can start");
+		if (r == 0)
+			for (int i = 0; i < N; i++)
+				ocitree_layer_index_free(out[i]);
+		ocitree_error_free(err);
+	}
+	/* a wrong diff_id is still caught when the hash runs inline */
+	create_calls = 0;
+	fail_mask = ~0;
+	_cleanup_free_ char *cache = xasprintf("%s/cache-threads-bad", tmpdir);
+	struct ocitree_layer_index_opts o = {.cache_dir = cache, .no_write = true};
+	struct ocitree_error *err = NULL;
+	struct ocitree_layer_index *idx = ocitree_layer_index_open(layout, &d[0], ids[1], &o, &err);
+	ok(!idx && err && err->kind == OCITREE_ERROR_DIGEST, "no hashing thread: a wrong diff_id is an error (%s)",
+	   err ? err->msg : "none");
+	ocitree_layer_index_free(idx);
+	ocitree_error_free(err);
+	thread_create = pthread_create;
+	for (int i = 0; i < N; i++)
+		ocitree_descriptor_clear(&d[i]);
+}
+
 /* ---- merge semantics ---- */
 
 static struct ocitree_layer_index *layer_of(const struct ent *ents, size_t n)
@@ -665,6 +772,7 @@ int main(void)
 	test_index("none", 1, NULL);
 	test_chunk_cache();
 	test_readahead_live();
+	test_thread_failure();
 	test_tree();
 	ocitree_layout_free(layout);
 	_cleanup_free_ char *rm = xasprintf("rm -rf '%s'", tmpdir);

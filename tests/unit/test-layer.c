@@ -9,6 +9,7 @@
 #include <zstd.h>
 
 #include "layer-internal.h"
+#include "ring.h"
 #include "ocitree/digest.h"
 #include "ocitree/image.h"
 #include "tap.h"
@@ -571,6 +572,63 @@ static void test_reader_fd(void)
 	close(fd);
 }
 
+/* ---- thread creation failing ---- */
+
+static int create_calls, fail_from = -1; /* calls from fail_from on fail */
+
+static int flaky_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+	if (fail_from >= 0 && create_calls++ >= fail_from)
+		return EAGAIN;
+	return pthread_create(t, attr, fn, arg);
+}
+
+static void test_thread_failure(void)
+{
+	const size_t len = 3 * OCITREE_LAYER_PIECE_SIZE + 999;
+	_cleanup_free_ uint8_t *data = make_data(len);
+	thread_create = flaky_create;
+	/* compression workers: none, or only some, can be started */
+	for (int from = 0; from < 3; from += 2) {
+		create_calls = 0;
+		fail_from = from;
+		_cleanup_buf_ struct buf c = BUF_INIT, d = BUF_INIT;
+		compress_all(OCITREE_COMPRESSION_GZIP, 4, data, len, &c, NULL, NULL);
+		struct ocitree_error *err = NULL;
+		ok(decompress_all(OCITREE_COMPRESSION_GZIP, c.data, c.len, 0, &d, &err) == 0 && same(&d, data, len),
+		   "compressor: %d of 4 workers started, the output is right", from);
+		ocitree_error_free(err);
+	}
+	/* the reader's threads: the first, or the second cannot be started */
+	_cleanup_buf_ struct buf c = BUF_INIT;
+	compress_all(OCITREE_COMPRESSION_GZIP, 1, data, len, &c, NULL, NULL);
+	_cleanup_free_ char *path = xasprintf("%s/threads.gz", tmpdir);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	write_all(fd, c.data, c.len);
+	for (int from = 0; from < 2; from++) {
+		create_calls = 0;
+		fail_from = from;
+		lseek(fd, 0, SEEK_SET);
+		struct ocitree_error *err = NULL;
+		struct ocitree_layer_reader *r =
+			ocitree_layer_reader_open_fd(dup(fd), OCITREE_COMPRESSION_GZIP, NULL, "test stream", &err);
+		const void *p;
+		ssize_t n = ocitree_layer_reader_next(r, &p, &err);
+		ok(n < 0 && err && strstr(err->msg, "start reader threads"), "reader: thread %d cannot be started: an error (%s)",
+		   from + 1, err ? err->msg : "none");
+		ocitree_error_free(err);
+		err = NULL;
+		fail_from = -1;
+		/* not a second try with a stream the first thread began to read */
+		ok(ocitree_layer_reader_next(r, &p, &err) < 0 && err, "reader: and it stays an error");
+		ocitree_error_free(err);
+		ocitree_layer_reader_free(r);
+	}
+	close(fd);
+	fail_from = -1;
+	thread_create = pthread_create;
+}
+
 int main(void)
 {
 	test_round_trips();
@@ -589,6 +647,7 @@ int main(void)
 		test_layer_round_trip(l, OCITREE_COMPRESSION_NONE);
 		test_trailer_and_limit(l);
 		test_reader_fd();
+		test_thread_failure();
 		ocitree_layout_free(l);
 	}
 	_cleanup_free_ char *rm = xasprintf("rm -rf '%s'", tmpdir);

@@ -1,0 +1,474 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The layer index cache file: its format, writing, loading and checking
+ * (see layer-index-internal.h for the other parts of the index).
+ *
+ * Index file format, version 1, host byte order (the endian mark makes a
+ * file from another byte order look corrupt, so it is rebuilt):
+ *
+ *   struct idx_header                      (offsets below are from file start)
+ *   entries      n_entries * struct ocitree_layer_entry
+ *   strings      NUL-terminated names; offset 0 is ""
+ *   xattrs       per entry with xattrs, 4-aligned: u32 count, then per xattr
+ *                u32 namelen, u32 valuelen, name, NUL, value
+ *   checkpoints  n_checkpoints * struct idx_checkpoint (gzip only)
+ *   windows      per checkpoint, raw-deflated: the 32 KiB window before it
+ *                (zlib checkpoints) or the ISA-L inflate state (ISA-L ones)
+ *
+ * Gzip checkpoints come in two kinds.  Built with zlib (inflate with
+ * Z_BLOCK, as in zlib's zran example), a checkpoint is a deflate block
+ * boundary: bit offset plus window.  Built with ISA-L, which inflates 3-4x
+ * faster but cannot stop at block boundaries, a checkpoint is a copy of
+ * ISA-L's whole inflate state at exactly every CHECKPOINT_SPAN of output
+ * (the state is self-contained and resumable by the streaming contract of
+ * isal_inflate: it holds the history, the current Huffman tables and the
+ * buffered input bits).  Such an index records the ISA-L version and state
+ * size and is rebuilt by a program with another ISA-L.
+ *
+ * meta_crc is the CRC-32 of the header (with meta_crc 0) and every section
+ * but windows, checked at load; each window has its own CRC-32 (checked
+ * when used), so loading does not read them.
+ *
+ * What the checksums guard against is damage (a torn write, a bad disk).
+ * The cache is the user's own directory, trusted like the rest of their
+ * home; still, attach() checks everything a reader follows (offsets, sizes,
+ * alignment, normalised paths, type against mode, the order of checkpoints)
+ * as if the file were hostile, since recomputing a CRC-32 is easy, and
+ * fuzz-index checks it that way.  The one part taken on trust is the content
+ * of an ISA-L state: restoring a crafted one is outside what ISA-L promises
+ * to survive, so it stays guarded by its checksum only.  (The uncompressed
+ * tar of a zstd layer in the cache is trusted the same way: reads are
+ * served from it as it is.)
+ */
+#include "config.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <zlib.h>
+#ifdef HAVE_ISAL
+#include <isa-l.h>
+#include <isa-l/crc.h>
+#include <isa-l/igzip_lib.h>
+#endif
+
+#include "layer-index-internal.h"
+#include "tar-scan.h"
+
+#define IDX_MAGIC "OCITIDX\n"
+#define IDX_VERSION 1u
+#define IDX_ENDIAN 0x01020304u
+
+bool layer_index_use_isal(void)
+{
+#ifdef HAVE_ISAL
+	/* OCITREE_INFLATE=zlib forces the zlib paths (tests compare both) */
+	const char *e = getenv("OCITREE_INFLATE");
+	return !(e && strcmp(e, "zlib") == 0);
+#else
+	return false;
+#endif
+}
+
+/* CRC-32 as zlib computes it; ISA-L's is many times faster. */
+uint32_t layer_index_crc(uint32_t crc, const void *p, size_t n)
+{
+#ifdef HAVE_ISAL
+	if (layer_index_use_isal())
+		return crc32_gzip_refl(crc, (const unsigned char *)p, n);
+#endif
+	while (n) {
+		uInt c = n > (1u << 30) ? 1u << 30 : (uInt)n;
+		crc = (uint32_t)crc32(crc, p, c);
+		p = (const char *)p + c;
+		n -= c;
+	}
+	return crc;
+}
+
+/* Append src raw-deflated (fast, level 1) to dst; *len gets its size. */
+void layer_index_pack_window(struct buf *dst, const void *src, size_t n, uint32_t *len, uint32_t *crc)
+{
+	size_t bound = n + n / 8 + 1024;
+	buf_reserve(dst, bound);
+	unsigned char *out = (unsigned char *)dst->data + dst->len;
+	size_t got = 0;
+#ifdef HAVE_ISAL
+	if (layer_index_use_isal()) {
+		struct isal_zstream zs;
+		isal_deflate_stateless_init(&zs);
+		_cleanup_free_ uint8_t *lvl = xmalloc(ISAL_DEF_LVL1_DEFAULT);
+		zs.level = 1;
+		zs.level_buf = lvl;
+		zs.level_buf_size = ISAL_DEF_LVL1_DEFAULT;
+		zs.gzip_flag = 0;
+		zs.end_of_stream = 1;
+		zs.flush = NO_FLUSH;
+		zs.next_in = (uint8_t *)src;
+		zs.avail_in = (uint32_t)n;
+		zs.next_out = out;
+		zs.avail_out = (uint32_t)bound;
+		if (isal_deflate_stateless(&zs) == COMP_OK)
+			got = zs.total_out;
+	}
+#endif
+	if (!got) {
+		z_stream z = {0};
+		deflateInit2(&z, 1, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY);
+		z.next_in = (Bytef *)src;
+		z.avail_in = (uInt)n;
+		z.next_out = out;
+		z.avail_out = (uInt)bound;
+		deflate(&z, Z_FINISH);
+		got = z.total_out;
+		deflateEnd(&z);
+	}
+	*len = (uint32_t)got;
+	*crc = layer_index_crc(0, out, got);
+	dst->len += got;
+}
+
+/* Inflate what layer_index_pack_window() made into out (of exactly n bytes). */
+int layer_index_unpack_window(const unsigned char *in, size_t in_len, uint32_t crc, void *out, size_t n, struct ocitree_error **err)
+{
+	if (layer_index_crc(0, in, in_len) != crc)
+		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "index checkpoint data checksum mismatch");
+#ifdef HAVE_ISAL
+	if (layer_index_use_isal()) {
+		_cleanup_free_ struct inflate_state *st = xcalloc(1, sizeof(*st)); /* zeroed: its bytes are saved in checkpoints */
+		isal_inflate_init(st);
+		st->next_in = (uint8_t *)in;
+		st->avail_in = (uint32_t)in_len;
+		st->next_out = out;
+		st->avail_out = (uint32_t)n;
+		st->crc_flag = ISAL_DEFLATE;
+		if (isal_inflate_stateless(st) == ISAL_DECOMP_OK && st->total_out == n)
+			return 0;
+		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "index checkpoint data is corrupt");
+	}
+#endif
+	z_stream zs = {0};
+	inflateInit2(&zs, -15);
+	zs.next_in = (Bytef *)in;
+	zs.avail_in = (uInt)in_len;
+	zs.next_out = out;
+	zs.avail_out = (uInt)n;
+	int r = inflate(&zs, Z_FINISH);
+	size_t got = zs.total_out;
+	inflateEnd(&zs);
+	if (r != Z_STREAM_END || got != n)
+		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "index checkpoint data is corrupt");
+	return 0;
+}
+
+struct idx_header {
+	char magic[8];
+	uint32_t version;
+	uint32_t endian;
+	uint32_t compression;
+	uint32_t meta_crc;
+	uint64_t blob_size;
+	uint64_t tar_size;
+	uint64_t n_entries;
+	uint64_t strings_off, strings_len;
+	uint64_t xattrs_off, xattrs_len;
+	uint64_t checkpoints_off, n_checkpoints;
+	uint64_t windows_off, windows_len;
+	uint64_t entry_size, checkpoint_size; /* sizeof the records, as a format check */
+	uint64_t isal_state_size; /* sizeof(struct inflate_state) of ISA-L checkpoints, else 0 */
+	uint64_t isal_version;
+	char digest[OCITREE_DIGEST_MAX];
+};
+
+static uint64_t idx_align8(uint64_t x)
+{
+	return (x + 7) & ~(uint64_t)7;
+}
+
+void layer_index_serialise(const struct layer_index_parts *b, const char *digest, enum ocitree_compression comp,
+			   uint64_t blob_size, struct buf *out)
+{
+	struct idx_header h = {0};
+	memcpy(h.magic, IDX_MAGIC, 8);
+	h.version = IDX_VERSION;
+	h.endian = IDX_ENDIAN;
+	h.compression = comp;
+	h.blob_size = blob_size;
+	h.tar_size = b->tar_size;
+	h.n_entries = b->tar->n_entries;
+	h.entry_size = sizeof(struct ocitree_layer_entry);
+	h.checkpoint_size = sizeof(struct idx_checkpoint);
+#ifdef HAVE_ISAL
+	if (b->isal) {
+		h.isal_state_size = sizeof(struct inflate_state);
+		h.isal_version = ISAL_VERSION;
+	}
+#endif
+	snprintf(h.digest, sizeof(h.digest), "%s", digest);
+	uint64_t off = idx_align8(sizeof(h));
+	uint64_t entries_off = off;
+	off = idx_align8(off + h.n_entries * sizeof(struct ocitree_layer_entry));
+	h.strings_off = off;
+	h.strings_len = b->tar->strings.len;
+	off = idx_align8(off + h.strings_len);
+	h.xattrs_off = off;
+	h.xattrs_len = b->tar->xattrs.len;
+	off = idx_align8(off + h.xattrs_len);
+	h.checkpoints_off = off;
+	h.n_checkpoints = b->n_cps;
+	off = idx_align8(off + b->n_cps * sizeof(struct idx_checkpoint));
+	h.windows_off = off;
+	h.windows_len = b->windows->len;
+	off += h.windows_len;
+
+	buf_reset(out);
+	buf_reserve(out, off);
+	memset(out->data, 0, off);
+	/* a layer whose every entry was left out has no entry table */
+	if (h.n_entries)
+		memcpy(out->data + entries_off, b->tar->entries, h.n_entries * sizeof(struct ocitree_layer_entry));
+	if (h.strings_len)
+		memcpy(out->data + h.strings_off, b->tar->strings.data, h.strings_len);
+	if (h.xattrs_len)
+		memcpy(out->data + h.xattrs_off, b->tar->xattrs.data, h.xattrs_len);
+	if (b->n_cps)
+		memcpy(out->data + h.checkpoints_off, b->cps, b->n_cps * sizeof(struct idx_checkpoint));
+	if (h.windows_len)
+		memcpy(out->data + h.windows_off, b->windows->data, h.windows_len);
+	memcpy(out->data, &h, sizeof(h));
+	uint32_t crc = layer_index_crc(0, out->data, h.windows_off);
+	((struct idx_header *)out->data)->meta_crc = crc;
+	out->len = off;
+}
+
+/* A path as tar_path_normalise() makes them: "" or names joined by '/',
+ * none empty, "." or "..".  The merged tree takes the components of entry
+ * paths for names in the view. */
+static bool path_normalised(const char *p)
+{
+	if (!*p)
+		return true;
+	for (;;) {
+		size_t n = (size_t)(strchrnul(p, '/') - p);
+		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+			return false;
+		if (!p[n])
+			return true;
+		p += n + 1;
+	}
+}
+
+/* The file type bits an entry of type t has (the tree goes by the type,
+ * stat by the mode: they must agree). */
+static uint32_t type_bits(uint8_t t)
+{
+	switch (t) {
+	case OCITREE_ENTRY_DIR: return S_IFDIR;
+	case OCITREE_ENTRY_SYMLINK: return S_IFLNK;
+	case OCITREE_ENTRY_CHR: return S_IFCHR;
+	case OCITREE_ENTRY_BLK: return S_IFBLK;
+	case OCITREE_ENTRY_FIFO: return S_IFIFO;
+	default: return S_IFREG;
+	}
+}
+
+/* Point idx's sections into an index file image (mapped or in memory),
+ * checking everything a reader relies on. */
+int layer_index_attach(struct ocitree_layer_index *idx, const unsigned char *img, size_t len, const char *digest,
+		  struct ocitree_error **err)
+{
+	struct idx_header h;
+	if (len < sizeof(h))
+		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "index file is truncated");
+	memcpy(&h, img, sizeof(h));
+	if (memcmp(h.magic, IDX_MAGIC, 8) != 0 || h.endian != IDX_ENDIAN)
+		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "not an ocitree index file");
+	if (h.version != IDX_VERSION || h.entry_size != sizeof(struct ocitree_layer_entry) ||
+	    h.checkpoint_size != sizeof(struct idx_checkpoint))
+		return ocitree_error_setk(err, OCITREE_ERROR_UNSUPPORTED, "index file version %u", h.version);
+	if (strncmp(h.digest, digest, sizeof(h.digest)) != 0)
+		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "index file is for another blob");
+	if (h.n_entries > len / sizeof(struct ocitree_layer_entry) || h.strings_off > len ||
+	    h.strings_len > len - h.strings_off || h.xattrs_off > len || h.xattrs_len > len - h.xattrs_off ||
+	    h.checkpoints_off > len || h.n_checkpoints > (len - h.checkpoints_off) / sizeof(struct idx_checkpoint) ||
+	    h.windows_off > len || h.windows_len != len - h.windows_off || h.strings_len == 0 ||
+	    h.xattrs_len < 4 || h.compression > OCITREE_COMPRESSION_ZSTD ||
+	    idx_align8(sizeof(h)) + h.n_entries * sizeof(struct ocitree_layer_entry) > h.strings_off ||
+	    /* sections after the header (the checksum covers the header, then
+	     * up to windows_off), checkpoints aligned as they are read */
+	    h.xattrs_off < idx_align8(sizeof(h)) || h.checkpoints_off < idx_align8(sizeof(h)) ||
+	    h.windows_off < idx_align8(sizeof(h)) || h.checkpoints_off % 8)
+		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "index file is malformed");
+	struct idx_header z = h;
+	z.meta_crc = 0;
+	uint32_t crc = layer_index_crc(0, &z, sizeof(z));
+	crc = layer_index_crc(crc, img + sizeof(z), h.windows_off - sizeof(z));
+	if (crc != h.meta_crc)
+		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "index file checksum mismatch");
+	idx->comp = (enum ocitree_compression)h.compression;
+	idx->blob_size = h.blob_size;
+	idx->tar_size = h.tar_size;
+	idx->entries = (const struct ocitree_layer_entry *)(img + idx_align8(sizeof(h)));
+	idx->n_entries = h.n_entries;
+	idx->strings = (const char *)img + h.strings_off;
+	idx->strings_len = h.strings_len;
+	idx->xattrs = img + h.xattrs_off;
+	idx->xattrs_len = h.xattrs_len;
+	idx->cps = (const struct idx_checkpoint *)(img + h.checkpoints_off);
+	idx->n_cps = h.n_checkpoints;
+	idx->windows = img + h.windows_off;
+	idx->windows_len = h.windows_len;
+	if (idx->strings[idx->strings_len - 1] != '\0')
+		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "index file is malformed");
+	/* every offset a reader follows must be in range */
+	for (size_t i = 0; i < idx->n_entries; i++) {
+		const struct ocitree_layer_entry *e = &idx->entries[i];
+		if (e->path >= idx->strings_len || e->link >= idx->strings_len || e->type > OCITREE_ENTRY_FIFO ||
+		    (e->mode & S_IFMT) != type_bits(e->type) ||
+		    (e->xattrs && (e->xattrs % 4 || e->xattrs > idx->xattrs_len - 4)) ||
+		    e->data_off > idx->tar_size || e->size > idx->tar_size - e->data_off ||
+		    !path_normalised(idx->strings + e->path) ||
+		    (e->type == OCITREE_ENTRY_HARDLINK &&
+		     (!idx->strings[e->link] || !path_normalised(idx->strings + e->link))))
+			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "index file entry %zu is malformed", i);
+	}
+	bool isal_ok = false;
+#ifdef HAVE_ISAL
+	isal_ok = h.isal_state_size == sizeof(struct inflate_state) && h.isal_version == ISAL_VERSION;
+#endif
+	if (idx->comp == OCITREE_COMPRESSION_GZIP) {
+		if (idx->n_cps == 0 || idx->cps[0].out_off != 0)
+			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "index file has no checkpoints");
+		for (size_t i = 0; i < idx->n_cps; i++) {
+			const struct idx_checkpoint *cp = &idx->cps[i];
+			if (cp->window_off > idx->windows_len || cp->window_len > idx->windows_len - cp->window_off ||
+			    cp->in_off > idx->blob_size || cp->bits > 7 || cp->out_off > idx->tar_size ||
+			    (i && cp->out_off <= idx->cps[i - 1].out_off) || (i && cp->in_off < idx->cps[i - 1].in_off) ||
+			    cp->kind > CP_ISAL)
+				return ocitree_error_setk(err, OCITREE_ERROR_INVALID,
+							  "index file checkpoint %zu is malformed", i);
+			if (cp->kind == CP_ISAL && !isal_ok)
+				return ocitree_error_setk(err, OCITREE_ERROR_UNSUPPORTED,
+							  "index file was made with another ISA-L");
+		}
+	}
+	return 0;
+}
+
+int layer_index_write_file(int dirfd, const char *name, const struct buf *img, struct ocitree_error **err)
+{
+	_cleanup_free_ char *tmp = NULL;
+	_cleanup_close_ int fd = open_tmpfile_at(dirfd, "index", &tmp, err);
+	if (fd < 0)
+		return -1;
+	/* no fsync: the checksum catches a file torn by a crash, and a torn
+	 * index is simply rebuilt */
+	if (write_all(fd, img->data, img->len) < 0 || renameat(dirfd, tmp, dirfd, name) < 0) {
+		int e = errno;
+		unlinkat(dirfd, tmp, 0);
+		return ocitree_error_set(err, e, "write index file");
+	}
+	return 0;
+}
+
+/* Load a cached index; NULL (with *err) when it is missing or unusable. */
+struct ocitree_layer_index *layer_index_load_cached(const struct ocitree_descriptor *d, enum ocitree_compression comp,
+					       const struct ocitree_layer_index_opts *opts, int idx_dirfd,
+					       struct ocitree_error **err)
+{
+	const char *hex = ocitree_digest_hex(d->digest);
+	_cleanup_close_ int fd = openat(idx_dirfd, hex, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return ocitree_error_set(err, errno, "open cached index"), NULL;
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return ocitree_error_set(err, errno, "stat cached index"), NULL;
+	if (st.st_size < (off_t)sizeof(struct idx_header))
+		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "cached index is truncated"), NULL;
+	void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (map == MAP_FAILED)
+		return ocitree_error_set(err, errno, "map cached index"), NULL;
+	/* From a cold page cache: the first touch would read megabytes
+	 * around it (the device's read-ahead), most of them deflate windows
+	 * that are read one at a time if ever.  The metadata, which the
+	 * checksum reads whole, is asked for in one request instead. */
+	(void)madvise(map, (size_t)st.st_size, MADV_RANDOM);
+	uint64_t meta_len = ((const struct idx_header *)map)->windows_off;
+	(void)madvise(map, (size_t)(meta_len < (uint64_t)st.st_size ? meta_len : (uint64_t)st.st_size),
+		      MADV_WILLNEED);
+	struct ocitree_layer_index *idx = layer_index_alloc(d->digest);
+	idx->map = map;
+	idx->map_len = (size_t)st.st_size;
+	if (layer_index_attach(idx, map, idx->map_len, d->digest, err) < 0 || idx->comp != comp ||
+	    (d->size >= 0 && idx->blob_size != (uint64_t)d->size)) {
+		if (err && !*err)
+			ocitree_error_setk(err, OCITREE_ERROR_INVALID, "cached index does not describe this layer");
+		ocitree_layer_index_free(idx);
+		return NULL;
+	}
+	if (comp == OCITREE_COMPRESSION_ZSTD) {
+		_cleanup_free_ char *alg = layer_index_digest_alg(d->digest);
+		_cleanup_free_ char *p = xasprintf("%s/%s/%s/%s", opts->cache_dir, TAR_DIR, alg, hex);
+		idx->data_fd = open(p, O_RDONLY | O_CLOEXEC);
+		if (idx->data_fd < 0 || fstat(idx->data_fd, &st) < 0 || (uint64_t)st.st_size != idx->tar_size) {
+			ocitree_error_setk(err, OCITREE_ERROR_INVALID, "uncompressed layer cache is missing");
+			ocitree_layer_index_free(idx);
+			return NULL;
+		}
+	}
+	return idx;
+}
+
+struct ocitree_layer_index *layer_index_from_image(const void *img, size_t len, const char *digest, int blob_fd,
+						    int data_fd, struct ocitree_chunk_cache *chunks,
+						    struct ocitree_error **err)
+{
+	struct ocitree_layer_index *idx = layer_index_alloc(digest);
+	idx->blob_fd = blob_fd;
+	idx->chunks = chunks;
+	/* 8-aligned, as a mapping is */
+	idx->owned[0] = xmalloc(len ? len : 1);
+	memcpy(idx->owned[0], img, len);
+	idx->map_len = len;
+	if (layer_index_attach(idx, idx->owned[0], len, digest, err) < 0) {
+		if (data_fd >= 0)
+			close(data_fd);
+		ocitree_layer_index_free(idx);
+		return NULL;
+	}
+	/* reads of gzip layers go to the blob, the others to the tar */
+	if (idx->comp == OCITREE_COMPRESSION_GZIP) {
+		if (data_fd >= 0)
+			close(data_fd);
+	} else {
+		idx->data_fd = data_fd;
+	}
+	return idx;
+}
+
+void layer_index_image_seal(void *img, size_t len)
+{
+	struct idx_header h;
+	if (len < sizeof(h))
+		return;
+	memcpy(&h, img, sizeof(h));
+	unsigned char *p = img;
+	if (h.checkpoints_off <= len && h.windows_off <= len && h.n_checkpoints <= len / sizeof(struct idx_checkpoint) &&
+	    h.n_checkpoints * sizeof(struct idx_checkpoint) <= len - h.checkpoints_off) {
+		for (size_t i = 0; i < h.n_checkpoints; i++) {
+			struct idx_checkpoint cp;
+			memcpy(&cp, p + h.checkpoints_off + i * sizeof(cp), sizeof(cp));
+			if (cp.kind == CP_ISAL || cp.window_off > len - h.windows_off ||
+			    cp.window_len > len - h.windows_off - cp.window_off)
+				continue;
+			cp.window_crc = layer_index_crc(0, p + h.windows_off + cp.window_off, cp.window_len);
+			memcpy(p + h.checkpoints_off + i * sizeof(cp), &cp, sizeof(cp));
+		}
+	}
+	if (h.windows_off < sizeof(h) || h.windows_off > len)
+		return;
+	h.meta_crc = 0;
+	uint32_t crc = layer_index_crc(0, &h, sizeof(h));
+	crc = layer_index_crc(crc, p + sizeof(h), h.windows_off - sizeof(h));
+	memcpy(p + offsetof(struct idx_header, meta_crc), &crc, sizeof(crc));
+}
