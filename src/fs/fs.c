@@ -17,8 +17,8 @@
 #include <sys/xattr.h>
 #include <syslog.h>
 
-#include "fs-internal.h"
-#include "util.h"
+#include "fs-session.h"
+#include "common.h"
 
 enum { KEY_KEEP = 1 };
 
