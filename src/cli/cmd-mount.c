@@ -1,4 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ocitree mount: an image (or some of its layers) as a FUSE mount, read-only
+ * or writable with an upper directory; the set-up (layer indexes, tree, the
+ * upper directory's record) before handing over to the driver in src/fs.
+ */
 #include "config.h"
 
 #include <sys/stat.h>

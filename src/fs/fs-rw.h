@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * What the files of the writable mount share: the nodes the kernel holds
- * (each around an engine object, overlay.h), the session, and the node
+ * (each around an engine object, ocitree/overlay.h), the session, and the node
  * maps (fs-rw-nodes.c) that the handlers (fs-rw.c) and the control server
  * (fs-rw-control.c) use.
  *
@@ -19,7 +19,7 @@
  *           answered before it started and none half-done;
  *   ns      rwlock over the namespace: the upper directory's structure,
  *           the engine's state and the fields of node objects marked (ns)
- *           in overlay.h; lookups and reads share it, operations that
+ *           in ocitree/overlay.h; lookups and reads share it, operations that
  *           change names or copy up take it exclusively; writes to an open
  *           upper file take only freeze;
  *   nodes   mutex over the maps, nlookup, refs, writers and rfd (and

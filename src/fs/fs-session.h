@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The FUSE session both drivers run in: the -o options they share, mounting,
- * the worker loop and unmounting (fs.c), and the reply to a read, used by
- * the read-only (fs.c) and the writable (fs-rw.c) driver.
+ * The FUSE session both drivers run in (fs-session.c): the -o options they
+ * share, mounting, the worker loop and unmounting, and the reply to a read,
+ * used by the read-only (fs.c) and the writable (fs-rw.c) driver.
  */
 #ifndef OCITREE_FS_SESSION_H
 #define OCITREE_FS_SESSION_H
