@@ -86,6 +86,13 @@ void ocitree_upper_free(struct ocitree_upper *u);
 const char *ocitree_upper_path(const struct ocitree_upper *u);
 const char *ocitree_upper_work_path(const struct ocitree_upper *u);
 
+/* The upper directory (O_RDONLY | O_DIRECTORY) and the work directory
+ * (the one locked) as open fds, for *at() calls that must reach them
+ * wherever the process runs (a daemon changes its directory).  Borrowed
+ * from u: never closed by the caller. */
+int ocitree_upper_fd(const struct ocitree_upper *u);
+int ocitree_upper_work_fd(const struct ocitree_upper *u);
+
 /* The work directory's record, or NULL when it has none (an upper directory
  * never mounted).  Borrowed from u: valid until the record changes
  * (ocitree_upper_set_state(), a commit, a clear) or ocitree_upper_free(). */

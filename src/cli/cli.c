@@ -1,4 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Helpers every command shares: the command table lookup and --help text,
+ * getopt with usage errors, and the --image/--layout/--tag arguments.
+ */
 #include "config.h"
 
 #include <stdarg.h>

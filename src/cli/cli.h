@@ -14,16 +14,6 @@
 #include "common.h"
 #include "ocitree/ocitree.h"
 
-/* Transitional: cmd-mount.c and cmd-commit.c still reach into struct
- * ocitree_upper (opaque now: ocitree_upper_get_state() and _set_state()
- * replace that) and use the library's internal JSON header.  They are built
- * apart with the library's internal headers (libocitree-frontend-internal
- * in Makefile.am); drop this and move them to the rest of the program once
- * they use the public API. */
-#ifdef OCITREE_CLI_LIB_INTERNALS
-#include "upper-internal.h"
-#endif
-
 struct command {
 	const char *name;
 	const char *alias;    /* NULL when none */

@@ -43,16 +43,19 @@ static int commit_offline(struct commit_args *a, struct ocitree_error **err)
 	int r = -1;
 	struct ocitree_layout *l = NULL;
 	struct ocitree_history h = {0};
-	if (!u->has_state) {
+	const struct ocitree_upper_state *st = ocitree_upper_get_state(u);
+	if (!st) {
 		ocitree_error_setk(err, OCITREE_ERROR_NOT_FOUND,
 				   "upper directory '%s' was never mounted (its work directory '%s' has no record)",
-				   a->upper, u->work_path);
+				   a->upper, ocitree_upper_work_path(u));
 		goto out;
 	}
 	ocitree_upper_remove_stale(u);
-	if (u->state.clearing && ocitree_upper_finish_clear(u, err) < 0)
+	if (st->clearing && ocitree_upper_finish_clear(u, err) < 0)
 		goto out;
-	const char *tag = a->tag ? a->tag : u->state.tag;
+	/* finishing the clear may have written the record again */
+	st = ocitree_upper_get_state(u);
+	const char *tag = a->tag ? a->tag : st->tag;
 	l = cli_open_layout(a->layout, err);
 	if (!l)
 		goto out;

@@ -1,4 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ocitree config: change an image's configuration (user, ports, env,
+ * entrypoint, labels, ...) and write it as a new image, the way umoci config
+ * does.
+ */
 #include "config.h"
 
 #include "cli.h"

@@ -1,4 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ocitree fsck: check a layout's blobs and references, and report the
+ * problems as text or JSON.
+ */
 #include "config.h"
 
 #include "cjson-util.h"

@@ -1,4 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ocitree gc: remove the blobs no tag reaches.
+ */
 #include "config.h"
 
 #include "cli.h"

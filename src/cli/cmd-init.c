@@ -1,4 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ocitree init: create an empty OCI image layout.
+ */
 #include "config.h"
 
 #include "cli.h"

@@ -1,4 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ocitree list: the tags of a layout, one a line or as JSON.
+ */
 #include "config.h"
 
 #include "cjson-util.h"

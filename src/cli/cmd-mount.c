@@ -1,4 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ocitree mount: an image (or some of its layers) as a FUSE mount, read-only
+ * or writable with an upper directory; the set-up (layer indexes, tree, the
+ * upper directory's record) before handing over to the driver in src/fs.
+ */
 #include "config.h"
 
 #include <sys/stat.h>
@@ -179,7 +184,8 @@ static int do_mount(struct mount_args *a, const char *mountpoint, struct ocitree
 		/* the daemon's own index passes (a live commit) say nothing */
 		struct ocitree_layer_index_opts io = mo.index;
 		io.progress = NULL;
-		fo.virtual_owners = upper->state.format.virtual_owners;
+		const struct ocitree_upper_state *st = ocitree_upper_get_state(upper);
+		fo.virtual_owners = st && st->format.virtual_owners;
 		struct fs_rw_setup setup = {.upper = upper, .tree = m.tree, .layers = m.layers, .n_layers = m.n_layers,
 					    .index_opts = io, .layout = layout_path, .fresh = m.fresh};
 		r = fs_run_rw(&setup, &fo, err);

@@ -1,4 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ocitree new: create an empty image (no layers) under a tag.
+ */
 #include "config.h"
 
 #include "cli.h"

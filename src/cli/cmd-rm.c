@@ -1,4 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ocitree remove: drop a tag from a layout (its blobs stay until gc).
+ */
 #include "config.h"
 
 #include "cli.h"

@@ -1,4 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ocitree stat: an image's history and layers, as a table or JSON.
+ */
 #include "config.h"
 
 #include "cjson-util.h"

@@ -1,4 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ocitree tag: give an image another tag.
+ */
 #include "config.h"
 
 #include "cli.h"

@@ -1,4 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ocitree umount: unmount an ocitree mount (fusermount3 for a user,
+ * umount2 for root), lazily on request.
+ */
 #include "config.h"
 
 #include <sys/mount.h>

@@ -1,4 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The ocitree program: the table of commands, the global options (--log,
+ * --verbose, --help, --version), and the one place that prints an error
+ * and picks the exit status.
+ */
 #include "config.h"
 
 #include <locale.h>

@@ -9,7 +9,6 @@
 
 #include <poll.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -17,13 +16,64 @@
 #include "fs-rw.h"
 #include "ocitree/control.h"
 #include "ocitree/mount.h"
-#include "util.h"
 
 /* ================================================================ live commit */
 
+/* The paths a commit --clear saw, by upper inode number: where each live
+ * node is to be found again in the new image.  Filled in the commit's
+ * order, sorted once, searched per node; of several names of one inode the
+ * first seen counts. */
+struct ino_paths {
+	struct ino_path {
+		uint64_t ino;
+		size_t seq;
+		char *path;
+	} * v;
+	size_t n, cap;
+};
+
 static void visit_upper(const char *path, const struct stat *st, void *userdata)
 {
-	inomap_put(userdata, st->st_ino, path);
+	struct ino_paths *m = userdata;
+	grow_array((void **)&m->v, &m->cap, m->n + 1, sizeof(*m->v));
+	m->v[m->n] = (struct ino_path){.ino = st->st_ino, .seq = m->n, .path = xstrdup(path)};
+	m->n++;
+}
+
+static int ino_path_cmp(const void *a, const void *b)
+{
+	const struct ino_path *x = a, *y = b;
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void ino_paths_sort(struct ino_paths *m)
+{
+	if (m->n)
+		qsort(m->v, m->n, sizeof(*m->v), ino_path_cmp);
+}
+
+/* The first path of ino (after ino_paths_sort()), or NULL. */
+static const char *ino_paths_get(const struct ino_paths *m, uint64_t ino)
+{
+	size_t lo = 0, hi = m->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (m->v[mid].ino < ino)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < m->n && m->v[lo].ino == ino ? m->v[lo].path : NULL;
+}
+
+static void ino_paths_free(struct ino_paths *m)
+{
+	for (size_t i = 0; i < m->n; i++)
+		free(m->v[i].path);
+	free(m->v);
+	*m = (struct ino_paths){0};
 }
 
 /* Keep what is open for writing: its data goes on changing here. */
@@ -43,7 +93,7 @@ static bool keep_open_files(int dirfd, const char *name, const struct stat *st, 
  * path, keeping its node id and st_ino.  Nothing the kernel caches
  * changes: the tree shows the same. */
 static int switch_image(struct rwfs *fs, struct ocitree_layout *l, const struct ocitree_commit_result *res,
-			const char *tag, struct inomap *paths, struct ocitree_error **err)
+                        const char *tag, struct ino_paths *paths, struct ocitree_error **err)
 {
 	struct ocitree_image img = {.layout = l, .tag = (char *)tag};
 	img.manifest_desc = (struct ocitree_descriptor){.media_type = (char *)OCITREE_MT_OCI_MANIFEST,
@@ -88,16 +138,17 @@ static int switch_image(struct rwfs *fs, struct ocitree_layout *l, const struct 
 		}
 	}
 	pthread_mutex_unlock(&fs->nodes);
+	ino_paths_sort(paths);
 	char **pv = xcalloc(nn + 1, sizeof(*pv));
 	for (size_t i = 0; i < nn; i++) {
 		struct node *n = v[i];
 		if (n == fs->root)
 			pv[i] = xstrdup("/");
 		else if (n->o.ufd >= 0) {
-			const char *p = inomap_get(paths, n->o.uino);
+			const char *p = ino_paths_get(paths, n->o.uino);
 			pv[i] = p ? xasprintf("/%s", p) : NULL;
-		} else if (!n->o.unlinked && n->o.tree == fs->ov.tree && n->o.lower) {
-			pv[i] = overlay_tree_path(&fs->ov, n->o.lower);
+		} else if (!n->o.unlinked && n->o.tree == ocitree_overlay_tree(fs->ov) && n->o.lower) {
+			pv[i] = ocitree_overlay_tree_path(fs->ov, n->o.lower);
 		}
 	}
 
@@ -116,15 +167,16 @@ static int switch_image(struct rwfs *fs, struct ocitree_layout *l, const struct 
 			v[i]->lnext = v[i]->unext = NULL;
 		}
 		pthread_mutex_unlock(&fs->nodes);
-		fs->ov.gen++;
 		for (size_t i = 0; i < nn; i++) {
 			struct node *n = v[i];
 			uint32_t k = 0;
 			if (pv[i]) {
-				k = strcmp(pv[i], "/") == 0 ? OCITREE_TREE_ROOT : ocitree_tree_lookup_path(t2, pv[i] + 1);
-				if (k && overlay_ltype(t2, k) != n->o.type)
+				k = strcmp(pv[i], "/") == 0 ? OCITREE_TREE_ROOT
+				                            : ocitree_tree_lookup_path(t2, pv[i] + 1);
+				if (k && ocitree_overlay_ltype(t2, k) != n->o.type)
 					k = 0;
 			}
+			bool dropped = false;
 			if (n->o.ufd >= 0) {
 				struct stat st;
 				bool gone = fstat(n->o.ufd, &st) == 0 && st.st_nlink == 0 && n != fs->root;
@@ -137,15 +189,10 @@ static int switch_image(struct rwfs *fs, struct ocitree_layout *l, const struct 
 						close(n->rfd);
 					n->rfd = -1;
 					pthread_mutex_unlock(&fs->nodes);
-					n->o.vstat = false;
+					dropped = true;
 				}
 			}
-			if (k) {
-				n->o.tree = t2;
-				n->o.metacopy = false;
-				n->o.lower = n->o.ufd < 0 || S_ISDIR(n->o.type) ? k : 0;
-			}
-			atomic_store(&n->o.dir_nlink, 0);
+			ocitree_overlay_obj_move(&n->o, t2, k, dropped);
 			pthread_mutex_lock(&fs->nodes);
 			if (n->o.ufd >= 0) {
 				n->ukey = n->o.uino;
@@ -158,16 +205,14 @@ static int switch_image(struct rwfs *fs, struct ocitree_layout *l, const struct 
 			pthread_mutex_unlock(&fs->nodes);
 		}
 		struct old_tree *o = xcalloc(1, sizeof(*o));
-		o->tree = fs->ov.tree;
+		o->tree = ocitree_overlay_set_tree(fs->ov, t2);
 		o->next = fs->old;
 		fs->old = o;
-		fs->ov.tree = t2;
 		t2 = NULL;
-		overlay_tindex_free(&fs->ov);
 	} else if (ret == 0) {
 		/* nothing changed: the same tree, another manifest */
 		for (size_t i = 0; i < nn; i++)
-			atomic_store(&v[i]->o.dir_nlink, 0);
+			ocitree_overlay_dir_changed(&v[i]->o);
 	}
 	pthread_rwlock_unlock(&fs->ns);
 	for (size_t i = 0; i < nn; i++) {
@@ -201,16 +246,18 @@ static int live_commit(struct rwfs *fs, const struct ocitree_control_request *re
 					  req->layout);
 	bool clear = req->clear;
 	pthread_rwlock_wrlock(&fs->freeze);
-	_cleanup_free_ char *use_tag = xstrdup(req->tag ? req->tag : fs->upper->state.tag);
+	const struct ocitree_upper_state *st = ocitree_upper_get_state(fs->upper);
+	_cleanup_free_ char *use_tag = xstrdup(req->tag ? req->tag : st ? st->tag : "");
 	struct ocitree_layout *l = ocitree_layout_open(fs->layout, err);
-	struct inomap paths = {0};
+	struct ino_paths paths = {0};
 	struct ocitree_commit_result res;
 	int ret = -1;
 	if (l) {
 		struct ocitree_commit_options o = {.compression = req->compression,
-						   .history = req->has_history ? &req->history : NULL,
-						   .lower = fs->ov.tree, .visit = clear ? visit_upper : NULL,
-						   .userdata = &paths};
+		                                   .history = req->has_history ? &req->history : NULL,
+		                                   .lower = ocitree_overlay_tree(fs->ov),
+		                                   .visit = clear ? visit_upper : NULL,
+		                                   .userdata = &paths};
 		ret = ocitree_upper_commit(fs->upper, l, use_tag, &o, &res, err);
 		if (ret == 0 && clear && switch_image(fs, l, &res, use_tag, &paths, err) < 0) {
 			ocitree_error_prefix(err, "image %s is tagged '%s', but the mount could not move onto it",
@@ -218,7 +265,7 @@ static int live_commit(struct rwfs *fs, const struct ocitree_control_request *re
 			ret = -1;
 		}
 	}
-	inomap_free(&paths);
+	ino_paths_free(&paths);
 	ocitree_layout_free(l);
 	pthread_rwlock_unlock(&fs->freeze);
 	if (ret == 0) {
@@ -275,12 +322,12 @@ static int ctl_start(void *userdata, struct fuse_session *se)
 	struct rwfs *fs = userdata;
 	fs->se = se;
 	_cleanup_error_ struct ocitree_error *err = NULL;
-	fs->ctl_fd = ocitree_control_listen(fs->upper->work_fd, &err);
+	fs->ctl_fd = ocitree_control_listen(ocitree_upper_work_fd(fs->upper), &err);
 	if (fs->ctl_fd < 0 || pipe2(fs->ctl_wake, O_CLOEXEC) < 0) {
 		ocitree_log(OCITREE_LOG_WARN, "%s", err ? err->msg : strerror(errno));
 		if (fs->ctl_fd >= 0) {
 			close(fs->ctl_fd);
-			ocitree_control_unlisten(fs->upper->work_fd);
+			ocitree_control_unlisten(ocitree_upper_work_fd(fs->upper));
 		}
 		fs->ctl_fd = -1;
 		return -1;
@@ -302,7 +349,7 @@ static void ctl_stop(void *userdata)
 	}
 	if (fs->ctl_fd >= 0) {
 		close(fs->ctl_fd);
-		ocitree_control_unlisten(fs->upper->work_fd);
+		ocitree_control_unlisten(ocitree_upper_work_fd(fs->upper));
 	}
 	for (int i = 0; i < 2; i++)
 		if (fs->ctl_wake[i] >= 0)

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "fs-rw.h"
-#include "util.h"
+#include "common.h"
 
 #ifndef MIN
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -104,14 +104,14 @@ fuse_ino_t nodeid(struct rwfs *fs, struct node *n)
 struct node *node_new(mode_t type, uint64_t ino)
 {
 	struct node *n = xcalloc(1, sizeof(*n));
-	overlay_obj_init(&n->o, type, ino);
+	ocitree_overlay_obj_init(&n->o, type, ino);
 	n->rfd = -1;
 	return n;
 }
 
 void node_destroy(struct node *n)
 {
-	overlay_obj_clear(&n->o);
+	ocitree_overlay_obj_clear(&n->o);
 	if (n->rfd >= 0)
 		close(n->rfd);
 	free(n);
@@ -168,9 +168,8 @@ static struct node *node_get_lower(struct rwfs *fs, uint32_t k)
 	struct node *n = node_find_lower(fs, k);
 	if (n)
 		return n;
-	struct node *nn = node_new(overlay_ltype(fs->ov.tree, k), overlay_ino_lower(&fs->ov, k));
-	nn->o.tree = fs->ov.tree;
-	nn->o.lower = k;
+	struct node *nn = node_new(0, 0);
+	ocitree_overlay_obj_init_lower(fs->ov, &nn->o, k);
 	nn->lkey = k;
 	nn->refs = 1;
 	pthread_mutex_lock(&fs->nodes);
@@ -201,7 +200,7 @@ int node_get_upper(struct rwfs *fs, struct node *dir, const char *name, const st
 	}
 	struct node *nn = node_new(0, 0);
 	uint32_t origin = 0;
-	int r = overlay_obj_open_upper(&fs->ov, &dir->o, name, below, &nn->o, &origin);
+	int r = ocitree_overlay_obj_open_upper(fs->ov, &dir->o, name, below, &nn->o, &origin);
 	if (r) {
 		node_destroy(nn);
 		return r;
@@ -230,18 +229,19 @@ int node_get_upper(struct rwfs *fs, struct node *dir, const char *name, const st
 	return 0;
 }
 
-int lookup_node(struct rwfs *fs, struct node *dir, const char *name, struct node **out, struct overlay_found *fo)
+int lookup_node(struct rwfs *fs, struct node *dir, const char *name, struct node **out,
+                struct ocitree_overlay_found *fo)
 {
-	struct overlay_found f;
-	int r = overlay_find(&fs->ov, &dir->o, name, &f);
+	struct ocitree_overlay_found f;
+	int r = ocitree_overlay_find(fs->ov, &dir->o, name, &f);
 	if (fo)
 		*fo = f;
 	*out = NULL;
 	if (r)
 		return r;
-	if (f.kind == OVERLAY_FOUND_UPPER)
+	if (f.kind == OCITREE_OVERLAY_FOUND_UPPER)
 		return node_get_upper(fs, dir, name, &f.ust, f.below, out);
-	if (f.kind == OVERLAY_FOUND_LOWER) {
+	if (f.kind == OCITREE_OVERLAY_FOUND_LOWER) {
 		*out = node_get_lower(fs, f.lower);
 		return 0;
 	}
@@ -251,11 +251,8 @@ int lookup_node(struct rwfs *fs, struct node *dir, const char *name, struct node
 int node_read_fd(struct rwfs *fs, struct node *n)
 {
 	pthread_mutex_lock(&fs->nodes);
-	if (n->rfd < 0) {
-		struct upath p;
-		upath_fd(&p, n->o.ufd);
-		n->rfd = open(p.path, O_RDONLY | O_CLOEXEC);
-	}
+	if (n->rfd < 0)
+		n->rfd = ocitree_overlay_obj_reopen(&n->o, O_RDONLY | O_CLOEXEC);
 	int fd = n->rfd;
 	pthread_mutex_unlock(&fs->nodes);
 	return fd;
@@ -263,18 +260,18 @@ int node_read_fd(struct rwfs *fs, struct node *n)
 
 /* ================================================================ the engine's hooks */
 
-static struct overlay_obj *hook_find_lower(void *data, uint32_t k)
+static struct ocitree_overlay_obj *hook_find_lower(void *data, uint32_t k)
 {
 	struct node *n = node_find_lower(data, k);
 	return n ? &n->o : NULL;
 }
 
-static void hook_put(void *data, struct overlay_obj *o)
+static void hook_put(void *data, struct ocitree_overlay_obj *o)
 {
 	node_put(data, node_of_obj(o));
 }
 
-static void hook_set_upper(void *data, struct overlay_obj *o, int fd, uint64_t uino)
+static void hook_set_upper(void *data, struct ocitree_overlay_obj *o, int fd, uint64_t uino)
 {
 	struct rwfs *fs = data;
 	struct node *n = node_of_obj(o);
@@ -287,10 +284,10 @@ static void hook_set_upper(void *data, struct overlay_obj *o, int fd, uint64_t u
 	pthread_mutex_unlock(&fs->nodes);
 }
 
-const struct overlay_hooks rw_overlay_hooks = {
-	.find_lower = hook_find_lower,
-	.put = hook_put,
-	.set_upper = hook_set_upper,
+const struct ocitree_overlay_hooks rw_overlay_hooks = {
+    .find_lower = hook_find_lower,
+    .put = hook_put,
+    .set_upper = hook_set_upper,
 };
 
 void free_nodes(struct rwfs *fs)

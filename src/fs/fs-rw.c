@@ -24,6 +24,7 @@
 #include "config.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <sys/resource.h>
@@ -32,7 +33,7 @@
 
 #include "fs-rw.h"
 #include "ocitree/control.h"
-#include "util.h"
+#include "common.h"
 
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE (1 << 0)
@@ -52,7 +53,7 @@ struct fh {
  * offset 0 (a snapshot, so that offsets stay valid). */
 struct dirh {
 	pthread_mutex_t lock;
-	struct overlay_dent *ents;
+	struct ocitree_overlay_dent *ents;
 	size_t n;
 	bool loaded;
 	struct node *node;
@@ -66,7 +67,7 @@ static struct rwfs *fs_of(fuse_req_t req)
 static int fill_entry(struct rwfs *fs, struct node *n, struct fuse_entry_param *e)
 {
 	memset(e, 0, sizeof(*e));
-	int r = overlay_stat(&fs->ov, &n->o, &e->attr);
+	int r = ocitree_overlay_stat(fs->ov, &n->o, &e->attr);
 	if (r)
 		return r;
 	e->ino = nodeid(fs, n);
@@ -138,7 +139,7 @@ static void fs_rw_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct rwfs *fs = fs_of(req);
 	struct fuse_entry_param e;
-	int r = overlay_check_name(name);
+	int r = ocitree_overlay_check_name(name);
 	if (r) {
 		fuse_reply_err(req, r);
 		return;
@@ -187,7 +188,7 @@ static void fs_rw_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	struct rwfs *fs = fs_of(req);
 	struct stat st;
 	pthread_rwlock_rdlock(&fs->ns);
-	int r = overlay_stat(&fs->ov, &node_of(fs, ino)->o, &st);
+	int r = ocitree_overlay_stat(fs->ov, &node_of(fs, ino)->o, &st);
 	pthread_rwlock_unlock(&fs->ns);
 	if (r)
 		fuse_reply_err(req, r);
@@ -200,7 +201,7 @@ static void fs_rw_readlink(fuse_req_t req, fuse_ino_t ino)
 	struct rwfs *fs = fs_of(req);
 	char buf[PATH_MAX + 1];
 	pthread_rwlock_rdlock(&fs->ns);
-	int r = overlay_readlink(&fs->ov, &node_of(fs, ino)->o, buf, sizeof(buf));
+	int r = ocitree_overlay_readlink(fs->ov, &node_of(fs, ino)->o, buf, sizeof(buf));
 	pthread_rwlock_unlock(&fs->ns);
 	if (r)
 		fuse_reply_err(req, r);
@@ -229,15 +230,15 @@ static void reply_entry_node(fuse_req_t req, struct rwfs *fs, struct node *n)
 }
 
 /* Make a new object name in dir (ns exclusive): its node, pinned. */
-static int make_node(struct rwfs *fs, fuse_req_t req, struct node *dir, const char *name, struct overlay_new *o,
-		     int *fd, struct node **out)
+static int make_node(struct rwfs *fs, fuse_req_t req, struct node *dir, const char *name, struct ocitree_overlay_new *o,
+                     int *fd, struct node **out)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	o->uid = ctx->uid;
 	o->gid = ctx->gid;
 	uint32_t below = 0;
 	_cleanup_close_ int ofd = -1;
-	int r = overlay_make(&fs->ov, &dir->o, name, o, fd ? &ofd : NULL, &below);
+	int r = ocitree_overlay_make(fs->ov, &dir->o, name, o, fd ? &ofd : NULL, &below);
 	if (r)
 		return r;
 	struct stat ust;
@@ -251,7 +252,7 @@ static int make_node(struct rwfs *fs, fuse_req_t req, struct node *dir, const ch
 	return 0;
 }
 
-static void do_make(fuse_req_t req, fuse_ino_t parent, const char *name, struct overlay_new *o)
+static void do_make(fuse_req_t req, fuse_ino_t parent, const char *name, struct ocitree_overlay_new *o)
 {
 	struct rwfs *fs = fs_of(req);
 	struct node *n = NULL;
@@ -269,7 +270,7 @@ static void do_make(fuse_req_t req, fuse_ino_t parent, const char *name, struct 
 
 static void fs_rw_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
-	struct overlay_new o = {.mode = mode, .rdev = rdev, .flags = O_WRONLY};
+	struct ocitree_overlay_new o = {.mode = mode, .rdev = rdev, .flags = O_WRONLY};
 	if (!(mode & S_IFMT))
 		o.mode |= S_IFREG;
 	do_make(req, parent, name, &o);
@@ -277,13 +278,13 @@ static void fs_rw_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 
 static void fs_rw_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-	struct overlay_new o = {.mode = S_IFDIR | (mode & 07777)};
+	struct ocitree_overlay_new o = {.mode = S_IFDIR | (mode & 07777)};
 	do_make(req, parent, name, &o);
 }
 
 static void fs_rw_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
-	struct overlay_new o = {.mode = S_IFLNK | 0777, .link = link};
+	struct ocitree_overlay_new o = {.mode = S_IFLNK | 0777, .link = link};
 	do_make(req, parent, name, &o);
 }
 
@@ -292,7 +293,7 @@ static void fs_rw_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, c
 static void do_remove(fuse_req_t req, fuse_ino_t parent, const char *name, bool rmdir)
 {
 	struct rwfs *fs = fs_of(req);
-	int r = overlay_check_name(name);
+	int r = ocitree_overlay_check_name(name);
 	if (r) {
 		fuse_reply_err(req, r);
 		return;
@@ -300,10 +301,10 @@ static void do_remove(fuse_req_t req, fuse_ino_t parent, const char *name, bool 
 	pthread_rwlock_rdlock(&fs->freeze);
 	pthread_rwlock_wrlock(&fs->ns);
 	struct node *dir = node_of(fs, parent), *n = NULL;
-	struct overlay_found f;
+	struct ocitree_overlay_found f;
 	r = lookup_node(fs, dir, name, &n, &f);
 	if (!r)
-		r = overlay_remove(&fs->ov, &dir->o, name, &n->o, &f, rmdir);
+		r = ocitree_overlay_remove(fs->ov, &dir->o, name, &n->o, &f, rmdir);
 	pthread_rwlock_unlock(&fs->ns);
 	pthread_rwlock_unlock(&fs->freeze);
 	node_put(fs, n);
@@ -328,12 +329,12 @@ static void fs_rw_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, con
 	struct node *n = node_of(fs, ino), *dir = node_of(fs, newparent);
 	pthread_rwlock_rdlock(&fs->freeze);
 	pthread_rwlock_wrlock(&fs->ns);
-	struct overlay_found f;
-	int r = overlay_check_new_name(newname);
+	struct ocitree_overlay_found f;
+	int r = ocitree_overlay_check_new_name(newname);
 	if (!r)
-		r = overlay_find(&fs->ov, &dir->o, newname, &f);
+		r = ocitree_overlay_find(fs->ov, &dir->o, newname, &f);
 	if (!r)
-		r = overlay_link(&fs->ov, &n->o, &dir->o, newname, &f);
+		r = ocitree_overlay_link(fs->ov, &n->o, &dir->o, newname, &f);
 	if (!r)
 		reply_entry_node(req, fs, n);
 	else
@@ -346,9 +347,9 @@ static void fs_rw_rename(fuse_req_t req, fuse_ino_t oldparent, const char *oldna
 			 const char *newname, unsigned int flags)
 {
 	struct rwfs *fs = fs_of(req);
-	int r = overlay_check_name(oldname);
+	int r = ocitree_overlay_check_name(oldname);
 	if (!r)
-		r = overlay_check_new_name(newname);
+		r = ocitree_overlay_check_new_name(newname);
 	if (!r && (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)))
 		r = EINVAL;
 	if (!r && (flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE))
@@ -357,13 +358,13 @@ static void fs_rw_rename(fuse_req_t req, fuse_ino_t oldparent, const char *oldna
 		fuse_reply_err(req, r);
 		return;
 	}
-	unsigned oflags = ((flags & RENAME_NOREPLACE) ? OVERLAY_RENAME_NOREPLACE : 0) |
-			  ((flags & RENAME_EXCHANGE) ? OVERLAY_RENAME_EXCHANGE : 0);
+	unsigned oflags = ((flags & RENAME_NOREPLACE) ? OCITREE_OVERLAY_RENAME_NOREPLACE : 0) |
+	                  ((flags & RENAME_EXCHANGE) ? OCITREE_OVERLAY_RENAME_EXCHANGE : 0);
 	pthread_rwlock_rdlock(&fs->freeze);
 	pthread_rwlock_wrlock(&fs->ns);
 	struct node *od = node_of(fs, oldparent), *nd = node_of(fs, newparent);
 	struct node *src = NULL, *dst = NULL;
-	struct overlay_found sf, df;
+	struct ocitree_overlay_found sf, df;
 	r = lookup_node(fs, od, oldname, &src, &sf);
 	if (!r) {
 		r = lookup_node(fs, nd, newname, &dst, &df);
@@ -371,8 +372,8 @@ static void fs_rw_rename(fuse_req_t req, fuse_ino_t oldparent, const char *oldna
 			r = 0;
 	}
 	if (!r)
-		r = overlay_rename(&fs->ov, &od->o, oldname, &nd->o, newname, &src->o, &sf, dst ? &dst->o : NULL,
-				   oflags);
+		r = ocitree_overlay_rename(fs->ov, &od->o, oldname, &nd->o, newname, &src->o, &sf, dst ? &dst->o : NULL,
+		                           oflags);
 	pthread_rwlock_unlock(&fs->ns);
 	pthread_rwlock_unlock(&fs->freeze);
 	node_put(fs, src);
@@ -388,11 +389,15 @@ static void fs_rw_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
 		int fuse;
 		unsigned ov;
 	} map[] = {
-		{FUSE_SET_ATTR_MODE, OVERLAY_SET_MODE},           {FUSE_SET_ATTR_UID, OVERLAY_SET_UID},
-		{FUSE_SET_ATTR_GID, OVERLAY_SET_GID},             {FUSE_SET_ATTR_SIZE, OVERLAY_SET_SIZE},
-		{FUSE_SET_ATTR_ATIME, OVERLAY_SET_ATIME},         {FUSE_SET_ATTR_MTIME, OVERLAY_SET_MTIME},
-		{FUSE_SET_ATTR_ATIME_NOW, OVERLAY_SET_ATIME_NOW}, {FUSE_SET_ATTR_MTIME_NOW, OVERLAY_SET_MTIME_NOW},
-		{FUSE_SET_ATTR_CTIME, OVERLAY_SET_CTIME},
+	    {FUSE_SET_ATTR_MODE, OCITREE_OVERLAY_SET_MODE},
+	    {FUSE_SET_ATTR_UID, OCITREE_OVERLAY_SET_UID},
+	    {FUSE_SET_ATTR_GID, OCITREE_OVERLAY_SET_GID},
+	    {FUSE_SET_ATTR_SIZE, OCITREE_OVERLAY_SET_SIZE},
+	    {FUSE_SET_ATTR_ATIME, OCITREE_OVERLAY_SET_ATIME},
+	    {FUSE_SET_ATTR_MTIME, OCITREE_OVERLAY_SET_MTIME},
+	    {FUSE_SET_ATTR_ATIME_NOW, OCITREE_OVERLAY_SET_ATIME_NOW},
+	    {FUSE_SET_ATTR_MTIME_NOW, OCITREE_OVERLAY_SET_MTIME_NOW},
+	    {FUSE_SET_ATTR_CTIME, OCITREE_OVERLAY_SET_CTIME},
 	};
 	struct rwfs *fs = fs_of(req);
 	struct node *n = node_of(fs, ino);
@@ -408,10 +413,10 @@ static void fs_rw_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
 		set |= 1u << 31;
 	pthread_rwlock_rdlock(&fs->freeze);
 	pthread_rwlock_wrlock(&fs->ns);
-	int r = overlay_setattr(&fs->ov, &n->o, attr, set, h ? h->fd : -1);
+	int r = ocitree_overlay_setattr(fs->ov, &n->o, attr, set, h ? h->fd : -1);
 	struct stat st;
 	if (!r)
-		r = overlay_stat(&fs->ov, &n->o, &st);
+		r = ocitree_overlay_stat(fs->ov, &n->o, &st);
 	pthread_rwlock_unlock(&fs->ns);
 	pthread_rwlock_unlock(&fs->freeze);
 	if (r)
@@ -471,7 +476,7 @@ static void fs_rw_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	} else {
 		pthread_rwlock_rdlock(&fs->ns);
 	}
-	r = overlay_open(&fs->ov, &n->o, fi->flags, &fd, &keep);
+	r = ocitree_overlay_open(fs->ov, &n->o, fi->flags, &fd, &keep);
 	pthread_rwlock_unlock(&fs->ns);
 	if (write)
 		pthread_rwlock_unlock(&fs->freeze);
@@ -492,7 +497,7 @@ static void fs_rw_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 	struct node *dir = node_of(fs, parent), *n = NULL;
 	pthread_rwlock_rdlock(&fs->freeze);
 	pthread_rwlock_wrlock(&fs->ns);
-	struct overlay_new o = {.mode = S_IFREG | (mode & 07777), .flags = fi->flags};
+	struct ocitree_overlay_new o = {.mode = S_IFREG | (mode & 07777), .flags = fi->flags};
 	int fd = -1;
 	int r = make_node(fs, req, dir, name, &o, &fd, &n);
 	if (r == EEXIST && !(fi->flags & O_EXCL)) {
@@ -500,7 +505,7 @@ static void fs_rw_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 		r = lookup_node(fs, dir, name, &n, NULL);
 		bool keep;
 		if (!r)
-			r = overlay_open(&fs->ov, &n->o, fi->flags, &fd, &keep);
+			r = ocitree_overlay_open(fs->ov, &n->o, fi->flags, &fd, &keep);
 	}
 	struct fuse_entry_param e;
 	if (!r)
@@ -543,9 +548,9 @@ static void fs_rw_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 		return;
 	}
 	struct node *n = h->node;
-	struct overlay_source src;
+	struct ocitree_overlay_source src;
 	pthread_rwlock_rdlock(&fs->ns);
-	int r = overlay_read_source(&fs->ov, &n->o, &src);
+	int r = ocitree_overlay_read_source(fs->ov, &n->o, &src);
 	int fd = r || !src.upper ? -1 : node_read_fd(fs, n);
 	if (!r && src.upper && fd < 0)
 		r = errno;
@@ -566,7 +571,7 @@ static void fs_rw_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 	 * --clear keeps the trees it replaces): no lock is needed while the
 	 * reply uses pinned chunks or the layer's data file */
 	struct ocitree_tree_data d;
-	r = overlay_read_lower(&src, (uint64_t)off, size, &d);
+	r = ocitree_overlay_read_lower(&src, (uint64_t)off, size, &d);
 	if (r) {
 		fuse_reply_err(req, r);
 		return;
@@ -656,31 +661,33 @@ static void fs_rw_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, siz
 	struct rwfs *fs = fs_of(req);
 	struct node *n = node_of(fs, ino);
 	if (is_control_xattr(fs, n, name)) {
-		const char *w = fs->upper->work_path;
+		const char *w = ocitree_upper_work_path(fs->upper);
 		reply_xattr_value(req, w, strlen(w), size);
 		return;
 	}
-	_cleanup_buf_ struct buf b = BUF_INIT;
+	_cleanup_free_ void *v = NULL;
+	size_t len = 0;
 	pthread_rwlock_rdlock(&fs->ns);
-	int r = overlay_getxattr(&fs->ov, &n->o, name, &b);
+	int r = ocitree_overlay_getxattr(fs->ov, &n->o, name, &v, &len);
 	pthread_rwlock_unlock(&fs->ns);
 	if (r)
 		fuse_reply_err(req, r);
 	else
-		reply_xattr_value(req, b.data ? b.data : "", b.len, size);
+		reply_xattr_value(req, v, len, size);
 }
 
 static void fs_rw_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	struct rwfs *fs = fs_of(req);
-	_cleanup_buf_ struct buf out = BUF_INIT;
+	_cleanup_free_ char *names = NULL;
+	size_t len = 0;
 	pthread_rwlock_rdlock(&fs->ns);
-	int r = overlay_listxattr(&fs->ov, &node_of(fs, ino)->o, &out);
+	int r = ocitree_overlay_listxattr(fs->ov, &node_of(fs, ino)->o, &names, &len);
 	pthread_rwlock_unlock(&fs->ns);
 	if (r)
 		fuse_reply_err(req, r);
 	else
-		reply_xattr_value(req, out.data ? out.data : "", out.len, size);
+		reply_xattr_value(req, names, len, size);
 }
 
 static void fs_rw_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
@@ -694,7 +701,7 @@ static void fs_rw_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, con
 	}
 	pthread_rwlock_rdlock(&fs->freeze);
 	pthread_rwlock_wrlock(&fs->ns);
-	int r = overlay_setxattr(&fs->ov, &n->o, name, value, size, flags);
+	int r = ocitree_overlay_setxattr(fs->ov, &n->o, name, value, size, flags);
 	pthread_rwlock_unlock(&fs->ns);
 	pthread_rwlock_unlock(&fs->freeze);
 	fuse_reply_err(req, r);
@@ -710,7 +717,7 @@ static void fs_rw_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	}
 	pthread_rwlock_rdlock(&fs->freeze);
 	pthread_rwlock_wrlock(&fs->ns);
-	int r = overlay_removexattr(&fs->ov, &n->o, name);
+	int r = ocitree_overlay_removexattr(fs->ov, &n->o, name);
 	pthread_rwlock_unlock(&fs->ns);
 	pthread_rwlock_unlock(&fs->freeze);
 	fuse_reply_err(req, r);
@@ -765,7 +772,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 	pthread_rwlock_rdlock(&fs->ns);
 	if (off == 0 || !d->loaded) {
 		dirh_clear(d);
-		r = overlay_dir_list(&fs->ov, &dir->o, &d->ents, &d->n);
+		r = ocitree_overlay_dir_list(fs->ov, &dir->o, &d->ents, &d->n);
 		d->loaded = r == 0;
 	}
 	/* offsets: 0 start, 1 after ".", 2 after "..", 3 + i after entry i */
@@ -862,7 +869,7 @@ static void fs_rw_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct rwfs *fs = fs_of(req);
 	struct statvfs sv;
-	if (fstatvfs(fs->upper->fd, &sv) < 0) {
+	if (fstatvfs(ocitree_upper_fd(fs->upper), &sv) < 0) {
 		fuse_reply_err(req, errno);
 		return;
 	}
@@ -876,7 +883,7 @@ static void fs_rw_access(fuse_req_t req, fuse_ino_t ino, int mask)
 	struct rwfs *fs = fs_of(req);
 	struct stat st;
 	pthread_rwlock_rdlock(&fs->ns);
-	int r = overlay_stat(&fs->ov, &node_of(fs, ino)->o, &st);
+	int r = ocitree_overlay_stat(fs->ov, &node_of(fs, ino)->o, &st);
 	pthread_rwlock_unlock(&fs->ns);
 	if (!r && (mask & X_OK) && !S_ISDIR(st.st_mode) && !(st.st_mode & 0111))
 		r = EACCES;
@@ -924,7 +931,7 @@ static const struct fuse_lowlevel_ops fs_rw_ops = {
 static int root_init(struct rwfs *fs, bool fresh, struct ocitree_error **err)
 {
 	struct node *root = node_new(S_IFDIR, 0);
-	if (overlay_root_init(&fs->ov, &root->o, fresh, err) < 0) {
+	if (ocitree_overlay_root_init(fs->ov, &root->o, fresh, err) < 0) {
 		node_destroy(root);
 		return -1;
 	}
@@ -956,7 +963,7 @@ int fs_run_rw(const struct fs_rw_setup *s, const struct fs_opts *opts, struct oc
 	raise_fd_limit();
 	struct rwfs *fs = xcalloc(1, sizeof(*fs));
 	fs->upper = s->upper;
-	overlay_init(&fs->ov, s->upper, s->tree, &rw_overlay_hooks, fs);
+	fs->ov = ocitree_overlay_new(s->upper, s->tree, &rw_overlay_hooks, fs);
 	fs->timeout = cfg.timeout;
 	fs->uid = geteuid();
 	fs->gid = getegid();
@@ -978,7 +985,7 @@ int fs_run_rw(const struct fs_rw_setup *s, const struct fs_opts *opts, struct oc
 	pthread_mutex_init(&fs->nodes, NULL);
 	int ret = root_init(fs, s->fresh, err);
 	if (ret == 0)
-		overlay_links_journal_replay(&fs->ov);
+		ocitree_overlay_links_journal_replay(fs->ov);
 	if (ret == 0)
 		ret = fs_session_run(&fs_rw_ops, sizeof(fs_rw_ops), fs, &args, &cfg, opts, &rw_hooks, err);
 	fuse_opt_free_args(&args);
@@ -986,8 +993,8 @@ int fs_run_rw(const struct fs_rw_setup *s, const struct fs_opts *opts, struct oc
 	free_nodes(fs);
 	for (size_t i = fs->n_base; i < fs->n_layers; i++)
 		ocitree_layer_index_free(fs->layers[i]);
-	if (fs->ov.tree != s->tree)
-		ocitree_tree_free(fs->ov.tree);
+	if (ocitree_overlay_tree(fs->ov) != s->tree)
+		ocitree_tree_free(ocitree_overlay_tree(fs->ov));
 	while (fs->old) {
 		struct old_tree *o = fs->old;
 		fs->old = o->next;
@@ -995,7 +1002,7 @@ int fs_run_rw(const struct fs_rw_setup *s, const struct fs_opts *opts, struct oc
 			ocitree_tree_free(o->tree);
 		free(o);
 	}
-	overlay_fini(&fs->ov);
+	ocitree_overlay_free(fs->ov);
 	free(fs->layers);
 	free(fs->layout);
 	pthread_rwlock_destroy(&fs->freeze);

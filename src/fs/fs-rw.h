@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * What the files of the writable mount share: the nodes the kernel holds
- * (each around an engine object, overlay.h), the session, and the node
+ * (each around an engine object, ocitree/overlay.h), the session, and the node
  * maps (fs-rw-nodes.c) that the handlers (fs-rw.c) and the control server
  * (fs-rw-control.c) use.
  *
@@ -19,7 +19,7 @@
  *           answered before it started and none half-done;
  *   ns      rwlock over the namespace: the upper directory's structure,
  *           the engine's state and the fields of node objects marked (ns)
- *           in overlay.h; lookups and reads share it, operations that
+ *           in ocitree/overlay.h; lookups and reads share it, operations that
  *           change names or copy up take it exclusively; writes to an open
  *           upper file take only freeze;
  *   nodes   mutex over the maps, nlookup, refs, writers and rfd (and
@@ -35,11 +35,11 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
-#include "fs-internal.h"
-#include "overlay.h"
+#include "fs-session.h"
+#include "ocitree/overlay.h"
 
 struct node {
-	struct overlay_obj o; /* what it is: the engine's (ns) */
+	struct ocitree_overlay_obj o; /* what it is: the engine's (ns) */
 	/* (nodes) */
 	uint64_t nlookup;
 	uint32_t refs;
@@ -51,7 +51,7 @@ struct node {
 	struct node *lnext, *unext;
 };
 
-static inline struct node *node_of_obj(struct overlay_obj *o)
+static inline struct node *node_of_obj(struct ocitree_overlay_obj *o)
 {
 	return (struct node *)((char *)o - offsetof(struct node, o));
 }
@@ -84,7 +84,7 @@ struct rwfs {
 	pthread_mutex_t nodes;
 
 	/* the engine: the current tree (ov.tree) and the upper directory (ns) */
-	struct overlay ov;
+	struct ocitree_overlay *ov;
 	/* (ns) */
 	struct ocitree_layer_index **layers; /* the tree's layers (the first n_base are the caller's) */
 	size_t n_layers, n_base;
@@ -108,7 +108,7 @@ struct node *map_find(const struct nodemap *m, uint64_t key, bool upper);
 void map_insert(struct nodemap *m, struct node *n, bool upper);
 
 /* What the engine asks of the maps. */
-extern const struct overlay_hooks rw_overlay_hooks;
+extern const struct ocitree_overlay_hooks rw_overlay_hooks;
 
 struct node *node_of(struct rwfs *fs, fuse_ino_t ino);
 fuse_ino_t nodeid(struct rwfs *fs, struct node *n);
@@ -126,7 +126,8 @@ int node_get_upper(struct rwfs *fs, struct node *dir, const char *name, const st
 		   struct node **out);
 /* Look name up in dir (ns held): the node, pinned; fo (may be NULL) what
  * the engine found. */
-int lookup_node(struct rwfs *fs, struct node *dir, const char *name, struct node **out, struct overlay_found *fo);
+int lookup_node(struct rwfs *fs, struct node *dir, const char *name, struct node **out,
+                struct ocitree_overlay_found *fo);
 /* The fd to read node n's upper file through when a handle has none. */
 int node_read_fd(struct rwfs *fs, struct node *n);
 /* At unmount: every node. */

@@ -28,12 +28,12 @@ struct tname {
 };
 
 /* Every name of inode k in the current tree. */
-static size_t tree_names(struct overlay *ov, uint32_t k, struct tname **out)
+static size_t tree_names(struct ocitree_overlay *ov, uint32_t k, struct tname **out)
 {
 	overlay_tindex_build(ov);
 	size_t n = 0, cap = 0;
 	struct tname *v = NULL;
-	if (overlay_lnlink(ov->tree, k) <= 1 || overlay_ltype(ov->tree, k) == S_IFDIR) {
+	if (overlay_lnlink(ov->tree, k) <= 1 || ocitree_overlay_ltype(ov->tree, k) == S_IFDIR) {
 		v = xmalloc(sizeof(*v));
 		v[0].dir = ov->tparent[k];
 		v[0].name = ocitree_tree_dir_entry(ov->tree, ov->tparent[k], ov->tpos[k], NULL);
@@ -103,7 +103,7 @@ static int copy_lower_data(struct ocitree_tree *t, uint32_t k, int fd, uint64_t 
 }
 
 /* Give the live object n of tree inode n->lower the upper object name in dirfd. */
-static int attach(struct overlay *ov, struct overlay_obj *n, int dirfd, const char *name, bool metacopy)
+static int attach(struct ocitree_overlay *ov, struct ocitree_overlay_obj *n, int dirfd, const char *name, bool metacopy)
 {
 	if (n->ufd >= 0)
 		return 0;
@@ -124,9 +124,9 @@ static int attach(struct overlay *ov, struct overlay_obj *n, int dirfd, const ch
 	return 0;
 }
 
-static void attach_lower(struct overlay *ov, uint32_t k, int dirfd, const char *name, bool metacopy)
+static void attach_lower(struct ocitree_overlay *ov, uint32_t k, int dirfd, const char *name, bool metacopy)
 {
-	struct overlay_obj *n = overlay_find_lower(ov, k);
+	struct ocitree_overlay_obj *n = overlay_find_lower(ov, k);
 	if (!n)
 		return;
 	if (n->ufd < 0 && n->tree == ov->tree && n->lower == k) {
@@ -139,7 +139,7 @@ static void attach_lower(struct overlay *ov, uint32_t k, int dirfd, const char *
 
 /* Copy tree directory k up as name in dirfd (where the upper directory has
  * nothing); returns an O_PATH fd of it in *out. */
-static int cu_dir(struct overlay *ov, int dirfd, const char *name, uint32_t k, int *out)
+static int cu_dir(struct ocitree_overlay *ov, int dirfd, const char *name, uint32_t k, int *out)
 {
 	int wfd = ov->upper->work_fd;
 	char tmp[64];
@@ -152,7 +152,7 @@ static int cu_dir(struct overlay *ov, int dirfd, const char *name, uint32_t k, i
 		unlinkat(wfd, tmp, AT_REMOVEDIR);
 		return e;
 	}
-	_cleanup_free_ char *origin = overlay_tree_path(ov, k);
+	_cleanup_free_ char *origin = ocitree_overlay_tree_path(ov, k);
 	int r = overlay_set_lower_meta(ov, ov->tree, k, fd, origin);
 	struct overlay_ptimes pt;
 	overlay_ptimes_save(dirfd, &pt);
@@ -172,7 +172,7 @@ static int cu_dir(struct overlay *ov, int dirfd, const char *name, uint32_t k, i
 
 /* An O_PATH fd of the upper directory of tree directory k (at its tree path,
  * I2), copying it and its parents up as needed. */
-static int upper_tree_dir(struct overlay *ov, uint32_t k, int *out)
+static int upper_tree_dir(struct ocitree_overlay *ov, uint32_t k, int *out)
 {
 	overlay_tindex_build(ov);
 	uint32_t chain[4096];
@@ -183,7 +183,7 @@ static int upper_tree_dir(struct overlay *ov, uint32_t k, int *out)
 			cur = fcntl(ov->root->ufd, F_DUPFD_CLOEXEC, 3);
 			break;
 		}
-		struct overlay_obj *ln = overlay_find_lower(ov, c);
+		struct ocitree_overlay_obj *ln = overlay_find_lower(ov, c);
 		if (ln && ln->ufd >= 0 && S_ISDIR(ln->type) && ln->tree == ov->tree) {
 			cur = fcntl(ln->ufd, F_DUPFD_CLOEXEC, 3);
 			overlay_put(ov, ln);
@@ -232,7 +232,7 @@ static int upper_tree_dir(struct overlay *ov, uint32_t k, int *out)
 	return 0;
 }
 
-int overlay_ensure_upper_dir(struct overlay *ov, struct overlay_obj *dir)
+OCITREE_EXPORT int ocitree_overlay_ensure_upper_dir(struct ocitree_overlay *ov, struct ocitree_overlay_obj *dir)
 {
 	if (dir->ufd >= 0)
 		return 0;
@@ -250,11 +250,11 @@ int overlay_ensure_upper_dir(struct overlay *ov, struct overlay_obj *dir)
  * by one: the journal (upper_links_journal_write), written first, lists
  * them, so that a crash in between is finished at the next mount
  * (links_journal_replay) and the names stay one file. */
-static int links_journal_write(struct overlay *ov, const struct tname *names, size_t nn)
+static int links_journal_write(struct ocitree_overlay *ov, const struct tname *names, size_t nn)
 {
 	char **paths = xcalloc(nn + 1, sizeof(*paths));
 	for (size_t i = 0; i < nn; i++) {
-		_cleanup_free_ char *dir = overlay_tree_path(ov, names[i].dir);
+		_cleanup_free_ char *dir = ocitree_overlay_tree_path(ov, names[i].dir);
 		paths[i] = xasprintf("%s/%s", strcmp(dir, "/") == 0 ? "" : dir, names[i].name);
 	}
 	_cleanup_error_ struct ocitree_error *err = NULL;
@@ -269,7 +269,7 @@ static int links_journal_write(struct overlay *ov, const struct tname *names, si
 
 /* An O_PATH fd of the upper directory at image path dir ("/a/b"), without
  * copying anything up; -1 when it is not there. */
-static int upper_dir_at(struct overlay *ov, const char *dir)
+static int upper_dir_at(struct ocitree_overlay *ov, const char *dir)
 {
 	int cur = fcntl(ov->root->ufd, F_DUPFD_CLOEXEC, 3);
 	_cleanup_free_ char *copy = xstrdup(dir);
@@ -283,7 +283,7 @@ static int upper_dir_at(struct overlay *ov, const char *dir)
 }
 
 /* Finish the linking a crash interrupted (before serving). */
-void overlay_links_journal_replay(struct overlay *ov)
+OCITREE_EXPORT void ocitree_overlay_links_journal_replay(struct ocitree_overlay *ov)
 {
 	_cleanup_strv_ char **paths = NULL;
 	_cleanup_error_ struct ocitree_error *err = NULL;
@@ -326,8 +326,8 @@ void overlay_links_journal_replay(struct overlay *ov)
  * directory, then renamed to its (first) name and hardlinked at the others
  * (I1); orphan: it has no name any more and stays unlinked.  *out: an O_PATH
  * fd of it; *metacopy whether only its metadata was copied. */
-static int cu_file(struct overlay *ov, struct ocitree_tree *t, uint32_t k, enum overlay_cu cu, bool orphan, int *out,
-		   bool *metacopy)
+static int cu_file(struct ocitree_overlay *ov, struct ocitree_tree *t, uint32_t k, enum ocitree_overlay_cu cu,
+                   bool orphan, int *out, bool *metacopy)
 {
 	int wfd = ov->upper->work_fd;
 	struct stat lst;
@@ -337,7 +337,7 @@ static int cu_file(struct overlay *ov, struct ocitree_tree *t, uint32_t k, enum 
 	const struct ocitree_layer_entry *e = ocitree_tree_entry(t, k, &l);
 	char tmp[64];
 	upper_tmp_name(tmp);
-	_cleanup_free_ char *origin = orphan ? NULL : overlay_tree_path(ov, k);
+	_cleanup_free_ char *origin = orphan ? NULL : ocitree_overlay_tree_path(ov, k);
 	*metacopy = false;
 	int r = 0;
 	switch (lst.st_mode & S_IFMT) {
@@ -345,7 +345,8 @@ static int cu_file(struct overlay *ov, struct ocitree_tree *t, uint32_t k, enum 
 		_cleanup_close_ int fd = openat(wfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (fd < 0)
 			return errno;
-		if (cu == OVERLAY_CU_META && lst.st_size > 0 && ov->fmt.xattrs != OCITREE_UPPER_XATTR_NONE && origin) {
+		if (cu == OCITREE_OVERLAY_CU_META && lst.st_size > 0 && ov->fmt.xattrs != OCITREE_UPPER_XATTR_NONE &&
+		    origin) {
 			/* metadata only: the size is right, the blocks are a hole,
 			 * and the data is the lower file's */
 			if (ftruncate(fd, lst.st_size) < 0 || (r = overlay_set_private(ov, fd, UPPER_X_METACOPY, "")) ||
@@ -353,7 +354,7 @@ static int cu_file(struct overlay *ov, struct ocitree_tree *t, uint32_t k, enum 
 				r = r ? r : errno;
 			else
 				*metacopy = true;
-		} else if (cu != OVERLAY_CU_EMPTY && lst.st_size > 0) {
+		} else if (cu != OCITREE_OVERLAY_CU_EMPTY && lst.st_size > 0) {
 			r = copy_lower_data(t, k, fd, (uint64_t)lst.st_size);
 			if (!r && fsync(fd) < 0)
 				r = errno;
@@ -441,7 +442,7 @@ static int cu_file(struct overlay *ov, struct ocitree_tree *t, uint32_t k, enum 
 /* Fill a metacopy file with its data in place: its inode (and hardlinks)
  * stay; the metacopy xattr goes last, so that until then the lower data is
  * what shows. */
-static int cu_fill(struct overlay *ov, struct overlay_obj *n, enum overlay_cu cu)
+static int cu_fill(struct ocitree_overlay *ov, struct ocitree_overlay_obj *n, enum ocitree_overlay_cu cu)
 {
 	struct upath p;
 	upath_fd(&p, n->ufd);
@@ -452,7 +453,7 @@ static int cu_fill(struct overlay *ov, struct overlay_obj *n, enum overlay_cu cu
 	if (fstat(fd, &st) < 0)
 		return errno;
 	int r = 0;
-	if (cu == OVERLAY_CU_EMPTY) {
+	if (cu == OCITREE_OVERLAY_CU_EMPTY) {
 		if (ftruncate(fd, 0) < 0)
 			return errno;
 	} else {
@@ -472,14 +473,15 @@ static int cu_fill(struct overlay *ov, struct overlay_obj *n, enum overlay_cu cu
 }
 
 /* Make sure object n has an upper object (ns exclusive). */
-int overlay_copy_up(struct overlay *ov, struct overlay_obj *n, enum overlay_cu cu)
+OCITREE_EXPORT int ocitree_overlay_copy_up(struct ocitree_overlay *ov, struct ocitree_overlay_obj *n,
+                                           enum ocitree_overlay_cu cu)
 {
 	if (n->ufd >= 0)
-		return n->metacopy && cu != OVERLAY_CU_META ? cu_fill(ov, n, cu) : 0;
+		return n->metacopy && cu != OCITREE_OVERLAY_CU_META ? cu_fill(ov, n, cu) : 0;
 	if (!n->lower)
 		return EIO;
 	if (S_ISDIR(n->type))
-		return overlay_ensure_upper_dir(ov, n);
+		return ocitree_overlay_ensure_upper_dir(ov, n);
 	if (!n->unlinked && n->tree != ov->tree)
 		return EIO;
 	int fd = -1;
@@ -508,7 +510,7 @@ int overlay_copy_up(struct overlay *ov, struct overlay_obj *n, enum overlay_cu c
 
 /* Copy up everything below merged directory dir and make it opaque, so that
  * it can move (I2). */
-static int cu_subtree(struct overlay *ov, int dfd, uint32_t ld)
+static int cu_subtree(struct ocitree_overlay *ov, int dfd, uint32_t ld)
 {
 	uint32_t nc = ocitree_tree_dir_size(ov->tree, ld);
 	for (uint32_t i = 0; i < nc; i++) {
@@ -517,7 +519,7 @@ static int cu_subtree(struct overlay *ov, int dfd, uint32_t ld)
 		struct stat st;
 		int sub = -1;
 		if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-			if (!S_ISDIR(st.st_mode) || overlay_ltype(ov->tree, c) != S_IFDIR)
+			if (!S_ISDIR(st.st_mode) || ocitree_overlay_ltype(ov->tree, c) != S_IFDIR)
 				continue; /* a whiteout, or the upper entry replaces the lower one */
 			sub = openat(dfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (sub < 0)
@@ -536,19 +538,19 @@ static int cu_subtree(struct overlay *ov, int dfd, uint32_t ld)
 			return errno;
 		} else if (ov->fmt.whiteout == OCITREE_UPPER_WHITEOUT_FILE && overlay_wh_file_exists(dfd, name)) {
 			continue;
-		} else if (overlay_ltype(ov->tree, c) == S_IFDIR) {
+		} else if (ocitree_overlay_ltype(ov->tree, c) == S_IFDIR) {
 			int r = cu_dir(ov, dfd, name, c, &sub);
 			if (r)
 				return r;
 		} else {
-			struct overlay_obj *n = overlay_find_lower(ov, c);
+			struct ocitree_overlay_obj *n = overlay_find_lower(ov, c);
 			int r;
 			if (n && n->ufd < 0 && n->tree == ov->tree) {
-				r = overlay_copy_up(ov, n, OVERLAY_CU_META);
+				r = ocitree_overlay_copy_up(ov, n, OCITREE_OVERLAY_CU_META);
 			} else {
 				int fd = -1;
 				bool mc;
-				r = cu_file(ov, ov->tree, c, OVERLAY_CU_META, false, &fd, &mc);
+				r = cu_file(ov, ov->tree, c, OCITREE_OVERLAY_CU_META, false, &fd, &mc);
 				if (!r)
 					close(fd);
 			}
@@ -565,9 +567,9 @@ static int cu_subtree(struct overlay *ov, int dfd, uint32_t ld)
 	return 0;
 }
 
-int overlay_cu_tree(struct overlay *ov, struct overlay_obj *dir)
+int overlay_cu_tree(struct ocitree_overlay *ov, struct ocitree_overlay_obj *dir)
 {
-	int r = overlay_ensure_upper_dir(ov, dir);
+	int r = ocitree_overlay_ensure_upper_dir(ov, dir);
 	if (r || !dir->lower)
 		return r;
 	if (dir->tree != ov->tree)
@@ -577,7 +579,7 @@ int overlay_cu_tree(struct overlay *ov, struct overlay_obj *dir)
 		r = overlay_set_opaque(ov, dir->ufd);
 	if (!r) {
 		dir->lower = 0;
-		overlay_dir_changed(dir);
+		ocitree_overlay_dir_changed(dir);
 	}
 	return r;
 }

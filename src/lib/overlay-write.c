@@ -44,7 +44,7 @@ void overlay_ptimes_restore(int dfd, const struct overlay_ptimes *p)
 		utimensat(dfd, "", p->ts, AT_EMPTY_PATH);
 }
 
-static void warn_xattr(struct overlay *ov, const char *name, int e)
+static void warn_xattr(struct ocitree_overlay *ov, const char *name, int e)
 {
 	pthread_mutex_lock(&ov->warn_lock);
 	bool first = !ov->warned_xattr;
@@ -56,7 +56,7 @@ static void warn_xattr(struct overlay *ov, const char *name, int e)
 			    strerror(e));
 }
 
-int overlay_set_private(struct overlay *ov, int fd, const char *which, const char *value)
+int overlay_set_private(struct ocitree_overlay *ov, int fd, const char *which, const char *value)
 {
 	char n[UPPER_XATTR_NAME_MAX];
 	if (!upper_xattr_name(&ov->fmt, which, n))
@@ -66,7 +66,7 @@ int overlay_set_private(struct overlay *ov, int fd, const char *which, const cha
 	return upath_setxattr(&p, n, value, strlen(value), 0) < 0 ? errno : 0;
 }
 
-void overlay_remove_private(struct overlay *ov, int fd, const char *which)
+void overlay_remove_private(struct ocitree_overlay *ov, int fd, const char *which)
 {
 	char n[UPPER_XATTR_NAME_MAX];
 	if (!upper_xattr_name(&ov->fmt, which, n))
@@ -76,7 +76,7 @@ void overlay_remove_private(struct overlay *ov, int fd, const char *which)
 	upath_removexattr(&p, n);
 }
 
-static int set_vstat(struct overlay *ov, int fd, uid_t uid, gid_t gid, mode_t mode, dev_t rdev)
+static int set_vstat(struct ocitree_overlay *ov, int fd, uid_t uid, gid_t gid, mode_t mode, dev_t rdev)
 {
 	char v[64];
 	upper_stat_format(v, uid, gid, mode, rdev);
@@ -85,7 +85,7 @@ static int set_vstat(struct overlay *ov, int fd, uid_t uid, gid_t gid, mode_t mo
 
 /* The permission bits an object has on disk: with virtual owners the
  * daemon's user must be able to use it whatever its mode says. */
-static mode_t real_perm(struct overlay *ov, mode_t mode)
+static mode_t real_perm(struct ocitree_overlay *ov, mode_t mode)
 {
 	mode_t p = mode & 07777;
 	if (ov->fmt.virtual_owners)
@@ -95,7 +95,7 @@ static mode_t real_perm(struct overlay *ov, mode_t mode)
 
 /* Owner, mode (with type) and device number of a new upper object (fd: an
  * O_PATH fd of it).  gid -1 keeps the group it got (from a setgid dir). */
-static int set_owner_mode(struct overlay *ov, int fd, uid_t uid, gid_t gid, mode_t mode, dev_t rdev)
+static int set_owner_mode(struct ocitree_overlay *ov, int fd, uid_t uid, gid_t gid, mode_t mode, dev_t rdev)
 {
 	bool link = S_ISLNK(mode);
 	if (ov->fmt.virtual_owners) {
@@ -120,7 +120,7 @@ static int set_owner_mode(struct overlay *ov, int fd, uid_t uid, gid_t gid, mode
 
 /* Give an upper object (fd: O_PATH) the metadata of lower inode k: owner,
  * mode, xattrs, origin; times are the caller's (after placing). */
-int overlay_set_lower_meta(struct overlay *ov, struct ocitree_tree *t, uint32_t k, int fd, const char *origin)
+int overlay_set_lower_meta(struct ocitree_overlay *ov, struct ocitree_tree *t, uint32_t k, int fd, const char *origin)
 {
 	struct stat lst;
 	if (ocitree_tree_stat(t, k, &lst) < 0)
@@ -163,7 +163,7 @@ int overlay_set_lower_times(struct ocitree_tree *t, uint32_t k, int fd)
 	return utimensat(fd, "", ts, AT_EMPTY_PATH) < 0 ? errno : 0;
 }
 
-int overlay_set_opaque(struct overlay *ov, int dirfd)
+int overlay_set_opaque(struct ocitree_overlay *ov, int dirfd)
 {
 	if (ov->fmt.xattrs != OCITREE_UPPER_XATTR_NONE)
 		return overlay_set_private(ov, dirfd, UPPER_X_OPAQUE, "y");
@@ -175,7 +175,7 @@ int overlay_set_opaque(struct overlay *ov, int dirfd)
 }
 
 /* Move name out of dirfd into the work directory and remove it there. */
-static int move_out_and_remove(struct overlay *ov, int dirfd, const char *name)
+static int move_out_and_remove(struct ocitree_overlay *ov, int dirfd, const char *name)
 {
 	char tmp[64];
 	upper_tmp_name(tmp);
@@ -187,7 +187,7 @@ static int move_out_and_remove(struct overlay *ov, int dirfd, const char *name)
 }
 
 /* Make a whiteout for name in dirfd, where the upper directory has nothing. */
-static int wh_make(struct overlay *ov, int dirfd, const char *name)
+static int wh_make(struct ocitree_overlay *ov, int dirfd, const char *name)
 {
 	if (ov->fmt.whiteout == OCITREE_UPPER_WHITEOUT_CHARDEV)
 		return mknodat(dirfd, name, S_IFCHR | 0000, 0) < 0 ? errno : 0;
@@ -204,7 +204,7 @@ static int wh_make(struct overlay *ov, int dirfd, const char *name)
 
 /* Replace the upper entry name by a whiteout, in one step where the file
  * system allows. */
-static int wh_replace(struct overlay *ov, int dirfd, const char *name)
+static int wh_replace(struct ocitree_overlay *ov, int dirfd, const char *name)
 {
 	int wfd = ov->upper->work_fd;
 	char tmp[64];
@@ -233,7 +233,7 @@ static int wh_replace(struct overlay *ov, int dirfd, const char *name)
 }
 
 /* Remove upper entry name without leaving a whiteout. */
-static int upper_remove(struct overlay *ov, int dirfd, const char *name, bool dir)
+static int upper_remove(struct ocitree_overlay *ov, int dirfd, const char *name, bool dir)
 {
 	if (unlinkat(dirfd, name, dir ? AT_REMOVEDIR : 0) == 0)
 		return 0;
@@ -244,7 +244,7 @@ static int upper_remove(struct overlay *ov, int dirfd, const char *name, bool di
 
 /* Put the prepared object tmp of the work directory at name in dirfd, where
  * the upper directory has nothing or a whiteout. */
-int overlay_place(struct overlay *ov, const char *tmp, int dirfd, const char *name, bool dir, bool whiteout)
+int overlay_place(struct ocitree_overlay *ov, const char *tmp, int dirfd, const char *name, bool dir, bool whiteout)
 {
 	int wfd = ov->upper->work_fd;
 	if (!whiteout || ov->fmt.whiteout == OCITREE_UPPER_WHITEOUT_FILE) {
@@ -280,29 +280,29 @@ int overlay_place(struct overlay *ov, const char *tmp, int dirfd, const char *na
 
 /* Make a new object name in dir (ns exclusive).  *fd receives an fd opened
  * with o->flags for regular files when fd is not NULL. */
-int overlay_make(struct overlay *ov, struct overlay_obj *dir, const char *name, const struct overlay_new *o, int *fd,
-		 uint32_t *below)
+OCITREE_EXPORT int ocitree_overlay_make(struct ocitree_overlay *ov, struct ocitree_overlay_obj *dir, const char *name,
+                                        const struct ocitree_overlay_new *o, int *fd, uint32_t *below)
 {
-	int r = overlay_check_new_name(name);
+	int r = ocitree_overlay_check_new_name(name);
 	if (r)
 		return r;
-	struct overlay_found f;
-	r = overlay_find(ov, dir, name, &f);
+	struct ocitree_overlay_found f;
+	r = ocitree_overlay_find(ov, dir, name, &f);
 	if (r)
 		return r;
-	if (f.kind != OVERLAY_FOUND_NONE)
+	if (f.kind != OCITREE_OVERLAY_FOUND_NONE)
 		return EEXIST;
 	if (dir->unlinked)
 		return ENOENT;
-	r = overlay_ensure_upper_dir(ov, dir);
+	r = ocitree_overlay_ensure_upper_dir(ov, dir);
 	if (r)
 		return r;
 	if (dir->ufd >= 0 && !f.whiteout) {
 		/* not known before the parent was copied up */
-		r = overlay_find(ov, dir, name, &f);
+		r = ocitree_overlay_find(ov, dir, name, &f);
 		if (r)
 			return r;
-		if (f.kind != OVERLAY_FOUND_NONE)
+		if (f.kind != OCITREE_OVERLAY_FOUND_NONE)
 			return EEXIST;
 	}
 	mode_t type = o->mode & S_IFMT;
@@ -310,7 +310,7 @@ int overlay_make(struct overlay *ov, struct overlay_obj *dir, const char *name, 
 		return EPERM; /* a 0/0 device is how whiteouts look */
 	/* the owner: the caller's, the group of a setgid directory */
 	struct stat dst;
-	if (overlay_stat(ov, dir, &dst))
+	if (ocitree_overlay_stat(ov, dir, &dst))
 		memset(&dst, 0, sizeof(dst));
 	bool sgid = dst.st_mode & S_ISGID;
 	uid_t uid;
@@ -375,14 +375,14 @@ int overlay_make(struct overlay *ov, struct overlay_obj *dir, const char *name, 
 		goto undo;
 	}
 	r = set_owner_mode(ov, pfd, uid, gid, mode, o->rdev);
-	if (!r && type == S_IFDIR && f.below && overlay_ltype(dir->tree, f.below) == S_IFDIR)
+	if (!r && type == S_IFDIR && f.below && ocitree_overlay_ltype(dir->tree, f.below) == S_IFDIR)
 		r = overlay_set_opaque(ov, pfd); /* the lower directory of that name was removed */
 	close(pfd);
 	if (!r && via_work)
 		r = overlay_place(ov, tmp, dir->ufd, name, type == S_IFDIR, true);
 	if (r)
 		goto undo;
-	overlay_dir_changed(dir);
+	ocitree_overlay_dir_changed(dir);
 	*below = f.below;
 	if (fd)
 		*fd = steal_fd(&ofd);
@@ -395,8 +395,9 @@ undo:
 	return r;
 }
 
-int overlay_remove(struct overlay *ov, struct overlay_obj *dir, const char *name, struct overlay_obj *n,
-		   const struct overlay_found *f, bool rmdir)
+OCITREE_EXPORT int ocitree_overlay_remove(struct ocitree_overlay *ov, struct ocitree_overlay_obj *dir, const char *name,
+                                          struct ocitree_overlay_obj *n, const struct ocitree_overlay_found *f,
+                                          bool rmdir)
 {
 	bool isdir = S_ISDIR(n->type);
 	if (rmdir && !isdir)
@@ -406,18 +407,19 @@ int overlay_remove(struct overlay *ov, struct overlay_obj *dir, const char *name
 	int r;
 	if (rmdir) {
 		bool empty;
-		r = overlay_dir_is_empty(ov, n, &empty);
+		r = ocitree_overlay_dir_is_empty(ov, n, &empty);
 		if (r)
 			return r;
 		if (!empty)
 			return ENOTEMPTY;
 	}
 	if (!isdir && n->ufd < 0 && overlay_lnlink(n->tree, n->lower) > 1) {
-		r = overlay_copy_up(ov, n, OVERLAY_CU_META); /* I1: all names move to the upper directory first */
+		r = ocitree_overlay_copy_up(
+		    ov, n, OCITREE_OVERLAY_CU_META); /* I1: all names move to the upper directory first */
 		if (r)
 			return r;
 	}
-	r = overlay_ensure_upper_dir(ov, dir);
+	r = ocitree_overlay_ensure_upper_dir(ov, dir);
 	if (r)
 		return r;
 	bool need_wh = f->below != 0;
@@ -431,15 +433,15 @@ int overlay_remove(struct overlay *ov, struct overlay_obj *dir, const char *name
 		return r;
 	if (n->ufd < 0)
 		n->unlinked = true;
-	overlay_dir_changed(dir);
+	ocitree_overlay_dir_changed(dir);
 	return 0;
 }
 
 /* Move the upper entry oldname of od to newname of nd, where the upper
  * directory has an entry, nothing or a whiteout; leave a whiteout at
  * oldname when need_wh. */
-static int move_upper(struct overlay *ov, struct overlay_obj *od, const char *oldname, struct overlay_obj *nd, const char *newname,
-		      bool src_dir, bool need_wh)
+static int move_upper(struct ocitree_overlay *ov, struct ocitree_overlay_obj *od, const char *oldname,
+                      struct ocitree_overlay_obj *nd, const char *newname, bool src_dir, bool need_wh)
 {
 	int ofd = od->ufd, nfd = nd->ufd, wfd = ov->upper->work_fd;
 	struct stat dst;
@@ -517,34 +519,36 @@ plain:
 /* Get an object ready to move to location (nd, newname): its upper object
  * exists, and a directory neither merges lower contents (I2) nor sees the
  * lower directory at its new place. */
-static int prepare_move(struct overlay *ov, struct overlay_obj *n, struct overlay_obj *nd, const char *newname)
+static int prepare_move(struct ocitree_overlay *ov, struct ocitree_overlay_obj *n, struct ocitree_overlay_obj *nd,
+                        const char *newname)
 {
 	int r;
 	if (!S_ISDIR(n->type))
-		return overlay_copy_up(ov, n, OVERLAY_CU_META);
+		return ocitree_overlay_copy_up(ov, n, OCITREE_OVERLAY_CU_META);
 	if (n->lower) {
 		r = overlay_cu_tree(ov, n);
 		if (r)
 			return r;
 	}
 	uint32_t below = nd->lower ? ocitree_tree_lookup(nd->tree, nd->lower, newname) : 0;
-	if (below && overlay_ltype(nd->tree, below) == S_IFDIR)
+	if (below && ocitree_overlay_ltype(nd->tree, below) == S_IFDIR)
 		return overlay_set_opaque(ov, n->ufd);
 	return 0;
 }
 
-int overlay_link(struct overlay *ov, struct overlay_obj *n, struct overlay_obj *dir, const char *newname,
-		 const struct overlay_found *f)
+OCITREE_EXPORT int ocitree_overlay_link(struct ocitree_overlay *ov, struct ocitree_overlay_obj *n,
+                                        struct ocitree_overlay_obj *dir, const char *newname,
+                                        const struct ocitree_overlay_found *f)
 {
 	if (S_ISDIR(n->type))
 		return EPERM;
-	if (f->kind != OVERLAY_FOUND_NONE)
+	if (f->kind != OCITREE_OVERLAY_FOUND_NONE)
 		return EEXIST;
 	if (n->unlinked)
 		return ENOENT;
-	int r = overlay_copy_up(ov, n, OVERLAY_CU_META);
+	int r = ocitree_overlay_copy_up(ov, n, OCITREE_OVERLAY_CU_META);
 	if (!r)
-		r = overlay_ensure_upper_dir(ov, dir);
+		r = ocitree_overlay_ensure_upper_dir(ov, dir);
 	if (r)
 		return r;
 	struct stat nst;
@@ -563,16 +567,17 @@ int overlay_link(struct overlay *ov, struct overlay_obj *n, struct overlay_obj *
 		unlinkat(ddir, dname, 0);
 		return r;
 	}
-	overlay_dir_changed(dir);
+	ocitree_overlay_dir_changed(dir);
 	return 0;
 }
 
-int overlay_rename(struct overlay *ov, struct overlay_obj *od, const char *oldname, struct overlay_obj *nd,
-		   const char *newname, struct overlay_obj *src, const struct overlay_found *sf,
-		   struct overlay_obj *dst, unsigned flags)
+OCITREE_EXPORT int ocitree_overlay_rename(struct ocitree_overlay *ov, struct ocitree_overlay_obj *od,
+                                          const char *oldname, struct ocitree_overlay_obj *nd, const char *newname,
+                                          struct ocitree_overlay_obj *src, const struct ocitree_overlay_found *sf,
+                                          struct ocitree_overlay_obj *dst, unsigned flags)
 {
 	int r;
-	if (flags & OVERLAY_RENAME_EXCHANGE) {
+	if (flags & OCITREE_OVERLAY_RENAME_EXCHANGE) {
 		if (!dst)
 			return ENOENT;
 		if (src == dst)
@@ -581,19 +586,19 @@ int overlay_rename(struct overlay *ov, struct overlay_obj *od, const char *oldna
 		if (!r)
 			r = prepare_move(ov, dst, od, oldname);
 		if (!r)
-			r = overlay_ensure_upper_dir(ov, od);
+			r = ocitree_overlay_ensure_upper_dir(ov, od);
 		if (!r)
-			r = overlay_ensure_upper_dir(ov, nd);
+			r = ocitree_overlay_ensure_upper_dir(ov, nd);
 		if (!r && renameat2(od->ufd, oldname, nd->ufd, newname, RENAME_EXCHANGE) < 0)
 			r = errno;
 		if (!r) {
-			overlay_dir_changed(od);
-			overlay_dir_changed(nd);
+			ocitree_overlay_dir_changed(od);
+			ocitree_overlay_dir_changed(nd);
 		}
 		return r;
 	}
 	if (dst) {
-		if (flags & OVERLAY_RENAME_NOREPLACE)
+		if (flags & OCITREE_OVERLAY_RENAME_NOREPLACE)
 			return EEXIST;
 		if (src == dst)
 			return 0; /* two names of one file: nothing to do */
@@ -603,22 +608,22 @@ int overlay_rename(struct overlay *ov, struct overlay_obj *od, const char *oldna
 			return EISDIR;
 		if (S_ISDIR(dst->type)) {
 			bool empty;
-			r = overlay_dir_is_empty(ov, dst, &empty);
+			r = ocitree_overlay_dir_is_empty(ov, dst, &empty);
 			if (!r && !empty)
 				r = ENOTEMPTY;
 			if (r)
 				return r;
 		} else if (dst->ufd < 0 && overlay_lnlink(dst->tree, dst->lower) > 1) {
-			r = overlay_copy_up(ov, dst, OVERLAY_CU_META); /* I1 */
+			r = ocitree_overlay_copy_up(ov, dst, OCITREE_OVERLAY_CU_META); /* I1 */
 			if (r)
 				return r;
 		}
 	}
 	r = prepare_move(ov, src, nd, newname);
 	if (!r)
-		r = overlay_ensure_upper_dir(ov, od);
+		r = ocitree_overlay_ensure_upper_dir(ov, od);
 	if (!r)
-		r = overlay_ensure_upper_dir(ov, nd);
+		r = ocitree_overlay_ensure_upper_dir(ov, nd);
 	if (r)
 		return r;
 	r = move_upper(ov, od, oldname, nd, newname, S_ISDIR(src->type), sf->below != 0);
@@ -626,14 +631,15 @@ int overlay_rename(struct overlay *ov, struct overlay_obj *od, const char *oldna
 		return r;
 	if (dst && dst->ufd < 0)
 		dst->unlinked = true;
-	overlay_dir_changed(od);
-	overlay_dir_changed(nd);
+	ocitree_overlay_dir_changed(od);
+	ocitree_overlay_dir_changed(nd);
 	return 0;
 }
 
 /* Owner, group and mode through the virtual stat xattr, as chown(2) and
  * chmod(2) would set them. */
-static int set_virtual(struct overlay *ov, struct overlay_obj *n, uid_t nu, gid_t ng, mode_t m, dev_t rdev)
+static int set_virtual(struct ocitree_overlay *ov, struct ocitree_overlay_obj *n, uid_t nu, gid_t ng, mode_t m,
+                       dev_t rdev)
 {
 	int r = set_vstat(ov, n->ufd, nu, ng, m, rdev);
 	if (!r) {
@@ -646,29 +652,30 @@ static int set_virtual(struct overlay *ov, struct overlay_obj *n, uid_t nu, gid_
 	return r;
 }
 
-int overlay_setattr(struct overlay *ov, struct overlay_obj *n, const struct stat *attr, unsigned to_set, int hfd)
+OCITREE_EXPORT int ocitree_overlay_setattr(struct ocitree_overlay *ov, struct ocitree_overlay_obj *n,
+                                           const struct stat *attr, unsigned to_set, int hfd)
 {
-	enum overlay_cu cu = OVERLAY_CU_META;
-	if (to_set & OVERLAY_SET_SIZE)
-		cu = attr->st_size == 0 ? OVERLAY_CU_EMPTY : OVERLAY_CU_DATA;
-	int r = overlay_copy_up(ov, n, cu);
+	enum ocitree_overlay_cu cu = OCITREE_OVERLAY_CU_META;
+	if (to_set & OCITREE_OVERLAY_SET_SIZE)
+		cu = attr->st_size == 0 ? OCITREE_OVERLAY_CU_EMPTY : OCITREE_OVERLAY_CU_DATA;
+	int r = ocitree_overlay_copy_up(ov, n, cu);
 	if (r)
 		return r;
 	struct upath p;
 	upath_fd(&p, n->ufd);
-	if (to_set & (OVERLAY_SET_UID | OVERLAY_SET_GID)) {
-		uid_t uid = (to_set & OVERLAY_SET_UID) ? attr->st_uid : (uid_t)-1;
-		gid_t gid = (to_set & OVERLAY_SET_GID) ? attr->st_gid : (gid_t)-1;
+	if (to_set & (OCITREE_OVERLAY_SET_UID | OCITREE_OVERLAY_SET_GID)) {
+		uid_t uid = (to_set & OCITREE_OVERLAY_SET_UID) ? attr->st_uid : (uid_t)-1;
+		gid_t gid = (to_set & OCITREE_OVERLAY_SET_GID) ? attr->st_gid : (gid_t)-1;
 		if (ov->fmt.virtual_owners) {
 			if (!S_ISLNK(n->type)) {
 				struct stat st;
-				r = overlay_stat(ov, n, &st);
+				r = ocitree_overlay_stat(ov, n, &st);
 				if (!r) {
 					uid_t nu = uid == (uid_t)-1 ? st.st_uid : uid;
 					gid_t ng = gid == (gid_t)-1 ? st.st_gid : gid;
 					mode_t m = st.st_mode;
 					/* as chown(2) does for a regular file */
-					if (S_ISREG(m) && !(to_set & OVERLAY_SET_MODE))
+					if (S_ISREG(m) && !(to_set & OCITREE_OVERLAY_SET_MODE))
 						m &= ~(S_ISUID | ((m & S_IXGRP) ? S_ISGID : 0));
 					r = set_virtual(ov, n, nu, ng, m, st.st_rdev);
 				}
@@ -677,10 +684,10 @@ int overlay_setattr(struct overlay *ov, struct overlay_obj *n, const struct stat
 			r = errno;
 		}
 	}
-	if (!r && (to_set & OVERLAY_SET_MODE) && !S_ISLNK(n->type)) {
+	if (!r && (to_set & OCITREE_OVERLAY_SET_MODE) && !S_ISLNK(n->type)) {
 		if (ov->fmt.virtual_owners) {
 			struct stat st;
-			r = overlay_stat(ov, n, &st);
+			r = ocitree_overlay_stat(ov, n, &st);
 			mode_t m = (st.st_mode & S_IFMT) | (attr->st_mode & 07777);
 			if (!r && chmod(p.path, real_perm(ov, m)) < 0)
 				r = errno;
@@ -690,7 +697,7 @@ int overlay_setattr(struct overlay *ov, struct overlay_obj *n, const struct stat
 			r = errno;
 		}
 	}
-	if (!r && (to_set & OVERLAY_SET_SIZE)) {
+	if (!r && (to_set & OCITREE_OVERLAY_SET_SIZE)) {
 		if (hfd >= 0) {
 			if (ftruncate(hfd, attr->st_size) < 0)
 				r = errno;
@@ -704,20 +711,21 @@ int overlay_setattr(struct overlay *ov, struct overlay_obj *n, const struct stat
 				close(fd);
 		}
 	}
-	if (!r && (to_set & (OVERLAY_SET_ATIME | OVERLAY_SET_MTIME | OVERLAY_SET_ATIME_NOW | OVERLAY_SET_MTIME_NOW))) {
+	if (!r && (to_set & (OCITREE_OVERLAY_SET_ATIME | OCITREE_OVERLAY_SET_MTIME | OCITREE_OVERLAY_SET_ATIME_NOW |
+	                     OCITREE_OVERLAY_SET_MTIME_NOW))) {
 		struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_nsec = UTIME_OMIT}};
-		if (to_set & OVERLAY_SET_ATIME_NOW)
+		if (to_set & OCITREE_OVERLAY_SET_ATIME_NOW)
 			ts[0].tv_nsec = UTIME_NOW;
-		else if (to_set & OVERLAY_SET_ATIME)
+		else if (to_set & OCITREE_OVERLAY_SET_ATIME)
 			ts[0] = attr->st_atim;
-		if (to_set & OVERLAY_SET_MTIME_NOW)
+		if (to_set & OCITREE_OVERLAY_SET_MTIME_NOW)
 			ts[1].tv_nsec = UTIME_NOW;
-		else if (to_set & OVERLAY_SET_MTIME)
+		else if (to_set & OCITREE_OVERLAY_SET_MTIME)
 			ts[1] = attr->st_mtim;
 		if (utimensat(n->ufd, "", ts, AT_EMPTY_PATH) < 0)
 			r = errno;
 	}
-	if (!r && (to_set & OVERLAY_SET_CTIME) && !(to_set & ~OVERLAY_SET_CTIME)) {
+	if (!r && (to_set & OCITREE_OVERLAY_SET_CTIME) && !(to_set & ~OCITREE_OVERLAY_SET_CTIME)) {
 		/* ctime alone: touch it the only way there is */
 		struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_nsec = UTIME_OMIT}};
 		utimensat(n->ufd, "", ts, AT_EMPTY_PATH);
@@ -725,10 +733,10 @@ int overlay_setattr(struct overlay *ov, struct overlay_obj *n, const struct stat
 	return r;
 }
 
-int overlay_setxattr(struct overlay *ov, struct overlay_obj *n, const char *name, const void *value, size_t size,
-		     int flags)
+OCITREE_EXPORT int ocitree_overlay_setxattr(struct ocitree_overlay *ov, struct ocitree_overlay_obj *n, const char *name,
+                                            const void *value, size_t size, int flags)
 {
-	int r = overlay_copy_up(ov, n, OVERLAY_CU_META);
+	int r = ocitree_overlay_copy_up(ov, n, OCITREE_OVERLAY_CU_META);
 	if (r)
 		return r;
 	_cleanup_free_ char *uname = upper_xattr_escape(&ov->fmt, name);
@@ -737,7 +745,8 @@ int overlay_setxattr(struct overlay *ov, struct overlay_obj *n, const char *name
 	return upath_setxattr(&p, uname, value, size, flags) < 0 ? errno : 0;
 }
 
-int overlay_removexattr(struct overlay *ov, struct overlay_obj *n, const char *name)
+OCITREE_EXPORT int ocitree_overlay_removexattr(struct ocitree_overlay *ov, struct ocitree_overlay_obj *n,
+                                               const char *name)
 {
 	if (n->ufd < 0) {
 		/* nothing to copy up for a name the file does not have */
@@ -753,7 +762,7 @@ int overlay_removexattr(struct overlay *ov, struct overlay_obj *n, const char *n
 		if (!has)
 			return ENODATA;
 	}
-	int r = overlay_copy_up(ov, n, OVERLAY_CU_META);
+	int r = ocitree_overlay_copy_up(ov, n, OCITREE_OVERLAY_CU_META);
 	if (r)
 		return r;
 	_cleanup_free_ char *uname = upper_xattr_escape(&ov->fmt, name);

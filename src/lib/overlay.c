@@ -18,8 +18,8 @@
 #include "ocitree/log.h"
 #include "overlay.h"
 
-void overlay_init(struct overlay *ov, struct ocitree_upper *upper, struct ocitree_tree *tree,
-		  const struct overlay_hooks *hooks, void *hooks_data)
+void overlay_init(struct ocitree_overlay *ov, struct ocitree_upper *upper, struct ocitree_tree *tree,
+                  const struct ocitree_overlay_hooks *hooks, void *hooks_data)
 {
 	memset(ov, 0, sizeof(*ov));
 	ov->upper = upper;
@@ -30,13 +30,50 @@ void overlay_init(struct overlay *ov, struct ocitree_upper *upper, struct ocitre
 	pthread_mutex_init(&ov->warn_lock, NULL);
 }
 
-void overlay_fini(struct overlay *ov)
+void overlay_fini(struct ocitree_overlay *ov)
 {
 	overlay_tindex_free(ov);
 	pthread_mutex_destroy(&ov->warn_lock);
 }
 
-void overlay_obj_init(struct overlay_obj *o, mode_t type, uint64_t ino)
+OCITREE_EXPORT struct ocitree_overlay *ocitree_overlay_new(struct ocitree_upper *upper, struct ocitree_tree *tree,
+                                                           const struct ocitree_overlay_hooks *hooks, void *hooks_data)
+{
+	struct ocitree_overlay *ov = xmalloc(sizeof(*ov));
+	overlay_init(ov, upper, tree, hooks, hooks_data);
+	return ov;
+}
+
+OCITREE_EXPORT void ocitree_overlay_free(struct ocitree_overlay *ov)
+{
+	if (!ov)
+		return;
+	overlay_fini(ov);
+	free(ov);
+}
+
+OCITREE_EXPORT struct ocitree_tree *ocitree_overlay_tree(const struct ocitree_overlay *ov)
+{
+	return ov->tree;
+}
+
+OCITREE_EXPORT struct ocitree_tree *ocitree_overlay_set_tree(struct ocitree_overlay *ov, struct ocitree_tree *t)
+{
+	struct ocitree_tree *old = ov->tree;
+	/* lower inodes of the new tree must not take the st_ino of another
+	 * file of the old one that a live object still shows */
+	ov->gen++;
+	ov->tree = t;
+	overlay_tindex_free(ov);
+	return old;
+}
+
+OCITREE_EXPORT uint64_t ocitree_overlay_ino_lower(const struct ocitree_overlay *ov, uint32_t k)
+{
+	return ((uint64_t)ov->gen << 32) | k;
+}
+
+OCITREE_EXPORT void ocitree_overlay_obj_init(struct ocitree_overlay_obj *o, mode_t type, uint64_t ino)
 {
 	memset(o, 0, sizeof(*o));
 	o->type = type;
@@ -44,27 +81,56 @@ void overlay_obj_init(struct overlay_obj *o, mode_t type, uint64_t ino)
 	o->ufd = -1;
 }
 
-void overlay_obj_clear(struct overlay_obj *o)
+OCITREE_EXPORT void ocitree_overlay_obj_clear(struct ocitree_overlay_obj *o)
 {
 	if (o->ufd >= 0)
 		close(o->ufd);
 	o->ufd = -1;
 }
 
+OCITREE_EXPORT void ocitree_overlay_obj_init_lower(struct ocitree_overlay *ov, struct ocitree_overlay_obj *o,
+                                                   uint32_t k)
+{
+	ocitree_overlay_obj_init(o, ocitree_overlay_ltype(ov->tree, k), ocitree_overlay_ino_lower(ov, k));
+	o->tree = ov->tree;
+	o->lower = k;
+}
+
+OCITREE_EXPORT int ocitree_overlay_obj_reopen(const struct ocitree_overlay_obj *o, int flags)
+{
+	struct upath p;
+	upath_fd(&p, o->ufd);
+	return open(p.path, flags);
+}
+
+OCITREE_EXPORT void ocitree_overlay_obj_move(struct ocitree_overlay_obj *o, struct ocitree_tree *t, uint32_t k,
+                                             bool dropped)
+{
+	/* the new image has its owners now */
+	if (dropped)
+		o->vstat = false;
+	if (k) {
+		o->tree = t;
+		o->metacopy = false;
+		o->lower = o->ufd < 0 || S_ISDIR(o->type) ? k : 0;
+	}
+	atomic_store(&o->dir_nlink, 0);
+}
+
 /* ================================================================ the driver's objects */
 
-struct overlay_obj *overlay_find_lower(struct overlay *ov, uint32_t k)
+struct ocitree_overlay_obj *overlay_find_lower(struct ocitree_overlay *ov, uint32_t k)
 {
 	return ov->hooks && ov->hooks->find_lower ? ov->hooks->find_lower(ov->hooks_data, k) : NULL;
 }
 
-void overlay_put(struct overlay *ov, struct overlay_obj *o)
+void overlay_put(struct ocitree_overlay *ov, struct ocitree_overlay_obj *o)
 {
 	if (o && ov->hooks && ov->hooks->put)
 		ov->hooks->put(ov->hooks_data, o);
 }
 
-void overlay_set_upper(struct overlay *ov, struct overlay_obj *o, int fd, uint64_t uino)
+void overlay_set_upper(struct ocitree_overlay *ov, struct ocitree_overlay_obj *o, int fd, uint64_t uino)
 {
 	if (ov->hooks && ov->hooks->set_upper) {
 		ov->hooks->set_upper(ov->hooks_data, o, fd, uino);
@@ -81,7 +147,7 @@ static uint64_t ino_upper(uint64_t u)
 	return (1ULL << 63) | (u & ~(1ULL << 63));
 }
 
-mode_t overlay_ltype(struct ocitree_tree *t, uint32_t k)
+OCITREE_EXPORT mode_t ocitree_overlay_ltype(struct ocitree_tree *t, uint32_t k)
 {
 	struct stat st;
 	return ocitree_tree_stat(t, k, &st) == 0 ? st.st_mode & S_IFMT : 0;
@@ -96,7 +162,7 @@ uint32_t overlay_lnlink(struct ocitree_tree *t, uint32_t k)
 /* The parent index of the current tree: for each inode one directory that
  * names it and the position of the name there.  Built on first use (ns
  * exclusive). */
-void overlay_tindex_build(struct overlay *ov)
+void overlay_tindex_build(struct ocitree_overlay *ov)
 {
 	if (ov->tparent)
 		return;
@@ -116,14 +182,14 @@ void overlay_tindex_build(struct overlay *ov)
 	}
 }
 
-void overlay_tindex_free(struct overlay *ov)
+void overlay_tindex_free(struct ocitree_overlay *ov)
 {
 	free(ov->tparent);
 	free(ov->tpos);
 	ov->tparent = ov->tpos = NULL;
 }
 
-char *overlay_tree_path(struct overlay *ov, uint32_t k)
+OCITREE_EXPORT char *ocitree_overlay_tree_path(struct ocitree_overlay *ov, uint32_t k)
 {
 	overlay_tindex_build(ov);
 	const char *parts[4096];
@@ -132,7 +198,7 @@ char *overlay_tree_path(struct overlay *ov, uint32_t k)
 	for (uint32_t c = k; c != OCITREE_TREE_ROOT && c; c = ov->tparent[c]) {
 		if (np == ARRAY_SIZE(parts)) {
 			/* absurdly deep: build it the slow way */
-			_cleanup_free_ char *rest = overlay_tree_path(ov, c);
+			_cleanup_free_ char *rest = ocitree_overlay_tree_path(ov, c);
 			buf_puts(&b, rest);
 			break;
 		}
@@ -148,12 +214,12 @@ char *overlay_tree_path(struct overlay *ov, uint32_t k)
 }
 
 /* The inode of the current tree a lower path names, 0 when none of type. */
-static uint32_t lower_by_path(struct overlay *ov, const char *path, mode_t type)
+static uint32_t lower_by_path(struct ocitree_overlay *ov, const char *path, mode_t type)
 {
 	if (!path || path[0] != '/')
 		return 0;
 	uint32_t k = ocitree_tree_lookup_path(ov->tree, path + 1);
-	return k && overlay_ltype(ov->tree, k) == type ? k : 0;
+	return k && ocitree_overlay_ltype(ov->tree, k) == type ? k : 0;
 }
 
 /* ================================================================ objects from the upper directory */
@@ -167,7 +233,8 @@ static bool virtual_special(mode_t m)
 }
 
 /* Read the private xattrs of an upper object into an object being made. */
-static int obj_read_meta(struct overlay *ov, struct overlay_obj *o, const struct upath *p, struct upper_meta *m)
+static int obj_read_meta(struct ocitree_overlay *ov, struct ocitree_overlay_obj *o, const struct upath *p,
+                         struct upper_meta *m)
 {
 	if (upper_meta_read(&ov->fmt, p, m) < 0)
 		return errno;
@@ -181,7 +248,7 @@ static int obj_read_meta(struct overlay *ov, struct overlay_obj *o, const struct
 	return 0;
 }
 
-void overlay_obj_take_lower_owner(struct overlay *ov, struct overlay_obj *o, uint32_t k)
+void overlay_obj_take_lower_owner(struct ocitree_overlay *ov, struct ocitree_overlay_obj *o, uint32_t k)
 {
 	if (!ov->fmt.virtual_owners)
 		return;
@@ -211,7 +278,7 @@ bool overlay_wh_file_exists(int dirfd, const char *name)
 }
 
 /* Whether an object of this type can carry the origin xattr. */
-static bool can_record_origin(const struct overlay *ov, mode_t type)
+static bool can_record_origin(const struct ocitree_overlay *ov, mode_t type)
 {
 	if (ov->fmt.xattrs == OCITREE_UPPER_XATTR_NONE)
 		return false;
@@ -220,8 +287,9 @@ static bool can_record_origin(const struct overlay *ov, mode_t type)
 	return true;
 }
 
-int overlay_obj_open_upper(struct overlay *ov, struct overlay_obj *dir, const char *name, uint32_t below,
-			   struct overlay_obj *o, uint32_t *origin_out)
+OCITREE_EXPORT int ocitree_overlay_obj_open_upper(struct ocitree_overlay *ov, struct ocitree_overlay_obj *dir,
+                                                  const char *name, uint32_t below, struct ocitree_overlay_obj *o,
+                                                  uint32_t *origin_out)
 {
 	int fd = openat(dir->ufd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
@@ -232,7 +300,7 @@ int overlay_obj_open_upper(struct overlay *ov, struct overlay_obj *dir, const ch
 		close(fd);
 		return e;
 	}
-	overlay_obj_init(o, st.st_mode & S_IFMT, 0);
+	ocitree_overlay_obj_init(o, st.st_mode & S_IFMT, 0);
 	o->ufd = fd;
 	o->uino = st.st_ino;
 	o->tree = ov->tree;
@@ -241,7 +309,7 @@ int overlay_obj_open_upper(struct overlay *ov, struct overlay_obj *dir, const ch
 	struct upper_meta m;
 	int r = obj_read_meta(ov, o, &p, &m);
 	if (r) {
-		overlay_obj_clear(o);
+		ocitree_overlay_obj_clear(o);
 		return r;
 	}
 	if (o->vstat && (o->v_mode & S_IFMT) != o->type) {
@@ -264,22 +332,23 @@ int overlay_obj_open_upper(struct overlay *ov, struct overlay_obj *dir, const ch
 	}
 	if (!origin)
 		origin = lower_by_path(ov, m.origin, o->type);
-	if (!origin && !S_ISDIR(st.st_mode) && below && overlay_ltype(dir->tree, below) == o->type &&
+	if (!origin && !S_ISDIR(st.st_mode) && below && ocitree_overlay_ltype(dir->tree, below) == o->type &&
 	    overlay_lnlink(dir->tree, below) == 1 && !can_record_origin(ov, o->type))
 		origin = below; /* it could not record its origin: take the one it hides */
 	if (S_ISDIR(st.st_mode)) {
 		bool opaque = m.opaque || overlay_has_opaque_marker(fd) || overlay_wh_file_exists(dir->ufd, name);
-		o->lower = !opaque && below && overlay_ltype(dir->tree, below) == S_IFDIR ? below : 0;
+		o->lower = !opaque && below && ocitree_overlay_ltype(dir->tree, below) == S_IFDIR ? below : 0;
 		if (!origin)
 			origin = o->lower;
 	}
 	upper_meta_clear(&m);
-	o->ino = origin ? overlay_ino_lower(ov, origin) : ino_upper(st.st_ino);
+	o->ino = origin ? ocitree_overlay_ino_lower(ov, origin) : ino_upper(st.st_ino);
 	*origin_out = origin;
 	return 0;
 }
 
-int overlay_root_init(struct overlay *ov, struct overlay_obj *root, bool fresh, struct ocitree_error **err)
+OCITREE_EXPORT int ocitree_overlay_root_init(struct ocitree_overlay *ov, struct ocitree_overlay_obj *root, bool fresh,
+                                             struct ocitree_error **err)
 {
 	struct ocitree_upper *u = ov->upper;
 	int fd = openat(u->fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -301,7 +370,7 @@ int overlay_root_init(struct overlay *ov, struct overlay_obj *root, bool fresh, 
 		close(fd);
 		return ocitree_error_set(err, errno, "stat upper directory '%s'", u->path);
 	}
-	overlay_obj_init(root, S_IFDIR, overlay_ino_lower(ov, OCITREE_TREE_ROOT));
+	ocitree_overlay_obj_init(root, S_IFDIR, ocitree_overlay_ino_lower(ov, OCITREE_TREE_ROOT));
 	root->ufd = fd;
 	root->uino = st.st_ino;
 	root->tree = ov->tree;
@@ -309,7 +378,7 @@ int overlay_root_init(struct overlay *ov, struct overlay_obj *root, bool fresh, 
 	upath_fd(&p, fd);
 	struct upper_meta m;
 	if (obj_read_meta(ov, root, &p, &m)) {
-		overlay_obj_clear(root);
+		ocitree_overlay_obj_clear(root);
 		return ocitree_error_set(err, errno, "read the xattrs of upper directory '%s'", u->path);
 	}
 	root->lower = m.opaque || overlay_has_opaque_marker(fd) ? 0 : OCITREE_TREE_ROOT;
@@ -382,7 +451,7 @@ static int upper_names_add(void *ctx, const char *name, mode_t type, bool hides)
 }
 
 /* st_nlink of a merged directory: 2 + the directories in it. */
-static uint32_t dir_nlink(struct overlay_obj *n)
+static uint32_t dir_nlink(struct ocitree_overlay_obj *n)
 {
 	uint32_t cached = atomic_load_explicit(&n->dir_nlink, memory_order_relaxed);
 	if (cached)
@@ -397,7 +466,7 @@ static uint32_t dir_nlink(struct overlay_obj *n)
 	for (uint32_t i = 0; i < nc; i++) {
 		uint32_t c;
 		const char *name = ocitree_tree_dir_entry(n->tree, n->lower, i, &c);
-		if (overlay_ltype(n->tree, c) == S_IFDIR && !strset_has(&u.names, name))
+		if (ocitree_overlay_ltype(n->tree, c) == S_IFDIR && !strset_has(&u.names, name))
 			count++;
 	}
 	strset_free(&u.names);
@@ -405,7 +474,7 @@ static uint32_t dir_nlink(struct overlay_obj *n)
 	return count;
 }
 
-int overlay_stat(struct overlay *ov, struct overlay_obj *n, struct stat *st)
+OCITREE_EXPORT int ocitree_overlay_stat(struct ocitree_overlay *ov, struct ocitree_overlay_obj *n, struct stat *st)
 {
 	if (n->ufd >= 0) {
 		if (fstat(n->ufd, st) < 0)
@@ -438,22 +507,23 @@ int overlay_stat(struct overlay *ov, struct overlay_obj *n, struct stat *st)
 
 /* ================================================================ names */
 
-int overlay_check_name(const char *name)
+OCITREE_EXPORT int ocitree_overlay_check_name(const char *name)
 {
 	if (strlen(name) > NAME_MAX)
 		return ENAMETOOLONG;
 	return 0;
 }
 
-int overlay_check_new_name(const char *name)
+OCITREE_EXPORT int ocitree_overlay_check_new_name(const char *name)
 {
-	int r = overlay_check_name(name);
+	int r = ocitree_overlay_check_name(name);
 	if (r)
 		return r;
 	return upper_name_reserved(name) ? EINVAL : 0;
 }
 
-int overlay_find(struct overlay *ov, struct overlay_obj *dir, const char *name, struct overlay_found *f)
+OCITREE_EXPORT int ocitree_overlay_find(struct ocitree_overlay *ov, struct ocitree_overlay_obj *dir, const char *name,
+                                        struct ocitree_overlay_found *f)
 {
 	memset(f, 0, sizeof(*f));
 	if (!S_ISDIR(dir->type))
@@ -467,7 +537,7 @@ int overlay_find(struct overlay *ov, struct overlay_obj *dir, const char *name, 
 				f->whiteout = true;
 				return 0;
 			}
-			f->kind = OVERLAY_FOUND_UPPER;
+			f->kind = OCITREE_OVERLAY_FOUND_UPPER;
 			return 0;
 		}
 		if (errno != ENOENT)
@@ -479,7 +549,7 @@ int overlay_find(struct overlay *ov, struct overlay_obj *dir, const char *name, 
 		}
 	}
 	if (f->below) {
-		f->kind = OVERLAY_FOUND_LOWER;
+		f->kind = OCITREE_OVERLAY_FOUND_LOWER;
 		f->lower = f->below;
 	}
 	return 0;
@@ -501,7 +571,8 @@ static int empty_entry(void *ctx, const char *name, mode_t type, bool hides)
 	return 1;
 }
 
-int overlay_dir_is_empty(struct overlay *ov, struct overlay_obj *dir, bool *empty)
+OCITREE_EXPORT int ocitree_overlay_dir_is_empty(struct ocitree_overlay *ov, struct ocitree_overlay_obj *dir,
+                                                bool *empty)
 {
 	struct empty_walk w = {.empty = true};
 	if (dir->ufd >= 0) {
@@ -524,12 +595,12 @@ int overlay_dir_is_empty(struct overlay *ov, struct overlay_obj *dir, bool *empt
 
 static int cmp_dent(const void *a, const void *b)
 {
-	return strcmp(((const struct overlay_dent *)a)->name, ((const struct overlay_dent *)b)->name);
+	return strcmp(((const struct ocitree_overlay_dent *)a)->name, ((const struct ocitree_overlay_dent *)b)->name);
 }
 
 struct list_walk {
 	struct upper_names u;
-	struct overlay_dent **ents;
+	struct ocitree_overlay_dent **ents;
 	size_t *n;
 	size_t cap;
 };
@@ -540,12 +611,13 @@ static int list_entry(void *ctx, const char *name, mode_t type, bool hides)
 	upper_names_add(&w->u, name, type, hides);
 	if (!hides) {
 		GROW(*w->ents, w->cap, *w->n + 1);
-		(*w->ents)[(*w->n)++] = (struct overlay_dent){xstrdup(name), type};
+		(*w->ents)[(*w->n)++] = (struct ocitree_overlay_dent){xstrdup(name), type};
 	}
 	return 0;
 }
 
-int overlay_dir_list(struct overlay *ov, struct overlay_obj *n, struct overlay_dent **ents, size_t *count)
+OCITREE_EXPORT int ocitree_overlay_dir_list(struct ocitree_overlay *ov, struct ocitree_overlay_obj *n,
+                                            struct ocitree_overlay_dent **ents, size_t *count)
 {
 	struct list_walk w = {.ents = ents, .n = count, .cap = *count};
 	if (n->ufd >= 0) {
@@ -563,7 +635,7 @@ int overlay_dir_list(struct overlay *ov, struct overlay_obj *n, struct overlay_d
 		if (strset_has(&w.u.names, name))
 			continue;
 		GROW(*ents, cap, *count + 1);
-		(*ents)[(*count)++] = (struct overlay_dent){xstrdup(name), overlay_ltype(n->tree, c)};
+		(*ents)[(*count)++] = (struct ocitree_overlay_dent){xstrdup(name), ocitree_overlay_ltype(n->tree, c)};
 	}
 	strset_free(&w.u.names);
 	if (*count)
@@ -571,7 +643,8 @@ int overlay_dir_list(struct overlay *ov, struct overlay_obj *n, struct overlay_d
 	return 0;
 }
 
-int overlay_readlink(struct overlay *ov, struct overlay_obj *n, char *buf, size_t size)
+OCITREE_EXPORT int ocitree_overlay_readlink(struct ocitree_overlay *ov, struct ocitree_overlay_obj *n, char *buf,
+                                            size_t size)
 {
 	if (n->ufd >= 0) {
 		ssize_t len = readlinkat(n->ufd, "", buf, size - 1);
@@ -590,7 +663,7 @@ int overlay_readlink(struct overlay *ov, struct overlay_obj *n, char *buf, size_
 
 /* ================================================================ xattrs */
 
-int overlay_getxattr(struct overlay *ov, struct overlay_obj *n, const char *name, struct buf *out)
+int overlay_getxattr(struct ocitree_overlay *ov, struct ocitree_overlay_obj *n, const char *name, struct buf *out)
 {
 	if (n->ufd >= 0) {
 		_cleanup_free_ char *uname = upper_xattr_escape(&ov->fmt, name);
@@ -615,7 +688,7 @@ int overlay_getxattr(struct overlay *ov, struct overlay_obj *n, const char *name
 	return ENODATA;
 }
 
-int overlay_listxattr(struct overlay *ov, struct overlay_obj *n, struct buf *out)
+int overlay_listxattr(struct ocitree_overlay *ov, struct ocitree_overlay_obj *n, struct buf *out)
 {
 	if (n->ufd >= 0) {
 		struct upath p;
@@ -641,16 +714,40 @@ int overlay_listxattr(struct overlay *ov, struct overlay_obj *n, struct buf *out
 	return 0;
 }
 
+OCITREE_EXPORT int ocitree_overlay_getxattr(struct ocitree_overlay *ov, struct ocitree_overlay_obj *o, const char *name,
+                                            void **value, size_t *len)
+{
+	struct buf b = BUF_INIT;
+	int r = overlay_getxattr(ov, o, name, &b);
+	*len = r ? 0 : b.len;
+	*value = r ? NULL : buf_steal(&b);
+	buf_free(&b);
+	return r;
+}
+
+OCITREE_EXPORT int ocitree_overlay_listxattr(struct ocitree_overlay *ov, struct ocitree_overlay_obj *o, char **names,
+                                             size_t *len)
+{
+	struct buf b = BUF_INIT;
+	int r = overlay_listxattr(ov, o, &b);
+	*len = r ? 0 : b.len;
+	*names = r ? NULL : buf_steal(&b);
+	buf_free(&b);
+	return r;
+}
+
 /* ================================================================ opening and reading */
 
-int overlay_open(struct overlay *ov, struct overlay_obj *n, int flags, int *fd, bool *keep_cache)
+OCITREE_EXPORT int ocitree_overlay_open(struct ocitree_overlay *ov, struct ocitree_overlay_obj *n, int flags, int *fd,
+                                        bool *keep_cache)
 {
 	*fd = -1;
 	*keep_cache = false;
 	if (S_ISDIR(n->type))
 		return EISDIR;
 	if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC)) {
-		int r = overlay_copy_up(ov, n, (flags & O_TRUNC) ? OVERLAY_CU_EMPTY : OVERLAY_CU_DATA);
+		int r = ocitree_overlay_copy_up(ov, n,
+		                                (flags & O_TRUNC) ? OCITREE_OVERLAY_CU_EMPTY : OCITREE_OVERLAY_CU_DATA);
 		if (r)
 			return r;
 	}
@@ -666,7 +763,8 @@ int overlay_open(struct overlay *ov, struct overlay_obj *n, int flags, int *fd, 
 	return *fd < 0 ? errno : 0;
 }
 
-int overlay_read_source(struct overlay *ov, struct overlay_obj *n, struct overlay_source *src)
+OCITREE_EXPORT int ocitree_overlay_read_source(struct ocitree_overlay *ov, struct ocitree_overlay_obj *n,
+                                               struct ocitree_overlay_source *src)
 {
 	memset(src, 0, sizeof(*src));
 	if (n->ufd >= 0 && !n->metacopy) {
@@ -702,7 +800,8 @@ static ssize_t lower_pread(struct ocitree_tree *t, uint32_t k, void *buf, size_t
 	return ocitree_layer_index_pread(l, buf, len, e->data_off + off, err);
 }
 
-int overlay_read_lower(const struct overlay_source *src, uint64_t off, size_t size, struct ocitree_tree_data *d)
+OCITREE_EXPORT int ocitree_overlay_read_lower(const struct ocitree_overlay_source *src, uint64_t off, size_t size,
+                                              struct ocitree_tree_data *d)
 {
 	memset(d, 0, sizeof(*d));
 	d->fd = -1;

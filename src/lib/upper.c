@@ -539,6 +539,16 @@ OCITREE_EXPORT const struct ocitree_upper_state *ocitree_upper_get_state(const s
 	return u->has_state ? &u->state : NULL;
 }
 
+OCITREE_EXPORT int ocitree_upper_fd(const struct ocitree_upper *u)
+{
+	return u->fd;
+}
+
+OCITREE_EXPORT int ocitree_upper_work_fd(const struct ocitree_upper *u)
+{
+	return u->work_fd;
+}
+
 OCITREE_EXPORT const char *ocitree_upper_path(const struct ocitree_upper *u)
 {
 	return u->path;

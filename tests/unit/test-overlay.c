@@ -201,12 +201,12 @@ static struct ocitree_tree *tree;
 /* The objects a driver holds, found by the lower inode they were made for:
  * the engine gives them their upper objects as it copies up. */
 static struct {
-	struct overlay_obj *o;
+	struct ocitree_overlay_obj *o;
 	uint32_t k;
 } live[8];
 static size_t n_live;
 
-static void live_add(struct overlay_obj *o, uint32_t k)
+static void live_add(struct ocitree_overlay_obj *o, uint32_t k)
 {
 	live[n_live].o = o;
 	live[n_live++].k = k;
@@ -217,7 +217,7 @@ static void live_clear(void)
 	n_live = 0;
 }
 
-static struct overlay_obj *live_find(void *data, uint32_t k)
+static struct ocitree_overlay_obj *live_find(void *data, uint32_t k)
 {
 	for (size_t i = 0; i < n_live; i++)
 		if (live[i].k == k)
@@ -225,16 +225,16 @@ static struct overlay_obj *live_find(void *data, uint32_t k)
 	return NULL;
 }
 
-static void live_put(void *data, struct overlay_obj *o)
+static void live_put(void *data, struct ocitree_overlay_obj *o)
 {
 }
 
-static const struct overlay_hooks live_hooks = {.find_lower = live_find, .put = live_put};
+static const struct ocitree_overlay_hooks live_hooks = {.find_lower = live_find, .put = live_put};
 
 struct mount {
 	struct ocitree_upper *u;
-	struct overlay ov;
-	struct overlay_obj root;
+	struct ocitree_overlay ov;
+	struct ocitree_overlay_obj root;
 	char *upper;
 };
 
@@ -253,7 +253,7 @@ static bool mount_open(struct mount *m, const char *name, bool file_whiteouts)
 		return false;
 	}
 	overlay_init(&m->ov, m->u, tree, &live_hooks, NULL);
-	if (overlay_root_init(&m->ov, &m->root, true, &err) < 0) {
+	if (ocitree_overlay_root_init(&m->ov, &m->root, true, &err) < 0) {
 		diag("root: %s", err->msg);
 		ocitree_error_free(err);
 		return false;
@@ -263,43 +263,44 @@ static bool mount_open(struct mount *m, const char *name, bool file_whiteouts)
 
 static void mount_close(struct mount *m)
 {
-	overlay_obj_clear(&m->root);
+	ocitree_overlay_obj_clear(&m->root);
 	overlay_fini(&m->ov);
 	ocitree_upper_free(m->u);
 	free(m->upper);
 }
 
 /* The object of a merged path ("a/b"), as a driver would make it. */
-static bool obj_at(struct mount *m, const char *path, struct overlay_obj *o)
+static bool obj_at(struct mount *m, const char *path, struct ocitree_overlay_obj *o)
 {
-	struct overlay_obj dir = m->root;
+	struct ocitree_overlay_obj dir = m->root;
 	dir.ufd = m->root.ufd >= 0 ? dup(m->root.ufd) : -1;
 	_cleanup_free_ char *copy = xstrdup(path);
 	char *save = NULL;
 	bool good = true;
 	for (char *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
-		struct overlay_found f;
-		if (overlay_find(&m->ov, &dir, c, &f) != 0 || f.kind == OVERLAY_FOUND_NONE) {
+		struct ocitree_overlay_found f;
+		if (ocitree_overlay_find(&m->ov, &dir, c, &f) != 0 || f.kind == OCITREE_OVERLAY_FOUND_NONE) {
 			good = false;
 			break;
 		}
-		struct overlay_obj next;
-		if (f.kind == OVERLAY_FOUND_UPPER) {
+		struct ocitree_overlay_obj next;
+		if (f.kind == OCITREE_OVERLAY_FOUND_UPPER) {
 			uint32_t origin;
-			if (overlay_obj_open_upper(&m->ov, &dir, c, f.below, &next, &origin) != 0) {
+			if (ocitree_overlay_obj_open_upper(&m->ov, &dir, c, f.below, &next, &origin) != 0) {
 				good = false;
 				break;
 			}
 		} else {
-			overlay_obj_init(&next, overlay_ltype(tree, f.lower), overlay_ino_lower(&m->ov, f.lower));
+			ocitree_overlay_obj_init(&next, ocitree_overlay_ltype(tree, f.lower),
+			                         ocitree_overlay_ino_lower(&m->ov, f.lower));
 			next.tree = tree;
 			next.lower = f.lower;
 		}
-		overlay_obj_clear(&dir);
+		ocitree_overlay_obj_clear(&dir);
 		dir = next;
 	}
 	if (!good)
-		overlay_obj_clear(&dir);
+		ocitree_overlay_obj_clear(&dir);
 	*o = dir;
 	return good;
 }
@@ -334,12 +335,12 @@ static bool file_is(int dirfd, const char *path, const char *seed, size_t size)
 	return good;
 }
 
-static bool listing_has(struct mount *m, struct overlay_obj *dir, const char *name)
+static bool listing_has(struct mount *m, struct ocitree_overlay_obj *dir, const char *name)
 {
-	struct overlay_dent *ents = NULL;
+	struct ocitree_overlay_dent *ents = NULL;
 	size_t n = 0;
 	bool has = false;
-	if (overlay_dir_list(&m->ov, dir, &ents, &n) == 0)
+	if (ocitree_overlay_dir_list(&m->ov, dir, &ents, &n) == 0)
 		for (size_t i = 0; i < n; i++)
 			has = has || strcmp(ents[i].name, name) == 0;
 	for (size_t i = 0; i < n; i++)
@@ -357,26 +358,27 @@ static void test_copy_up(bool file_whiteouts)
 	bool metacopy = m.u->state.format.xattrs != OCITREE_UPPER_XATTR_NONE;
 
 	/* data: the file's bytes and mode, in its tree directory */
-	struct overlay_obj o;
+	struct ocitree_overlay_obj o;
 	ok(obj_at(&m, "etc/passwd", &o) && o.ufd < 0, "etc/passwd is an image file%s", fw);
-	is_int(overlay_copy_up(&m.ov, &o, OVERLAY_CU_DATA), 0, "copy etc/passwd up%s", fw);
+	is_int(ocitree_overlay_copy_up(&m.ov, &o, OCITREE_OVERLAY_CU_DATA), 0, "copy etc/passwd up%s", fw);
 	struct stat st;
 	ok(o.ufd >= 0 && !o.metacopy && o.lower == 0, "the object has its upper file%s", fw);
 	ok(upper_has(&m, "etc/passwd", &st) && st.st_size == 3000 && (st.st_mode & 07777) == 0640,
 	   "upper etc/passwd: size and mode of the image's%s", fw);
 	ok(file_is(m.u->fd, "etc/passwd", "etc/passwd", 3000), "upper etc/passwd: the image's bytes%s", fw);
-	overlay_obj_clear(&o);
+	ocitree_overlay_obj_clear(&o);
 
 	/* metadata only: a hole of the right size that reads as the image */
 	ok(obj_at(&m, "etc/hosts", &o), "etc/hosts%s", fw);
-	is_int(overlay_copy_up(&m.ov, &o, OVERLAY_CU_META), 0, "copy etc/hosts up, metadata only%s", fw);
+	is_int(ocitree_overlay_copy_up(&m.ov, &o, OCITREE_OVERLAY_CU_META), 0, "copy etc/hosts up, metadata only%s",
+	       fw);
 	ok(upper_has(&m, "etc/hosts", &st) && st.st_size == 200000, "upper etc/hosts has the size%s", fw);
 	if (metacopy) {
 		ok(o.metacopy, "upper etc/hosts is a metacopy%s", fw);
-		struct overlay_source src;
+		struct ocitree_overlay_source src;
 		struct ocitree_tree_data d;
-		ok(overlay_read_source(&m.ov, &o, &src) == 0 && !src.upper && src.k &&
-			   overlay_read_lower(&src, 100, 50, &d) == 0 && d.size == 50,
+		ok(ocitree_overlay_read_source(&m.ov, &o, &src) == 0 && !src.upper && src.k &&
+		       ocitree_overlay_read_lower(&src, 100, 50, &d) == 0 && d.size == 50,
 		   "a metacopy reads from the image%s", fw);
 		unsigned char *want = gen("etc/hosts", 200000);
 		unsigned char got[50];
@@ -384,50 +386,50 @@ static void test_copy_up(bool file_whiteouts)
 		   "  its bytes%s", fw);
 		ocitree_tree_data_release(&d);
 		free(want);
-		is_int(overlay_copy_up(&m.ov, &o, OVERLAY_CU_DATA), 0, "fill it for a write%s", fw);
-		ok(!o.metacopy && file_is(m.u->fd, "etc/hosts", "etc/hosts", 200000), "  now it holds the data%s",
-		   fw);
+		is_int(ocitree_overlay_copy_up(&m.ov, &o, OCITREE_OVERLAY_CU_DATA), 0, "fill it for a write%s", fw);
+		ok(!o.metacopy && file_is(m.u->fd, "etc/hosts", "etc/hosts", 200000), "  now it holds the data%s", fw);
 	} else {
 		ok(!o.metacopy && file_is(m.u->fd, "etc/hosts", "etc/hosts", 200000),
 		   "without xattrs the data is copied%s", fw);
 	}
-	overlay_obj_clear(&o);
+	ocitree_overlay_obj_clear(&o);
 
 	/* I1: every name of a hardlinked file, one inode */
 	ok(obj_at(&m, "usr/bin/b", &o), "usr/bin/b%s", fw);
-	is_int(overlay_copy_up(&m.ov, &o, OVERLAY_CU_DATA), 0, "copy the hardlinked usr/bin/b up%s", fw);
+	is_int(ocitree_overlay_copy_up(&m.ov, &o, OCITREE_OVERLAY_CU_DATA), 0, "copy the hardlinked usr/bin/b up%s",
+	       fw);
 	struct stat sa, sb;
 	ok(upper_has(&m, "usr/bin/a", &sa) && upper_has(&m, "usr/bin/b", &sb) && sa.st_ino == sb.st_ino &&
 		   sa.st_nlink == 2,
 	   "both names are in the upper directory, linked%s", fw);
-	ok(faccessat(m.u->work_fd, UPPER_LINKS_JOURNAL, F_OK, 0) < 0,
-	   "no journal is left%s", fw);
-	overlay_obj_clear(&o);
+	ok(faccessat(m.u->work_fd, UPPER_LINKS_JOURNAL, F_OK, 0) < 0, "no journal is left%s", fw);
+	ocitree_overlay_obj_clear(&o);
 
 	/* a whiteout hides the image's file */
-	struct overlay_obj lib, x;
+	struct ocitree_overlay_obj lib, x;
 	ok(obj_at(&m, "lib", &lib) && obj_at(&m, "lib/x", &x), "lib/x%s", fw);
 	live_add(&lib, lib.lower);
-	struct overlay_found f;
-	overlay_find(&m.ov, &lib, "x", &f);
-	is_int(overlay_remove(&m.ov, &lib, "x", &x, &f, false), 0, "unlink lib/x%s", fw);
+	struct ocitree_overlay_found f;
+	ocitree_overlay_find(&m.ov, &lib, "x", &f);
+	is_int(ocitree_overlay_remove(&m.ov, &lib, "x", &x, &f, false), 0, "unlink lib/x%s", fw);
 	ok(upper_is_wh(&m, "lib", "x"), "a whiteout is at lib/x%s", fw);
-	ok(overlay_find(&m.ov, &lib, "x", &f) == 0 && f.kind == OVERLAY_FOUND_NONE && f.whiteout && f.below,
+	ok(ocitree_overlay_find(&m.ov, &lib, "x", &f) == 0 && f.kind == OCITREE_OVERLAY_FOUND_NONE && f.whiteout &&
+	       f.below,
 	   "lib/x is gone from the merged view%s", fw);
 	ok(!listing_has(&m, &lib, "x"), "and from the listing of lib%s", fw);
 	bool empty = false;
-	ok(overlay_dir_is_empty(&m.ov, &lib, &empty) == 0 && empty, "lib is empty%s", fw);
-	overlay_obj_clear(&x);
+	ok(ocitree_overlay_dir_is_empty(&m.ov, &lib, &empty) == 0 && empty, "lib is empty%s", fw);
+	ocitree_overlay_obj_clear(&x);
 
 	/* an opaque directory where the image's was */
-	overlay_find(&m.ov, &m.root, "lib", &f);
-	is_int(overlay_remove(&m.ov, &m.root, "lib", &lib, &f, true), 0, "rmdir lib%s", fw);
+	ocitree_overlay_find(&m.ov, &m.root, "lib", &f);
+	is_int(ocitree_overlay_remove(&m.ov, &m.root, "lib", &lib, &f, true), 0, "rmdir lib%s", fw);
 	ok(upper_is_wh(&m, ".", "lib"), "a whiteout is at lib%s", fw);
 	live_clear();
-	overlay_obj_clear(&lib);
-	struct overlay_new nd = {.mode = S_IFDIR | 0755};
+	ocitree_overlay_obj_clear(&lib);
+	struct ocitree_overlay_new nd = {.mode = S_IFDIR | 0755};
 	uint32_t below = 0;
-	is_int(overlay_make(&m.ov, &m.root, "lib", &nd, NULL, &below), 0, "mkdir lib again%s", fw);
+	is_int(ocitree_overlay_make(&m.ov, &m.root, "lib", &nd, NULL, &below), 0, "mkdir lib again%s", fw);
 	ok(below && obj_at(&m, "lib", &lib) && lib.lower == 0, "the new lib merges nothing of the image's%s", fw);
 	if (m.u->state.format.xattrs == OCITREE_UPPER_XATTR_NONE) {
 		ok(upper_has(&m, "lib/" UPPER_WH_OPAQUE, NULL), "lib has the opaque marker%s", fw);
@@ -438,26 +440,27 @@ static void test_copy_up(bool file_whiteouts)
 		ok(upper_meta_read(&m.u->state.format, &p, &um) == 0 && um.opaque, "lib has the opaque xattr%s", fw);
 		upper_meta_clear(&um);
 	}
-	ok(overlay_find(&m.ov, &lib, "x", &f) == 0 && f.kind == OVERLAY_FOUND_NONE, "lib/x does not come back%s", fw);
-	overlay_obj_clear(&lib);
+	ok(ocitree_overlay_find(&m.ov, &lib, "x", &f) == 0 && f.kind == OCITREE_OVERLAY_FOUND_NONE,
+	   "lib/x does not come back%s", fw);
+	ocitree_overlay_obj_clear(&lib);
 
 	/* I2: a renamed image directory takes its subtree and turns opaque */
-	struct overlay_obj src;
+	struct ocitree_overlay_obj src;
 	ok(obj_at(&m, "usr", &src), "usr%s", fw);
 	live_add(&src, src.lower);
-	struct overlay_found sf;
-	overlay_find(&m.ov, &m.root, "usr", &sf);
-	is_int(overlay_rename(&m.ov, &m.root, "usr", &m.root, "usr2", &src, &sf, NULL, 0), 0, "rename usr usr2%s",
-	       fw);
+	struct ocitree_overlay_found sf;
+	ocitree_overlay_find(&m.ov, &m.root, "usr", &sf);
+	is_int(ocitree_overlay_rename(&m.ov, &m.root, "usr", &m.root, "usr2", &src, &sf, NULL, 0), 0,
+	       "rename usr usr2%s", fw);
 	ok(upper_is_wh(&m, ".", "usr"), "a whiteout is at usr%s", fw);
 	ok(upper_has(&m, "usr2/bin/a", NULL) && upper_has(&m, "usr2/bin/b", NULL), "usr2 holds the subtree%s", fw);
 	ok(src.lower == 0, "usr2 merges nothing of the image's any more%s", fw);
-	struct overlay_obj bin;
+	struct ocitree_overlay_obj bin;
 	ok(obj_at(&m, "usr2/bin", &bin) && listing_has(&m, &bin, "a") && listing_has(&m, &bin, "b"),
 	   "usr2/bin lists a and b%s", fw);
-	overlay_obj_clear(&bin);
+	ocitree_overlay_obj_clear(&bin);
 	live_clear();
-	overlay_obj_clear(&src);
+	ocitree_overlay_obj_clear(&src);
 	mount_close(&m);
 }
 
@@ -468,9 +471,10 @@ static void test_journal_replay(void)
 	struct mount m;
 	if (!ok(mount_open(&m, "upper-journal", false), "an upper directory for the journal"))
 		return;
-	struct overlay_obj o;
-	ok(obj_at(&m, "usr/bin/a", &o) && overlay_copy_up(&m.ov, &o, OVERLAY_CU_DATA) == 0, "copy usr/bin/a up");
-	overlay_obj_clear(&o);
+	struct ocitree_overlay_obj o;
+	ok(obj_at(&m, "usr/bin/a", &o) && ocitree_overlay_copy_up(&m.ov, &o, OCITREE_OVERLAY_CU_DATA) == 0,
+	   "copy usr/bin/a up");
+	ocitree_overlay_obj_clear(&o);
 	/* as if the crash came before the second link */
 	ok(unlinkat(m.u->fd, "usr/bin/b", 0) == 0, "usr/bin/b not linked yet");
 	const char *paths[] = {"/usr/bin/a", "/usr/bin/b"};
@@ -478,7 +482,7 @@ static void test_journal_replay(void)
 	mount_close(&m);
 
 	ok(mount_open(&m, "upper-journal", false), "mount again");
-	overlay_links_journal_replay(&m.ov);
+	ocitree_overlay_links_journal_replay(&m.ov);
 	struct stat sa, sb;
 	ok(upper_has(&m, "usr/bin/a", &sa) && upper_has(&m, "usr/bin/b", &sb) && sa.st_ino == sb.st_ino,
 	   "the replay linked usr/bin/b to usr/bin/a");

@@ -1,12 +1,23 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Internals shared by the read-only (fs.c) and writable (fs-rw.c) drivers. */
-#ifndef OCITREE_FS_INTERNAL_H
-#define OCITREE_FS_INTERNAL_H
+/*
+ * The FUSE session both drivers run in (fs-session.c): the -o options they
+ * share, mounting, the worker loop and unmounting, and the reply to a read,
+ * used by the read-only (fs.c) and the writable (fs-rw.c) driver.
+ */
+#ifndef OCITREE_FS_SESSION_H
+#define OCITREE_FS_SESSION_H
 
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 
+#include "common.h"
 #include "fs.h"
+
+static inline void fs_cleanup_errorp(struct ocitree_error **e)
+{
+	ocitree_error_free(*e);
+}
+#define _cleanup_error_ _cleanup_(fs_cleanup_errorp)
 
 struct fs_config {
 	unsigned threads;
