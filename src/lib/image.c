@@ -1,4 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Images (ocitree/image.h): a tag resolved through nested indexes to the
+ * manifest for this host, that manifest and its config loaded and checked
+ * against each other, and a changed image written back (as OCI, whatever
+ * it was read as) as config blob, manifest blob and tag.  Also the
+ * LAYOUT[:TAG] syntax of --image.
+ */
 #include "config.h"
 
 #include "layout-internal.h"

@@ -1,4 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * What the library's other files need of a layout beyond the public API:
+ * the struct itself (its directory fd and blobs lock), blob paths for
+ * fsck, and image_load() for the code that opens an image by a recorded
+ * manifest rather than a tag (repack, upper directories).
+ */
 #ifndef OCITREE_LAYOUT_INTERNAL_H
 #define OCITREE_LAYOUT_INTERNAL_H
 

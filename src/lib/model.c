@@ -1,4 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The image model (ocitree/model.h): media types, descriptors, image
+ * indexes, manifests and image configs, their lifecycles and their JSON in
+ * both directions, plus the host platform new configs are stamped with.
+ * json.h's helpers for the model's own types live here too, as the owner
+ * of those types.
+ */
 #include "config.h"
 
 #include <sys/utsname.h>

@@ -1,4 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The push parser of tar-scan.h: header blocks, pax and GNU extended
+ * headers turned into layer entries with the offset of their data, fed in
+ * pieces of any size by the layer index builder.  Layers are untrusted: the
+ * checksum and the numeric fields are checked, extended headers are bounded,
+ * and names with a '..' component are dropped with a warning.
+ */
 #include "config.h"
 
 #include <sys/stat.h>
