@@ -12,6 +12,7 @@
 #include <sys/sysmacros.h>
 
 #include "bundle-internal.h"
+#include "layout-internal.h"
 #include "ocitree/layer-index.h"
 #include "ocitree/layer.h"
 #include "upper-internal.h"
