@@ -63,6 +63,50 @@ int compress_opt(const char *arg, enum ocitree_compression *c, struct ocitree_er
 	return 0;
 }
 
+int layer_opts_parse(int argc, char **argv, const struct option *opts, struct layer_opts *o,
+		     int (*own)(int opt, const char *arg, void *data, struct ocitree_error **err), void *data,
+		     struct ocitree_error **err)
+{
+	o->compression = OCITREE_COMPRESSION_GZIP;
+	int c;
+	while ((c = cli_getopt(argc, argv, opts, err)) != -1) {
+		if (history_opt(&o->hist, c, optarg))
+			continue;
+		int m = map_opt(&o->maps, c, optarg, err);
+		if (m < 0)
+			return -1;
+		if (m > 0)
+			continue;
+		switch (c) {
+		case OPT_LAYER_IMAGE:
+			if (cli_image_ref(optarg, &o->image, err) < 0)
+				return -1;
+			break;
+		case OPT_LAYER_TAG:
+			if (cli_tag_opt(optarg, &o->tag, err) < 0)
+				return -1;
+			break;
+		case OPT_COMPRESS:
+			if (compress_opt(optarg, &o->compression, err) < 0)
+				return -1;
+			break;
+		CLI_HANDLE_HELP;
+		case '?': /* cli_getopt has set the usage error */
+			return -1;
+		default:
+			if (!own || own(c, optarg, data, err) < 0)
+				return -1;
+		}
+	}
+	return cli_require_image(&o->image, err);
+}
+
+void layer_opts_clear(struct layer_opts *o)
+{
+	image_ref_clear(&o->image);
+	map_opts_clear(&o->maps);
+}
+
 static bool progress_shown;
 
 void cli_progress(const struct ocitree_progress *p, void *userdata)

@@ -133,6 +133,8 @@ enum {
 	OPT_UID_MAP,
 	OPT_GID_MAP,
 	OPT_COMPRESS,
+	OPT_LAYER_IMAGE,
+	OPT_LAYER_TAG,
 };
 #define MAP_OPTIONS                                                                                                \
 	{"rootless", no_argument, NULL, OPT_ROOTLESS}, {"uid-map", required_argument, NULL, OPT_UID_MAP},           \
@@ -149,6 +151,27 @@ void map_opts_clear(struct map_opts *m);
 	"      --compress=ALGO              compress the new layer with gzip (default), zstd or none\n"
 #define COMPRESS_OPTION {"compress", required_argument, NULL, OPT_COMPRESS}
 int compress_opt(const char *arg, enum ocitree_compression *c, struct ocitree_error **err);
+
+/* The options the commands that unpack or write layers have in common:
+ * --image, --tag, the owner mapping, --compress and the history options.
+ * Each command's table names those it takes (LAYER_IMAGE_OPTION, ...). */
+struct layer_opts {
+	struct image_ref image;
+	const char *tag;                     /* --tag, or NULL */
+	struct map_opts maps;
+	struct history_opts hist;
+	enum ocitree_compression compression; /* gzip unless --compress */
+};
+#define LAYER_IMAGE_OPTION {"image", required_argument, NULL, OPT_LAYER_IMAGE}
+#define LAYER_TAG_OPTION {"tag", required_argument, NULL, OPT_LAYER_TAG}
+/* Parse argv against opts: the common options into *o (zeroed by the
+ * caller), any other through own(opt, optarg, data, err), which returns 0 or
+ * -1; own may be NULL when the table has none.  Then check that --image was
+ * given.  Returns 0, CLI_EXIT_HELP or -1.  Clear *o with layer_opts_clear. */
+int layer_opts_parse(int argc, char **argv, const struct option *opts, struct layer_opts *o,
+		     int (*own)(int opt, const char *arg, void *data, struct ocitree_error **err), void *data,
+		     struct ocitree_error **err);
+void layer_opts_clear(struct layer_opts *o);
 
 /* Progress on stderr, only when it is a terminal (cli-map.c). */
 void cli_progress(const struct ocitree_progress *p, void *userdata);

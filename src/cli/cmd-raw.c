@@ -6,47 +6,36 @@
 
 #include "cli.h"
 
-enum { OPT_IMAGE = OPT_COMMAND_BASE, OPT_ROOTFS, OPT_TAG };
+enum { OPT_ROOTFS = OPT_COMMAND_BASE };
+
+static int runtime_config_opt(UNUSED int opt, const char *arg, void *data, UNUSED struct ocitree_error **err)
+{
+	*(const char **)data = arg; /* --rootfs, the one option of its own */
+	return 0;
+}
 
 static int cmd_raw_runtime_config(int argc, char **argv, struct ocitree_error **err)
 {
 	static const struct option opts[] = {
-		{"image", required_argument, NULL, OPT_IMAGE},
+		LAYER_IMAGE_OPTION,
 		{"rootfs", required_argument, NULL, OPT_ROOTFS},
 		MAP_OPTIONS,
 		CLI_HELP_OPTION,
 		{NULL, 0, NULL, 0},
 	};
-	struct image_ref ref = {0};
-	struct map_opts maps = {0};
+	struct layer_opts lo = {0};
 	const char *rootfs = NULL;
-	int c, r = -1;
-	while ((c = cli_getopt(argc, argv, opts, err)) != -1) {
-		int m = map_opt(&maps, c, optarg, err);
-		if (m < 0)
-			goto out;
-		if (m > 0)
-			continue;
-		switch (c) {
-		case OPT_IMAGE:
-			if (cli_image_ref(optarg, &ref, err) < 0)
-				goto out;
-			break;
-		case OPT_ROOTFS:
-			rootfs = optarg;
-			break;
-		CLI_HANDLE_HELP_GOTO(r, out);
-		default:
-			goto out;
-		}
-	}
-	if (cli_require_image(&ref, err) < 0 || cli_expect_args(argc, argv, 1, 1, err) < 0)
+	int r = layer_opts_parse(argc, argv, opts, &lo, runtime_config_opt, &rootfs, err);
+	if (r != 0)
+		goto out;
+	r = -1;
+	if (cli_expect_args(argc, argv, 1, 1, err) < 0)
 		goto out;
 	const char *dest = argv[optind];
 	struct ocitree_map_options mo;
-	map_opts_get(&maps, &mo);
-	struct ocitree_layout *l = cli_open_layout(ref.path, err);
-	struct ocitree_image *img = l ? ocitree_image_open(l, ref.tag, err) : NULL;
+	map_opts_get(&lo.maps, &mo);
+	struct ocitree_layout *l = cli_open_layout(lo.image.path, err);
+	struct ocitree_image *img = l ? ocitree_image_open(l, lo.image.tag, err) : NULL;
 	char *json = img ? ocitree_runtime_config(img->config, rootfs, &mo, err) : NULL;
 	if (json) {
 		const char *text = json;
@@ -64,64 +53,44 @@ static int cmd_raw_runtime_config(int argc, char **argv, struct ocitree_error **
 	ocitree_image_free(img);
 	ocitree_layout_free(l);
 out:
-	image_ref_clear(&ref);
-	map_opts_clear(&maps);
+	layer_opts_clear(&lo);
 	return r;
 }
 
 static int cmd_raw_add_layer(int argc, char **argv, struct ocitree_error **err)
 {
 	static const struct option opts[] = {
-		{"image", required_argument, NULL, OPT_IMAGE},
-		{"tag", required_argument, NULL, OPT_TAG},
+		LAYER_IMAGE_OPTION,
+		LAYER_TAG_OPTION,
 		COMPRESS_OPTION,
 		HISTORY_OPTIONS,
 		CLI_HELP_OPTION,
 		{NULL, 0, NULL, 0},
 	};
-	struct image_ref ref = {0};
-	struct history_opts hist = {0};
-	struct ocitree_write_options wo = {.compression = OCITREE_COMPRESSION_GZIP, .progress = cli_progress};
-	const char *tag = NULL;
-	int c, r = -1;
-	while ((c = cli_getopt(argc, argv, opts, err)) != -1) {
-		if (history_opt(&hist, c, optarg))
-			continue;
-		switch (c) {
-		case OPT_IMAGE:
-			if (cli_image_ref(optarg, &ref, err) < 0)
-				goto out;
-			break;
-		case OPT_TAG:
-			if (cli_tag_opt(optarg, &tag, err) < 0)
-				goto out;
-			break;
-		case OPT_COMPRESS:
-			if (compress_opt(optarg, &wo.compression, err) < 0)
-				goto out;
-			break;
-		CLI_HANDLE_HELP_GOTO(r, out);
-		default:
-			goto out;
-		}
-	}
-	if (cli_require_image(&ref, err) < 0 || cli_expect_args(argc, argv, 1, 1, err) < 0 || history_opts_check(&hist, err) < 0)
+	struct layer_opts lo = {0};
+	int r = layer_opts_parse(argc, argv, opts, &lo, NULL, NULL, err);
+	if (r != 0)
 		goto out;
+	r = -1;
+	if (cli_expect_args(argc, argv, 1, 1, err) < 0 || history_opts_check(&lo.hist, err) < 0)
+		goto out;
+	struct ocitree_write_options wo = {.compression = lo.compression, .progress = cli_progress};
 	const char *file = argv[optind];
 	int fd = strcmp(file, "-") == 0 ? dup(STDIN_FILENO) : open(file, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		ocitree_error_set(err, errno, "open '%s'", file);
 		goto out;
 	}
-	struct ocitree_layout *l = cli_open_layout(ref.path, err);
-	struct ocitree_image *img = l && ocitree_layout_hold_blobs(l, err) == 0 ? ocitree_image_open(l, ref.tag, err) : NULL;
+	struct ocitree_layout *l = cli_open_layout(lo.image.path, err);
+	struct ocitree_image *img =
+	    l && ocitree_layout_hold_blobs(l, err) == 0 ? ocitree_image_open(l, lo.image.tag, err) : NULL;
 	if (img) {
 		struct ocitree_history h;
-		if (!hist.no_history) {
-			history_opts_entry(&hist, img->config, "ocitree raw add-layer", false, &h);
+		if (!lo.hist.no_history) {
+			history_opts_entry(&lo.hist, img->config, "ocitree raw add-layer", false, &h);
 			wo.history = &h;
 		}
-		r = ocitree_add_layer(img, fd, tag ? tag : ref.tag, &wo, err);
+		r = ocitree_add_layer(img, fd, lo.tag ? lo.tag : lo.image.tag, &wo, err);
 		cli_progress_end();
 		if (r < 0)
 			ocitree_error_prefix(err, "add layer '%s'", file);
@@ -132,7 +101,7 @@ static int cmd_raw_add_layer(int argc, char **argv, struct ocitree_error **err)
 	ocitree_image_free(img);
 	ocitree_layout_free(l);
 out:
-	image_ref_clear(&ref);
+	layer_opts_clear(&lo);
 	return r;
 }
 

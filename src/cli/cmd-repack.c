@@ -4,12 +4,36 @@
 
 #include "cli.h"
 
-enum { OPT_IMAGE = OPT_COMMAND_BASE, OPT_MASK_PATH, OPT_NO_MASK_VOLUMES, OPT_REFRESH_BUNDLE };
+enum { OPT_MASK_PATH = OPT_COMMAND_BASE, OPT_NO_MASK_VOLUMES, OPT_REFRESH_BUNDLE };
+
+/* What repack's own options set. */
+struct repack_args {
+	struct ocitree_repack_options o;
+	const char **masks; /* --mask-path, growing; o.mask_paths once parsed */
+};
+
+static int repack_opt(int opt, const char *arg, void *data, UNUSED struct ocitree_error **err)
+{
+	struct repack_args *a = data;
+	switch (opt) {
+	case OPT_MASK_PATH:
+		a->masks = xrealloc(a->masks, (a->o.n_mask_paths + 1) * sizeof(char *));
+		a->masks[a->o.n_mask_paths++] = arg;
+		break;
+	case OPT_NO_MASK_VOLUMES:
+		a->o.no_mask_volumes = true;
+		break;
+	default: /* OPT_REFRESH_BUNDLE */
+		a->o.refresh_bundle = true;
+		break;
+	}
+	return 0;
+}
 
 int cmd_repack(int argc, char **argv, struct ocitree_error **err)
 {
 	static const struct option opts[] = {
-		{"image", required_argument, NULL, OPT_IMAGE},
+		LAYER_IMAGE_OPTION,
 		{"mask-path", required_argument, NULL, OPT_MASK_PATH},
 		{"no-mask-volumes", no_argument, NULL, OPT_NO_MASK_VOLUMES},
 		{"refresh-bundle", no_argument, NULL, OPT_REFRESH_BUNDLE},
@@ -18,59 +42,35 @@ int cmd_repack(int argc, char **argv, struct ocitree_error **err)
 		CLI_HELP_OPTION,
 		{NULL, 0, NULL, 0},
 	};
-	struct image_ref ref = {0};
-	struct history_opts hist = {0};
-	struct ocitree_repack_options o = {.write = {.compression = OCITREE_COMPRESSION_GZIP, .progress = cli_progress}};
-	_cleanup_free_ const char **masks = NULL;
-	int c, r = -1;
-	while ((c = cli_getopt(argc, argv, opts, err)) != -1) {
-		if (history_opt(&hist, c, optarg))
-			continue;
-		switch (c) {
-		case OPT_IMAGE:
-			if (cli_image_ref(optarg, &ref, err) < 0)
-				goto out;
-			break;
-		case OPT_MASK_PATH:
-			masks = xrealloc(masks, (o.n_mask_paths + 1) * sizeof(char *));
-			masks[o.n_mask_paths++] = optarg;
-			break;
-		case OPT_NO_MASK_VOLUMES:
-			o.no_mask_volumes = true;
-			break;
-		case OPT_REFRESH_BUNDLE:
-			o.refresh_bundle = true;
-			break;
-		case OPT_COMPRESS:
-			if (compress_opt(optarg, &o.write.compression, err) < 0)
-				goto out;
-			break;
-		CLI_HANDLE_HELP_GOTO(r, out);
-		default:
-			goto out;
-		}
-	}
-	if (cli_require_image(&ref, err) < 0 || cli_expect_args(argc, argv, 1, 1, err) < 0 || history_opts_check(&hist, err) < 0)
+	struct layer_opts lo = {0};
+	struct repack_args a = {.o = {.write = {.progress = cli_progress}}};
+	int r = layer_opts_parse(argc, argv, opts, &lo, repack_opt, &a, err);
+	if (r != 0)
 		goto out;
-	o.mask_paths = masks;
+	r = -1;
+	if (cli_expect_args(argc, argv, 1, 1, err) < 0 || history_opts_check(&lo.hist, err) < 0)
+		goto out;
+	a.o.write.compression = lo.compression;
+	a.o.mask_paths = a.masks;
 	struct ocitree_history h;
-	if (!hist.no_history) {
+	if (!lo.hist.no_history) {
 		/* the author defaults to the image's, which the library knows */
-		history_opts_entry(&hist, NULL, "ocitree repack", false, &h);
-		o.write.history = &h;
+		history_opts_entry(&lo.hist, NULL, "ocitree repack", false, &h);
+		a.o.write.history = &h;
 	}
-	struct ocitree_layout *l = cli_open_layout(ref.path, err);
+	struct ocitree_layout *l = cli_open_layout(lo.image.path, err);
 	if (l) {
 		char digest[OCITREE_DIGEST_MAX];
-		r = ocitree_repack_bundle(l, ref.tag, argv[optind], &o, digest, err);
+		r = ocitree_repack_bundle(l, lo.image.tag, argv[optind], &a.o, digest, err);
 		cli_progress_end();
 		if (r == 0)
-			log_info("tagged '%s' as %s", ref.tag, digest);
+			log_info("tagged '%s' as %s", lo.image.tag, digest);
 	}
-	if (o.write.history)
+	if (a.o.write.history)
 		ocitree_history_clear(&h);
 	ocitree_layout_free(l);
 out:
-	image_ref_clear(&ref);
+	free(a.masks);
+	layer_opts_clear(&lo);
 	return r;
 }

@@ -4,65 +4,56 @@
 
 #include "cli.h"
 
-enum { OPT_IMAGE = OPT_COMMAND_BASE, OPT_KEEP_DIRLINKS };
+enum { OPT_KEEP_DIRLINKS = OPT_COMMAND_BASE };
+
+static int unpack_opt(UNUSED int opt, UNUSED const char *arg, void *data, UNUSED struct ocitree_error **err)
+{
+	struct ocitree_unpack_options *o = data;
+	o->keep_dirlinks = true; /* --keep-dirlinks, the one option of its own */
+	return 0;
+}
 
 static int unpack_main(int argc, char **argv, bool raw, struct ocitree_error **err)
 {
 	static const struct option opts[] = {
-		{"image", required_argument, NULL, OPT_IMAGE},
+		LAYER_IMAGE_OPTION,
 		{"keep-dirlinks", no_argument, NULL, OPT_KEEP_DIRLINKS},
 		MAP_OPTIONS,
 		CLI_HELP_OPTION,
 		{NULL, 0, NULL, 0},
 	};
-	struct image_ref ref = {0};
-	struct map_opts maps = {0};
+	struct layer_opts lo = {0};
 	struct ocitree_unpack_options o = {.progress = cli_progress};
-	int c, r = -1;
-	while ((c = cli_getopt(argc, argv, opts, err)) != -1) {
-		int m = map_opt(&maps, c, optarg, err);
-		if (m < 0)
-			goto out;
-		if (m > 0)
-			continue;
-		switch (c) {
-		case OPT_IMAGE:
-			if (cli_image_ref(optarg, &ref, err) < 0)
-				goto out;
-			break;
-		case OPT_KEEP_DIRLINKS:
-			o.keep_dirlinks = true;
-			break;
-		CLI_HANDLE_HELP_GOTO(r, out);
-		default:
-			goto out;
-		}
-	}
-	if (cli_require_image(&ref, err) < 0 || cli_expect_args(argc, argv, 1, 1, err) < 0)
+	int r = layer_opts_parse(argc, argv, opts, &lo, unpack_opt, &o, err);
+	if (r != 0)
+		goto out;
+	r = -1;
+	if (cli_expect_args(argc, argv, 1, 1, err) < 0)
 		goto out;
 	const char *dest = argv[optind];
 	if (!*dest) {
 		cli_usage_error(err, "%s path is empty", raw ? "rootfs" : "bundle");
 		goto out;
 	}
-	map_opts_get(&maps, &o.map);
-	struct ocitree_layout *l = cli_open_layout(ref.path, err);
+	map_opts_get(&lo.maps, &o.map);
+	struct ocitree_layout *l = cli_open_layout(lo.image.path, err);
 	if (!l)
 		goto out;
-	struct ocitree_image *img = ocitree_layout_hold_blobs(l, err) == 0 ? ocitree_image_open(l, ref.tag, err) : NULL;
+	struct ocitree_image *img =
+	    ocitree_layout_hold_blobs(l, err) == 0 ? ocitree_image_open(l, lo.image.tag, err) : NULL;
 	if (img) {
 		r = raw ? ocitree_unpack_rootfs(img, dest, &o, err) : ocitree_unpack_bundle(img, dest, &o, err);
 		cli_progress_end();
 		if (r < 0 && err && *err && (*err)->errnum == EPERM && geteuid() != 0 && !o.map.rootless)
 			ocitree_error_prefix(err, "not running as root (see --rootless)");
 		if (r == 0)
-			log_info("unpacked '%s:%s' (%s) into '%s'", ref.path, ref.tag, img->manifest_desc.digest, dest);
+			log_info("unpacked '%s:%s' (%s) into '%s'", lo.image.path, lo.image.tag,
+				 img->manifest_desc.digest, dest);
 	}
 	ocitree_image_free(img);
 	ocitree_layout_free(l);
 out:
-	image_ref_clear(&ref);
-	map_opts_clear(&maps);
+	layer_opts_clear(&lo);
 	return r;
 }
 

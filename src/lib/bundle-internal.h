@@ -79,17 +79,11 @@ int umoci_meta_write_at(int dirfd, const struct umoci_meta *m, struct ocitree_er
 int umoci_meta_read_at(int dirfd, struct umoci_meta *m, struct ocitree_error **err);
 void umoci_meta_clear(struct umoci_meta *m);
 
-/* ---- writing a new image (bundle.c) ---- */
+/* ---- bundle metadata (bundle.c) ---- */
 
 /* Write the mtree, ocitree.state and umoci.json of a bundle describing t as
  * the tree of img. */
 int bundle_write_meta(int bfd, const char *bundle, struct ocitree_image *img, const struct tree *t,
 		      const struct ocitree_map_options *map, struct ocitree_error **err);
-
-/* Append a layer (descriptor and diff_id; NULL for none, as when nothing
- * changed) and the history entry of o to img's manifest and config, then
- * commit img as tag.  The config's created time stays, as with umoci. */
-int image_add_layer_commit(struct ocitree_image *img, const struct ocitree_descriptor *layer, const char *diff_id,
-			   const char *tag, const struct ocitree_write_options *o, struct ocitree_error **err);
 
 #endif

@@ -214,27 +214,3 @@ fail:
 	}
 	return -1;
 }
-
-/* ---- new images ---- */
-
-int image_add_layer_commit(struct ocitree_image *img, const struct ocitree_descriptor *layer, const char *diff_id,
-			   const char *tag, const struct ocitree_write_options *o, struct ocitree_error **err)
-{
-	if (layer) {
-		ocitree_manifest_add_layer(img->manifest, layer);
-		ocitree_config_add_diff_id(img->config, diff_id);
-	}
-	if (o->history) {
-		struct ocitree_history h = *o->history;
-		_cleanup_free_ char *created = NULL;
-		if (!h.author)
-			h.author = img->config->author;
-		if (!h.created) {
-			struct timespec now = ocitree_time_now();
-			h.created = created = ocitree_time_format(&now);
-		}
-		h.empty_layer = layer == NULL;
-		ocitree_config_add_history(img->config, &h);
-	}
-	return ocitree_image_commit(img, tag, err);
-}

@@ -11,7 +11,8 @@
 #include <fcntl.h>
 #include <sys/sysmacros.h>
 
-#include "bundle-internal.h"
+#include "layout-internal.h"
+#include "ocitree/bundle.h"
 #include "ocitree/layer-index.h"
 #include "ocitree/layer.h"
 #include "upper-internal.h"

@@ -1,4 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Content digests (ocitree/digest.h): checking that a digest string is
+ * well formed and of an algorithm ocitree supports, and an opaque hasher
+ * over OpenSSL's EVP interface that formats its result as "alg:hex".
+ */
 #include "config.h"
 
 #include <openssl/evp.h>

@@ -1,4 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Checking a layout (ocitree/fsck.h): every blob hashed against its name,
+ * every ref walked down through indexes and manifests to its config and
+ * layers, optionally every layer decompressed against its diff_id.  What is
+ * wrong with blobs and refs goes into the report rather than being returned
+ * as an error, so that one run lists every problem.
+ */
 #include "config.h"
 
 #include <dirent.h>

@@ -1,4 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Garbage collection of a layout (ocitree_layout_gc): mark every blob
+ * reachable from index.json, then sweep blobs/ and stale temporary files,
+ * under the exclusive blobs lock that keeps it from removing what a running
+ * command is about to reference (see ocitree/layout.h).
+ */
 #include "config.h"
 
 #include <dirent.h>

@@ -1,7 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Images (ocitree/image.h): a tag resolved through nested indexes to the
+ * manifest for this host, that manifest and its config loaded and checked
+ * against each other, a new layer and its history entry appended, and a
+ * changed image written back (as OCI, whatever it was read as) as config
+ * blob, manifest blob and tag.  Also the LAYOUT[:TAG] syntax of --image.
+ */
 #include "config.h"
 
 #include "layout-internal.h"
+#include "ocitree/bundle.h" /* struct ocitree_write_options */
 #include "ocitree/image.h"
 #include "util.h"
 
@@ -237,6 +245,28 @@ OCITREE_EXPORT int ocitree_image_commit(struct ocitree_image *img, const char *t
 	ocitree_descriptor_clear(&img->manifest_desc);
 	img->manifest_desc = d;
 	return 0;
+}
+
+int image_add_layer_commit(struct ocitree_image *img, const struct ocitree_descriptor *layer, const char *diff_id,
+			   const char *tag, const struct ocitree_write_options *o, struct ocitree_error **err)
+{
+	if (layer) {
+		ocitree_manifest_add_layer(img->manifest, layer);
+		ocitree_config_add_diff_id(img->config, diff_id);
+	}
+	if (o->history) {
+		struct ocitree_history h = *o->history;
+		_cleanup_free_ char *created = NULL;
+		if (!h.author)
+			h.author = img->config->author;
+		if (!h.created) {
+			struct timespec now = ocitree_time_now();
+			h.created = created = ocitree_time_format(&now);
+		}
+		h.empty_layer = layer == NULL;
+		ocitree_config_add_history(img->config, &h);
+	}
+	return ocitree_image_commit(img, tag, err);
 }
 
 OCITREE_EXPORT int ocitree_image_ref_parse(const char *ref, char **path, char **tag, struct ocitree_error **err)

@@ -1,4 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * What the library's other files need of layouts and images beyond the
+ * public API: the layout struct itself (its directory fd and blobs lock),
+ * blob paths for fsck, image_load() for the code that opens an image by a
+ * recorded manifest rather than a tag (repack, upper directories), and
+ * image_add_layer_commit() for the code that writes a new layer (repack,
+ * insert, add-layer, commit).
+ */
 #ifndef OCITREE_LAYOUT_INTERNAL_H
 #define OCITREE_LAYOUT_INTERNAL_H
 
@@ -18,5 +26,12 @@ struct ocitree_image;
  * layout is set), checking that the config is an image config with a
  * diff_id per layer. */
 int image_load(struct ocitree_image *img, struct ocitree_error **err);
+
+struct ocitree_write_options;
+/* Append a layer (descriptor and diff_id; NULL for none, as when nothing
+ * changed) and the history entry of o to img's manifest and config, then
+ * commit img as tag.  The config's created time stays, as with umoci. */
+int image_add_layer_commit(struct ocitree_image *img, const struct ocitree_descriptor *layer, const char *diff_id,
+			   const char *tag, const struct ocitree_write_options *o, struct ocitree_error **err);
 
 #endif

@@ -1,4 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * An OCI image layout on disk (ocitree/layout.h): opening and creating
+ * one, index.json read and replaced under the layout lock, tag names, and
+ * the content-addressed blob store (reading, writing through a hashing
+ * writer, the shared blobs lock).  Ownership of new files follows the
+ * layout directory's when run as root, as umoci does.
+ */
 #include "config.h"
 
 #include <dirent.h>

@@ -1,4 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The library's logging (ocitree/log.h): messages at or above the level are
+ * handed to the handler the program installed, and dropped when there is
+ * none, so that the library never prints.
+ */
 #include "config.h"
 
 #include <stdarg.h>

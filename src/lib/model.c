@@ -1,4 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The image model (ocitree/model.h): media types, descriptors, image
+ * indexes, manifests and image configs, their lifecycles and their JSON in
+ * both directions, plus the host platform new configs are stamped with.
+ * json.h's helpers for the model's own types live here too, as the owner
+ * of those types.
+ */
 #include "config.h"
 
 #include <sys/utsname.h>
@@ -496,6 +503,41 @@ static int doc_head(const cJSON *j, enum ocitree_doc_kind kind, const char *kind
 	return 0;
 }
 
+/* The fields they end with: subject and annotations. */
+static int doc_tail(const cJSON *j, struct ocitree_descriptor **subject, struct ocitree_strmap *annotations,
+		    const char *what, struct ocitree_error **err)
+{
+	if (subject_from_json(j, subject, what, err) < 0)
+		return -1;
+	return json_get_strmap(j, "annotations", annotations, NULL, what, err);
+}
+
+/* The same two ends in JSON, in the order the spec lists the fields. */
+static void json_doc_head(cJSON *j, int schema, const char *media_type, const char *artifact_type)
+{
+	json_add(j, "schemaVersion", json_int64(schema));
+	if (media_type)
+		json_add(j, "mediaType", json_string(media_type));
+	if (artifact_type)
+		json_add(j, "artifactType", json_string(artifact_type));
+}
+
+static void json_doc_tail(cJSON *j, const struct ocitree_descriptor *subject, const struct ocitree_strmap *annotations)
+{
+	if (subject)
+		json_add(j, "subject", json_descriptor(subject));
+	if (annotations->n)
+		json_add(j, "annotations", json_strmap(annotations));
+}
+
+static cJSON *json_descriptors(const struct ocitree_descriptor *d, size_t n)
+{
+	cJSON *arr = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_append(arr, json_descriptor(&d[i]));
+	return arr;
+}
+
 OCITREE_EXPORT struct ocitree_manifest *ocitree_manifest_parse(const char *json, size_t len,
 							       struct ocitree_error **err)
 {
@@ -517,9 +559,7 @@ OCITREE_EXPORT struct ocitree_manifest *ocitree_manifest_parse(const char *json,
 	const cJSON *l = cJSON_GetObjectItemCaseSensitive(j, "layers");
 	if (descriptors_from_json(l, "layers", &m->layers, &m->n_layers, what, err) < 0)
 		goto fail;
-	if (subject_from_json(j, &m->subject, what, err) < 0)
-		goto fail;
-	if (json_get_strmap(j, "annotations", &m->annotations, NULL, what, err) < 0)
+	if (doc_tail(j, &m->subject, &m->annotations, what, err) < 0)
 		goto fail;
 	return m;
 fail:
@@ -530,20 +570,10 @@ fail:
 OCITREE_EXPORT char *ocitree_manifest_to_json(const struct ocitree_manifest *m)
 {
 	_cleanup_json_ cJSON *j = json_object();
-	json_add(j, "schemaVersion", json_int64(m->schema_version ? m->schema_version : 2));
-	if (m->media_type)
-		json_add(j, "mediaType", json_string(m->media_type));
-	if (m->artifact_type)
-		json_add(j, "artifactType", json_string(m->artifact_type));
+	json_doc_head(j, m->schema_version ? m->schema_version : 2, m->media_type, m->artifact_type);
 	json_add(j, "config", json_descriptor(&m->config));
-	cJSON *layers = json_array();
-	for (size_t i = 0; i < m->n_layers; i++)
-		json_append(layers, json_descriptor(&m->layers[i]));
-	json_add(j, "layers", layers);
-	if (m->subject)
-		json_add(j, "subject", json_descriptor(m->subject));
-	if (m->annotations.n)
-		json_add(j, "annotations", json_strmap(&m->annotations));
+	json_add(j, "layers", json_descriptors(m->layers, m->n_layers));
+	json_doc_tail(j, m->subject, &m->annotations);
 	return json_encode(j, false);
 }
 
@@ -594,9 +624,7 @@ OCITREE_EXPORT struct ocitree_index *ocitree_index_parse(const char *json, size_
 	}
 	if (descriptors_from_json(m, "manifests", &idx->manifests, &idx->n_manifests, what, err) < 0)
 		goto fail;
-	if (subject_from_json(j, &idx->subject, what, err) < 0)
-		goto fail;
-	if (json_get_strmap(j, "annotations", &idx->annotations, NULL, what, err) < 0)
+	if (doc_tail(j, &idx->subject, &idx->annotations, what, err) < 0)
 		goto fail;
 	return idx;
 fail:
@@ -607,19 +635,9 @@ fail:
 OCITREE_EXPORT char *ocitree_index_to_json(const struct ocitree_index *idx)
 {
 	_cleanup_json_ cJSON *j = json_object();
-	json_add(j, "schemaVersion", json_int64(2));
-	if (idx->media_type)
-		json_add(j, "mediaType", json_string(idx->media_type));
-	if (idx->artifact_type)
-		json_add(j, "artifactType", json_string(idx->artifact_type));
-	cJSON *arr = json_array();
-	for (size_t i = 0; i < idx->n_manifests; i++)
-		json_append(arr, json_descriptor(&idx->manifests[i]));
-	json_add(j, "manifests", arr);
-	if (idx->subject)
-		json_add(j, "subject", json_descriptor(idx->subject));
-	if (idx->annotations.n)
-		json_add(j, "annotations", json_strmap(&idx->annotations));
+	json_doc_head(j, 2, idx->media_type, idx->artifact_type);
+	json_add(j, "manifests", json_descriptors(idx->manifests, idx->n_manifests));
+	json_doc_tail(j, idx->subject, &idx->annotations);
 	return json_encode(j, false);
 }
 

@@ -1,4 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The in-memory tree of a root filesystem (rootfs-tree.h): nodes found by
+ * (parent, name) through one hash table, their xattr lists, and filling a
+ * node from stat(2)/statx(2) (with birth time where the kernel has it).
+ */
 #include "config.h"
 
 #include <fcntl.h>

@@ -1,4 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The push parser of tar-scan.h: header blocks, pax and GNU extended
+ * headers turned into layer entries with the offset of their data, fed in
+ * pieces of any size by the layer index builder.  Layers are untrusted: the
+ * checksum and the numeric fields are checked, extended headers are bounded,
+ * and names with a '..' component are dropped with a warning.
+ */
 #include "config.h"
 
 #include <sys/stat.h>
@@ -206,6 +213,34 @@ static int parse_pax(struct tar_scan *t, bool global, struct ocitree_error **err
 	return 0;
 }
 
+/* What a tar type flag stands for. */
+struct tar_type {
+	char flag;
+	enum ocitree_entry_type type;
+	uint32_t format; /* the S_IFMT bits */
+};
+
+static const struct tar_type tar_types[] = {
+	{'0', OCITREE_ENTRY_REG, S_IFREG},
+	{'\0', OCITREE_ENTRY_REG, S_IFREG}, /* pre-POSIX regular file */
+	{'7', OCITREE_ENTRY_REG, S_IFREG},  /* contiguous file */
+	{'1', OCITREE_ENTRY_HARDLINK, S_IFREG},
+	{'2', OCITREE_ENTRY_SYMLINK, S_IFLNK},
+	{'3', OCITREE_ENTRY_CHR, S_IFCHR},
+	{'4', OCITREE_ENTRY_BLK, S_IFBLK},
+	{'5', OCITREE_ENTRY_DIR, S_IFDIR},
+	{'6', OCITREE_ENTRY_FIFO, S_IFIFO},
+};
+
+static const struct tar_type *tar_type_of(char flag)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(tar_types); i++)
+		if (tar_types[i].flag == flag)
+			return &tar_types[i];
+	/* POSIX: an unknown type is read as a regular file */
+	return &tar_types[0];
+}
+
 static int emit_entry(struct tar_scan *t, const unsigned char *h, uint64_t size, struct ocitree_error **err)
 {
 	char type = (char)h[156];
@@ -232,48 +267,13 @@ static int emit_entry(struct tar_scan *t, const unsigned char *h, uint64_t size,
 	if (ustar && (!parse_num(h + 329, 8, &dmaj) || !parse_num(h + 337, 8, &dmin)))
 		dmaj = dmin = 0;
 
-	struct ocitree_layer_entry e = {0};
-	e.mode = (uint32_t)(mode & 07777);
-	switch (type) {
-	case '0':
-	case '\0':
-	case '7':
-		e.type = OCITREE_ENTRY_REG;
-		e.mode |= S_IFREG;
-		break;
-	case '1':
-		e.type = OCITREE_ENTRY_HARDLINK;
-		e.mode |= S_IFREG;
-		break;
-	case '2':
-		e.type = OCITREE_ENTRY_SYMLINK;
-		e.mode |= S_IFLNK;
-		break;
-	case '3':
-		e.type = OCITREE_ENTRY_CHR;
-		e.mode |= S_IFCHR;
-		break;
-	case '4':
-		e.type = OCITREE_ENTRY_BLK;
-		e.mode |= S_IFBLK;
-		break;
-	case '5':
-		e.type = OCITREE_ENTRY_DIR;
-		e.mode |= S_IFDIR;
-		break;
-	case '6':
-		e.type = OCITREE_ENTRY_FIFO;
-		e.mode |= S_IFIFO;
-		break;
-	case 'S':
+	if (type == 'S')
 		return ocitree_error_setk(err, OCITREE_ERROR_UNSUPPORTED, "GNU sparse file '%s' is not supported",
 					  raw_name);
-	default:
-		/* POSIX: an unknown type is read as a regular file */
-		e.type = OCITREE_ENTRY_REG;
-		e.mode |= S_IFREG;
-		break;
-	}
+	struct ocitree_layer_entry e = {0};
+	const struct tar_type *tt = tar_type_of(type);
+	e.type = tt->type;
+	e.mode = (uint32_t)(mode & 07777) | tt->format;
 	/* old tars mark directories by a trailing '/' on a regular entry */
 	size_t rl = strlen(raw_name);
 	if (e.type == OCITREE_ENTRY_REG && rl && raw_name[rl - 1] == '/') {

@@ -1,4 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The library's file helpers of util.h: bounded whole-file reads, atomic
+ * replacement of a file in a directory (temporary file, fsync, rename,
+ * fsync of the directory), and the inode -> path map.
+ */
 #include "config.h"
 
 #include <fcntl.h>

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Internal helpers of libocitree on top of the generic ones of common.h:
- * whole-file reads and atomic writes in a directory, a string set and an
- * inode map.  Not installed, and not for the front ends
+ * the error cleanup attribute, whole-file reads and atomic writes in a
+ * directory, and an inode map.  Not installed, and not for the front ends
  * (they use the public headers and common.h).
  */
 #ifndef OCITREE_UTIL_H

@@ -1,4 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ocitree_version(): the version libocitree.so was built as, which may be
+ * newer than the headers a program was compiled against.  Its own file, as
+ * it belongs to no other part of the library.
+ */
 #include "config.h"
 
 #include "ocitree/ocitree.h"
