@@ -131,6 +131,12 @@ validated() {
 	if need_validator "$desc"; then ok "$desc" validate "$@"; fi
 }
 
+# Prefix of a traced run of the build under test ($TRACED strace -f ...):
+# LeakSanitizer (the sanitizer build) stops the world with ptrace at exit,
+# which cannot work in a process strace already traces, and fails the run.
+# Leaks are still checked by every run that is not traced.
+TRACED="env ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+
 # ---- kill points (strace -e inject=SYSCALL:signal=KILL:when=K) ----
 # strace counts the calls for `when` per thread, not per process: a kill
 # at K fires only in a thread that makes at least K such calls.

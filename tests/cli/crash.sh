@@ -48,7 +48,7 @@ points_total=0
 for entry in "${commands[@]}"; do
 	IFS='|' read -r name keep cmd <<<"$entry"
 	fresh "$T/count"
-	if ! strace -f -qq -o "$T/trace" -e trace=${SYSCALLS// /,} $OCITREE $(eval echo "$cmd") >/dev/null 2>"$T/count.err"
+	if ! $TRACED strace -f -qq -o "$T/trace" -e trace=${SYSCALLS// /,} $OCITREE $(eval echo "$cmd") >/dev/null 2>"$T/count.err"
 	then
 		is "$name: runs under strace" "$(head -1 "$T/count.err")" ""
 		continue
@@ -65,7 +65,7 @@ for entry in "${commands[@]}"; do
 		for k in $(kill_sample "$max" "$MAX_POINTS"); do
 			fresh "$T/run"
 			s=0
-			killrun strace -f -qq -o /dev/null -e trace=$sc -e inject=$sc:signal=KILL:when=$k $OCITREE $(eval echo "$cmd") || s=$?
+			killrun $TRACED strace -f -qq -o /dev/null -e trace=$sc -e inject=$sc:signal=KILL:when=$k $OCITREE $(eval echo "$cmd") || s=$?
 			if [ "$s" -eq 137 ]; then
 				fired=$((fired + 1))
 			else
@@ -100,7 +100,7 @@ diag "$points_total kill points survived"
 
 # after a crash, gc removes what the killed command left behind
 fresh "$T/leftover"
-killrun strace -f -qq -o /dev/null -e trace=renameat -e inject=renameat:signal=KILL:when=2 \
+killrun $TRACED strace -f -qq -o /dev/null -e trace=renameat -e inject=renameat:signal=KILL:when=2 \
 	$OCITREE config --image "$L:a" --author x
 check "a killed command leaves temporary files" '[ -n "$(find "$L" -name ".ocitree-tmp.*")" ]'
 ok "gc after the crash" $OCITREE gc --layout "$L"

@@ -87,12 +87,12 @@ ok "the repaired layout works again" $OCITREE stat --image "$L:good"
 # a failed sync is an error: init's last fsync is that of the directory the
 # new layout was renamed into (without it the layout may vanish in a crash)
 if have strace && strace -qq -e trace=getpid -e inject=getpid:retval=1 true 2>/dev/null; then
-	strace -f -qq -o "$T/trace" -e trace=fsync $OCITREE init --layout "$T/synced" || exit 1
+	$TRACED strace -f -qq -o "$T/trace" -e trace=fsync $OCITREE init --layout "$T/synced" || exit 1
 	n=$(grep -c 'fsync(' "$T/trace")
 	check "init syncs (it made $n fsync calls)" '[ "$n" -gt 0 ]'
 	fails 1 "create layout '$T/eio': sync directory '$T': Input/output error" \
 		"init reports a failed sync of the parent directory" \
-		strace -f -qq -o /dev/null -e trace=fsync -e inject=fsync:error=EIO:when=$n $OCITREE init --layout "$T/eio"
+		$TRACED strace -f -qq -o /dev/null -e trace=fsync -e inject=fsync:error=EIO:when=$n $OCITREE init --layout "$T/eio"
 	one_line "failed directory sync"
 else
 	skip "a failed sync of the parent directory is an error" "strace cannot inject faults here"

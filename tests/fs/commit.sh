@@ -176,12 +176,12 @@ if have strace && strace -qq -e trace=getpid -e inject=getpid:retval=1 true 2>/d
 	echo x >"$M/times.txt"
 	ok "unmount" do_umount "$M"
 	cp -a "$U3" "$T/upper-times.saved" && cp -a "$U3.work" "$T/upper-times.saved.work"
-	strace -f -qq -o "$T/trace" -e trace=utimensat "$OCITREE" commit --upper "$U3" --image "$T/l:t1" --clear >/dev/null
+	$TRACED strace -f -qq -o "$T/trace" -e trace=utimensat "$OCITREE" commit --upper "$U3" --image "$T/l:t1" --clear >/dev/null
 	n=$(grep -c 'utimensat(' "$T/trace")
 	check "commit --clear restores times ($n utimensat calls)" '[ "$n" -gt 0 ]'
 	rm -rf "$U3" "$U3.work" && cp -a "$T/upper-times.saved" "$U3" && cp -a "$T/upper-times.saved.work" "$U3.work"
 	fails 1 "empty upper directory '$U3'.*Input/output error" "a failed restore of a directory's times is an error" \
-		strace -f -qq -o /dev/null -e trace=utimensat -e inject=utimensat:error=EIO:when=$n \
+		$TRACED strace -f -qq -o /dev/null -e trace=utimensat -e inject=utimensat:error=EIO:when=$n \
 		"$OCITREE" commit --upper "$U3" --image "$T/l:t2" --clear
 	ok "the next commit finishes the clear" "$OCITREE" commit --upper "$U3" --image "$T/l:t3"
 	is "and the upper directory is empty" "$(ls -A "$U3")" ""

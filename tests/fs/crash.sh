@@ -235,7 +235,7 @@ ok "unmount" do_umount "$M"
 cp -a "$T/l" "$T/pristine"
 cp -a "$U" "$T/cu-pristine"
 cp -a "$U.work" "$T/cu-pristine.work"
-strace -f -qq -o "$T/strace.commit" -e trace=$SYSCALLS "$OCITREE" commit --upper "$U" --image "$T/l:new" --clear >/dev/null 2>&1
+$TRACED strace -f -qq -o "$T/strace.commit" -e trace=$SYSCALLS "$OCITREE" commit --upper "$U" --image "$T/l:new" --clear >/dev/null 2>&1
 bad=
 runs=0
 while read -r sc k <&3; do
@@ -245,7 +245,7 @@ while read -r sc k <&3; do
 	cp -a "$T/cu-pristine" "$U"
 	cp -a "$T/cu-pristine.work" "$U.work"
 	status=0
-	bash -c '"$@"; exit $?' _ strace -f -qq -o /dev/null -e trace=$sc -e inject=$sc:signal=KILL:when=$k \
+	bash -c '"$@"; exit $?' _ $TRACED strace -f -qq -o /dev/null -e trace=$sc -e inject=$sc:signal=KILL:when=$k \
 		"$OCITREE" commit --upper "$U" --image "$T/l:new" --clear >/dev/null 2>&1 || status=$?
 	killed "$sc" "$status"
 	after_clear_crash new || continue
