@@ -2,7 +2,11 @@
 /*
  * Fuzz target: the JSON model.  The first byte picks the parser (index,
  * manifest, config), the rest is the document.  Whatever parses must
- * serialise, parse again, and serialise to the same bytes.
+ * serialise, parse again, and serialise to the same bytes.  The one
+ * exception is Go's: a string with bytes that are not UTF-8 is written with
+ * \ufffd in their place, which parses back as U+FFFD and is then written
+ * as itself (encoding/json does the same); from there on the bytes must not
+ * change.
  */
 #include "config.h"
 
@@ -21,6 +25,17 @@ static void check_same(char *a, char *b)
 	}
 }
 
+/* a and b are the first and second serialisation; c the third, or NULL
+ * when a has no replacement character to settle */
+static void check_settled(char *a, char *b, char *c)
+{
+	if (!b || !strstr(a, "\\ufffd")) {
+		check_same(a, b);
+		return;
+	}
+	check_same(b, c);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
@@ -35,7 +50,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			char *a = ocitree_index_to_json(idx);
 			struct ocitree_index *again = ocitree_index_parse(a, strlen(a), NULL);
 			char *b = again ? ocitree_index_to_json(again) : NULL;
-			check_same(a, b);
+			struct ocitree_index *third = b ? ocitree_index_parse(b, strlen(b), NULL) : NULL;
+			char *c3 = third ? ocitree_index_to_json(third) : NULL;
+			check_settled(a, b, c3);
+			free(c3);
+			ocitree_index_free(third);
 			for (size_t i = 0; i < idx->n_manifests; i++)
 				ocitree_descriptor_ref_name(&idx->manifests[i]);
 			free(a), free(b);
@@ -50,7 +69,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			char *a = ocitree_manifest_to_json(m);
 			struct ocitree_manifest *again = ocitree_manifest_parse(a, strlen(a), NULL);
 			char *b = again ? ocitree_manifest_to_json(again) : NULL;
-			check_same(a, b);
+			struct ocitree_manifest *third = b ? ocitree_manifest_parse(b, strlen(b), NULL) : NULL;
+			char *c3 = third ? ocitree_manifest_to_json(third) : NULL;
+			check_settled(a, b, c3);
+			free(c3);
+			ocitree_manifest_free(third);
 			free(a), free(b);
 			ocitree_manifest_free(again);
 			ocitree_manifest_free(m);
@@ -64,7 +87,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			char *a = ocitree_config_to_json(c);
 			struct ocitree_config *again = ocitree_config_parse(a, strlen(a), NULL);
 			char *b = again ? ocitree_config_to_json(again) : NULL;
-			check_same(a, b);
+			struct ocitree_config *third = b ? ocitree_config_parse(b, strlen(b), NULL) : NULL;
+			char *c3 = third ? ocitree_config_to_json(third) : NULL;
+			check_settled(a, b, c3);
+			free(c3);
+			ocitree_config_free(third);
 			free(a), free(b);
 			ocitree_config_free(again);
 			ocitree_config_free(c);
