@@ -60,6 +60,10 @@ enum ocitree_compression {
 	OCITREE_COMPRESSION_NONE = 0,
 	OCITREE_COMPRESSION_GZIP,
 	OCITREE_COMPRESSION_ZSTD,
+	/* for writers only: the compression of the image's most recent
+	 * compressed layer, gzip when it has none (never none: nothing gains
+	 * from an uncompressed blob), as umoci 0.6 picks it */
+	OCITREE_COMPRESSION_AUTO,
 };
 
 /* What a media type names.  NULL is OCITREE_DOC_OTHER. */
@@ -68,6 +72,11 @@ enum ocitree_doc_kind ocitree_media_type_kind(const char *media_type);
 /* The compression of a layer media type; -1 (OCITREE_ERROR_UNSUPPORTED)
  * for anything that is not a tar layer ocitree can read. */
 int ocitree_layer_compression(const char *media_type, enum ocitree_compression *comp, struct ocitree_error **err);
+
+struct ocitree_manifest;
+/* comp, or for OCITREE_COMPRESSION_AUTO the compression a new layer on top
+ * of m gets (m may be NULL: gzip). */
+enum ocitree_compression ocitree_compression_resolve(enum ocitree_compression comp, const struct ocitree_manifest *m);
 
 /* The OCI layer media type for a compression. */
 const char *ocitree_layer_media_type(enum ocitree_compression comp, bool nondistributable);

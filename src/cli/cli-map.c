@@ -59,7 +59,7 @@ void map_opts_clear(struct map_opts *m)
 int compress_opt(const char *arg, enum ocitree_compression *c, struct ocitree_error **err)
 {
 	if (ocitree_compression_parse(arg, c) < 0)
-		return cli_usage_error(err, "invalid --compress '%s': use gzip, zstd or none", arg);
+		return cli_usage_error(err, "invalid --compress '%s': use gzip, zstd, none or auto", arg);
 	return 0;
 }
 
@@ -67,7 +67,7 @@ int layer_opts_parse(int argc, char **argv, const struct option *opts, struct la
 		     int (*own)(int opt, const char *arg, void *data, struct ocitree_error **err), void *data,
 		     struct ocitree_error **err)
 {
-	o->compression = OCITREE_COMPRESSION_GZIP;
+	o->compression = OCITREE_COMPRESSION_AUTO;
 	int c;
 	while ((c = cli_getopt(argc, argv, opts, err)) != -1) {
 		if (history_opt(&o->hist, c, optarg))

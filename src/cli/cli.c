@@ -39,6 +39,24 @@ int cli_usage_error(struct ocitree_error **err, const char *fmt, ...)
 	return ocitree_error_setk(err, OCITREE_ERROR_USAGE, "%s (see 'ocitree --help')", m);
 }
 
+const char *cli_abbreviated(int argc, char **argv, const struct option *opts, int longidx)
+{
+	if (longidx < 0 || optind < 1 || optind > argc)
+		return NULL;
+	/* the option's own word: the one before its value when the value was
+	 * the next argument */
+	int at = optind - 1;
+	if (optarg && optarg == argv[at] && at > 0)
+		at--;
+	const char *word = argv[at];
+	if (strncmp(word, "--", 2) != 0)
+		return NULL;
+	size_t n = strcspn(word + 2, "=");
+	if (strlen(opts[longidx].name) == n && strncmp(opts[longidx].name, word + 2, n) == 0)
+		return NULL;
+	return word;
+}
+
 int cli_getopt(int argc, char **argv, const struct option *opts, struct ocitree_error **err)
 {
 	/* build the short option string from the table: ":" first so that a
@@ -64,6 +82,9 @@ int cli_getopt(int argc, char **argv, const struct option *opts, struct ocitree_
 	if (c == ':') {
 		return cli_usage_error(err, "option '%s' needs a value", argv[optind - 1]), '?';
 	}
+	const char *abbrev = cli_abbreviated(argc, argv, opts, longidx);
+	if (abbrev)
+		return cli_usage_error(err, "unknown option '%s'", abbrev), '?';
 	return c;
 }
 
@@ -133,6 +154,18 @@ bool history_opt(struct history_opts *h, int opt, const char *arg)
 
 int history_opts_check(const struct history_opts *h, struct ocitree_error **err)
 {
+	/* umoci refuses the pair rather than guessing which one was meant,
+	 * naming the first --history.* flag in its own order
+	 * (cmd/umoci/utils_ux.go, uxHistory) */
+	if (h->no_history) {
+		const char *set = h->author	 ? "history.author"
+				  : h->comment	 ? "history.comment"
+				  : h->created	 ? "history.created"
+				  : h->created_by ? "history.created_by"
+						 : NULL;
+		if (set)
+			return cli_usage_error(err, "--no-history and --%s may not be specified together", set);
+	}
 	_cleanup_free_ char *created = h->created ? ocitree_time_canonical(h->created) : NULL;
 	if (h->created && !created)
 		return ocitree_error_setk(err, OCITREE_ERROR_USAGE,

@@ -50,6 +50,11 @@ extern const struct command *cli_current;
 
 /* A getopt_long loop helper: returns the option or -1 at the end; turns
  * unknown options and missing arguments into a usage error (returning '?'). */
+/* The word of a long option that getopt_long just matched by a prefix
+ * (--config.wo for --config.workingdir), or NULL when it was spelled out.
+ * umoci takes no abbreviations: a script written for it must not have one
+ * silently mean another flag. */
+const char *cli_abbreviated(int argc, char **argv, const struct option *opts, int longidx);
 int cli_getopt(int argc, char **argv, const struct option *opts, struct ocitree_error **err);
 
 /* Usage errors that mention `--help`. */
@@ -148,7 +153,8 @@ void map_opts_get(struct map_opts *m, struct ocitree_map_options *out);
 void map_opts_clear(struct map_opts *m);
 
 #define COMPRESS_OPTS_HELP                                                                                         \
-	"      --compress=ALGO              compress the new layer with gzip (default), zstd or none\n"
+	"      --compress=ALGO              compress the new layer with gzip, zstd, none or auto (default:\n"  \
+	"                                   as the image's newest compressed layer, else gzip)\n"
 #define COMPRESS_OPTION {"compress", required_argument, NULL, OPT_COMPRESS}
 int compress_opt(const char *arg, enum ocitree_compression *c, struct ocitree_error **err);
 
@@ -160,7 +166,7 @@ struct layer_opts {
 	const char *tag;                     /* --tag, or NULL */
 	struct map_opts maps;
 	struct history_opts hist;
-	enum ocitree_compression compression; /* gzip unless --compress */
+	enum ocitree_compression compression; /* auto unless --compress */
 };
 #define LAYER_IMAGE_OPTION {"image", required_argument, NULL, OPT_LAYER_IMAGE}
 #define LAYER_TAG_OPTION {"tag", required_argument, NULL, OPT_LAYER_TAG}

@@ -107,7 +107,7 @@ int cmd_commit(int argc, char **argv, struct ocitree_error **err)
 		CLI_HELP_OPTION,
 		{NULL, 0, NULL, 0},
 	};
-	struct commit_args a = {.compression = OCITREE_COMPRESSION_GZIP};
+	struct commit_args a = {.compression = OCITREE_COMPRESSION_AUTO};
 	_cleanup_free_ char *layout = NULL, *tag = NULL;
 	int c;
 	while ((c = cli_getopt(argc, argv, opts, err)) != -1) {

@@ -92,6 +92,9 @@ static int parse(int argc, char **argv, struct config_opts *o, struct ocitree_er
 		{"author", required_argument, NULL, OPT_AUTHOR},
 		{"architecture", required_argument, NULL, OPT_ARCH},
 		{"os", required_argument, NULL, OPT_OS},
+		/* umoci 0.6's names for the two above (cmd/umoci/config.go) */
+		{"platform.arch", required_argument, NULL, OPT_ARCH},
+		{"platform.os", required_argument, NULL, OPT_OS},
 		{"platform.variant", required_argument, NULL, OPT_VARIANT},
 		{"platform.os.version", required_argument, NULL, OPT_OS_VERSION},
 		{"manifest.annotation", required_argument, NULL, OPT_ANNOTATION},

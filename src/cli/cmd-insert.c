@@ -42,6 +42,12 @@ int cmd_insert(int argc, char **argv, struct ocitree_error **err)
 	if (cli_expect_args(argc, argv, o.whiteout ? 1 : 2, o.whiteout ? 1 : 2, err) < 0 ||
 	    history_opts_check(&lo.hist, err) < 0)
 		goto out;
+	for (int i = optind; i < argc; i++)
+		if (argv[i][0] == '\0') {
+			/* umoci's words (cmd/umoci/insert.go): "" is no path */
+			cli_usage_error(err, "invalid positional argument %d: arguments cannot be empty", i - optind);
+			goto out;
+		}
 	const char *source = o.whiteout ? NULL : argv[optind];
 	const char *target = argv[o.whiteout ? optind : optind + 1];
 	o.write.compression = lo.compression;

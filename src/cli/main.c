@@ -29,8 +29,9 @@ static const struct command commands[] = {
 	 "      --config.stopsignal=SIGNAL   set the stop signal\n"
 	 "      --created=TIME               set the creation time (RFC 3339)\n"
 	 "      --author=AUTHOR              set the author\n"
-	 "      --architecture=ARCH          set the architecture\n"
-	 "      --os=OS                      set the operating system\n"
+	 "      --platform.arch, --architecture=ARCH\n"
+	 "                                   set the architecture\n"
+	 "      --platform.os, --os=OS       set the operating system\n"
 	 "      --platform.variant=VARIANT   set the architecture variant\n"
 	 "      --platform.os.version=VER    set the operating system version\n"
 	 "      --manifest.annotation=K=V    set a manifest annotation (repeatable)\n"
@@ -196,9 +197,16 @@ int main(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	/* global options stop at the command name */
-	int c;
+	int c, longidx = -1;
+	bool log_set = false, verbose = false;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+:hv", global, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:hv", global, &longidx)) != -1) {
+		const char *abbrev = c != '?' && c != ':' ? cli_abbreviated(argc, argv, global, longidx) : NULL;
+		longidx = -1;
+		if (abbrev) {
+			fprintf(stderr, "ocitree: unknown option '%s' (see 'ocitree --help')\n", abbrev);
+			return 2;
+		}
 		switch (c) {
 		case OPT_LOG: {
 			enum ocitree_log_level lvl;
@@ -207,9 +215,11 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			ocitree_log_set_level(lvl);
+			log_set = true;
 			break;
 		}
 		case OPT_VERBOSE:
+			verbose = true;
 			if (ocitree_log_get_level() > OCITREE_LOG_INFO)
 				ocitree_log_set_level(OCITREE_LOG_INFO);
 			break;
@@ -226,6 +236,11 @@ int main(int argc, char **argv)
 			fprintf(stderr, "ocitree: unknown option '%s' (see 'ocitree --help')\n", argv[optind - 1]);
 			return 2;
 		}
+	}
+	if (log_set && verbose) {
+		/* as umoci: which of the two was meant is not ours to guess */
+		fprintf(stderr, "ocitree: --log=* and --verbose are mutually exclusive\n");
+		return 2;
 	}
 	if (optind >= argc) {
 		print_main_help(stderr);

@@ -421,7 +421,8 @@ OCITREE_EXPORT int ocitree_upper_commit(struct ocitree_upper *u, struct ocitree_
 	c.img = ocitree_upper_base_image(u, l, err);
 	if (!c.img)
 		return -1;
-	struct ocitree_layer_writer_options wo = {.compression = o->compression,
+	struct ocitree_layer_writer_options wo = {.compression = ocitree_compression_resolve(o->compression,
+											      c.img->manifest),
 						  .clamp_mtime = ocitree_source_date_epoch()};
 	c.w = ocitree_layer_writer_new(l, &wo, err);
 	if (!c.w)

@@ -236,9 +236,11 @@ OCITREE_EXPORT struct ocitree_layer_writer *ocitree_layer_writer_new(struct ocit
 	struct ocitree_layer_writer *w = xcalloc(1, sizeof(*w));
 	w->layout = l;
 	w->opts = *o;
+	/* without an image to follow, auto is gzip */
+	w->opts.compression = ocitree_compression_resolve(o->compression, NULL);
 	w->blob = b;
 	unsigned threads = o->threads ? o->threads : cpu_count();
-	w->comp = compressor_new(o->compression, o->level, threads, blob_sink, b);
+	w->comp = compressor_new(w->opts.compression, o->level, threads, blob_sink, b);
 	w->diff_hasher = ocitree_hasher_new("sha256");
 	return w;
 }

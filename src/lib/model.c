@@ -69,10 +69,27 @@ OCITREE_EXPORT const char *ocitree_layer_media_type(enum ocitree_compression com
 	}
 }
 
+OCITREE_EXPORT enum ocitree_compression ocitree_compression_resolve(enum ocitree_compression comp,
+								   const struct ocitree_manifest *m)
+{
+	if (comp != OCITREE_COMPRESSION_AUTO)
+		return comp;
+	/* umoci 0.6, mutate.PickDefaultCompressAlgorithm: the newest layer
+	 * whose compression is known and not none */
+	for (size_t i = m ? m->n_layers : 0; i-- > 0;) {
+		enum ocitree_compression c;
+		if (ocitree_layer_compression(m->layers[i].media_type, &c, NULL) == 0 && c != OCITREE_COMPRESSION_NONE)
+			return c;
+	}
+	return OCITREE_COMPRESSION_GZIP;
+}
+
 OCITREE_EXPORT int ocitree_compression_parse(const char *name, enum ocitree_compression *comp)
 {
-	if (strcmp(name, "gzip") == 0 || strcmp(name, "auto") == 0)
+	if (strcmp(name, "gzip") == 0)
 		*comp = OCITREE_COMPRESSION_GZIP;
+	else if (strcmp(name, "auto") == 0)
+		*comp = OCITREE_COMPRESSION_AUTO;
 	else if (strcmp(name, "zstd") == 0)
 		*comp = OCITREE_COMPRESSION_ZSTD;
 	else if (strcmp(name, "none") == 0)
@@ -89,6 +106,8 @@ OCITREE_EXPORT const char *ocitree_compression_name(enum ocitree_compression com
 		return "gzip";
 	case OCITREE_COMPRESSION_ZSTD:
 		return "zstd";
+	case OCITREE_COMPRESSION_AUTO:
+		return "auto";
 	default:
 		return "none";
 	}

@@ -545,14 +545,15 @@ static struct ocitree_image *image_from_manifest(struct ocitree_layout *l, const
 	return img;
 }
 
-static struct ocitree_layer_writer *new_writer(struct ocitree_layout *l, const struct ocitree_write_options *o,
+/* A writer for a new layer on top of img's layers. */
+static struct ocitree_layer_writer *new_writer(const struct ocitree_image *img, const struct ocitree_write_options *o,
 					       struct ocitree_error **err)
 {
 	struct ocitree_layer_writer_options wo = {
-		.compression = o->compression,
+		.compression = ocitree_compression_resolve(o->compression, img->manifest),
 		.clamp_mtime = ocitree_source_date_epoch(),
 	};
-	return ocitree_layer_writer_new(l, &wo, err);
+	return ocitree_layer_writer_new(img->layout, &wo, err);
 }
 
 static void gen_init(struct gen *g, const char *phase, const struct ocitree_write_options *o)
@@ -666,7 +667,7 @@ OCITREE_EXPORT int ocitree_repack_bundle(struct ocitree_layout *l, const char *t
 		ocitree_error_set(err, errno, "open '%s/rootfs'", bundle);
 		goto out;
 	}
-	g.w = new_writer(l, &o->write, err);
+	g.w = new_writer(img, &o->write, err);
 	if (!g.w)
 		goto out;
 	g.new = tree_new();
@@ -780,7 +781,7 @@ OCITREE_EXPORT int ocitree_insert(struct ocitree_image *img, const char *source,
 	int ret = -1;
 	_cleanup_close_ int pfd = -1;
 	_cleanup_free_ char *sbase = NULL;
-	g.w = new_writer(img->layout, &o->write, err);
+	g.w = new_writer(img, &o->write, err);
 	if (!g.w)
 		goto out;
 	if (o->whiteout) {
@@ -804,15 +805,18 @@ OCITREE_EXPORT int ocitree_insert(struct ocitree_image *img, const char *source,
 			goto out;
 		}
 		_cleanup_free_ char *tp = *t ? xstrdup(t) : xstrdup(".");
+		_cleanup_free_ char *opq = !o->opaque ? NULL : *t ? xasprintf("%s/.wh..wh..opq", t) : xstrdup(".wh..wh..opq");
+		struct ocitree_tar_entry marker = {.path = opq, .type = OCITREE_TAR_REG};
+		/* a file replacing a directory: the marker first, so that what was
+		 * below the target is gone before the file takes its place, as umoci
+		 * 0.6 writes it (oci/layer/generate.go, GenerateInsertLayer) */
+		if (opq && !S_ISDIR(st.st_mode) && ocitree_layer_writer_add(g.w, &marker, err) < 0)
+			goto out;
 		if (put_entry(&g, pfd, sbase, &st, tp, NULL, err) < 0)
 			goto out;
 		if (S_ISDIR(st.st_mode)) {
-			if (o->opaque) {
-				_cleanup_free_ char *p = *t ? xasprintf("%s/.wh..wh..opq", t) : xstrdup(".wh..wh..opq");
-				struct ocitree_tar_entry e = {.path = p, .type = OCITREE_TAR_REG};
-				if (ocitree_layer_writer_add(g.w, &e, err) < 0)
-					goto out;
-			}
+			if (opq && ocitree_layer_writer_add(g.w, &marker, err) < 0)
+				goto out;
 			_cleanup_close_ int fd = open_readable(&g, pfd, sbase, O_RDONLY | O_DIRECTORY);
 			if (fd < 0) {
 				ocitree_error_set(err, errno, "open '%s'", source);
@@ -822,9 +826,6 @@ OCITREE_EXPORT int ocitree_insert(struct ocitree_image *img, const char *source,
 			buf_puts(&tpath, t);
 			if (insert_tree(&g, fd, &tpath, err) < 0)
 				goto out;
-		} else if (o->opaque) {
-			ocitree_error_setk(err, OCITREE_ERROR_USAGE, "--opaque needs a directory as the source");
-			goto out;
 		}
 	}
 	ret = gen_commit(&g, img, tag, &o->write, false, err);
@@ -860,7 +861,7 @@ OCITREE_EXPORT int ocitree_add_layer(struct ocitree_image *img, int fd, const ch
 	gen_init(&g, "add-layer", o);
 	int ret = -1;
 	uint64_t total = 0;
-	g.w = new_writer(img->layout, o, err);
+	g.w = new_writer(img, o, err);
 	if (!g.w)
 		goto out;
 	for (;;) {

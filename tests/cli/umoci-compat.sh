@@ -200,4 +200,82 @@ is "every file of the layout is still the user's" "$(find "$T/own" ! -user 1234 
 is "with new blobs among them" "$(ls "$T/own/blobs/sha256" | wc -l)" 7
 valid "the layout passes oci-validate" "$T/own"
 
+# ---- refusals in umoci's words (0.4.7 has them all: it runs beside us) ----
+umoci init --layout "$T/rf" && umoci new --image "$T/rf:t" || exit 1
+echo f >"$T/rf-file"
+refuses() { # DESC WORDS ARGS...: umoci and ocitree both refuse, in those words
+	local desc=$1 words=$2 s=0
+	shift 2
+	umoci "$@" >/dev/null 2>"$T/uerr" || s=$?
+	check "umoci refuses $desc" '[ "$s" -ne 0 ] && grep -qF -- "$words" "$T/uerr"'
+	fails 2 "$(printf '%s' "$words" | sed 's/[][\.*^$|+?(){}]/\\&/g')" "ocitree refuses $desc" $OCITREE "$@"
+}
+for cmd in config "insert --image $T/rf:t $T/rf-file /x" "raw add-layer --image $T/rf:t $T/rf-file"; do
+	set -- $cmd
+	[ "$1" = config ] && set -- config --image "$T/rf:t"
+	refuses "--no-history with --history.author ($1)" "--no-history and --history.author may not be specified together" \
+		"$@" --no-history --history.author a
+done
+refuses "--no-history with --history.created_by (repack)" \
+	"--no-history and --history.created_by may not be specified together" \
+	repack --image "$T/rf:t" --no-history --history.created_by x "$T/none"
+refuses "an empty insert source" "invalid positional argument 0: arguments cannot be empty" \
+	insert --image "$T/rf:t" "" /x
+refuses "an empty insert target" "invalid positional argument 1: arguments cannot be empty" \
+	insert --image "$T/rf:t" "$T/rf-file" ""
+refuses "--log with --verbose" "--log=* and --verbose are mutually exclusive" --log info --verbose ls --layout "$T/rf"
+# an abbreviation must not silently be another flag: umoci has none
+# (urfave/cli matches names exactly); its words differ, ours name the word
+fails 2 "unknown option '--config.wo'" "ocitree refuses an abbreviated --config.wo" \
+	$OCITREE config --image "$T/rf:t" --config.wo /x
+umoci config --image "$T/rf:t" --config.wo /x >/dev/null 2>&1
+is "as umoci does" "$?" 1
+fails 2 "unknown option '--verb'" "ocitree refuses an abbreviated global --verb" $OCITREE --verb ls --layout "$T/rf"
+fails 2 "unknown option '--ima=" "and an abbreviation given with =" $OCITREE stat --ima="$T/rf:t"
+ok "spelled out, the same flags work" $OCITREE config --image "$T/rf:t" --config.workingdir /x --no-history
+
+# ---- umoci 0.6's flag names (cmd/umoci/config.go: "platform.os,os",
+# "platform.arch,architecture") ----
+cp -a "$T/rf" "$T/pn1" && cp -a "$T/rf" "$T/pn2" || exit 1
+ok "config --platform.os/--platform.arch" $OCITREE config --image "$T/pn1:t" --platform.os freebsd --platform.arch arm64 \
+	--created 2020-01-01T00:00:00Z --no-history
+ok "config --os/--architecture" $OCITREE config --image "$T/pn2:t" --os freebsd --architecture arm64 \
+	--created 2020-01-01T00:00:00Z --no-history
+is "both spellings write the same image" "$(image_digest "$T/pn1" t)" "$(image_digest "$T/pn2" t)"
+is "and it is the platform asked for" "$(jq -r '.os + "/" + .architecture' "$(blob "$T/pn1" t config)")" freebsd/arm64
+fails 2 "unknown option '--platform.o'" "--platform.o is no abbreviation of --platform.os.version" \
+	$OCITREE config --image "$T/pn1:t" --platform.o x
+
+# ---- --compress=auto, the default: the newest compressed layer's
+# compression, never none (umoci 0.6 mutate/mutate.go
+# PickDefaultCompressAlgorithm; cmd/umoci/utils_ux.go uxCompress "auto") ----
+layer_types() { jq -r '[.layers[].mediaType | sub(".*layer.v1.tar"; "tar")] | join(" ")' "$(blob "$1" "$2" manifest)"; }
+$OCITREE init --layout "$T/ca" && $OCITREE new --image "$T/ca:t" || exit 1
+ok "insert (default) into an image without layers" $OCITREE insert --image "$T/ca:t" "$T/rf-file" /a
+ok "insert --compress=zstd" $OCITREE insert --image "$T/ca:t" --compress=zstd "$T/rf-file" /b
+ok "insert --compress=none" $OCITREE insert --image "$T/ca:t" --compress=none "$T/rf-file" /c
+ok "insert (default) over them" $OCITREE insert --image "$T/ca:t" "$T/rf-file" /d
+mkdir -p "$T/ca-l" && echo l >"$T/ca-l/l" && tar -C "$T/ca-l" -cf "$T/ca-l.tar" l || exit 1
+ok "raw add-layer --compress=auto" $OCITREE raw add-layer --image "$T/ca:t" --compress=auto "$T/ca-l.tar"
+$OCITREE unpack --image "$T/ca:t" "$T/ca-b" >/dev/null && echo e >"$T/ca-b/rootfs/e" || exit 1
+ok "repack (default)" $OCITREE repack --image "$T/ca:t" "$T/ca-b"
+is "gzip without a compressed layer, then the newest compressed layer's, skipping none" \
+	"$(layer_types "$T/ca" t)" "tar+gzip tar+zstd tar tar+zstd tar+zstd tar+zstd"
+ok "--compress=gzip still wins" $OCITREE insert --image "$T/ca:t" --compress=gzip "$T/rf-file" /f
+is "gzip on top" "$(layer_types "$T/ca" t | awk '{print $NF}')" tar+gzip
+valid "the layout passes oci-validate" "$T/ca"
+
+# ---- insert --opaque with a file source: the opaque marker, then the file
+# (umoci 0.6 oci/layer/generate.go GenerateInsertLayer: AddOpaqueWhiteout
+# before the walk of the source, whatever it is) ----
+mkdir -p "$T/op-src/dir" && echo old >"$T/op-src/dir/old" || exit 1
+$OCITREE init --layout "$T/op" && $OCITREE new --image "$T/op:t" &&
+	$OCITREE insert --image "$T/op:t" "$T/op-src/dir" /dir || exit 1
+ok "insert --opaque FILE over a directory" $OCITREE insert --image "$T/op:t" --opaque "$T/rf-file" /dir
+check "the layer is the marker, then the file" \
+	'[ "$(last_layer_list "$T/op" t | tr "\n" " ")" = "0 dir/.wh..wh..opq 0 dir " ]'
+ok "unpack it" $OCITREE unpack --image "$T/op:t" "$T/op-b"
+check "the directory is gone, the file in its place" '[ -f "$T/op-b/rootfs/dir" ] && [ "$(cat "$T/op-b/rootfs/dir")" = f ]'
+valid "the layout passes oci-validate" "$T/op"
+
 done_testing
