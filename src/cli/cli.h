@@ -179,6 +179,9 @@ int layer_opts_parse(int argc, char **argv, const struct option *opts, struct la
 		     struct ocitree_error **err);
 void layer_opts_clear(struct layer_opts *o);
 
+/* The text of `ocitree stat`: umoci 0.6's layout (stat-text.c). */
+void stat_print_text(FILE *f, const struct ocitree_image *img);
+
 /* Progress on stderr, only when it is a terminal (cli-map.c). */
 void cli_progress(const struct ocitree_progress *p, void *userdata);
 /* Clear the progress line, if one was shown. */

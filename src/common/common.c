@@ -116,6 +116,38 @@ void buf_append(struct buf *b, const void *data, size_t len)
 	b->data[b->len] = '\0';
 }
 
+static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+void buf_put_base64(struct buf *b, const uint8_t *d, size_t len)
+{
+	for (size_t i = 0; i < len; i += 3) {
+		uint32_t v = (uint32_t)d[i] << 16 | (i + 1 < len ? (uint32_t)d[i + 1] << 8 : 0) | (i + 2 < len ? d[i + 2] : 0);
+		char o[4] = {b64chars[v >> 18], b64chars[(v >> 12) & 63], i + 1 < len ? b64chars[(v >> 6) & 63] : '=',
+			     i + 2 < len ? b64chars[v & 63] : '='};
+		buf_append(b, o, 4);
+	}
+}
+
+int base64_decode(const char *s, struct buf *out)
+{
+	uint32_t acc = 0;
+	int bits = 0;
+	buf_reset(out);
+	for (; *s && *s != '='; s++) {
+		const char *p = strchr(b64chars, *s);
+		if (!p)
+			return -1;
+		acc = acc << 6 | (uint32_t)(p - b64chars);
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			char c = (char)(acc >> bits);
+			buf_append(out, &c, 1);
+		}
+	}
+	return 0;
+}
+
 void buf_puts(struct buf *b, const char *s)
 {
 	buf_append(b, s, strlen(s));

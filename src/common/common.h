@@ -119,6 +119,11 @@ void buf_append(struct buf *b, const void *data, size_t len);
 void buf_puts(struct buf *b, const char *s);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_reset(struct buf *b);
+/* Append len bytes of d in base64 (RFC 4648, padded). */
+void buf_put_base64(struct buf *b, const uint8_t *d, size_t len);
+/* Decode base64 text s (up to its padding) into out, which is reset first;
+ * -1 at a character that is not base64. */
+int base64_decode(const char *s, struct buf *out);
 char *buf_steal(struct buf *b);
 void buf_free(struct buf *b);
 static inline void cleanup_bufp(struct buf *b)

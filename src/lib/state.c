@@ -93,38 +93,6 @@ static int unescape(char *s)
 	return 0;
 }
 
-static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static void put_base64(struct buf *b, const uint8_t *d, size_t len)
-{
-	for (size_t i = 0; i < len; i += 3) {
-		uint32_t v = (uint32_t)d[i] << 16 | (i + 1 < len ? (uint32_t)d[i + 1] << 8 : 0) | (i + 2 < len ? d[i + 2] : 0);
-		char o[4] = {b64chars[v >> 18], b64chars[(v >> 12) & 63], i + 1 < len ? b64chars[(v >> 6) & 63] : '=',
-			     i + 2 < len ? b64chars[v & 63] : '='};
-		buf_append(b, o, 4);
-	}
-}
-
-static int base64_decode(const char *s, struct buf *out)
-{
-	uint32_t acc = 0;
-	int bits = 0;
-	buf_reset(out);
-	for (; *s && *s != '='; s++) {
-		const char *p = strchr(b64chars, *s);
-		if (!p)
-			return -1;
-		acc = acc << 6 | (uint32_t)(p - b64chars);
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			char c = (char)(acc >> bits);
-			buf_append(out, &c, 1);
-		}
-	}
-	return 0;
-}
-
 static char type_letter(uint32_t mode)
 {
 	switch (mode & S_IFMT) {
@@ -210,7 +178,7 @@ static void state_line(struct buf *b, const struct tnode *n, struct buf *path)
 				buf_puts(b, ",");
 			put_escaped(b, n->xattrs->v[i].name, ",=");
 			buf_puts(b, "=");
-			put_base64(b, n->xattrs->v[i].value, n->xattrs->v[i].len);
+			buf_put_base64(b, n->xattrs->v[i].value, n->xattrs->v[i].len);
 		}
 	}
 	if (n->has_btime)
@@ -462,7 +430,7 @@ static void mtree_entry(struct buf *b, const struct tnode *n, bool indent)
 		buf_puts(b, " xattr.");
 		put_vis_extra(b, n->xattrs->v[i].name, "=");
 		buf_puts(b, "=");
-		put_base64(b, n->xattrs->v[i].value, n->xattrs->v[i].len);
+		buf_put_base64(b, n->xattrs->v[i].value, n->xattrs->v[i].len);
 	}
 	buf_puts(b, "\n");
 }

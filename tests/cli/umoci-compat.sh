@@ -1,6 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: Apache-2.0
-# ocitree as a drop-in for umoci 0.6, where a script can tell: the bytes of
+# ocitree as a drop-in for umoci 0.6, where a script can tell: stat's text
+# and JSON, refusals, flag names, --compress=auto, the bytes of
 # blobs and config.json, times kept as given, runtime-config's user fallback
 # and annotations, the mtree's encoding, hardlinked symlinks in a layer,
 # blob checks in umoci's order and words, and who owns new layout files.
@@ -277,5 +278,164 @@ check "the layer is the marker, then the file" \
 ok "unpack it" $OCITREE unpack --image "$T/op:t" "$T/op-b"
 check "the directory is gone, the file in its place" '[ -f "$T/op-b/rootfs/dir" ] && [ "$(cat "$T/op-b/rootfs/dir")" = f ]'
 valid "the layout passes oci-validate" "$T/op"
+
+# ---- stat's text is umoci 0.6's (utils.go ManifestStat.Format); the
+# expected texts are umoci 0.6's own snapshots, test/stat.bats "output
+# snapshot: blank image" and "minimal image" ----
+$OCITREE init --layout "$T/st" && $OCITREE new --image "$T/st:latest" &&
+	$OCITREE config --no-history --created="2025-09-05T13:05:10.12345+10:00" --image "$T/st:latest" || exit 1
+cat >"$T/st-want" <<'SNAP'
+== MANIFEST ==
+Schema Version: 2
+Media Type: application/vnd.oci.image.manifest.v1+json
+Config:
+	Descriptor:
+		Media Type: application/vnd.oci.image.config.v1+json
+		Digest: sha256:e5101a46118c740a7709af8eaeec19cbc50a567f4fe7741f8420af39a3779a77
+		Size: 135B
+Descriptor:
+	Media Type: application/vnd.oci.image.manifest.v1+json
+	Digest: sha256:98a4b5d5fe4ea076a0a9059075dad54741e055fd0fa016903a8e2b858dcbad80
+	Size: 249B
+	Annotations:
+		org.opencontainers.image.ref.name: latest
+
+== CONFIG ==
+Created: 2025-09-05T13:05:10.12345+10:00
+Author: ""
+Platform:
+	OS: linux
+	Architecture: amd64
+Image Config:
+	User: ""
+	Command: (empty)
+Descriptor:
+	Media Type: application/vnd.oci.image.config.v1+json
+	Digest: sha256:e5101a46118c740a7709af8eaeec19cbc50a567f4fe7741f8420af39a3779a77
+	Size: 135B
+
+== HISTORY ==
+LAYER CREATED CREATED BY SIZE COMMENT
+SNAP
+$OCITREE stat --image "$T/st:latest" | sed 's/ *$//' >"$T/st-got"
+if [ "$(uname -m)" = x86_64 ]; then
+	check "stat of a blank image is umoci 0.6's snapshot, digests and all" 'diff -u "$T/st-want" "$T/st-got" >&2'
+else
+	check "stat of a blank image is umoci 0.6's snapshot (digests aside: not amd64)" \
+		'diff -u <(sed "/Digest:\|Architecture:/d" "$T/st-want") <(sed "/Digest:\|Architecture:/d" "$T/st-got") >&2'
+fi
+
+# the minimal image: the same steps as umoci's test; the layer bytes are
+# ours (so digests and sizes are compared as shapes), umoci's layer
+# annotation ci.umo.uncompressed_blob_size is not written, and the default
+# created_by names the program
+I=$T/sm
+$OCITREE init --layout "$I" && $OCITREE new --image "$I:latest" &&
+	$OCITREE config --no-history --image "$I:latest" --author="Aleksa Sarai <cyphar@cyphar.com>" \
+		--created="2025-09-05T13:05:10.12345+10:00" --os="gnu+linux" --architecture="riscv64" || exit 1
+mkdir -p "$T/sm-l1/foo/bar/baz" "$T/sm-l2" && echo "dummy data" >"$T/sm-l1/file" && ln -s foo "$T/sm-l1/link" &&
+	find "$T/sm-l1" -print0 | xargs -0 touch -h -d "1997-03-25T13:40:00" &&
+	find "$T/sm-l2" -print0 | xargs -0 touch -h -d "1997-03-25T13:42:00" || exit 1
+$OCITREE insert --image "$I:latest" --history.author='Aleksa Sarai <cyphar@cyphar.com>' \
+	--history.comment="basic insert" --history.created="1997-03-25T13:40:00Z" "$T/sm-l1" / &&
+	$OCITREE insert --image "$I:latest" --compress=zstd --history.author=$'Foo Bar <foo\tbar\nbaz@fake.email>' \
+		--history.comment="whiteout /" --history.created_by="umoci insert --opaque" \
+		--history.created="1997-03-25T13:42:00Z" --opaque "$T/sm-l2" /foo &&
+	$OCITREE config --image "$I:latest" --config.user="foo:bar" --config.exposedports=80/tcp \
+		--config.exposedports=8080/udp --config.env="HOME=/" --config.env="SHELL=/bin/false" \
+		--config.env="AAA=1234" --config.env=$'ESCAPED=a\tb\nc\vd\re' --config.entrypoint="/bin/sh" \
+		--config.entrypoint="-c" --config.cmd="true" --config.volume="/tmp" --config.volume="/var" \
+		--config.volume="/with, comma" --config.workingdir="/tmp" --config.stopsignal="SIGKILL" \
+		--manifest.annotation=$'ci.umo.abc=foobar\tbaz' --manifest.annotation="ci.umo.xyz=hello world" \
+		--history.created="2025-09-05T13:05:10.12345+10:00" \
+		--history.author="Hello World <another dummy email@foo.com>" \
+		--history.comment="dummy configuration" || exit 1
+cat >"$T/sm-want" <<'SNAP'
+== MANIFEST ==
+Schema Version: 2
+Media Type: application/vnd.oci.image.manifest.v1+json
+Config:
+	Descriptor:
+		Media Type: application/vnd.oci.image.config.v1+json
+		Digest: sha256:01a6fc95c8afce1ebfaca585848ff2c42fe89ea0f5913c8e8fd6a0f8b691cd39
+		Size: 1.107kB
+Layers:
+	Descriptor:
+		Media Type: application/vnd.oci.image.layer.v1.tar+gzip
+		Digest: sha256:088ca2b11e89a40e143aeb9d4564d0ffb69d26a380b3341af07fa28c2dbdaece
+		Size: 238B
+		Annotations:
+			ci.umo.uncompressed_blob_size: 4608
+	Descriptor:
+		Media Type: application/vnd.oci.image.layer.v1.tar+zstd
+		Digest: sha256:92226702a21491c696a910e56da759a2d6fe979211a7ad91c60ca715b89bc059
+		Size: 119B
+		Annotations:
+			ci.umo.uncompressed_blob_size: 2048
+Annotations:
+	ci.umo.abc: "foobar\tbaz"
+	ci.umo.xyz: "hello world"
+Descriptor:
+	Media Type: application/vnd.oci.image.manifest.v1+json
+	Digest: sha256:58fa9705ecfc0ec7d1e8631a729c6cbab46206233d58e46fc55346ca9d25ed43
+	Size: 737B
+	Annotations:
+		org.opencontainers.image.ref.name: latest
+
+== CONFIG ==
+Created: 2025-09-05T13:05:10.12345+10:00
+Author: "Aleksa Sarai <cyphar@cyphar.com>"
+Platform:
+	OS: gnu+linux
+	Architecture: riscv64
+Image Config:
+	User: foo:bar
+	Entrypoint:
+		/bin/sh
+		-c
+	Command:
+		true
+	Working Directory: /tmp
+	Environment:
+		HOME=/
+		SHELL=/bin/false
+		AAA=1234
+		"ESCAPED=a\tb\nc\vd\re"
+	Stop Signal: SIGKILL
+	Exposed Ports: 80/tcp, 8080/udp
+	Volumes: /tmp, /var, "/with, comma"
+Descriptor:
+	Media Type: application/vnd.oci.image.config.v1+json
+	Digest: sha256:01a6fc95c8afce1ebfaca585848ff2c42fe89ea0f5913c8e8fd6a0f8b691cd39
+	Size: 1.107kB
+
+== HISTORY ==
+LAYER                                                                   CREATED                         CREATED BY            SIZE   COMMENT
+sha256:088ca2b11e89a40e143aeb9d4564d0ffb69d26a380b3341af07fa28c2dbdaece 1997-03-25T13:40:00Z            umoci insert          238B   basic insert
+sha256:92226702a21491c696a910e56da759a2d6fe979211a7ad91c60ca715b89bc059 1997-03-25T13:42:00Z            umoci insert --opaque 119B   whiteout /
+<none>                                                                  2025-09-05T13:05:10.12345+10:00 umoci config          <none> dummy configuration
+SNAP
+shape() { # digests and sizes as shapes; umoci's layer annotation and program name out
+	sed -E 's/sha256:[0-9a-f]{64}/sha256:D/g; s/(Size: )[0-9.]+k?B$/\1S/; s/ [0-9.]+k?B( +)/ S\1/; s/ +/ /g; s/ $//' |
+		sed -E 's/^(sha256:D [^ ]+ )ocitree /\1umoci /; s/^(<none> [^ ]+ )ocitree /\1umoci /' |
+		awk '/^\t\tAnnotations:$/ { held = $0; next }
+			/ci.umo.uncompressed_blob_size/ { held = ""; next }
+			held != "" { print held; held = "" } { print }'
+}
+$OCITREE stat --image "$I:latest" >"$T/sm-got"
+check "stat of umoci's minimal image: the same text, digests and sizes aside" \
+	'diff -u <(shape <"$T/sm-want") <(shape <"$T/sm-got") >&2'
+is "the history table's columns line up as text/tabwriter's" \
+	"$(sed -n '/== HISTORY ==/,$p' "$T/sm-got" | awk 'NR > 1 { print index($0, "CREATED") ? index($0, "CREATED") : 0 }' | head -1)" 73
+
+# stat --json: the config's history entries only, omitempty (historyStat)
+is "stat --json history is umoci's" "$($OCITREE stat --image "$I:latest" --json | jq -c '[.history[] | del(.layer)]')" \
+	'[{"diff_id":"'"$(jq -r '.rootfs.diff_ids[0]' "$(blob "$I" latest config)")"'","created":"1997-03-25T13:40:00Z","created_by":"ocitree insert","author":"Aleksa Sarai <cyphar@cyphar.com>","comment":"basic insert"},{"diff_id":"'"$(jq -r '.rootfs.diff_ids[1]' "$(blob "$I" latest config)")"'","created":"1997-03-25T13:42:00Z","created_by":"umoci insert --opaque","author":"Foo Bar <foo\tbar\nbaz@fake.email>","comment":"whiteout /"},{"diff_id":"","created":"2025-09-05T13:05:10.12345+10:00","created_by":"ocitree config","author":"Hello World <another dummy email@foo.com>","comment":"dummy configuration","empty_layer":true}]'
+is "and names each layer it made" "$($OCITREE stat --image "$I:latest" --json | jq -c '[.history[].layer.digest]')" \
+	"$(jq -c '[.layers[].digest, null]' "$(blob "$I" latest manifest)")"
+umoci init --layout "$T/sj" && umoci new --image "$T/sj:t" &&
+	umoci config --image "$T/sj:t" --history.comment c --history.created 2020-01-01T00:00:00Z --config.cmd sh || exit 1
+is "stat --json history of umoci's image is what umoci prints" \
+	"$($OCITREE stat --image "$T/sj:t" --json | jq -c .history)" "$(umoci stat --image "$T/sj:t" --json | jq -c .history)"
 
 done_testing
