@@ -21,6 +21,10 @@ const struct command *cli_find_command(const struct command *table, const char *
 
 void cli_print_help(FILE *f, const char *prefix, const struct command *cmd)
 {
+	if (cli_as_umoci) {
+		umoci_print_command_help(f, cmd);
+		return;
+	}
 	fprintf(f, "Usage: %s %s %s\n\n%s\n", prefix, cmd->name, cmd->usage, cmd->summary);
 	if (cmd->alias)
 		fprintf(f, "Alias: %s\n", cmd->alias);

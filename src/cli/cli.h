@@ -24,6 +24,13 @@ struct command {
 	int (*fn)(int argc, char **argv, struct ocitree_error **err);
 };
 
+/* Run as `umoci`: --version, --help and COMMAND --help in umoci 0.6's
+ * layout and words (umoci-face.c). */
+extern bool cli_as_umoci;
+void umoci_print_version(FILE *f);
+void umoci_print_main_help(FILE *f, const struct command *commands);
+void umoci_print_command_help(FILE *f, const struct command *cmd);
+
 /* Find a command by name or alias in table (NULL-terminated by name). */
 const struct command *cli_find_command(const struct command *table, const char *name);
 /* Print "Usage: ocitree <name> <usage>\n\n<summary>\n\nOptions:\n<help>". */

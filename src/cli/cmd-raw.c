@@ -111,7 +111,7 @@ static const struct command raw_commands[] = {
 	 "      --image=LAYOUT[:TAG]         the image to unpack (TAG defaults to latest)\n"
 	 "      --keep-dirlinks              unpack through symlinks to directories\n" MAP_OPTS_HELP,
 	 cmd_raw_unpack},
-	{"raw runtime-config", NULL, "raw", "generate a runtime-spec config.json from an image's config",
+	{"raw runtime-config", "raw config", "raw", "generate a runtime-spec config.json from an image's config",
 	 "--image LAYOUT[:TAG] [--rootfs ROOTFS] [OPTIONS] CONFIG.json",
 	 "      --image=LAYOUT[:TAG]         the image (TAG defaults to latest)\n"
 	 "      --rootfs=ROOTFS              look the user up in this root filesystem\n" MAP_OPTS_HELP,

@@ -157,6 +157,14 @@ static void print_main_help(FILE *f)
 	      f);
 }
 
+static void print_help(FILE *f)
+{
+	if (cli_as_umoci)
+		umoci_print_main_help(f, commands);
+	else
+		print_main_help(f);
+}
+
 static void log_to_stderr(enum ocitree_log_level level, const char *msg, void *userdata)
 {
 	static const char *const names[] = {"debug", "info", "warning", "error"};
@@ -185,6 +193,7 @@ int main(int argc, char **argv)
 	const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
 	if (strcmp(base, "mount.fuse.ocitree") == 0 || is_mount_helper_call(argc, argv))
 		return mount_helper_main(argc, argv);
+	cli_as_umoci = strcmp(base, "umoci") == 0;
 	ocitree_log_set_handler(log_to_stderr, NULL);
 	struct ocitree_error *err = NULL;
 
@@ -224,10 +233,13 @@ int main(int argc, char **argv)
 				ocitree_log_set_level(OCITREE_LOG_INFO);
 			break;
 		case 'h':
-			print_main_help(stdout);
+			print_help(stdout);
 			return 0;
 		case 'v':
-			printf("ocitree version %s\n", PACKAGE_VERSION);
+			if (cli_as_umoci)
+				umoci_print_version(stdout);
+			else
+				printf("ocitree version %s\n", PACKAGE_VERSION);
 			return 0;
 		case ':':
 			fprintf(stderr, "ocitree: option '%s' needs a value (see 'ocitree --help')\n", argv[optind - 1]);
@@ -243,16 +255,16 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (optind >= argc) {
-		print_main_help(stderr);
+		print_help(stderr);
 		return 2;
 	}
 	const char *name = argv[optind];
-	if (strcmp(name, "help") == 0) {
+	if (strcmp(name, "help") == 0 || (cli_as_umoci && strcmp(name, "h") == 0)) {
 		const struct command *cmd = optind + 1 < argc ? cli_find_command(commands, argv[optind + 1]) : NULL;
 		if (cmd)
 			cli_print_help(stdout, "ocitree", cmd);
 		else
-			print_main_help(stdout);
+			print_help(stdout);
 		return 0;
 	}
 	const struct command *cmd = cli_find_command(commands, name);

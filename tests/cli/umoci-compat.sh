@@ -438,4 +438,25 @@ umoci init --layout "$T/sj" && umoci new --image "$T/sj:t" &&
 is "stat --json history of umoci's image is what umoci prints" \
 	"$($OCITREE stat --image "$T/sj:t" --json | jq -c .history)" "$(umoci stat --image "$T/sj:t" --json | jq -c .history)"
 
+# ---- installed as umoci (make install-umoci-link): umoci's --version and
+# --help (cmd/umoci/main.go printVersion; urfave/cli's templates) ----
+mkdir -p "$T/face" && ln -s "$OCITREE" "$T/face/umoci" || exit 1
+U=$T/face/umoci
+check "--version: 'umoci version', then the specs" \
+	'[ "$("$U" --version | sed -n "1s/ [^ ]*$//p; 2s/: .*//p; 3s/: .*//p" | tr "\n" ,)" = "umoci version,image spec,runtime spec," ]'
+check "the version is the umoci one ocitree follows" '"$U" --version | grep -q "^umoci version 0\.6\.0+ocitree\."'
+is "--help has umoci's sections, in its order" "$("$U" --help | grep -E '^[A-Z ]+:$' | tr '\n' ' ')" \
+	"$(umoci --help | grep -E '^[A-Z ]+:$' | grep -v AUTHOR | tr '\n' ' ')"
+is "and umoci's first lines" "$("$U" --help | head -5)" "$(umoci --help | head -5)"
+names() { sed -n "/^   $1:\$/,/^\$/p" | sed -n 's/^     \([a-z-]*\(, [a-z]*\)\?\)  .*/\1/p' | sort | tr '\n' ' '; }
+is "the image commands are umoci's, aliases included" "$("$U" --help | names image)" "$(umoci --help | names image)"
+is "the layout commands too" "$("$U" --help | names layout)" "$(umoci --help | names layout)"
+for c in config unpack repack new tag stat insert gc init; do
+	is "'umoci $c --help' starts as umoci's" "$("$U" $c --help | head -2)" "$(umoci $c --help | head -2)"
+done
+is "'umoci h stat' is 'umoci stat --help'" "$("$U" h stat | head -2)" "$(umoci h stat | head -2)"
+ok "'umoci raw config' is raw runtime-config, as in umoci" "$U" raw config --image "$T/rf:t" "$T/face/config.json"
+check "under its own name nothing changes" \
+	'[ "$($OCITREE --version)" = "ocitree version $($OCITREE --version | cut -d" " -f3)" ] && $OCITREE --help | head -1 | grep -q "^Usage: ocitree"'
+
 done_testing
