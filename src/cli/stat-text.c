@@ -12,27 +12,6 @@
 
 /* ---- Go's quoting ---- */
 
-static size_t utf8_len(const unsigned char *s, uint32_t *cp)
-{
-	unsigned c = s[0];
-	size_t n = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
-	if (n <= 1) {
-		*cp = c;
-		return n;
-	}
-	uint32_t v = c & (0xff >> (n + 1));
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		v = v << 6 | (s[i] & 0x3f);
-	}
-	static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
-	if (v < min[n] || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-		return 0;
-	*cp = v;
-	return n;
-}
-
 /* unicode.IsSpace */
 static bool go_space(uint32_t r)
 {
@@ -58,7 +37,7 @@ static void go_quote_always(struct buf *b, const char *s)
 	buf_puts(b, "\"");
 	for (const unsigned char *p = (const unsigned char *)s; *p;) {
 		uint32_t r;
-		size_t n = utf8_len(p, &r);
+		size_t n = utf8_decode((const char *)p, strnlen((const char *)p, 4), &r);
 		if (n == 0) {
 			buf_printf(b, "\\x%02x", *p++);
 			continue;
@@ -91,7 +70,7 @@ static void go_quote(struct buf *b, const char *s, bool precise)
 	bool space = false;
 	for (const unsigned char *p = (const unsigned char *)s; precise && *p;) {
 		uint32_t r;
-		size_t n = utf8_len(p, &r);
+		size_t n = utf8_decode((const char *)p, strnlen((const char *)p, 4), &r);
 		if (n && go_space(r))
 			space = true;
 		p += n ? n : 1;

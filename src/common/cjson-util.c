@@ -45,6 +45,58 @@ static const char *find_duplicate_key(const cJSON *j)
 	return NULL;
 }
 
+/* s with every byte that does not start or continue a valid UTF-8
+ * sequence replaced by U+FFFD, in memory from cJSON_malloc; NULL when s is
+ * valid already. */
+static char *utf8_sanitized(const char *s)
+{
+	size_t bad = 0, len = strlen(s);
+	uint32_t r;
+	for (size_t i = 0; i < len;) {
+		size_t n = utf8_decode(s + i, len - i, &r);
+		i += n ? n : 1;
+		bad += !n;
+	}
+	if (!bad)
+		return NULL;
+	char *out = cJSON_malloc(len + 2 * bad + 1), *w = out;
+	check(out);
+	for (size_t i = 0; i < len;) {
+		size_t n = utf8_decode(s + i, len - i, &r);
+		if (n) {
+			memcpy(w, s + i, n);
+			w += n;
+			i += n;
+		} else {
+			memcpy(w, "\xef\xbf\xbd", 3);
+			w += 3;
+			i++;
+		}
+	}
+	*w = '\0';
+	return out;
+}
+
+/* Go's decoder replaces each byte of a string that is not UTF-8 by U+FFFD
+ * (keys too); doing the same before anything looks at the document keeps
+ * ocitree's reading of it Go's, duplicate keys included. */
+static void sanitize_utf8(cJSON *j)
+{
+	for (cJSON *e = j; e; e = e->next) {
+		char *fixed;
+		if (e->string && !(e->type & cJSON_StringIsConst) && (fixed = utf8_sanitized(e->string))) {
+			cJSON_free(e->string);
+			e->string = fixed;
+		}
+		if (cJSON_IsString(e) && e->valuestring && (fixed = utf8_sanitized(e->valuestring))) {
+			cJSON_free(e->valuestring);
+			e->valuestring = fixed;
+		}
+		if (e->child)
+			sanitize_utf8(e->child);
+	}
+}
+
 cJSON *json_parse_object(const char *data, size_t len, const char *what, struct ocitree_error **err)
 {
 	const char *end = NULL;
@@ -70,6 +122,7 @@ cJSON *json_parse_object(const char *data, size_t len, const char *what, struct 
 		cJSON_Delete(j);
 		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "parse %s: not a JSON object", what), NULL;
 	}
+	sanitize_utf8(j->child);
 	const char *dup = find_duplicate_key(j);
 	if (dup) {
 		ocitree_error_setk(err, OCITREE_ERROR_INVALID, "parse %s: key '%.64s' appears twice in one object", what,
@@ -277,23 +330,9 @@ static void go_string(struct buf *b, const char *s)
 			p++;
 			continue;
 		}
-		/* decode one UTF-8 sequence the way Go's utf8.DecodeRune does:
-		 * shortest form only, no surrogates, at most U+10FFFF */
-		size_t n = 0;
-		uint32_t r = 0, min = 0;
-		if (c >= 0xc2 && c <= 0xdf)
-			n = 2, r = c & 0x1f, min = 0x80;
-		else if (c >= 0xe0 && c <= 0xef)
-			n = 3, r = c & 0x0f, min = 0x800;
-		else if (c >= 0xf0 && c <= 0xf4)
-			n = 4, r = c & 0x07, min = 0x10000;
-		size_t i = 1;
-		for (; n && i < n; i++) {
-			if ((p[i] & 0xc0) != 0x80)
-				break;
-			r = (r << 6) | (p[i] & 0x3f);
-		}
-		if (!n || i < n || r < min || r > 0x10ffff || (r >= 0xd800 && r <= 0xdfff)) {
+		uint32_t r;
+		size_t n = utf8_decode((const char *)p, strnlen((const char *)p, 4), &r);
+		if (!n) {
 			buf_puts(b, "\\ufffd");
 			p++;
 			continue;

@@ -118,6 +118,37 @@ void buf_append(struct buf *b, const void *data, size_t len)
 
 static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
+size_t utf8_decode(const char *s, size_t len, uint32_t *cp)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	if (!len)
+		return 0;
+	unsigned c = p[0];
+	if (c < 0x80) {
+		*cp = c;
+		return 1;
+	}
+	size_t n = 0;
+	uint32_t r = 0, min = 0;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2, r = c & 0x1f, min = 0x80;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3, r = c & 0x0f, min = 0x800;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4, r = c & 0x07, min = 0x10000;
+	if (!n || n > len)
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		r = (r << 6) | (p[i] & 0x3f);
+	}
+	if (r < min || r > 0x10ffff || (r >= 0xd800 && r <= 0xdfff))
+		return 0;
+	*cp = r;
+	return n;
+}
+
 void buf_put_base64(struct buf *b, const uint8_t *d, size_t len)
 {
 	for (size_t i = 0; i < len; i += 3) {

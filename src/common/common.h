@@ -119,6 +119,12 @@ void buf_append(struct buf *b, const void *data, size_t len);
 void buf_puts(struct buf *b, const char *s);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_reset(struct buf *b);
+/* The length of the UTF-8 sequence at s (at most len bytes) as Go's
+ * utf8.DecodeRune takes it: shortest form only, no surrogates, at most
+ * U+10FFFF; its code point in *cp.  0 when s does not start with one (or
+ * len is 0). */
+size_t utf8_decode(const char *s, size_t len, uint32_t *cp);
+
 /* Append len bytes of d in base64 (RFC 4648, padded). */
 void buf_put_base64(struct buf *b, const uint8_t *d, size_t len);
 /* Decode base64 text s (up to its padding) into out, which is reset first;
