@@ -267,4 +267,29 @@ check "podman logged nothing about the additional layer store" \
 
 cleanup_podman
 ok "ocitree umount the store" do_umount "$STORE"
+
+# ---- a rootless store: nobody, through the setuid fusermount3 ----
+# (rootless podman needs subordinate ids this test cannot give nobody; what
+# it relies on is checked on the store itself)
+if have fusermount3 && [ -u "$(command -v fusermount3)" ] && have setpriv; then
+	nobody=(setpriv --reuid=65534 --regid=65534 --clear-groups env HOME="$T/home")
+	if ! "${nobody[@]}" test -w /dev/fuse; then
+		mode=$(stat -c %a /dev/fuse)
+		chmod o+rw /dev/fuse
+		at_exit "chmod $mode /dev/fuse"
+	fi
+	mkdir -p "$T/home" "$T/cache-user" "$T/ustore"
+	chown 65534:65534 "$T/home" "$T/cache-user" "$T/ustore"
+	ok "a store as an unprivileged user" "${nobody[@]}" "$OCITREE" store --layout "$T/build" \
+		--cache-dir "$T/cache-user" "$T/ustore"
+	_mounts+=("$T/ustore")
+	is "rootless: an opaque directory carries user.overlay.opaque" \
+		"$("${nobody[@]}" getfattr --absolute-names --only-values -n user.overlay.opaque "$T/ustore/k/$L3/diff/d" 2>&1)" y
+	fails 1 "No such file" "rootless: creating the use file is ENOENT (not EACCES)" \
+		"${nobody[@]}" bash -c "echo > '$T/ustore/k/$L1/use'"
+	fails 1 "No such file" "rootless: rmdir of a layer is ENOENT" "${nobody[@]}" rmdir "$T/ustore/k/$L1"
+	ok "rootless: ocitree umount" "${nobody[@]}" "$OCITREE" umount "$T/ustore"
+else
+	skip "a store as an unprivileged user" "no setuid fusermount3 or no setpriv"
+fi
 done_testing
