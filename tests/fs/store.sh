@@ -239,6 +239,34 @@ check "the merged tree: whiteout and opaque applied" "[ ! -e '$merged/gone' ] &&
 pm umount "$ctr" >/dev/null
 pm rm "$ctr" >/dev/null
 
+# podman save rebuilds the layers from the store's blob files
+ok "podman save app" pm save -q -o "$T/app-save.tar" "$REG/app:1"
+mkdir -p "$T/save"
+tar -xf "$T/app-save.tar" -C "$T/save" 2>/dev/null
+saved=$(find "$T/save" -type f -exec sha256sum {} + | awk '{print "sha256:" $1}' | sort -u)
+n=0
+for d in $DIFF_IDS; do grep -qx "$d" <<<"$saved" && n=$((n + 1)); done
+is "the saved archive has the 4 layers, byte for byte (their diff_ids)" "$n" 4
+
+# the same with fuse-overlayfs as podman's mount program (its own graphroot)
+if have fuse-overlayfs; then
+	sed "s|$T/graph|$T/graph-fo|; s|$T/run|$T/run-fo|" "$T/storage.conf" >"$T/storage-fo.conf"
+	printf '[storage.options.overlay]\nmount_program = "%s"\n' "$(command -v fuse-overlayfs)" >>"$T/storage-fo.conf"
+	m=$(log_mark)
+	ok "fuse-overlayfs: podman pull app" env CONTAINERS_STORAGE_CONF="$T/storage-fo.conf" \
+		timeout 120 podman pull -q --tls-verify=false "$REG/app:1"
+	is "fuse-overlayfs: no layer blob of app was fetched" "$(layer_gets "$m" "$APP_LAYERS")" 0
+	ok "fuse-overlayfs: podman run app" env CONTAINERS_STORAGE_CONF="$T/storage-fo.conf" timeout 120 podman run \
+		--rm "$REG/app:1" sh -c 'cat /keep /hl/b; ls /d; test -e /gone && echo GONE-IS-BACK; true'
+	is "fuse-overlayfs: every layer, the whiteout and the opaque directory" "$(cat "$T/out")" \
+		"kept from layer 1
+one inode, two names
+upper-file"
+	env CONTAINERS_STORAGE_CONF="$T/storage-fo.conf" timeout 60 podman rmi -a -f >/dev/null 2>&1
+else
+	skip "fuse-overlayfs as podman's mount program" "fuse-overlayfs is not installed"
+fi
+
 # ---- an image the store does not have: pulled as usual ----
 m=$(log_mark)
 ok "podman pull other" pm pull -q --tls-verify=false "$REG/other:1"
