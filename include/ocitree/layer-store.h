@@ -47,7 +47,7 @@ struct ocitree_layer_store;
 /* Open every layout (an error names the one that is not a layout) and read
  * which layers they have.  Copies what it needs of o. */
 struct ocitree_layer_store *ocitree_layer_store_new(const struct ocitree_layer_store_options *o,
-						    struct ocitree_error **err);
+                                                    struct ocitree_error **err);
 void ocitree_layer_store_free(struct ocitree_layer_store *s);
 
 /* Whether a layout has the layer of blob digest (re-reading layouts whose
@@ -62,7 +62,7 @@ struct ocitree_store_layer;
  * tree built and its record made.  OCITREE_ERROR_NOT_FOUND when no layout
  * has it; a layer that failed to open is tried again on the next call. */
 struct ocitree_store_layer *ocitree_layer_store_open(struct ocitree_layer_store *s, const char *digest,
-						     struct ocitree_error **err);
+                                                     struct ocitree_error **err);
 
 /* The layer as an overlay lower directory. */
 const struct ocitree_tree *ocitree_store_layer_tree(const struct ocitree_store_layer *sl);

@@ -32,8 +32,11 @@ static void store_args_clear(struct store_args *a)
 static int do_store(struct store_args *a, const char *mountpoint, struct ocitree_error **err)
 {
 	_cleanup_free_ char *fsname = xasprintf("ocitree-store:%s", a->layouts[0]);
-	struct fs_opts fo = {.mountpoint = mountpoint, .foreground = a->foreground, .default_fsname = fsname,
-			     .mount_opts = a->mount_opts, .writable = true};
+	struct fs_opts fo = {.mountpoint = mountpoint,
+	                     .foreground = a->foreground,
+	                     .default_fsname = fsname,
+	                     .mount_opts = a->mount_opts,
+	                     .writable = true};
 	if (fs_check_options(&fo, err) < 0)
 		return -1;
 	struct stat st;
@@ -43,8 +46,9 @@ static int do_store(struct store_args *a, const char *mountpoint, struct ocitree
 		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "mountpoint '%s' is not a directory", mountpoint);
 	_cleanup_free_ char *cache = a->cache_dir ? xstrdup(a->cache_dir) : ocitree_cache_dir_default();
 	if (!cache)
-		return ocitree_error_setk(err, OCITREE_ERROR_USAGE,
-					  "no cache directory for layer indexes: use --cache-dir, OCITREE_CACHE_DIR or HOME");
+		return ocitree_error_setk(
+		    err, OCITREE_ERROR_USAGE,
+		    "no cache directory for layer indexes: use --cache-dir, OCITREE_CACHE_DIR or HOME");
 	/* the daemon leaves the working directory: keep absolute paths */
 	if (mkdir(cache, 0700) < 0 && errno != EEXIST)
 		return ocitree_error_set(err, errno, "cache directory '%s'", cache);
@@ -74,13 +78,13 @@ int cmd_store(int argc, char **argv, struct ocitree_error **err)
 {
 	enum { OPT_LAYOUT = OPT_COMMAND_BASE, OPT_CACHE_DIR, OPT_OPAQUE };
 	static const struct option opts[] = {
-		{"layout", required_argument, NULL, OPT_LAYOUT},
-		{"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
-		{"opaque-xattr", required_argument, NULL, OPT_OPAQUE},
-		{"foreground", no_argument, NULL, 'f'},
-		{"options", required_argument, NULL, 'o'},
-		CLI_HELP_OPTION,
-		{NULL, 0, NULL, 0},
+	    {"layout", required_argument, NULL, OPT_LAYOUT},
+	    {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
+	    {"opaque-xattr", required_argument, NULL, OPT_OPAQUE},
+	    {"foreground", no_argument, NULL, 'f'},
+	    {"options", required_argument, NULL, 'o'},
+	    CLI_HELP_OPTION,
+	    {NULL, 0, NULL, 0},
 	};
 	struct store_args a = {0};
 	int c, r = -1;
@@ -97,9 +101,7 @@ int cmd_store(int argc, char **argv, struct ocitree_error **err)
 			a.layouts[a.n_layouts] = NULL;
 			break;
 		}
-		case OPT_CACHE_DIR:
-			a.cache_dir = optarg;
-			break;
+		case OPT_CACHE_DIR: a.cache_dir = optarg; break;
 		case OPT_OPAQUE:
 			if (strcmp(optarg, "trusted") != 0 && strcmp(optarg, "user") != 0) {
 				cli_usage_error(err, "--opaque-xattr: use trusted or user");
@@ -107,9 +109,7 @@ int cmd_store(int argc, char **argv, struct ocitree_error **err)
 			}
 			a.opaque = optarg;
 			break;
-		case 'f':
-			a.foreground = true;
-			break;
+		case 'f': a.foreground = true; break;
 		case 'o':
 			a.mount_opts = xrealloc(a.mount_opts, (a.n_mount_opts + 2) * sizeof(*a.mount_opts));
 			a.mount_opts[a.n_mount_opts++] = optarg;
@@ -119,8 +119,7 @@ int cmd_store(int argc, char **argv, struct ocitree_error **err)
 			cli_print_help(stdout, "ocitree", cli_current);
 			r = CLI_EXIT_HELP;
 			goto out;
-		default:
-			goto out;
+		default: goto out;
 		}
 	}
 	if (!a.n_layouts) {
@@ -129,7 +128,7 @@ int cmd_store(int argc, char **argv, struct ocitree_error **err)
 	}
 	if (argc - optind != 1) {
 		cli_usage_error(err, argc - optind < 1 ? "missing MOUNTPOINT" : "unexpected argument '%s'",
-				argv[optind + 1]);
+		                argv[optind + 1]);
 		goto out;
 	}
 	r = do_store(&a, argv[optind], err);

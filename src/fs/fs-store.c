@@ -54,7 +54,7 @@ struct vnode {
 };
 
 #define N_BUCKETS 4096u
-#define NONE 0u
+#define NONE      0u
 
 struct fs_store {
 	struct ocitree_layer_store *store;
@@ -133,7 +133,8 @@ static uint32_t vnode_child(struct fs_store *fs, uint32_t parent, const char *na
 static struct ocitree_store_layer *vnode_layer(struct fs_store *fs, struct vnode *v)
 {
 	pthread_mutex_lock(&fs->lock);
-	struct ocitree_store_layer *sl = v->kind == V_INFO || v->kind == V_BLOB ? fs->nodes[v->parent]->layer : v->layer;
+	struct ocitree_store_layer *sl =
+	    v->kind == V_INFO || v->kind == V_BLOB ? fs->nodes[v->parent]->layer : v->layer;
 	pthread_mutex_unlock(&fs->lock);
 	return sl;
 }
@@ -316,9 +317,7 @@ static void lookup_virtual(fuse_req_t req, struct fs_store *fs, uint32_t parent,
 		return;
 	}
 	case V_INFO:
-	case V_BLOB:
-		fuse_reply_err(req, ENOTDIR);
-		return;
+	case V_BLOB: fuse_reply_err(req, ENOTDIR); return;
 	}
 }
 
@@ -411,7 +410,7 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 /* Add one entry; false when the buffer is full. */
 static bool add_dirent(fuse_req_t req, struct fs_store *fs, char *buf, size_t size, size_t *used, const char *name,
-		       fuse_ino_t id, fuse_ino_t ino, mode_t type, off_t next, bool plus)
+                       fuse_ino_t id, fuse_ino_t ino, mode_t type, off_t next, bool plus)
 {
 	size_t r;
 	if (plus) {
@@ -449,8 +448,10 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 		for (off_t pos = off; pos < (off_t)n + 2; pos++) {
 			const char *name = pos == 0 ? "." : pos == 1 ? ".." : layer_names[pos - 2];
 			mode_t type = pos < 3 ? S_IFDIR : S_IFREG;
-			fuse_ino_t child = pos < 2 ? ino : pos == 2 ? tree_id((uint32_t)ino, OCITREE_TREE_ROOT)
-								    : vnode_child(fs, (uint32_t)ino, name, pos == 3 ? V_INFO : V_BLOB);
+			fuse_ino_t child = pos < 2 ? ino
+			                   : pos == 2
+			                       ? tree_id((uint32_t)ino, OCITREE_TREE_ROOT)
+			                       : vnode_child(fs, (uint32_t)ino, name, pos == 3 ? V_INFO : V_BLOB);
 			if (!add_dirent(req, fs, buf, size, &used, name, 0, child, type, pos + 1, plus))
 				break;
 		}
@@ -478,7 +479,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 		ocitree_tree_stat(t, child, &st);
 		fuse_ino_t id = pos < 2 && plus ? 0 : tree_id(layer_dir, child);
 		if (!add_dirent(req, fs, buf, size, &used, name, id, tree_id(layer_dir, child), st.st_mode & S_IFMT,
-				pos + 1, plus))
+		                pos + 1, plus))
 			break;
 	}
 	fuse_reply_buf(req, buf, used);
@@ -547,7 +548,9 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 		memset(&d, 0, sizeof(d));
 		d.fd = ocitree_store_layer_blob_fd(sl, &bsize);
 		d.pos = (uint64_t)off;
-		d.size = (uint64_t)off >= bsize ? 0 : bsize - (uint64_t)off < size ? (size_t)(bsize - (uint64_t)off) : size;
+		d.size = (uint64_t)off >= bsize         ? 0
+		         : bsize - (uint64_t)off < size ? (size_t)(bsize - (uint64_t)off)
+		                                        : size;
 		if (!d.size)
 			fuse_reply_buf(req, NULL, 0);
 		else
@@ -682,8 +685,8 @@ static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 	fuse_reply_err(req, EROFS);
 }
 
-static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
-		      const char *newname, unsigned int flags)
+static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname,
+                      unsigned int flags)
 {
 	fuse_reply_err(req, EROFS);
 }
@@ -693,8 +696,7 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	fuse_reply_err(req, EROFS);
 }
 
-static void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
-			int flags)
+static void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags)
 {
 	fuse_reply_err(req, EROFS);
 }
@@ -704,8 +706,7 @@ static void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	fuse_reply_err(req, EROFS);
 }
 
-static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
-		     struct fuse_file_info *fi)
+static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	fuse_reply_err(req, EROFS);
 }
@@ -720,34 +721,34 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 }
 
 static const struct fuse_lowlevel_ops fs_store_ops = {
-	.init = fs_init,
-	.lookup = fs_lookup,
-	.forget = fs_forget,
-	.forget_multi = fs_forget_multi,
-	.getattr = fs_getattr,
-	.setattr = fs_setattr,
-	.readlink = fs_readlink,
-	.mknod = fs_mknod,
-	.mkdir = fs_mkdir,
-	.unlink = fs_unlink,
-	.rmdir = fs_rmdir,
-	.symlink = fs_symlink,
-	.rename = fs_rename,
-	.link = fs_link,
-	.open = fs_open,
-	.read = fs_read,
-	.write = fs_write,
-	.release = fs_release,
-	.opendir = fs_opendir,
-	.readdir = fs_readdir,
-	.readdirplus = fs_readdirplus,
-	.releasedir = fs_releasedir,
-	.statfs = fs_statfs,
-	.setxattr = fs_setxattr,
-	.getxattr = fs_getxattr,
-	.listxattr = fs_listxattr,
-	.removexattr = fs_removexattr,
-	.create = fs_create,
+    .init = fs_init,
+    .lookup = fs_lookup,
+    .forget = fs_forget,
+    .forget_multi = fs_forget_multi,
+    .getattr = fs_getattr,
+    .setattr = fs_setattr,
+    .readlink = fs_readlink,
+    .mknod = fs_mknod,
+    .mkdir = fs_mkdir,
+    .unlink = fs_unlink,
+    .rmdir = fs_rmdir,
+    .symlink = fs_symlink,
+    .rename = fs_rename,
+    .link = fs_link,
+    .open = fs_open,
+    .read = fs_read,
+    .write = fs_write,
+    .release = fs_release,
+    .opendir = fs_opendir,
+    .readdir = fs_readdir,
+    .readdirplus = fs_readdirplus,
+    .releasedir = fs_releasedir,
+    .statfs = fs_statfs,
+    .setxattr = fs_setxattr,
+    .getxattr = fs_getxattr,
+    .listxattr = fs_listxattr,
+    .removexattr = fs_removexattr,
+    .create = fs_create,
 };
 
 /* ---------------------------------------------------------------- running */
@@ -768,7 +769,7 @@ int fs_run_store(struct ocitree_layer_store *store, const struct fs_opts *opts, 
 		fuse_opt_free_args(&args);
 		fs_config_clear(&cfg);
 		return ocitree_error_setk(err, OCITREE_ERROR_USAGE,
-					  "-o xattrs= and -o whiteout= are options of a writable mount (--upper)");
+		                          "-o xattrs= and -o whiteout= are options of a writable mount (--upper)");
 	}
 	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 	struct fs_store *fs = xcalloc(1, sizeof(*fs));

@@ -85,15 +85,15 @@ static void add_manifest(struct lay *y, const struct ocitree_descriptor *d)
 	_cleanup_error_ struct ocitree_error *e = NULL;
 	struct ocitree_manifest *m = ocitree_blob_read_manifest(y->l, d, &e);
 	if (!m) {
-		log_warn("layout '%s': manifest %s: %s: its layers are not served", ocitree_layout_path(y->l), d->digest,
-			 e->msg);
+		log_warn("layout '%s': manifest %s: %s: its layers are not served", ocitree_layout_path(y->l),
+		         d->digest, e->msg);
 		return;
 	}
 	struct ocitree_config *c = ocitree_blob_read_config(y->l, &m->config, &e);
 	if (!c) {
 		/* podman needs the diff_id of every layer it is given */
 		log_warn("layout '%s': config %s: %s: its layers are not served", ocitree_layout_path(y->l),
-			 m->config.digest, e->msg);
+		         m->config.digest, e->msg);
 		ocitree_manifest_free(m);
 		return;
 	}
@@ -126,7 +126,7 @@ static void add_list(struct lay *y, const struct ocitree_descriptor *d, size_t n
 			struct ocitree_index *idx = ocitree_blob_read_index(y->l, &d[i], &e);
 			if (!idx) {
 				log_warn("layout '%s': index %s: %s: its images are not served",
-					 ocitree_layout_path(y->l), d[i].digest, e->msg);
+				         ocitree_layout_path(y->l), d[i].digest, e->msg);
 				continue;
 			}
 			add_list(y, idx->manifests, idx->n_manifests, depth + 1);
@@ -181,7 +181,7 @@ static const struct known *find_locked(struct ocitree_layer_store *s, const char
 }
 
 OCITREE_EXPORT struct ocitree_layer_store *ocitree_layer_store_new(const struct ocitree_layer_store_options *o,
-								   struct ocitree_error **err)
+                                                                   struct ocitree_error **err)
 {
 	if (!o->index.cache_dir)
 		return ocitree_error_setk(err, OCITREE_ERROR_USAGE, "a layer store needs a cache directory"), NULL;
@@ -279,9 +279,9 @@ static char *make_info(const struct known *k, struct ocitree_layer_index *idx, s
 	}
 	struct buf b = BUF_INIT;
 	buf_printf(&b,
-		   "{\"compressed-diff-digest\":\"%s\",\"compressed-size\":%" PRId64 ",\"diff-digest\":\"%s\","
-		   "\"diff-size\":%" PRIu64 ",\"compression\":%d,\"uidset\":",
-		   k->digest, k->size, k->diff_id, ocitree_layer_index_tar_size(idx), number);
+	           "{\"compressed-diff-digest\":\"%s\",\"compressed-size\":%" PRId64 ",\"diff-digest\":\"%s\","
+	           "\"diff-size\":%" PRIu64 ",\"compression\":%d,\"uidset\":",
+	           k->digest, k->size, k->diff_id, ocitree_layer_index_tar_size(idx), number);
 	put_idset(&b, uids, n);
 	buf_puts(&b, ",\"gidset\":");
 	put_idset(&b, gids, n);
@@ -293,7 +293,7 @@ static char *make_info(const struct known *k, struct ocitree_layer_index *idx, s
 }
 
 static int open_layer(struct ocitree_layer_store *s, struct ocitree_store_layer *sl, struct lay *y,
-		      const struct known *k, struct ocitree_error **err)
+                      const struct known *k, struct ocitree_error **err)
 {
 	struct ocitree_descriptor d = {.media_type = k->media_type, .size = k->size};
 	memcpy(d.digest, k->digest, sizeof(d.digest));
@@ -309,7 +309,7 @@ static int open_layer(struct ocitree_layer_store *s, struct ocitree_store_layer 
 	sl->blob_size = (uint64_t)k->size;
 	sl->info = make_info(k, sl->idx, &sl->info_len);
 	log_info("layer %s: %zu entries, index %s", k->digest, ocitree_layer_index_count(sl->idx),
-		 ocitree_layer_index_was_cached(sl->idx) ? "cached" : "built");
+	         ocitree_layer_index_was_cached(sl->idx) ? "cached" : "built");
 	return 0;
 fail:
 	ocitree_tree_free(sl->tree);
@@ -320,8 +320,8 @@ fail:
 	return ocitree_error_prefix(err, "layer %s", k->digest);
 }
 
-OCITREE_EXPORT struct ocitree_store_layer *ocitree_layer_store_open(struct ocitree_layer_store *s,
-								    const char *digest, struct ocitree_error **err)
+OCITREE_EXPORT struct ocitree_store_layer *ocitree_layer_store_open(struct ocitree_layer_store *s, const char *digest,
+                                                                    struct ocitree_error **err)
 {
 	pthread_mutex_lock(&s->lock);
 	struct ocitree_store_layer *sl = NULL;
