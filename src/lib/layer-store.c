@@ -72,12 +72,35 @@ static void known_clear(struct lay *y)
 	y->n_known = 0;
 }
 
+static int cmp_known(const void *a, const void *b)
+{
+	return strcmp(((const struct known *)a)->digest, ((const struct known *)b)->digest);
+}
+
+/* y->known is sorted by digest once a scan is done */
 static const struct known *known_find(const struct lay *y, const char *digest)
 {
-	for (size_t i = 0; i < y->n_known; i++)
-		if (strcmp(y->known[i].digest, digest) == 0)
-			return &y->known[i];
-	return NULL;
+	struct known key;
+	if (strlen(digest) >= sizeof(key.digest))
+		return NULL;
+	memcpy(key.digest, digest, strlen(digest) + 1);
+	return bsearch(&key, y->known, y->n_known, sizeof(*y->known), cmp_known);
+}
+
+/* Sort y->known and drop repeated layers (the same blob in two images). */
+static void known_sort(struct lay *y)
+{
+	qsort(y->known, y->n_known, sizeof(*y->known), cmp_known);
+	size_t out = 0;
+	for (size_t i = 0; i < y->n_known; i++) {
+		if (out && strcmp(y->known[out - 1].digest, y->known[i].digest) == 0) {
+			free(y->known[i].media_type);
+			free(y->known[i].diff_id);
+			continue;
+		}
+		y->known[out++] = y->known[i];
+	}
+	y->n_known = out;
 }
 
 static void add_manifest(struct lay *y, const struct ocitree_descriptor *d)
@@ -101,7 +124,7 @@ static void add_manifest(struct lay *y, const struct ocitree_descriptor *d)
 	for (size_t i = 0; i < m->n_layers && i < n_diff; i++) {
 		const struct ocitree_descriptor *ld = &m->layers[i];
 		enum ocitree_compression comp;
-		if (known_find(y, ld->digest) || ocitree_layer_compression(ld->media_type, &comp, NULL) < 0 ||
+		if (ocitree_layer_compression(ld->media_type, &comp, NULL) < 0 ||
 		    !ocitree_blob_exists(y->l, ld->digest))
 			continue;
 		GROW(y->known, y->cap_known, y->n_known + 1);
@@ -158,6 +181,7 @@ static void refresh(struct lay *y)
 	}
 	add_list(y, idx->manifests, idx->n_manifests, 0);
 	ocitree_index_free(idx);
+	known_sort(y);
 	y->scanned = true;
 	y->dev = st.st_dev;
 	y->ino = st.st_ino;
