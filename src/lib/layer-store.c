@@ -81,7 +81,7 @@ static int cmp_known(const void *a, const void *b)
 static const struct known *known_find(const struct lay *y, const char *digest)
 {
 	struct known key;
-	if (strlen(digest) >= sizeof(key.digest))
+	if (!y->n_known || strlen(digest) >= sizeof(key.digest))
 		return NULL;
 	memcpy(key.digest, digest, strlen(digest) + 1);
 	return bsearch(&key, y->known, y->n_known, sizeof(*y->known), cmp_known);
@@ -90,6 +90,8 @@ static const struct known *known_find(const struct lay *y, const char *digest)
 /* Sort y->known and drop repeated layers (the same blob in two images). */
 static void known_sort(struct lay *y)
 {
+	if (!y->n_known)
+		return; /* (qsort of NULL is undefined, even of no elements) */
 	qsort(y->known, y->n_known, sizeof(*y->known), cmp_known);
 	size_t out = 0;
 	for (size_t i = 0; i < y->n_known; i++) {
