@@ -161,9 +161,17 @@ done
 # ---- the store: two layouts, app only in the second, and not yet ----
 ok "a first layout (empty)" "$OCITREE" init --layout "$T/a"
 ok "a second layout" "$OCITREE" init --layout "$T/b"
-ok "ocitree store mounts" "$OCITREE" store --layout "$T/a" --layout "$T/b" --cache-dir "$T/cache" "$STORE"
+# in the foreground, logging what it is told (use, release) to a file this
+# test reads; the daemon mode is the rootless part's
 _mounts+=("$STORE")
-check "the store is mounted" is_mounted "$STORE"
+"$OCITREE" --log=debug store -f --layout "$T/a" --layout "$T/b" --cache-dir "$T/cache" "$STORE" 2>"$T/store.log" &
+STORE_PID=$!
+for i in $(seq 200); do
+	is_mounted "$STORE" && break
+	kill -0 "$STORE_PID" 2>/dev/null || break
+	sleep 0.05
+done
+check "ocitree store mounts" is_mounted "$STORE"
 L1=$(echo "$APP_LAYERS" | sed -n 1p)
 L2=$(echo "$APP_LAYERS" | sed -n 2p)
 L3=$(echo "$APP_LAYERS" | sed -n 3p)
@@ -295,6 +303,20 @@ check "podman logged nothing about the additional layer store" \
 
 cleanup_podman
 ok "ocitree umount the store" do_umount "$STORE"
+st=1
+for i in $(seq 100); do
+	if ! kill -0 "$STORE_PID" 2>/dev/null; then
+		wait "$STORE_PID"
+		st=$?
+		break
+	fi
+	sleep 0.05
+done
+is "the store ends with status 0" "$st" 0
+check "podman's use files reached the store" "grep -q 'used (1)' '$T/store.log'"
+check "podman's rmdir (release) reached the store" "grep -q 'released' '$T/store.log'"
+check "the store logged no warning or error" "! grep -E 'ocitree: (warn|error):|runtime error|Sanitizer' '$T/store.log'"
+grep -E 'ocitree: (warn|error):|runtime error|Sanitizer' "$T/store.log" | head -5 | while read -r l; do diag "$l"; done
 
 # ---- a rootless store: nobody, through the setuid fusermount3 ----
 # (rootless podman needs subordinate ids this test cannot give nobody; what
