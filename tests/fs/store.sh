@@ -21,7 +21,7 @@ need() { # PROGRAM...: skip without them (under CI=true they are installed: fail
 }
 [ "$(id -u)" -eq 0 ] || skip_all "the store is tested with podman as root (kernel overlayfs)"
 need_fuse
-need podman skopeo runc /usr/bin/docker-registry /usr/bin/busybox getfattr setfattr
+need podman skopeo runc /usr/bin/docker-registry /usr/bin/busybox getfattr setfattr zstd
 BUSYBOX=/usr/bin/busybox
 file -L "$BUSYBOX" 2>/dev/null | grep -q "statically linked" || ldd "$BUSYBOX" 2>&1 | grep -q "not a dynamic" ||
 	skip_all "$BUSYBOX is not statically linked (busybox-static)"
@@ -134,7 +134,7 @@ ok "app: a new image" "$OCITREE" new --image "$T/build:app"
 ok "app layer 1: busybox and files" "$OCITREE" insert --image "$T/build:app" "$T/src/root" /
 ok "app layer 2: a whiteout" "$OCITREE" insert --image "$T/build:app" --whiteout /gone
 ok "app layer 3: an opaque directory" "$OCITREE" insert --image "$T/build:app" --opaque "$T/src/opq" /d
-ok "app layer 4: a hardlink and xattrs" "$OCITREE" insert --image "$T/build:app" "$T/src/top" /
+ok "app layer 4 (zstd): a hardlink and xattrs" "$OCITREE" insert --compress zstd --image "$T/build:app" "$T/src/top" /
 # other: an image no layout of the store has
 mkdir -p "$T/src/other/bin"
 cp "$BUSYBOX" "$T/src/other/bin/busybox"
@@ -186,7 +186,8 @@ info_field() { /usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.a
 is "info: diff-digest is the diff_id" "$(info_field "$STORE/$L4/info" diff-digest)" "$(echo "$DIFF_IDS" | sed -n 4p)"
 is "info: compressed-diff-digest" "$(info_field "$STORE/$L4/info" compressed-diff-digest)" "$L4"
 is "info: compressed-size" "$(info_field "$STORE/$L4/info" compressed-size)" "$(stat -c %s "$STORE/$L4/blob")"
-is "info: compression is gzip (2)" "$(info_field "$STORE/$L4/info" compression)" 2
+is "info: compression is gzip (2)" "$(info_field "$STORE/$L1/info" compression)" 2
+is "info: compression is zstd (4)" "$(info_field "$STORE/$L4/info" compression)" 4
 is "diff: a whiteout is a 0/0 character device" "$(stat -c '%F %t:%T' "$STORE/$L2/diff/gone")" "character special file 0:0"
 is "diff: the opaque directory is marked" \
 	"$(getfattr --absolute-names --only-values -n trusted.overlay.opaque "$STORE/$L3/diff/d" 2>&1)" y
@@ -248,10 +249,17 @@ pm umount "$ctr" >/dev/null
 pm rm "$ctr" >/dev/null
 
 # podman save rebuilds the layers from the store's blob files
-ok "podman save app" pm save -q -o "$T/app-save.tar" "$REG/app:1"
+ok "podman save app" pm save -q --format oci-archive -o "$T/app-save.tar" "$REG/app:1"
 mkdir -p "$T/save"
 tar -xf "$T/app-save.tar" -C "$T/save" 2>/dev/null
-saved=$(find "$T/save" -type f -exec sha256sum {} + | awk '{print "sha256:" $1}' | sort -u)
+# (each blob as podman wrote it: gzip, zstd or plain, the layer's tar inside)
+saved=$(find "$T/save" -type f | while read -r f; do
+	case $(od -An -tx1 -N4 "$f" | tr -d ' ') in
+	1f8b*) gzip -dc <"$f" ;;
+	28b52ffd) zstd -dcq <"$f" ;;
+	*) cat "$f" ;;
+	esac | sha256sum | awk '{print "sha256:" $1}'
+done | sort -u)
 n=0
 for d in $DIFF_IDS; do grep -qx "$d" <<<"$saved" && n=$((n + 1)); done
 is "the saved archive has the 4 layers, byte for byte (their diff_ids)" "$n" 4
