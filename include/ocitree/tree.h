@@ -17,6 +17,7 @@
 #ifndef OCITREE_TREE_H
 #define OCITREE_TREE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -35,6 +36,17 @@ enum ocitree_tree_flags {
 	/* Show the layers as stored: whiteout entries are plain files (for
 	 * inspecting a single layer). */
 	OCITREE_TREE_RAW = 1 << 0,
+	/* One layer as an overlayfs lower directory (the form a containers/
+	 * storage additional layer store serves): entries as stored, each
+	 * ".wh.NAME" turned into a whiteout inode NAME (stat: a 0/0 character
+	 * device; it cannot be read), each ".wh..wh..opq" into an opaque mark
+	 * on its directory (also a directory of the layer that a whiteout of
+	 * the same name hides lower contents of).  Exactly one layer. */
+	OCITREE_TREE_OVERLAY = 1 << 1,
+	/* With OCITREE_TREE_OVERLAY: opaque directories carry
+	 * user.overlay.opaque (overlayfs mounted with userxattr, as rootless
+	 * engines do) instead of trusted.overlay.opaque. */
+	OCITREE_TREE_OVERLAY_USER = 1 << 2,
 };
 
 struct ocitree_tree;
@@ -95,6 +107,17 @@ struct ocitree_tree_data {
 int ocitree_tree_read(const struct ocitree_tree *t, uint32_t ino, uint64_t off, size_t size,
 		      struct ocitree_tree_data *d, struct ocitree_error **err);
 void ocitree_tree_data_release(struct ocitree_tree_data *d);
+
+/* Whether directory ino of an overlay tree is opaque (false for other trees). */
+bool ocitree_tree_is_opaque(const struct ocitree_tree *t, uint32_t ino);
+
+/* The xattrs an inode shows: cursor starts at 0; each call sets name
+ * (NUL-terminated), value and len (valid while the tree lives) and returns
+ * true, false at the end.  Those of its tar entry; in an overlay tree
+ * without the entry's trusted.overlay.* and user.overlay.* ones (overlayfs
+ * would obey them) and with the opaque mark where there is one. */
+bool ocitree_tree_xattr_next(const struct ocitree_tree *t, uint32_t ino, uint32_t *cursor, const char **name,
+			     const void **value, size_t *len);
 
 #ifdef __cplusplus
 }

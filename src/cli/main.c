@@ -106,6 +106,17 @@ static const struct command commands[] = {
 	 "  -f, --foreground                 stay in the foreground (default: return once mounted)\n"
 	 FS_MOUNT_OPTIONS_HELP,
 	 cmd_mount},
+	{"store", NULL, "mount", "serve the layers of layouts to podman and CRI-O (an additional layer store)",
+	 "--layout LAYOUT... [OPTIONS] MOUNTPOINT",
+	 "      --layout=LAYOUT              a layout whose images' layers are served (repeatable; searched\n"
+	 "                                   in order)\n"
+	 "      --cache-dir=DIR              where layer indexes are cached (default as for mount)\n"
+	 "      --opaque-xattr=trusted|user  how opaque directories are marked (default: trusted for\n"
+	 "                                   root, user otherwise, as rootless overlayfs reads)\n"
+	 "  -f, --foreground                 stay in the foreground (default: return once mounted)\n"
+	 "  -o OPTIONS                       mount options: debug, allow_other, threads=N, cache_size=MIB,\n"
+	 "                                   timeout=SECONDS, and libfuse's\n",
+	 cmd_store},
 	{"umount", "unmount", "mount", "unmount a mounted image", "[--lazy] MOUNTPOINT",
 	 "  -z, --lazy                       detach now, finish when the mount is no longer busy\n", cmd_umount},
 	{"commit", NULL, "mount", "turn the changes of a writable mount into a new layer",

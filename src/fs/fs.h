@@ -74,4 +74,11 @@ struct fs_rw_setup {
  * in through the control socket in the work directory. */
 int fs_run_rw(const struct fs_rw_setup *setup, const struct fs_opts *opts, struct ocitree_error **err);
 
+/* Serve a layer store (fs-store.c) as a containers/storage additional layer
+ * store (see fs_run for the life cycle).  The mount is read-write for the
+ * kernel, so that containers/storage's "use" file and rmdir reach the
+ * driver, which refuses every change. */
+struct ocitree_layer_store;
+int fs_run_store(struct ocitree_layer_store *store, const struct fs_opts *opts, struct ocitree_error **err);
+
 #endif

@@ -10,6 +10,11 @@
  * the tar), then its entries.  A name that is replaced or whited out is
  * marked dead and dropped from the hash; its subtree becomes unreachable.
  * The result is then compacted breadth-first into the final arrays.
+ *
+ * An overlay tree (OCITREE_TREE_OVERLAY) is one layer as an overlayfs lower
+ * directory: its entries placed as they are, then its whiteouts turned into
+ * what overlayfs reads, a whiteout inode in place of ".wh.NAME" and an
+ * opaque mark on the directory of ".wh..wh..opq".
  */
 #include "config.h"
 
@@ -25,6 +30,9 @@
 #define REF_ENTRY_MASK ((1u << REF_LAYER_SHIFT) - 1)
 #define WH_PREFIX ".wh."
 #define WH_OPAQUE ".wh..wh..opq"
+
+/* what an inode of an overlay tree is besides its entry */
+enum { KIND_PLAIN = 0, KIND_WHITEOUT, KIND_OPAQUE };
 
 struct tinode {
 	uint32_t ref;   /* layer << 24 | entry, NONE for a made-up directory */
@@ -47,6 +55,8 @@ struct ocitree_tree {
 	uint32_t n_dirents;
 	char *names;
 	size_t names_len;
+	uint8_t *kinds; /* overlay trees: KIND_* per inode; NULL otherwise */
+	const char *opaque_xattr;
 };
 
 /* ---- build-time graph ---- */
@@ -66,6 +76,7 @@ struct binode {
 	uint32_t ref;
 	uint32_t final; /* final inode number, 0 until assigned */
 	bool dir;
+	uint8_t kind; /* KIND_* */
 };
 
 struct graph {
@@ -120,7 +131,7 @@ static uint32_t find_child(const struct graph *g, uint32_t parent, const char *n
 static uint32_t new_inode(struct graph *g, uint32_t ref, bool dir)
 {
 	GROW(g->inodes, g->cap_inodes, g->n_inodes + 1);
-	g->inodes[g->n_inodes] = (struct binode){.ref = ref, .final = 0, .dir = dir};
+	g->inodes[g->n_inodes] = (struct binode){.ref = ref, .final = 0, .dir = dir, .kind = KIND_PLAIN};
 	return (uint32_t)g->n_inodes++;
 }
 
@@ -318,6 +329,38 @@ static int apply_entry(struct graph *g, uint32_t layer, uint32_t i, const struct
 	return 0;
 }
 
+/* An overlay tree's whiteout entry, after the layer's other entries are in
+ * place.  The layer's own entry of the same name wins (OCI: a whiteout hides
+ * lower layers only); when that entry is a directory, the whiteout means the
+ * lower directory's contents are gone, which overlayfs says with an opaque
+ * directory. */
+static void apply_overlay_whiteout(struct graph *g, uint32_t i, const char *path)
+{
+	size_t dirlen;
+	const char *base;
+	split(path, &dirlen, &base);
+	uint32_t dir = walk_dir(g, path, dirlen, path);
+	if (strcmp(base, WH_OPAQUE) == 0) {
+		g->inodes[g->nodes[dir].ino].kind = KIND_OPAQUE;
+		return;
+	}
+	const char *name = base + strlen(WH_PREFIX);
+	size_t len = strlen(name);
+	if (!len || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+		log_warn("entry '%s': a whiteout of no name: ignored", path);
+		return;
+	}
+	uint32_t c = find_child(g, dir, name, len);
+	if (c != NONE) {
+		if (node_is_dir(g, c))
+			g->inodes[g->nodes[c].ino].kind = KIND_OPAQUE;
+		return;
+	}
+	uint32_t ino = new_inode(g, i, false);
+	g->inodes[ino].kind = KIND_WHITEOUT;
+	add_node(g, dir, name, len, ino);
+}
+
 static int cmp_dirent(const void *a, const void *b, void *arg)
 {
 	const char *names = arg;
@@ -331,6 +374,11 @@ OCITREE_EXPORT struct ocitree_tree *ocitree_tree_build(struct ocitree_layer_inde
 		return ocitree_error_setk(err, OCITREE_ERROR_UNSUPPORTED, "%zu layers: at most 255 are supported", n),
 		       NULL;
 	bool raw = flags & OCITREE_TREE_RAW;
+	bool overlay = flags & OCITREE_TREE_OVERLAY;
+	if (overlay && (raw || n != 1))
+		return ocitree_error_setk(err, OCITREE_ERROR_USAGE,
+					  "an overlay tree is one layer as it is stored (%zu layers given)", n),
+		       NULL;
 	struct graph g = {.layers = layers, .last_dir_node = NONE};
 	size_t total = 1;
 	for (size_t l = 0; l < n; l++) {
@@ -348,7 +396,7 @@ OCITREE_EXPORT struct ocitree_tree *ocitree_tree_build(struct ocitree_layer_inde
 	add_node(&g, 0, "", 0, new_inode(&g, NONE, true));
 	for (size_t l = 0; l < n; l++) {
 		size_t c = ocitree_layer_index_count(layers[l]);
-		if (!raw) {
+		if (!raw && !overlay) {
 			for (size_t i = 0; i < c; i++) {
 				const struct ocitree_layer_entry *e = ocitree_layer_index_entry(layers[l], i);
 				const char *path = ocitree_layer_index_string(layers[l], e->path);
@@ -360,6 +408,13 @@ OCITREE_EXPORT struct ocitree_tree *ocitree_tree_build(struct ocitree_layer_inde
 		for (size_t i = 0; i < c; i++) {
 			const struct ocitree_layer_entry *e = ocitree_layer_index_entry(layers[l], i);
 			apply_entry(&g, (uint32_t)l, (uint32_t)i, e, ocitree_layer_index_string(layers[l], e->path), raw);
+		}
+		for (size_t i = 0; overlay && i < c; i++) {
+			const struct ocitree_layer_entry *e = ocitree_layer_index_entry(layers[l], i);
+			const char *path = ocitree_layer_index_string(layers[l], e->path);
+			const char *s = strrchr(path, '/');
+			if (*path && str_has_prefix(s ? s + 1 : path, WH_PREFIX) && strlen(path) < PATH_MAX)
+				apply_overlay_whiteout(&g, (uint32_t)i, path);
 		}
 	}
 	free(g.last_dir);
@@ -393,6 +448,11 @@ OCITREE_EXPORT struct ocitree_tree *ocitree_tree_build(struct ocitree_layer_inde
 	t->n_inodes = 1;
 	g.inodes[g.nodes[0].ino].final = 1;
 	t->inodes[1] = (struct tinode){.ref = g.inodes[g.nodes[0].ino].ref, .nlink = 2};
+	if (overlay) {
+		t->kinds = xcalloc(g.n_inodes + 2, 1);
+		t->kinds[1] = g.inodes[g.nodes[0].ino].kind;
+		t->opaque_xattr = flags & OCITREE_TREE_OVERLAY_USER ? "user.overlay.opaque" : "trusted.overlay.opaque";
+	}
 	queue[qt++] = 0;
 	uint32_t nd_count = 0;
 	while (qh < qt) {
@@ -419,6 +479,8 @@ OCITREE_EXPORT struct ocitree_tree *ocitree_tree_build(struct ocitree_layer_inde
 				GROW(t->inodes, cap_inodes, (size_t)t->n_inodes + 2);
 				bi->final = ++t->n_inodes;
 				t->inodes[bi->final] = (struct tinode){.ref = bi->ref, .nlink = bi->dir ? 2 : 0};
+				if (t->kinds)
+					t->kinds[bi->final] = bi->kind;
 				if (bi->dir)
 					queue[qt++] = c;
 			}
@@ -457,6 +519,8 @@ OCITREE_EXPORT struct ocitree_tree *ocitree_tree_build(struct ocitree_layer_inde
 	t->inodes = xrealloc(t->inodes, ((size_t)t->n_inodes + 1) * sizeof(*t->inodes));
 	t->dirents = xrealloc(t->dirents, (nd_count ? nd_count : 1) * sizeof(*t->dirents));
 	t->names = xrealloc(t->names, nl);
+	if (t->kinds)
+		t->kinds = xrealloc(t->kinds, (size_t)t->n_inodes + 1);
 	return t;
 }
 
@@ -468,6 +532,7 @@ OCITREE_EXPORT void ocitree_tree_free(struct ocitree_tree *t)
 	free(t->inodes);
 	free(t->dirents);
 	free(t->names);
+	free(t->kinds);
 	free(t);
 }
 
@@ -479,7 +544,7 @@ OCITREE_EXPORT uint32_t ocitree_tree_inodes(const struct ocitree_tree *t)
 OCITREE_EXPORT size_t ocitree_tree_memory(const struct ocitree_tree *t)
 {
 	return sizeof(*t) + ((size_t)t->n_inodes + 1) * sizeof(*t->inodes) + t->n_dirents * sizeof(*t->dirents) +
-	       t->names_len + t->n_layers * sizeof(*t->layers);
+	       t->names_len + t->n_layers * sizeof(*t->layers) + (t->kinds ? (size_t)t->n_inodes + 1 : 0);
 }
 
 OCITREE_EXPORT uint32_t ocitree_tree_lookup(const struct ocitree_tree *t, uint32_t dir, const char *name)
@@ -539,6 +604,14 @@ OCITREE_EXPORT int ocitree_tree_stat(const struct ocitree_tree *t, uint32_t ino,
 	st->st_mode = e->mode;
 	st->st_uid = e->uid;
 	st->st_gid = e->gid;
+	if (t->kinds && t->kinds[ino] == KIND_WHITEOUT) {
+		/* what overlayfs takes for a whiteout: a 0/0 character device */
+		st->st_mode = S_IFCHR;
+		st->st_mtim.tv_sec = e->mtime;
+		st->st_mtim.tv_nsec = e->mtime_nsec;
+		st->st_atim = st->st_ctim = st->st_mtim;
+		return 0;
+	}
 	if (e->type == OCITREE_ENTRY_SYMLINK) {
 		struct ocitree_layer_index *l;
 		ocitree_tree_entry(t, ino, &l);
@@ -579,7 +652,7 @@ OCITREE_EXPORT int ocitree_tree_read(const struct ocitree_tree *t, uint32_t ino,
 	d->fd = -1;
 	struct ocitree_layer_index *l = NULL;
 	const struct ocitree_layer_entry *e = ocitree_tree_entry(t, ino, &l);
-	if (!e || e->type != OCITREE_ENTRY_REG) {
+	if (!e || e->type != OCITREE_ENTRY_REG || (t->kinds && t->kinds[ino] == KIND_WHITEOUT)) {
 		int r = ocitree_error_setk(err, OCITREE_ERROR_USAGE, "inode %u is not a regular file", ino);
 		if (err)
 			(*err)->errnum = !e || e->type == OCITREE_ENTRY_DIR ? EISDIR : EINVAL;
@@ -628,4 +701,36 @@ OCITREE_EXPORT void ocitree_tree_data_release(struct ocitree_tree_data *d)
 	free(d->buf);
 	memset(d, 0, sizeof(*d));
 	d->fd = -1;
+}
+
+OCITREE_EXPORT bool ocitree_tree_is_opaque(const struct ocitree_tree *t, uint32_t ino)
+{
+	return t->kinds && ino >= 1 && ino <= t->n_inodes && t->kinds[ino] == KIND_OPAQUE;
+}
+
+#define XATTR_OPAQUE_DONE 0x80000000u
+
+OCITREE_EXPORT bool ocitree_tree_xattr_next(const struct ocitree_tree *t, uint32_t ino, uint32_t *cursor,
+					    const char **name, const void **value, size_t *len)
+{
+	struct ocitree_layer_index *l = NULL;
+	const struct ocitree_layer_entry *e = ocitree_tree_entry(t, ino, &l);
+	if (*cursor & XATTR_OPAQUE_DONE)
+		return false;
+	while (e && ocitree_layer_entry_xattr_next(l, e, cursor, name, value, len)) {
+		/* in an overlay lower directory, the overlay's own xattrs (redirects,
+		 * metacopy, opaque) are for the store alone to say: a layer's are
+		 * not passed on */
+		if (t->kinds && (str_has_prefix(*name, "trusted.overlay.") || str_has_prefix(*name, "user.overlay.")))
+			continue;
+		return true;
+	}
+	if (ocitree_tree_is_opaque(t, ino)) {
+		*cursor = XATTR_OPAQUE_DONE;
+		*name = t->opaque_xattr;
+		*value = "y";
+		*len = 1;
+		return true;
+	}
+	return false;
 }

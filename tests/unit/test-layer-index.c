@@ -87,8 +87,14 @@ static void make_tar(const struct ent *ents, size_t n, struct buf *out)
 			data = gen(ents[i].path, ents[i].size);
 			break;
 		}
-		if (ents[i].xattr)
-			archive_entry_xattr_add_entry(e, "user.test", ents[i].xattr, strlen(ents[i].xattr));
+		if (ents[i].xattr) {
+			/* "NAME=VALUE", or a value of user.test */
+			const char *eq = strchr(ents[i].xattr, '=');
+			_cleanup_free_ char *name = eq ? xstrndup(ents[i].xattr, (size_t)(eq - ents[i].xattr))
+						       : xstrdup("user.test");
+			const char *value = eq ? eq + 1 : ents[i].xattr;
+			archive_entry_xattr_add_entry(e, name, value, strlen(value));
+		}
 		archive_write_header(a, e);
 		if (data)
 			archive_write_data(a, data, ents[i].size);
@@ -751,6 +757,78 @@ static void test_tree(void)
 	ocitree_layer_index_free(layers[1]);
 }
 
+/* a layer as an overlayfs lower directory (the layer store's diff/) */
+static void test_overlay_tree(void)
+{
+	const struct ent l[] = {
+		{"a", 'd', NULL, 0, NULL},
+		{"a/.wh.gone", 'f', NULL, 0, NULL},
+		{"o/.wh..wh..opq", 'f', NULL, 0, NULL},
+		{"o/new", 'f', NULL, 1, NULL},
+		{".wh.re", 'f', NULL, 0, NULL},
+		{"re", 'd', NULL, 0, NULL},
+		{"re/x", 'f', NULL, 1, NULL},
+		{"file", 'f', NULL, 3, "trusted.overlay.redirect=/etc"},
+		{"kept", 'f', NULL, 3, "user.kept=1"},
+		{"h1", 'f', NULL, 2, NULL},
+		{"h2", 'h', "h1", 0, NULL},
+		{"refile", 'f', NULL, 2, NULL},
+		{".wh.refile", 'f', NULL, 0, NULL},
+	};
+	struct ocitree_layer_index *idx = layer_of(l, ARRAY_SIZE(l));
+	ok(idx != NULL, "overlay tree: layer indexed");
+	if (!idx)
+		return;
+	struct ocitree_error *err = NULL;
+	struct ocitree_tree *t = ocitree_tree_build(&idx, 1, OCITREE_TREE_OVERLAY, &err);
+	ok(t != NULL, "overlay tree: built");
+	struct stat st;
+	uint32_t gone = ocitree_tree_lookup_path(t, "a/gone");
+	ok(gone && ocitree_tree_stat(t, gone, &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == 0 &&
+		   !ocitree_tree_lookup_path(t, "a/.wh.gone"),
+	   "overlay tree: a whiteout is a 0/0 character device of the name it hides");
+	struct ocitree_tree_data d;
+	ok(ocitree_tree_read(t, gone, 0, 10, &d, NULL) < 0, "overlay tree: a whiteout cannot be read");
+	uint32_t o = ocitree_tree_lookup_path(t, "o");
+	ok(o && ocitree_tree_is_opaque(t, o) && ocitree_tree_dir_size(t, o) == 1 && !ocitree_tree_is_opaque(t, gone),
+	   "overlay tree: the opaque marker marks its directory and is not shown");
+	uint32_t cur = 0;
+	const char *name;
+	const void *value;
+	size_t len;
+	ok(ocitree_tree_xattr_next(t, o, &cur, &name, &value, &len) && strcmp(name, "trusted.overlay.opaque") == 0 &&
+		   len == 1 && memcmp(value, "y", 1) == 0 && !ocitree_tree_xattr_next(t, o, &cur, &name, &value, &len),
+	   "overlay tree: an opaque directory has trusted.overlay.opaque=y");
+	uint32_t re = ocitree_tree_lookup_path(t, "re");
+	ok(re && ocitree_tree_is_opaque(t, re) && ocitree_tree_lookup_path(t, "re/x"),
+	   "overlay tree: a directory whited out and made again in one layer is opaque");
+	uint32_t refile = ocitree_tree_lookup_path(t, "refile");
+	ok(refile && ocitree_tree_stat(t, refile, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 2,
+	   "overlay tree: a file whited out and made again in one layer is the file");
+	cur = 0;
+	ok(!ocitree_tree_xattr_next(t, ocitree_tree_lookup_path(t, "file"), &cur, &name, &value, &len),
+	   "overlay tree: a layer's own overlay xattrs are not shown");
+	cur = 0;
+	ok(ocitree_tree_xattr_next(t, ocitree_tree_lookup_path(t, "kept"), &cur, &name, &value, &len) &&
+		   strcmp(name, "user.kept") == 0,
+	   "overlay tree: other xattrs are");
+	uint32_t h1 = ocitree_tree_lookup_path(t, "h1");
+	ok(h1 && h1 == ocitree_tree_lookup_path(t, "h2"), "overlay tree: hardlinks share one inode");
+	ocitree_tree_free(t);
+
+	t = ocitree_tree_build(&idx, 1, OCITREE_TREE_OVERLAY | OCITREE_TREE_OVERLAY_USER, NULL);
+	cur = 0;
+	ok(t && ocitree_tree_xattr_next(t, ocitree_tree_lookup_path(t, "o"), &cur, &name, &value, &len) &&
+		   strcmp(name, "user.overlay.opaque") == 0,
+	   "overlay tree: user.overlay.opaque for rootless overlayfs");
+	ocitree_tree_free(t);
+	struct ocitree_layer_index *two[2] = {idx, idx};
+	ok(!ocitree_tree_build(two, 2, OCITREE_TREE_OVERLAY, &err) && err && err->kind == OCITREE_ERROR_USAGE,
+	   "overlay tree: of one layer only");
+	ocitree_error_free(err);
+	ocitree_layer_index_free(idx);
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir))
@@ -774,6 +852,7 @@ int main(void)
 	test_readahead_live();
 	test_thread_failure();
 	test_tree();
+	test_overlay_tree();
 	ocitree_layout_free(layout);
 	_cleanup_free_ char *rm = xasprintf("rm -rf '%s'", tmpdir);
 	if (system(rm) != 0)
