@@ -109,17 +109,11 @@ static unsigned splice_max_write(unsigned want)
 
 static void fs_rw_init(void *userdata, struct fuse_conn_info *conn)
 {
-	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
-		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
+	fs_init_conn(conn);
 	/* the data of writes moves from the kernel to the upper file through
 	 * a pipe, without a copy in between */
 	if (conn->capable & FUSE_CAP_SPLICE_READ)
 		conn->want |= FUSE_CAP_SPLICE_READ;
-	if (conn->capable & FUSE_CAP_READDIRPLUS)
-		conn->want |= FUSE_CAP_READDIRPLUS;
-	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
-	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
-		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	/* the kernel clears setuid bits by sending us a mode change: the
@@ -128,9 +122,6 @@ static void fs_rw_init(void *userdata, struct fuse_conn_info *conn)
 	/* writes go through to the upper file before they return, so that a
 	 * commit sees each one that returned */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
-	/* page contents change only through this mount */
-	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
-	conn->max_readahead = 1u << 20;
 	if (conn->want & FUSE_CAP_SPLICE_READ)
 		conn->max_write = splice_max_write(conn->max_write);
 }
@@ -487,6 +478,11 @@ static void fs_rw_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct fh *h = fh_new(fs, n, fd, fi);
 	fi->fh = (uint64_t)(uintptr_t)h;
 	fi->keep_cache = keep;
+	/* no FLUSH when a reader closes (as on the read-only mount); a
+	 * writer's FLUSH finds no handler, so the kernel stops sending them
+	 * after the first: writes reach the upper file before they return,
+	 * and the kernel writes dirty mmap pages back on close either way */
+	fi->noflush = !write;
 	if (fuse_reply_open(req, fi) < 0)
 		fh_free(fs, h);
 }
@@ -617,11 +613,6 @@ static void fs_rw_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offs
 	int r = fallocate(h->fd, mode, offset, length) < 0 ? errno : 0;
 	pthread_rwlock_unlock(&fs->freeze);
 	fuse_reply_err(req, r);
-}
-
-static void fs_rw_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	fuse_reply_err(req, 0);
 }
 
 static void fs_rw_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -908,7 +899,6 @@ static const struct fuse_lowlevel_ops fs_rw_ops = {
 	.open = fs_rw_open,
 	.read = fs_rw_read,
 	.write_buf = fs_rw_write_buf,
-	.flush = fs_rw_flush,
 	.release = fs_rw_release,
 	.fsync = fs_rw_fsync,
 	.opendir = fs_rw_opendir,
