@@ -681,8 +681,8 @@ static void fs_rw_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		reply_xattr_value(req, names, len, size);
 }
 
-static void fs_rw_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
-			   int flags)
+/* setxattr, or removexattr when value is NULL */
+static void change_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags)
 {
 	struct rwfs *fs = fs_of(req);
 	struct node *n = node_of(fs, ino);
@@ -692,26 +692,22 @@ static void fs_rw_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, con
 	}
 	pthread_rwlock_rdlock(&fs->freeze);
 	pthread_rwlock_wrlock(&fs->ns);
-	int r = ocitree_overlay_setxattr(fs->ov, &n->o, name, value, size, flags);
+	int r = value ? ocitree_overlay_setxattr(fs->ov, &n->o, name, value, size, flags)
+	              : ocitree_overlay_removexattr(fs->ov, &n->o, name);
 	pthread_rwlock_unlock(&fs->ns);
 	pthread_rwlock_unlock(&fs->freeze);
 	fuse_reply_err(req, r);
 }
 
+static void fs_rw_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
+			   int flags)
+{
+	change_xattr(req, ino, name, value, size, flags); /* libfuse's value is never NULL */
+}
+
 static void fs_rw_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	struct rwfs *fs = fs_of(req);
-	struct node *n = node_of(fs, ino);
-	if (is_control_xattr(fs, n, name)) {
-		fuse_reply_err(req, EPERM);
-		return;
-	}
-	pthread_rwlock_rdlock(&fs->freeze);
-	pthread_rwlock_wrlock(&fs->ns);
-	int r = ocitree_overlay_removexattr(fs->ov, &n->o, name);
-	pthread_rwlock_unlock(&fs->ns);
-	pthread_rwlock_unlock(&fs->freeze);
-	fuse_reply_err(req, r);
+	change_xattr(req, ino, name, NULL, 0, 0);
 }
 
 /* ================================================================ operations: directories */
