@@ -217,7 +217,8 @@ static ssize_t read_loop(int fd, void *data, size_t len, off_t off)
 	char *p = data;
 	size_t done = 0;
 	while (done < len) {
-		ssize_t n = off < 0 ? read(fd, p + done, len - done) : pread(fd, p + done, len - done, off + (off_t)done);
+		ssize_t n =
+		    off < 0 ? read(fd, p + done, len - done) : pread(fd, p + done, len - done, off + (off_t)done);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;

@@ -54,7 +54,7 @@ static bool same_request(const struct ocitree_control_request *a, const struct o
 /* The request read from a descriptor as the daemon reads its socket:
  * what it holds up to the first newline, decoded. */
 static void read_request_fd(const uint8_t *data, size_t size, const struct ocitree_control_request *direct,
-			    bool direct_ok)
+                            bool direct_ok)
 {
 	int fd = memfd_create("fuzz-control", MFD_CLOEXEC);
 	if (fd < 0 || write_all(fd, data, size) < 0 || lseek(fd, 0, SEEK_SET) < 0)
