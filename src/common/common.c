@@ -2,7 +2,9 @@
 /* The generic helpers of common.h: see there why they are a unit of their own. */
 #include "config.h"
 
+#include <fcntl.h>
 #include <stdarg.h>
+#include <sys/stat.h>
 
 #include "common.h"
 
@@ -271,12 +273,15 @@ int write_all(int fd, const void *data, size_t len)
 	return 0;
 }
 
-ssize_t read_full(int fd, void *data, size_t len)
+/* The loop of read_full() and pread_full(): off < 0 reads at the file
+ * position. */
+static ssize_t read_loop(int fd, void *data, size_t len, off_t off)
 {
 	char *p = data;
 	size_t done = 0;
 	while (done < len) {
-		ssize_t n = read(fd, p + done, len - done);
+		ssize_t n =
+		    off < 0 ? read(fd, p + done, len - done) : pread(fd, p + done, len - done, off + (off_t)done);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -289,22 +294,32 @@ ssize_t read_full(int fd, void *data, size_t len)
 	return (ssize_t)done;
 }
 
+ssize_t read_full(int fd, void *data, size_t len)
+{
+	return read_loop(fd, data, len, -1);
+}
+
 ssize_t pread_full(int fd, void *data, size_t len, off_t off)
 {
-	char *p = data;
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n = pread(fd, p + done, len - done, off + (off_t)done);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (n == 0)
-			break;
-		done += (size_t)n;
+	if (off < 0 && len > 0) {
+		errno = EINVAL; /* what pread() says */
+		return -1;
 	}
-	return (ssize_t)done;
+	return read_loop(fd, data, len, off);
+}
+
+int open_stat_at(int dirfd, const char *name, int flags, struct stat *st)
+{
+	int fd = openat(dirfd, name, flags);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, st) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
 }
 
 /* ---- string set ---- */

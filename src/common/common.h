@@ -157,6 +157,10 @@ int write_all(int fd, const void *data, size_t len);
 ssize_t read_full(int fd, void *data, size_t len);
 /* pread(2) until len bytes or end of file. */
 ssize_t pread_full(int fd, void *data, size_t len, off_t off);
+struct stat;
+/* openat(2) name in dirfd with flags and fstat(2) what it opened into *st:
+ * the fd, or -1 with errno set and nothing left open. */
+int open_stat_at(int dirfd, const char *name, int flags, struct stat *st);
 
 /* ---- string set ----
  * Open addressing; owns copies of its strings. */

@@ -109,17 +109,11 @@ static unsigned splice_max_write(unsigned want)
 
 static void fs_rw_init(void *userdata, struct fuse_conn_info *conn)
 {
-	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
-		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
+	fs_init_conn(conn);
 	/* the data of writes moves from the kernel to the upper file through
 	 * a pipe, without a copy in between */
 	if (conn->capable & FUSE_CAP_SPLICE_READ)
 		conn->want |= FUSE_CAP_SPLICE_READ;
-	if (conn->capable & FUSE_CAP_READDIRPLUS)
-		conn->want |= FUSE_CAP_READDIRPLUS;
-	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
-	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
-		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	/* the kernel clears setuid bits by sending us a mode change: the
@@ -128,9 +122,6 @@ static void fs_rw_init(void *userdata, struct fuse_conn_info *conn)
 	/* writes go through to the upper file before they return, so that a
 	 * commit sees each one that returned */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
-	/* page contents change only through this mount */
-	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
-	conn->max_readahead = 1u << 20;
 	if (conn->want & FUSE_CAP_SPLICE_READ)
 		conn->max_write = splice_max_write(conn->max_write);
 }
@@ -487,6 +478,11 @@ static void fs_rw_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct fh *h = fh_new(fs, n, fd, fi);
 	fi->fh = (uint64_t)(uintptr_t)h;
 	fi->keep_cache = keep;
+	/* no FLUSH when a reader closes (as on the read-only mount); a
+	 * writer's FLUSH finds no handler, so the kernel stops sending them
+	 * after the first: writes reach the upper file before they return,
+	 * and the kernel writes dirty mmap pages back on close either way */
+	fi->noflush = !write;
 	if (fuse_reply_open(req, fi) < 0)
 		fh_free(fs, h);
 }
@@ -619,11 +615,6 @@ static void fs_rw_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offs
 	fuse_reply_err(req, r);
 }
 
-static void fs_rw_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	fuse_reply_err(req, 0);
-}
-
 static void fs_rw_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	fh_free(fs_of(req), (struct fh *)(uintptr_t)fi->fh);
@@ -690,8 +681,8 @@ static void fs_rw_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		reply_xattr_value(req, names, len, size);
 }
 
-static void fs_rw_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
-			   int flags)
+/* setxattr, or removexattr when value is NULL */
+static void change_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags)
 {
 	struct rwfs *fs = fs_of(req);
 	struct node *n = node_of(fs, ino);
@@ -701,26 +692,22 @@ static void fs_rw_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, con
 	}
 	pthread_rwlock_rdlock(&fs->freeze);
 	pthread_rwlock_wrlock(&fs->ns);
-	int r = ocitree_overlay_setxattr(fs->ov, &n->o, name, value, size, flags);
+	int r = value ? ocitree_overlay_setxattr(fs->ov, &n->o, name, value, size, flags)
+	              : ocitree_overlay_removexattr(fs->ov, &n->o, name);
 	pthread_rwlock_unlock(&fs->ns);
 	pthread_rwlock_unlock(&fs->freeze);
 	fuse_reply_err(req, r);
 }
 
+static void fs_rw_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
+			   int flags)
+{
+	change_xattr(req, ino, name, value, size, flags); /* libfuse's value is never NULL */
+}
+
 static void fs_rw_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	struct rwfs *fs = fs_of(req);
-	struct node *n = node_of(fs, ino);
-	if (is_control_xattr(fs, n, name)) {
-		fuse_reply_err(req, EPERM);
-		return;
-	}
-	pthread_rwlock_rdlock(&fs->freeze);
-	pthread_rwlock_wrlock(&fs->ns);
-	int r = ocitree_overlay_removexattr(fs->ov, &n->o, name);
-	pthread_rwlock_unlock(&fs->ns);
-	pthread_rwlock_unlock(&fs->freeze);
-	fuse_reply_err(req, r);
+	change_xattr(req, ino, name, NULL, 0, 0);
 }
 
 /* ================================================================ operations: directories */
@@ -908,7 +895,6 @@ static const struct fuse_lowlevel_ops fs_rw_ops = {
 	.open = fs_rw_open,
 	.read = fs_rw_read,
 	.write_buf = fs_rw_write_buf,
-	.flush = fs_rw_flush,
 	.release = fs_rw_release,
 	.fsync = fs_rw_fsync,
 	.opendir = fs_rw_opendir,

@@ -222,6 +222,26 @@ out_session:
 	return ret;
 }
 
+void fs_init_conn(struct fuse_conn_info *conn)
+{
+	/* zero-copy replies to reads */
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
+	/* readdirplus for every readdir: one round trip fills the dcache */
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	/* a symlink's target never changes (a new one is a new node) */
+	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
+		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	/* file data changes only through the mount: never drop the page
+	 * cache because attributes changed */
+	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	conn->max_readahead = 1u << 20;
+}
+
 int fs_reply_data(fuse_req_t req, const struct ocitree_tree_data *d)
 {
 	if (d->fd >= 0) {

@@ -50,6 +50,12 @@ int fs_session_run(const struct fuse_lowlevel_ops *ops, size_t ops_size, void *u
 		   const struct fs_config *cfg, const struct fs_opts *opts, const struct fs_hooks *hooks,
 		   struct ocitree_error **err);
 
+/* What every driver asks of the kernel in its init handler: image files
+ * read the same way through each (zero-copy replies, readdirplus for every
+ * readdir, cached symlinks, parallel directory operations, page caches
+ * that only the driver invalidates, 1 MiB of read-ahead). */
+void fs_init_conn(struct fuse_conn_info *conn);
+
 /* Reply to a read with the data of ocitree_tree_read(): spliced from its
  * fd, or from its iovecs without a copy.  Returns what fuse_reply_data or
  * fuse_reply_iov does: negative when the reply could not be sent (-ENOENT:

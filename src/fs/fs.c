@@ -62,20 +62,7 @@ static void report_eio(struct fs *fs, const char *what, uint64_t ino, struct oci
 
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
-	/* zero-copy reads of uncompressed data */
-	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
-		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
-	/* readdirplus for every readdir: one round trip fills the dcache */
-	if (conn->capable & FUSE_CAP_READDIRPLUS)
-		conn->want |= FUSE_CAP_READDIRPLUS;
-	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
-	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
-		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
-	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
-		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
-	/* the data never changes: never drop the page cache on attribute changes */
-	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
-	conn->max_readahead = 1u << 20;
+	fs_init_conn(conn);
 	/* zero-message open: answering ENOSYS to open and opendir makes the
 	 * kernel open without asking, and keep the page cache and the cached
 	 * directory listing (FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR), which is

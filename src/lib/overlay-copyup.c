@@ -107,15 +107,10 @@ static int attach(struct ocitree_overlay *ov, struct ocitree_overlay_obj *n, int
 {
 	if (n->ufd >= 0)
 		return 0;
-	int fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	int fd = open_stat_at(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC, &st);
 	if (fd < 0)
 		return errno;
-	struct stat st;
-	if (fstat(fd, &st) < 0) {
-		int e = errno;
-		close(fd);
-		return e;
-	}
 	overlay_obj_take_lower_owner(ov, n, n->lower);
 	n->metacopy = metacopy;
 	if (!S_ISDIR(n->type) && !metacopy)
@@ -369,16 +364,9 @@ static int cu_file(struct ocitree_overlay *ov, struct ocitree_tree *t, uint32_t 
 	case S_IFBLK:
 	case S_IFIFO:
 	case S_IFSOCK:
-		if (ov->fmt.virtual_owners) {
-			int fd = openat(wfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-			if (fd < 0)
-				return errno;
-			close(fd);
-		} else if ((S_ISCHR(lst.st_mode) || S_ISBLK(lst.st_mode)) && lst.st_rdev == 0) {
-			return EPERM; /* a 0/0 device would read as a whiteout */
-		} else if (mknodat(wfd, tmp, (lst.st_mode & S_IFMT) | 0600, lst.st_rdev) < 0) {
-			return errno;
-		}
+		r = overlay_mknod_at(ov, wfd, tmp, lst.st_mode & S_IFMT, 0600, lst.st_rdev);
+		if (r)
+			return r;
 		break;
 	default:
 		return EIO;

@@ -163,15 +163,32 @@ int overlay_set_lower_times(struct ocitree_tree *t, uint32_t k, int fd)
 	return utimensat(fd, "", ts, AT_EMPTY_PATH) < 0 ? errno : 0;
 }
 
-int overlay_set_opaque(struct ocitree_overlay *ov, int dirfd)
+/* Create the empty file name in dirfd (mode 0600; excl: it must not exist
+ * yet): a marker, or a stand-in.  Returns 0 or an errno. */
+static int make_empty_at(int dirfd, const char *name, bool excl)
 {
-	if (ov->fmt.xattrs != OCITREE_UPPER_XATTR_NONE)
-		return overlay_set_private(ov, dirfd, UPPER_X_OPAQUE, "y");
-	int fd = openat(dirfd, UPPER_WH_OPAQUE, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	int fd = openat(dirfd, name, O_WRONLY | O_CREAT | (excl ? O_EXCL : 0) | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return errno;
 	close(fd);
 	return 0;
+}
+
+int overlay_set_opaque(struct ocitree_overlay *ov, int dirfd)
+{
+	if (ov->fmt.xattrs != OCITREE_UPPER_XATTR_NONE)
+		return overlay_set_private(ov, dirfd, UPPER_X_OPAQUE, "y");
+	return make_empty_at(dirfd, UPPER_WH_OPAQUE, false);
+}
+
+int overlay_mknod_at(const struct ocitree_overlay *ov, int dirfd, const char *name, mode_t type, mode_t perm,
+                     dev_t rdev)
+{
+	if (ov->fmt.virtual_owners)
+		return make_empty_at(dirfd, name, true);
+	if ((S_ISCHR(type) || S_ISBLK(type)) && rdev == 0)
+		return EPERM;
+	return mknodat(dirfd, name, type | perm, rdev) < 0 ? errno : 0;
 }
 
 /* Move name out of dirfd into the work directory and remove it there. */
@@ -195,11 +212,7 @@ static int wh_make(struct ocitree_overlay *ov, int dirfd, const char *name)
 	if (strlen(name) + strlen(UPPER_WH_PREFIX) > NAME_MAX)
 		return ENAMETOOLONG;
 	snprintf(wh, sizeof(wh), UPPER_WH_PREFIX "%s", name);
-	int fd = openat(dirfd, wh, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return errno;
-	close(fd);
-	return 0;
+	return make_empty_at(dirfd, wh, false);
 }
 
 /* Replace the upper entry name by a whiteout, in one step where the file
@@ -356,15 +369,9 @@ OCITREE_EXPORT int ocitree_overlay_make(struct ocitree_overlay *ov, struct ocitr
 	case S_IFBLK:
 	case S_IFIFO:
 	case S_IFSOCK:
-		if (ov->fmt.virtual_owners) {
-			int t = openat(cdir, cname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-			if (t < 0)
-				return errno;
-			close(t);
-			break;
-		}
-		if (mknodat(cdir, cname, type | rp, o->rdev) < 0)
-			return errno;
+		r = overlay_mknod_at(ov, cdir, cname, type, rp, o->rdev);
+		if (r)
+			return r;
 		break;
 	default:
 		return EINVAL;
@@ -748,20 +755,9 @@ OCITREE_EXPORT int ocitree_overlay_setxattr(struct ocitree_overlay *ov, struct o
 OCITREE_EXPORT int ocitree_overlay_removexattr(struct ocitree_overlay *ov, struct ocitree_overlay_obj *n,
                                                const char *name)
 {
-	if (n->ufd < 0) {
-		/* nothing to copy up for a name the file does not have */
-		struct ocitree_layer_index *l = NULL;
-		const struct ocitree_layer_entry *e = ocitree_tree_entry(n->tree, n->lower, &l);
-		uint32_t cur = 0;
-		const char *xn;
-		const void *xv;
-		size_t xl;
-		bool has = false;
-		while (e && !has && ocitree_layer_entry_xattr_next(l, e, &cur, &xn, &xv, &xl))
-			has = strcmp(xn, name) == 0;
-		if (!has)
-			return ENODATA;
-	}
+	/* nothing to copy up for a name the file does not have */
+	if (n->ufd < 0 && !overlay_lower_xattr(n, name, NULL, NULL))
+		return ENODATA;
 	int r = ocitree_overlay_copy_up(ov, n, OCITREE_OVERLAY_CU_META);
 	if (r)
 		return r;

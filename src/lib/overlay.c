@@ -291,15 +291,10 @@ OCITREE_EXPORT int ocitree_overlay_obj_open_upper(struct ocitree_overlay *ov, st
                                                   const char *name, uint32_t below, struct ocitree_overlay_obj *o,
                                                   uint32_t *origin_out)
 {
-	int fd = openat(dir->ufd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	int fd = open_stat_at(dir->ufd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC, &st);
 	if (fd < 0)
 		return errno;
-	struct stat st;
-	if (fstat(fd, &st) < 0) {
-		int e = errno;
-		close(fd);
-		return e;
-	}
 	ocitree_overlay_obj_init(o, st.st_mode & S_IFMT, 0);
 	o->ufd = fd;
 	o->uino = st.st_ino;
@@ -434,19 +429,47 @@ static int upper_dir_each(int ufd, upper_entry_fn fn, void *ctx)
 	return 0;
 }
 
-/* Names of the upper directory, visible or hidden: the image's entries
- * by those names are not shown; the visible directories counted. */
-struct upper_names {
-	struct strset names;
-	uint32_t dirs;
+/* A visible entry of a merged directory: its name and type (S_IFMT bits). */
+typedef int (*merged_entry_fn)(void *ctx, const char *name, mode_t type);
+
+struct merged_walk {
+	merged_entry_fn fn;
+	void *ctx;
+	int stop;
+	struct strset names; /* of the upper directory, visible or hidden */
 };
 
-static int upper_names_add(void *ctx, const char *name, mode_t type, bool hides)
+static int merged_upper_entry(void *ctx, const char *name, mode_t type, bool hides)
 {
-	struct upper_names *u = ctx;
-	strset_add(&u->names, name);
-	if (!hides && type == S_IFDIR)
-		u->dirs++;
+	struct merged_walk *w = ctx;
+	strset_add(&w->names, name);
+	if (!hides)
+		w->stop = w->fn(w->ctx, name, type);
+	return w->stop;
+}
+
+/* Call fn for each visible entry of directory n until it returns nonzero:
+ * the upper directory's, then the image's it neither has nor hides; 0, or
+ * an errno when the upper directory cannot be read. */
+static int merged_dir_each(struct ocitree_overlay_obj *n, merged_entry_fn fn, void *ctx)
+{
+	struct merged_walk w = {.fn = fn, .ctx = ctx};
+	int e = n->ufd >= 0 ? upper_dir_each(n->ufd, merged_upper_entry, &w) : 0;
+	uint32_t nc = !e && n->lower ? ocitree_tree_dir_size(n->tree, n->lower) : 0;
+	for (uint32_t i = 0; !w.stop && i < nc; i++) {
+		uint32_t c;
+		const char *name = ocitree_tree_dir_entry(n->tree, n->lower, i, &c);
+		if (!strset_has(&w.names, name))
+			w.stop = fn(ctx, name, ocitree_overlay_ltype(n->tree, c));
+	}
+	strset_free(&w.names);
+	return e;
+}
+
+static int count_dir(void *ctx, const char *name, mode_t type)
+{
+	if (type == S_IFDIR)
+		(*(uint32_t *)ctx)++;
 	return 0;
 }
 
@@ -456,20 +479,9 @@ static uint32_t dir_nlink(struct ocitree_overlay_obj *n)
 	uint32_t cached = atomic_load_explicit(&n->dir_nlink, memory_order_relaxed);
 	if (cached)
 		return cached;
-	struct upper_names u = {0};
-	if (upper_dir_each(n->ufd, upper_names_add, &u) != 0) {
-		strset_free(&u.names);
+	uint32_t count = 2;
+	if (merged_dir_each(n, count_dir, &count) != 0)
 		return 2;
-	}
-	uint32_t count = 2 + u.dirs;
-	uint32_t nc = ocitree_tree_dir_size(n->tree, n->lower);
-	for (uint32_t i = 0; i < nc; i++) {
-		uint32_t c;
-		const char *name = ocitree_tree_dir_entry(n->tree, n->lower, i, &c);
-		if (ocitree_overlay_ltype(n->tree, c) == S_IFDIR && !strset_has(&u.names, name))
-			count++;
-	}
-	strset_free(&u.names);
 	atomic_store_explicit(&n->dir_nlink, count, memory_order_relaxed);
 	return count;
 }
@@ -555,42 +567,20 @@ OCITREE_EXPORT int ocitree_overlay_find(struct ocitree_overlay *ov, struct ocitr
 	return 0;
 }
 
-struct empty_walk {
-	struct strset hidden;
-	bool empty;
-};
-
-static int empty_entry(void *ctx, const char *name, mode_t type, bool hides)
+static int not_empty(void *ctx, const char *name, mode_t type)
 {
-	struct empty_walk *w = ctx;
-	if (hides) {
-		strset_add(&w->hidden, name);
-		return 0;
-	}
-	w->empty = false;
+	*(bool *)ctx = false;
 	return 1;
 }
 
 OCITREE_EXPORT int ocitree_overlay_dir_is_empty(struct ocitree_overlay *ov, struct ocitree_overlay_obj *dir,
                                                 bool *empty)
 {
-	struct empty_walk w = {.empty = true};
-	if (dir->ufd >= 0) {
-		int e = upper_dir_each(dir->ufd, empty_entry, &w);
-		if (e) {
-			strset_free(&w.hidden);
-			return e;
-		}
-	}
-	*empty = w.empty;
-	uint32_t nc = dir->lower ? ocitree_tree_dir_size(dir->tree, dir->lower) : 0;
-	for (uint32_t i = 0; *empty && i < nc; i++) {
-		const char *name = ocitree_tree_dir_entry(dir->tree, dir->lower, i, NULL);
-		if (!strset_has(&w.hidden, name))
-			*empty = false;
-	}
-	strset_free(&w.hidden);
-	return 0;
+	bool e = true;
+	int r = merged_dir_each(dir, not_empty, &e);
+	if (!r)
+		*empty = e;
+	return r;
 }
 
 static int cmp_dent(const void *a, const void *b)
@@ -599,20 +589,16 @@ static int cmp_dent(const void *a, const void *b)
 }
 
 struct list_walk {
-	struct upper_names u;
 	struct ocitree_overlay_dent **ents;
 	size_t *n;
 	size_t cap;
 };
 
-static int list_entry(void *ctx, const char *name, mode_t type, bool hides)
+static int list_entry(void *ctx, const char *name, mode_t type)
 {
 	struct list_walk *w = ctx;
-	upper_names_add(&w->u, name, type, hides);
-	if (!hides) {
-		GROW(*w->ents, w->cap, *w->n + 1);
-		(*w->ents)[(*w->n)++] = (struct ocitree_overlay_dent){xstrdup(name), type};
-	}
+	GROW(*w->ents, w->cap, *w->n + 1);
+	(*w->ents)[(*w->n)++] = (struct ocitree_overlay_dent){xstrdup(name), type};
 	return 0;
 }
 
@@ -620,24 +606,9 @@ OCITREE_EXPORT int ocitree_overlay_dir_list(struct ocitree_overlay *ov, struct o
                                             struct ocitree_overlay_dent **ents, size_t *count)
 {
 	struct list_walk w = {.ents = ents, .n = count, .cap = *count};
-	if (n->ufd >= 0) {
-		int e = upper_dir_each(n->ufd, list_entry, &w);
-		if (e) {
-			strset_free(&w.u.names);
-			return e;
-		}
-	}
-	size_t cap = w.cap;
-	uint32_t nc = n->lower ? ocitree_tree_dir_size(n->tree, n->lower) : 0;
-	for (uint32_t i = 0; i < nc; i++) {
-		uint32_t c;
-		const char *name = ocitree_tree_dir_entry(n->tree, n->lower, i, &c);
-		if (strset_has(&w.u.names, name))
-			continue;
-		GROW(*ents, cap, *count + 1);
-		(*ents)[(*count)++] = (struct ocitree_overlay_dent){xstrdup(name), ocitree_overlay_ltype(n->tree, c)};
-	}
-	strset_free(&w.u.names);
+	int e = merged_dir_each(n, list_entry, &w);
+	if (e)
+		return e;
 	if (*count)
 		qsort(*ents, *count, sizeof(**ents), cmp_dent);
 	return 0;
@@ -663,6 +634,26 @@ OCITREE_EXPORT int ocitree_overlay_readlink(struct ocitree_overlay *ov, struct o
 
 /* ================================================================ xattrs */
 
+bool overlay_lower_xattr(const struct ocitree_overlay_obj *o, const char *name, const void **value, size_t *len)
+{
+	struct ocitree_layer_index *l = NULL;
+	const struct ocitree_layer_entry *e = ocitree_tree_entry(o->tree, o->lower, &l);
+	uint32_t cur = 0;
+	const char *xn;
+	const void *xv;
+	size_t xl;
+	while (e && ocitree_layer_entry_xattr_next(l, e, &cur, &xn, &xv, &xl)) {
+		if (strcmp(xn, name) == 0) {
+			if (value)
+				*value = xv;
+			if (len)
+				*len = xl;
+			return true;
+		}
+	}
+	return false;
+}
+
 int overlay_getxattr(struct ocitree_overlay *ov, struct ocitree_overlay_obj *n, const char *name, struct buf *out)
 {
 	if (n->ufd >= 0) {
@@ -673,19 +664,12 @@ int overlay_getxattr(struct ocitree_overlay *ov, struct ocitree_overlay_obj *n, 
 			return errno == ENOTSUP ? ENODATA : errno;
 		return 0;
 	}
-	struct ocitree_layer_index *l = NULL;
-	const struct ocitree_layer_entry *e = ocitree_tree_entry(n->tree, n->lower, &l);
-	uint32_t cur = 0;
-	const char *xn;
-	const void *xv;
-	size_t xl;
-	while (e && ocitree_layer_entry_xattr_next(l, e, &cur, &xn, &xv, &xl)) {
-		if (strcmp(xn, name) == 0) {
-			buf_append(out, xv, xl);
-			return 0;
-		}
-	}
-	return ENODATA;
+	const void *v;
+	size_t len;
+	if (!overlay_lower_xattr(n, name, &v, &len))
+		return ENODATA;
+	buf_append(out, v, len);
+	return 0;
 }
 
 int overlay_listxattr(struct ocitree_overlay *ov, struct ocitree_overlay_obj *n, struct buf *out)

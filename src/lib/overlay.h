@@ -67,6 +67,15 @@ int overlay_set_lower_meta(struct ocitree_overlay *ov, struct ocitree_tree *t, u
 int overlay_set_lower_times(struct ocitree_tree *t, uint32_t k, int fd);
 int overlay_set_opaque(struct ocitree_overlay *ov, int dirfd);
 int overlay_place(struct ocitree_overlay *ov, const char *tmp, int dirfd, const char *name, bool dir, bool whiteout);
+/* Make the special file (device, fifo, socket) name in dirfd: with
+ * virtual owners an empty regular stand-in (its record says what it is),
+ * else the node itself with permissions perm.  A 0/0 device is refused
+ * (EPERM): it is how a whiteout looks.  Returns 0 or an errno. */
+int overlay_mknod_at(const struct ocitree_overlay *ov, int dirfd, const char *name, mode_t type, mode_t perm,
+                     dev_t rdev);
+/* Whether the image file behind o (o->tree, o->lower) has xattr name: its
+ * value (in the layer index) in *value and *len when they are not NULL. */
+bool overlay_lower_xattr(const struct ocitree_overlay_obj *o, const char *name, const void **value, size_t *len);
 /* Take the owner, mode and rdev of tree inode k as o's virtual ones. */
 void overlay_obj_take_lower_owner(struct ocitree_overlay *ov, struct ocitree_overlay_obj *o, uint32_t k);
 

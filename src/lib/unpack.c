@@ -694,10 +694,10 @@ static int apply_entry(struct unpacker *u, struct ocitree_tar_reader *tr, const 
 	if (old) {
 		if (S_ISDIR(old->mode) && e->type == OCITREE_TAR_DIR)
 			return apply_dir(u, old, pfd, base, true, e, entry, err);
-		if (u->o->keep_dirlinks && S_ISLNK(old->mode) && e->type == OCITREE_TAR_DIR && is_dirlink(u, old)) {
-			mark_upper(u, old);
-			return 0;
-		}
+		/* the directory's owner, xattrs and times go onto the kept
+		 * symlink (its mode cannot), where umoci puts them too */
+		if (u->o->keep_dirlinks && S_ISLNK(old->mode) && e->type == OCITREE_TAR_DIR && is_dirlink(u, old))
+			return finish_special(u, old, pfd, base, e, entry, err);
 		if (e->type == OCITREE_TAR_HARDLINK) {
 			/* a hardlink to the path it replaces has nothing left to link to */
 			_cleanup_free_ char *target = NULL;
