@@ -239,18 +239,9 @@ static void reply_enoent(fuse_req_t req)
 
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
-	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
-		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
-	if (conn->capable & FUSE_CAP_READDIRPLUS)
-		conn->want |= FUSE_CAP_READDIRPLUS;
-	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
-	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
-		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
-	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
-		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
-	/* layers never change: keep the page cache */
-	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
-	conn->max_readahead = 1u << 20;
+	(void)userdata;
+	/* the same requests as the image mounts: layers never change */
+	fs_init_conn(conn);
 }
 
 /* The opened layer of layer directory v, opening it (its index may be
