@@ -89,6 +89,10 @@ ok "a non-root uid of the container uses the mount" run --image "$L:base" --uppe
 is "its file is in the upper directory, owned by it" "$(stat -c %u "$U/tmp/nobody" 2>/dev/null)" 65534
 ok "root in the container chowns" run --image "$L:base" --upper "$U" -- sh -c 'chown 1000:1000 /etc/motd; stat -c %u:%g /etc/motd'
 is "to any uid" "$(cat "$T/out")" "1000:1000"
+check "the mount targets the runtime made are not left as changes" \
+	'[ ! -e "$U/proc" ] && [ ! -e "$U/dev" ] && [ ! -e "$U/sys" ] && [ ! -e "$U/etc/resolv.conf" ]'
+ok "a bind whose destination the image lacks" run --image "$L:base" --upper "$U" --bind "$T/share:/mnt/deep/share:ro" -- cat /mnt/deep/share/f
+check "leaves nothing of it behind" '[ ! -e "$U/mnt" ]'
 
 ok "--commit" run --image "$L:base" --commit "$L:changed" -- sh -c 'echo new >/etc/new; rm /etc/motd; mkdir -p /opt/x; echo y >/opt/x/y'
 validated "the committed image is valid" "$L"
@@ -96,6 +100,7 @@ if have umoci; then
 	ok "umoci unpacks it" umoci unpack --image "$L:changed" "$T/bundle"
 	check "with the command's changes" '[ "$(cat "$T/bundle/rootfs/etc/new")" = new ] && [ ! -e "$T/bundle/rootfs/etc/motd" ] &&
 		[ "$(cat "$T/bundle/rootfs/opt/x/y")" = y ]'
+	check "and nothing else" '[ ! -e "$T/bundle/rootfs/proc" ] && [ ! -e "$T/bundle/rootfs/etc/resolv.conf" ]'
 else
 	skip "umoci unpacks it" "umoci is not installed"
 fi
