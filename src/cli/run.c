@@ -132,9 +132,7 @@ int run_userns_enter(struct ocitree_error **err)
 	uid_t uid = geteuid();
 	gid_t gid = getegid();
 	struct passwd *pw = getpwuid(uid);
-	struct group *gr = getgrgid(gid);
 	_cleanup_free_ char *user = pw ? xstrdup(pw->pw_name) : NULL;
-	_cleanup_free_ char *group = gr ? xstrdup(gr->gr_name) : NULL;
 	_cleanup_free_ struct ocitree_idmap *subu = NULL, *subg = NULL;
 	size_t n_subu = 0, n_subg = 0;
 	/* newgidmap looks the user up in /etc/subgid by the user's name */
@@ -158,7 +156,6 @@ int run_userns_enter(struct ocitree_error **err)
 		log_warn("'%s' has a range in only one of /etc/subuid and /etc/subgid: only your own id is mapped",
 		         user ? user : "?");
 	}
-	(void)group;
 
 	/* newuidmap must run outside the namespace, on this process: a child
 	 * waits until it exists */
