@@ -154,18 +154,13 @@ if ! "${as_nobody[@]}" unshare --user true 2>/dev/null; then
 	done_testing
 	exit
 fi
-mode=$(stat -c %a /dev/fuse)
-at_exit "chmod $mode /dev/fuse"
+lend_fuse
 H=$T/home
 mkdir -p "$H/tmp" "$H/cache"
 cp -a "$L" "$H/l"
 chown -R 65534:65534 "$H"
 chmod 755 "$T"
-# other tests lend /dev/fuse too and take it back when they end, maybe in
-# the middle of this one: lend it again before each command (a mount needs
-# it only when it opens it)
 user() {
-	"${as_nobody[@]}" test -w /dev/fuse || chmod o+rw /dev/fuse
 	"${as_nobody[@]}" env HOME="$H" TMPDIR="$H/tmp" OCITREE_CACHE_DIR="$H/cache" "$@"
 }
 LU=$H/l
