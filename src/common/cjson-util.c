@@ -45,10 +45,7 @@ static const char *find_duplicate_key(const cJSON *j)
 	return NULL;
 }
 
-/* s with every byte that does not start or continue a valid UTF-8
- * sequence replaced by U+FFFD, in memory from cJSON_malloc; NULL when s is
- * valid already. */
-static char *utf8_sanitized(const char *s)
+char *json_utf8_sanitized(const char *s)
 {
 	size_t bad = 0, len = strlen(s);
 	uint32_t r;
@@ -84,11 +81,11 @@ static void sanitize_utf8(cJSON *j)
 {
 	for (cJSON *e = j; e; e = e->next) {
 		char *fixed;
-		if (e->string && !(e->type & cJSON_StringIsConst) && (fixed = utf8_sanitized(e->string))) {
+		if (e->string && !(e->type & cJSON_StringIsConst) && (fixed = json_utf8_sanitized(e->string))) {
 			cJSON_free(e->string);
 			e->string = fixed;
 		}
-		if (cJSON_IsString(e) && e->valuestring && (fixed = utf8_sanitized(e->valuestring))) {
+		if (cJSON_IsString(e) && e->valuestring && (fixed = json_utf8_sanitized(e->valuestring))) {
 			cJSON_free(e->valuestring);
 			e->valuestring = fixed;
 		}

@@ -23,6 +23,11 @@ static inline void cleanup_jsonp(cJSON **j)
 }
 #define _cleanup_json_ _cleanup_(cleanup_jsonp)
 
+/* s with every byte that does not start or continue a valid UTF-8
+ * sequence replaced by U+FFFD, as Go's decoder reads a string, in memory
+ * from cJSON_malloc (free with cJSON_free); NULL when s is valid already. */
+char *json_utf8_sanitized(const char *s);
+
 /* Parse a JSON document that must be an object; what names it in errors. */
 cJSON *json_parse_object(const char *data, size_t len, const char *what, struct ocitree_error **err);
 
