@@ -23,11 +23,13 @@ struct mount_args {
 	size_t n_mount_opts;
 	const char *upper;   /* --upper */
 	const char *workdir; /* --workdir */
+	struct platform_opt platform;
 };
 
 static void mount_args_clear(struct mount_args *a)
 {
 	image_ref_clear(&a->image);
+	platform_opt_clear(&a->platform);
 	free(a->mount_opts);
 }
 
@@ -154,7 +156,7 @@ static int do_mount(struct mount_args *a, const char *mountpoint, struct ocitree
 	struct ocitree_layout *l = cli_open_layout(layout_path, err);
 	if (!l)
 		return -1;
-	struct ocitree_image *img = ocitree_image_open(l, a->image.tag, err);
+	struct ocitree_image *img = cli_open_image(l, a->image.tag, &a->platform, err);
 	struct ocitree_chunk_cache *chunks = NULL;
 	struct ocitree_upper *upper = NULL;
 	struct ocitree_mount m = {0};
@@ -214,6 +216,7 @@ int cmd_mount(int argc, char **argv, struct ocitree_error **err)
 		{"workdir", required_argument, NULL, OPT_WORKDIR},
 		{"foreground", no_argument, NULL, 'f'},
 		{"options", required_argument, NULL, 'o'},
+		PLATFORM_OPTION,
 		CLI_HELP_OPTION,
 		{NULL, 0, NULL, 0},
 	};
@@ -243,6 +246,10 @@ int cmd_mount(int argc, char **argv, struct ocitree_error **err)
 			break;
 		case OPT_WORKDIR:
 			a.workdir = optarg;
+			break;
+		case OPT_PLATFORM:
+			if (platform_opt(optarg, &a.platform, err) < 0)
+				goto out;
 			break;
 		case 'f':
 			a.foreground = true;
