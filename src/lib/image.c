@@ -325,8 +325,18 @@ static int set_tag_fn(struct ocitree_index *idx, void *ud, struct ocitree_error 
 /* The new manifest m of img replaces img's entry in a copy of its index;
  * the copy is written as a blob and tag pointed at it, the tag's entry
  * keeping what the old one had besides digest, size and media type. */
+static void config_freep(struct ocitree_config **c)
+{
+	ocitree_config_free(*c);
+}
+
+static bool streq_null(const char *a, const char *b)
+{
+	return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
 static int commit_into_index(struct ocitree_image *img, const char *tag, const struct ocitree_descriptor *m,
-			     struct ocitree_error **err)
+			     const struct ocitree_config *old_cfg, struct ocitree_error **err)
 {
 	/* a deep copy through JSON: the writer is the one every index goes
 	 * through, so what is kept is exactly what is written */
@@ -338,24 +348,21 @@ static int commit_into_index(struct ocitree_image *img, const char *tag, const s
 	set_string(&e->media_type, OCITREE_MT_OCI_MANIFEST);
 	memcpy(e->digest, m->digest, sizeof(e->digest));
 	e->size = m->size;
-	/* the entry says what the config says: `config --platform.arch` may
-	 * have changed it; what the config leaves out stays as the entry had
-	 * it unless the os or architecture changed */
+	/* the entry follows a platform change of the config (`config
+	 * --platform.arch`), when it described the old config; an entry that
+	 * already disagreed with its config is left as it was */
 	const struct ocitree_config *c = img->config;
-	if (e->platform && c->os && *c->os && c->architecture && *c->architecture) {
-		struct ocitree_platform *p = e->platform;
-		bool moved = !p->os || strcmp(p->os, c->os) != 0 || !p->architecture ||
-			     strcmp(p->architecture, c->architecture) != 0;
+	struct ocitree_platform *p = e->platform;
+	if (p && old_cfg && p->os && p->architecture && old_cfg->os && old_cfg->architecture && c->os &&
+	    c->architecture && strcmp(p->os, old_cfg->os) == 0 && strcmp(p->architecture, old_cfg->architecture) == 0 &&
+	    (strcmp(c->os, old_cfg->os) != 0 || strcmp(c->architecture, old_cfg->architecture) != 0 ||
+	     !streq_null(c->variant, old_cfg->variant) || !streq_null(c->os_version, old_cfg->os_version))) {
 		set_string(&p->os, c->os);
 		set_string(&p->architecture, c->architecture);
-		if (moved || (c->variant && *c->variant)) {
-			free(p->variant);
-			p->variant = c->variant && *c->variant ? xstrdup(c->variant) : NULL;
-		}
-		if (moved || (c->os_version && *c->os_version)) {
-			free(p->os_version);
-			p->os_version = c->os_version && *c->os_version ? xstrdup(c->os_version) : NULL;
-		}
+		free(p->variant);
+		p->variant = c->variant && *c->variant ? xstrdup(c->variant) : NULL;
+		free(p->os_version);
+		p->os_version = c->os_version && *c->os_version ? xstrdup(c->os_version) : NULL;
 	}
 	/* a Docker list holding an OCI manifest is neither; an OCI index may
 	 * hold both */
@@ -391,6 +398,14 @@ OCITREE_EXPORT int ocitree_image_commit(struct ocitree_image *img, const char *t
 	struct ocitree_layout *l = img->layout;
 	if (ocitree_tag_check(tag, err) < 0)
 		return -1;
+	/* the config as it was, for the platform of an index entry */
+	struct ocitree_config *old_cfg = NULL;
+	if (img->index && img->index_is_root && img->manifest->config.digest[0]) {
+		old_cfg = ocitree_blob_read_config(l, &img->manifest->config, err);
+		if (!old_cfg)
+			return ocitree_error_prefix(err, "read the image's config");
+	}
+	_cleanup_(config_freep) struct ocitree_config *old_cfg_owned = old_cfg;
 	convert_to_oci(img->manifest);
 	_cleanup_free_ char *cjson = ocitree_config_to_json(img->config);
 	char cdigest[OCITREE_DIGEST_MAX];
@@ -410,7 +425,7 @@ OCITREE_EXPORT int ocitree_image_commit(struct ocitree_image *img, const char *t
 		log_warn("tag '%s': the image comes from an index nested in an index; '%s' now names its manifest alone",
 			 img->tag ? img->tag : "?", tag);
 	if (img->index && img->index_is_root) {
-		if (commit_into_index(img, tag, &d, err) < 0) {
+		if (commit_into_index(img, tag, &d, old_cfg, err) < 0) {
 			ocitree_descriptor_clear(&d);
 			return -1;
 		}

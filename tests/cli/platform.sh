@@ -102,6 +102,9 @@ ok "raw add-layer --platform linux/arm64 --tag copy" sh -c 'tar -C "$1" -cf "$1/
 is "--tag: the new tag names an index too, with amd64's entry of multi" \
 	"$(blob "$(root_digest copy)" | jq -c '.manifests[0]')" "$(blob "$I2" | jq -c '.manifests[0]')"
 is "multi did not move" "$(root_digest multi)" "$I2"
+ok "config --platform.variant on one platform" $OCITREE config --image "$L:copy" --platform linux/arm64 --platform.variant v9
+is "its entry follows the config's platform" "$(blob "$(root_digest copy)" | jq -c '[.manifests[].platform]')" \
+	'[{"architecture":"amd64","os":"linux"},{"architecture":"arm64","os":"linux","variant":"v9"}]'
 
 echo repacked >"$T/b-arm64/rootfs/etc/repacked"
 ok "repack of the arm64 bundle" $OCITREE repack --image "$L:multi" "$T/b-arm64"
