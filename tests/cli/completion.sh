@@ -35,4 +35,7 @@ is "tags by prefix" "$(complete_line "ocitree stat --image lay:b")" "beta "
 is "raw subcommands" "$(complete_line "ocitree raw ")" "add-layer runtime-config unpack "
 check "options of a raw subcommand" '[[ "$(complete_line "ocitree raw add-layer --comp")" == "--compress= " ]]'
 is "--clear keys" "$(complete_line "ocitree config --clear config.l")" "config.labels "
+check "--platform is an option of stat" '[[ "$(complete_line "ocitree stat --pla")" == "--platform= " ]]'
+is "--platform values (a tag that is no index: the usual ones)" \
+	"$(complete_line "ocitree stat --image lay:alpha --platform linux/arm")" "linux/arm/v7 linux/arm64 "
 done_testing
