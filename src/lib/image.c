@@ -259,6 +259,11 @@ int image_attach_tag_index(struct ocitree_image *img, const char *tag, struct oc
 	ssize_t pos = ocitree_index_find_ref(top, tag);
 	int r = pos < 0 ? 0 : image_attach_index(img, &top->manifests[pos], true, err);
 	ocitree_index_free(top);
+	if (r == 0 && img->index) {
+		/* the index came from this tag: a commit to it follows it */
+		free(img->tag);
+		img->tag = xstrdup(tag);
+	}
 	return r;
 }
 
@@ -335,16 +340,21 @@ static bool streq_null(const char *a, const char *b)
 	return strcmp(a ? a : "", b ? b : "") == 0;
 }
 
-static int commit_into_index(struct ocitree_image *img, const char *tag, const struct ocitree_descriptor *m,
-			     const struct ocitree_config *old_cfg, struct ocitree_error **err)
+/* A copy of index from with entry at replaced by the manifest m, written
+ * as a blob; *out gets the copy and *root its descriptor for index.json,
+ * made from base (the tag's entry: its annotations are kept). */
+static int write_index(struct ocitree_image *img, const struct ocitree_index *from, size_t at,
+		       const struct ocitree_descriptor *base, const struct ocitree_descriptor *m,
+		       const struct ocitree_config *old_cfg, struct ocitree_index **out, struct ocitree_descriptor *root,
+		       struct ocitree_error **err)
 {
 	/* a deep copy through JSON: the writer is the one every index goes
 	 * through, so what is kept is exactly what is written */
-	_cleanup_free_ char *old = ocitree_index_to_json(img->index);
+	_cleanup_free_ char *old = ocitree_index_to_json(from);
 	struct ocitree_index *idx = ocitree_index_parse(old, strlen(old), err);
 	if (!idx)
-		return ocitree_error_prefix(err, "copy image index %s", img->root.digest);
-	struct ocitree_descriptor *e = &idx->manifests[img->index_pos];
+		return ocitree_error_prefix(err, "copy image index %s", base->digest);
+	struct ocitree_descriptor *e = &idx->manifests[at];
 	set_string(&e->media_type, OCITREE_MT_OCI_MANIFEST);
 	memcpy(e->digest, m->digest, sizeof(e->digest));
 	e->size = m->size;
@@ -375,21 +385,90 @@ static int commit_into_index(struct ocitree_image *img, const char *tag, const s
 		ocitree_index_free(idx);
 		return ocitree_error_prefix(err, "write image index");
 	}
-	struct ocitree_descriptor r;
-	ocitree_descriptor_copy(&r, &img->root);
-	set_string(&r.media_type, OCITREE_MT_OCI_INDEX);
-	memcpy(r.digest, idigest, sizeof(idigest));
-	r.size = (int64_t)strlen(ijson);
-	struct set_tag st = {tag, &r};
-	if (ocitree_layout_update_index(img->layout, set_tag_fn, &st, err) < 0) {
-		ocitree_descriptor_clear(&r);
-		ocitree_index_free(idx);
+	ocitree_descriptor_copy(root, base);
+	set_string(&root->media_type, OCITREE_MT_OCI_INDEX);
+	memcpy(root->digest, idigest, sizeof(idigest));
+	root->size = (int64_t)strlen(ijson);
+	*out = idx;
+	return 0;
+}
+
+struct index_tag {
+	struct ocitree_image *img;
+	const char *tag;
+	const struct ocitree_descriptor *m;
+	const struct ocitree_config *old_cfg;
+	struct ocitree_index *idx; /* out: the new index */
+	size_t at;                 /* out: img's entry in it */
+	struct ocitree_descriptor root;
+};
+
+/* Under the layout lock: when the tag the image came from names another
+ * index now (a concurrent write of another platform), the image replaces
+ * its platform's entry in that one, so that neither write is lost. */
+static int index_tag_fn(struct ocitree_index *top, void *ud, struct ocitree_error **err)
+{
+	struct index_tag *it = ud;
+	struct ocitree_image *img = it->img;
+	const struct ocitree_index *from = img->index;
+	size_t at = img->index_pos;
+	const struct ocitree_descriptor *base = &img->root;
+	ssize_t pos = ocitree_index_find_ref(top, it->tag);
+	struct ocitree_index *now = NULL;
+	if (pos >= 0 && img->tag && strcmp(it->tag, img->tag) == 0 &&
+	    strcmp(top->manifests[pos].digest, img->root.digest) != 0 &&
+	    ocitree_media_type_kind(top->manifests[pos].media_type) == OCITREE_DOC_INDEX) {
+		now = ocitree_blob_read_index(img->layout, &top->manifests[pos], err);
+		if (!now)
+			return -1;
+		const struct ocitree_descriptor *was = &img->index->manifests[img->index_pos];
+		/* the same platform (an index may list one manifest for two),
+		 * else the same manifest */
+		ssize_t found = -1;
+		for (size_t i = 0; was->platform && i < now->n_manifests && found < 0; i++)
+			if (ocitree_platform_match(now->manifests[i].platform, was->platform) &&
+			    ocitree_platform_match(was->platform, now->manifests[i].platform))
+				found = (ssize_t)i;
+		for (size_t i = 0; !was->platform && i < now->n_manifests && found < 0; i++)
+			if (strcmp(now->manifests[i].digest, was->digest) == 0)
+				found = (ssize_t)i;
+		if (found < 0) {
+			_cleanup_free_ char *pf = ocitree_platform_format(was->platform);
+			ocitree_index_free(now);
+			return ocitree_error_setk(err, OCITREE_ERROR_FAILED,
+						  "tag '%s' changed meanwhile and no longer has %s; try again", it->tag,
+						  pf);
+		}
+		log_info("tag '%s' changed meanwhile: writing into its index as it is now", it->tag);
+		from = now;
+		at = (size_t)found;
+		base = &top->manifests[pos];
+	}
+	int r = write_index(img, from, at, base, it->m, it->old_cfg, &it->idx, &it->root, err);
+	ocitree_index_free(now);
+	if (r < 0)
+		return -1;
+	it->at = at;
+	ocitree_index_set_ref(top, it->tag, &it->root);
+	return 0;
+}
+
+/* The new manifest m of img replaces img's entry in a copy of its index,
+ * written as a blob before index.json names it. */
+static int commit_into_index(struct ocitree_image *img, const char *tag, const struct ocitree_descriptor *m,
+			     const struct ocitree_config *old_cfg, struct ocitree_error **err)
+{
+	struct index_tag it = {.img = img, .tag = tag, .m = m, .old_cfg = old_cfg};
+	if (ocitree_layout_update_index(img->layout, index_tag_fn, &it, err) < 0) {
+		ocitree_index_free(it.idx);
+		ocitree_descriptor_clear(&it.root);
 		return ocitree_error_prefix(err, "tag '%s'", tag);
 	}
 	ocitree_descriptor_clear(&img->root);
-	img->root = r;
+	img->root = it.root;
 	ocitree_index_free(img->index);
-	img->index = idx;
+	img->index = it.idx;
+	img->index_pos = it.at;
 	return 0;
 }
 

@@ -136,6 +136,18 @@ static int add_tag(struct ocitree_index *idx, void *ud, struct ocitree_error **e
 	return 0;
 }
 
+static int add_tag3(struct ocitree_index *idx, void *ud, struct ocitree_error **e)
+{
+	ocitree_index_set_ref(idx, "t3", ud);
+	return 0;
+}
+
+static int add_tag3a(struct ocitree_index *idx, void *ud, struct ocitree_error **e)
+{
+	ocitree_index_set_ref(idx, "t3a", ud);
+	return 0;
+}
+
 static int refuse(struct ocitree_index *idx, void *ud, struct ocitree_error **e)
 {
 	ocitree_index_set_ref(idx, "x", ud);
@@ -244,6 +256,44 @@ static void test_images_and_gc(void)
 		ocitree_descriptor_clear(&r2);
 		ocitree_image_free(nested);
 	}
+	reset();
+
+	/* two platforms of one tag written one after the other, each opened
+	 * before either was written: both changes stay */
+	struct ocitree_descriptor t_root = {0}, t_m = {0};
+	ocitree_image_resolve(lay, "t", &t_m, &t_root, &err);
+	ocitree_layout_update_index(lay, add_tag3, &t_root, &err);
+	struct ocitree_platform p0 = {0};
+	char *p0s = xasprintf("linux/not-%s", ocitree_host_architecture());
+	ocitree_platform_parse(p0s, &p0, &err);
+	struct ocitree_image *i0 = ocitree_image_open_platform(lay, "t3", &p0, &err);
+	struct ocitree_image *i1 = ocitree_image_open_platform(lay, "t3", NULL, &err);
+	ok(i0 && i1 && i0->index_pos == 0 && i1->index_pos == 1, "open both platforms of a tag");
+	if (i0 && i1) {
+		free(i0->config->author);
+		i0->config->author = xstrdup("zero");
+		free(i1->config->author);
+		i1->config->author = xstrdup("one");
+		ok(ocitree_image_commit(i0, "t3", &err) == 0, "commit one platform");
+		/* (kept by a tag: the gc test below counts what it removes) */
+		ocitree_layout_update_index(lay, add_tag3a, &i0->root, &err);
+		ok(ocitree_image_commit(i1, "t3", &err) == 0, "then the other, opened before");
+		struct ocitree_descriptor m3, r3;
+		ocitree_image_resolve(lay, "t3", &m3, &r3, &err);
+		struct ocitree_index *ti = ocitree_blob_read_index(lay, &r3, &err);
+		ok(ti && ti->n_manifests == 2 && strcmp(ti->manifests[0].digest, i0->manifest_desc.digest) == 0 &&
+		       strcmp(ti->manifests[1].digest, i1->manifest_desc.digest) == 0,
+		   "the second commit went into the index the first one wrote");
+		ocitree_index_free(ti);
+		ocitree_descriptor_clear(&m3);
+		ocitree_descriptor_clear(&r3);
+	}
+	ocitree_image_free(i0);
+	ocitree_image_free(i1);
+	ocitree_platform_clear(&p0);
+	free(p0s);
+	ocitree_descriptor_clear(&t_root);
+	ocitree_descriptor_clear(&t_m);
 	reset();
 
 	/* an index that contains itself cannot be written (content addressing),
