@@ -32,7 +32,7 @@ OCITREE_EXPORT int ocitree_platform_parse(const char *s, struct ocitree_platform
 	if (!a || !part_ok(s, (size_t)(a - s)) || !part_ok(a + 1, v ? (size_t)(v - a - 1) : strlen(a + 1)) ||
 	    (v && (!part_ok(v + 1, strlen(v + 1)))))
 		return ocitree_error_setk(err, OCITREE_ERROR_USAGE,
-					  "invalid platform '%s': expected OS/ARCH[/VARIANT] (e.g. linux/arm64/v8)", s);
+		                          "invalid platform '%s': expected OS/ARCH[/VARIANT] (e.g. linux/arm64/v8)", s);
 	p->os = xstrndup(s, (size_t)(a - s));
 	p->architecture = v ? xstrndup(a + 1, (size_t)(v - a - 1)) : xstrdup(a + 1);
 	p->variant = v ? xstrdup(v + 1) : NULL;
