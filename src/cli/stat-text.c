@@ -379,7 +379,10 @@ static void print_history(FILE *f, const struct ocitree_image *img)
  * position): what the tag's image index offers, the one shown marked. */
 static void print_platforms(FILE *f, const struct ocitree_image *img)
 {
-	fprintf(f, "\n== PLATFORMS ==\nIndex: %s\n", img->root.digest);
+	fputs("\n== PLATFORMS ==\n", f);
+	/* (an index nested in the tag's index has no digest of its own here) */
+	if (img->index_is_root)
+		fprintf(f, "Index: %s\n", img->root.digest);
 	for (size_t i = 0; i < img->index->n_manifests; i++) {
 		const struct ocitree_descriptor *d = &img->index->manifests[i];
 		_cleanup_free_ char *p = d->platform ? ocitree_platform_format(d->platform) : xstrdup("(no platform)");
