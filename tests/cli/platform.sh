@@ -123,6 +123,12 @@ if [ -c /dev/fuse ] && [ "$(id -u)" = 0 ]; then
 		check "shows $a's files" '[ "$(cat "$T/m-$a/etc/arch-$a")" = $a ] && [ ! -e "$T/m-$a/etc/arch-$other" ]'
 		ok "unmount" do_umount "$T/m-$a"
 	done
+	# the mount(8) helper's form, as mount.fuse3 calls it
+	mkdir -p "$T/mh"
+	_mounts+=("$T/mh")
+	ok "mount helper: -o platform=linux/arm64" "$OCITREE" "$L:multi" "$T/mh" -o ro,platform=linux/arm64
+	check "shows arm64's files" '[ -f "$T/mh/etc/arch-arm64" ] && [ ! -e "$T/mh/etc/arch-amd64" ]'
+	ok "unmount" do_umount "$T/mh"
 	I4=$(root_digest multi)
 	mkdir -p "$T/up"
 	ok "writable mount of amd64" do_mount "$T/mw" --image "$L:multi" --platform linux/amd64 --upper "$T/up"
