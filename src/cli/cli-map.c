@@ -90,6 +90,10 @@ int layer_opts_parse(int argc, char **argv, const struct option *opts, struct la
 			if (compress_opt(optarg, &o->compression, err) < 0)
 				return -1;
 			break;
+		case OPT_PLATFORM:
+			if (platform_opt(optarg, &o->platform, err) < 0)
+				return -1;
+			break;
 		CLI_HANDLE_HELP;
 		case '?': /* cli_getopt has set the usage error */
 			return -1;
@@ -105,6 +109,7 @@ void layer_opts_clear(struct layer_opts *o)
 {
 	image_ref_clear(&o->image);
 	map_opts_clear(&o->maps);
+	platform_opt_clear(&o->platform);
 }
 
 static bool progress_shown;

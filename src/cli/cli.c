@@ -223,16 +223,18 @@ static int set_image(const char *arg, void *out, struct ocitree_error **err)
  * and --json when json is not NULL.  Returns 0, CLI_EXIT_HELP or -1. */
 static int parse_single_opt(int argc, char **argv, const char *name,
 			    int (*set)(const char *arg, void *out, struct ocitree_error **err), void *out, bool *json,
-			    struct ocitree_error **err)
+			    struct platform_opt *platform, struct ocitree_error **err)
 {
 	enum { OPT_VALUE = OPT_COMMAND_BASE, OPT_JSON };
-	/* without json, the "json" entry has no name: it ends the table */
-	const struct option opts[] = {
+	struct option opts[5] = {
 		{name, required_argument, NULL, OPT_VALUE},
 		CLI_HELP_OPTION,
-		{json ? "json" : NULL, no_argument, NULL, OPT_JSON},
-		{NULL, 0, NULL, 0},
 	};
+	size_t n = 2;
+	if (json)
+		opts[n++] = (struct option){"json", no_argument, NULL, OPT_JSON};
+	if (platform)
+		opts[n++] = (struct option)PLATFORM_OPTION;
 	int c;
 	while ((c = cli_getopt(argc, argv, opts, err)) != -1) {
 		switch (c) {
@@ -242,6 +244,10 @@ static int parse_single_opt(int argc, char **argv, const char *name,
 			break;
 		case OPT_JSON:
 			*json = true;
+			break;
+		case OPT_PLATFORM:
+			if (platform_opt(optarg, platform, err) < 0)
+				return -1;
 			break;
 		CLI_HANDLE_HELP;
 		default:
@@ -253,7 +259,7 @@ static int parse_single_opt(int argc, char **argv, const char *name,
 
 int cli_parse_layout_opts(int argc, char **argv, char **layout, bool *json, struct ocitree_error **err)
 {
-	int r = parse_single_opt(argc, argv, "layout", set_layout, layout, json, err);
+	int r = parse_single_opt(argc, argv, "layout", set_layout, layout, json, NULL, err);
 	if (r != 0)
 		return r;
 	if (!*layout)
@@ -261,10 +267,37 @@ int cli_parse_layout_opts(int argc, char **argv, char **layout, bool *json, stru
 	return cli_expect_args(argc, argv, 0, 0, err);
 }
 
-int cli_parse_image_opts(int argc, char **argv, struct image_ref *image, bool *json, struct ocitree_error **err)
+int cli_parse_image_opts(int argc, char **argv, struct image_ref *image, bool *json, struct platform_opt *platform,
+			 struct ocitree_error **err)
 {
-	int r = parse_single_opt(argc, argv, "image", set_image, image, json, err);
+	int r = parse_single_opt(argc, argv, "image", set_image, image, json, platform, err);
 	return r != 0 ? r : cli_require_image(image, err);
+}
+
+int platform_opt(const char *arg, struct platform_opt *o, struct ocitree_error **err)
+{
+	platform_opt_clear(o);
+	if (ocitree_platform_parse(arg, &o->p, err) < 0)
+		return ocitree_error_prefix(err, "--platform");
+	o->set = true;
+	return 0;
+}
+
+const struct ocitree_platform *platform_opt_get(const struct platform_opt *o)
+{
+	return o && o->set ? &o->p : NULL;
+}
+
+void platform_opt_clear(struct platform_opt *o)
+{
+	ocitree_platform_clear(&o->p);
+	o->set = false;
+}
+
+struct ocitree_image *cli_open_image(struct ocitree_layout *l, const char *tag, const struct platform_opt *o,
+				     struct ocitree_error **err)
+{
+	return ocitree_image_open_platform(l, tag, platform_opt_get(o), err);
 }
 
 int cli_require_image(const struct image_ref *ref, struct ocitree_error **err)

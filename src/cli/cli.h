@@ -90,7 +90,9 @@ int cli_layout_path(const char *arg, char **out, struct ocitree_error **err);
 int cli_parse_layout_opts(int argc, char **argv, char **layout, bool *json, struct ocitree_error **err);
 /* The same for commands that take only --image (and --json); positional
  * arguments are left for the caller at argv[optind..]. */
-int cli_parse_image_opts(int argc, char **argv, struct image_ref *image, bool *json, struct ocitree_error **err);
+struct platform_opt;
+int cli_parse_image_opts(int argc, char **argv, struct image_ref *image, bool *json, struct platform_opt *platform,
+			 struct ocitree_error **err);
 struct ocitree_layout *cli_open_layout(const char *path, struct ocitree_error **err);
 
 /* --history.* and --no-history, shared by every command that writes an
@@ -150,6 +152,7 @@ enum {
 	OPT_COMPRESS,
 	OPT_LAYER_IMAGE,
 	OPT_LAYER_TAG,
+	OPT_PLATFORM = 1090,
 };
 #define MAP_OPTIONS                                                                                                \
 	{"rootless", no_argument, NULL, OPT_ROOTLESS}, {"uid-map", required_argument, NULL, OPT_UID_MAP},           \
@@ -168,8 +171,28 @@ void map_opts_clear(struct map_opts *m);
 #define COMPRESS_OPTION {"compress", required_argument, NULL, OPT_COMPRESS}
 int compress_opt(const char *arg, enum ocitree_compression *c, struct ocitree_error **err);
 
+/* --platform OS/ARCH[/VARIANT]: which manifest of an image index a command
+ * reads, for every command that reads an image (cli.c). */
+struct platform_opt {
+	bool set;
+	struct ocitree_platform p;
+};
+#define PLATFORM_OPTION {"platform", required_argument, NULL, OPT_PLATFORM}
+#define PLATFORM_OPTS_HELP                                                                                         \
+	"      --platform=OS/ARCH[/VARIANT] the platform to use of a tag that names an image index\n"             \
+	"                                   (default: the host's)\n"
+/* Parse a --platform value into *o (a usage error naming the option). */
+int platform_opt(const char *arg, struct platform_opt *o, struct ocitree_error **err);
+/* The selector for the library: NULL (the host's) when not given. */
+const struct ocitree_platform *platform_opt_get(const struct platform_opt *o);
+void platform_opt_clear(struct platform_opt *o);
+/* Open tag of l for the platform of o (NULL: the host's). */
+struct ocitree_image *cli_open_image(struct ocitree_layout *l, const char *tag, const struct platform_opt *o,
+				     struct ocitree_error **err);
+
 /* The options the commands that unpack or write layers have in common:
- * --image, --tag, the owner mapping, --compress and the history options.
+ * --image, --tag, --platform, the owner mapping, --compress and the history
+ * options.
  * Each command's table names those it takes (LAYER_IMAGE_OPTION, ...). */
 struct layer_opts {
 	struct image_ref image;
@@ -177,6 +200,7 @@ struct layer_opts {
 	struct map_opts maps;
 	struct history_opts hist;
 	enum ocitree_compression compression; /* auto unless --compress */
+	struct platform_opt platform;        /* --platform, where the table has it */
 };
 #define LAYER_IMAGE_OPTION {"image", required_argument, NULL, OPT_LAYER_IMAGE}
 #define LAYER_TAG_OPTION {"tag", required_argument, NULL, OPT_LAYER_TAG}
@@ -213,6 +237,7 @@ struct cli_mount_request {
 	bool foreground;
 	char **mount_opts; /* -o, NULL-terminated; may be NULL */
 	const char *upper, *workdir;
+	const struct platform_opt *platform; /* --platform, or NULL: the host's */
 	/* called in the serving process once the mount is in place; may be NULL */
 	void (*ready)(void *data);
 	void *ready_data;

@@ -51,11 +51,13 @@ struct config_opts {
 	const char *user, *workdir, *stopsignal, *created, *author, *arch, *os, *variant, *os_version;
 	struct strv ports, env, entrypoint, cmd, volumes, labels, annotations, clear;
 	struct history_opts history;
+	struct platform_opt platform;
 };
 
 static void config_opts_clear(struct config_opts *o)
 {
 	image_ref_clear(&o->image);
+	platform_opt_clear(&o->platform);
 	struct strv *all[] = {&o->ports, &o->env, &o->entrypoint, &o->cmd, &o->volumes, &o->labels, &o->annotations, &o->clear};
 	for (size_t i = 0; i < ARRAY_SIZE(all); i++)
 		strv_free(all[i]->v);
@@ -99,6 +101,7 @@ static int parse(int argc, char **argv, struct config_opts *o, struct ocitree_er
 		{"platform.os.version", required_argument, NULL, OPT_OS_VERSION},
 		{"manifest.annotation", required_argument, NULL, OPT_ANNOTATION},
 		{"clear", required_argument, NULL, OPT_CLEAR},
+		PLATFORM_OPTION,
 		HISTORY_OPTIONS,
 		CLI_HELP_OPTION,
 		{NULL, 0, NULL, 0},
@@ -133,6 +136,10 @@ static int parse(int argc, char **argv, struct config_opts *o, struct ocitree_er
 		case OPT_OS_VERSION: o->os_version = optarg; break;
 		case OPT_ANNOTATION: strv_push(&o->annotations, optarg); break;
 		case OPT_CLEAR: strv_push(&o->clear, optarg); break;
+		case OPT_PLATFORM:
+			if (platform_opt(optarg, &o->platform, err) < 0)
+				return -1;
+			break;
 		CLI_HANDLE_HELP;
 		default:
 			return -1;
@@ -283,7 +290,7 @@ int cmd_config(int argc, char **argv, struct ocitree_error **err)
 	r = -1;
 	struct ocitree_layout *l = cli_open_layout(o.image.path, err);
 	if (l && ocitree_layout_hold_blobs(l, err) == 0) {
-		struct ocitree_image *img = ocitree_image_open(l, o.image.tag, err);
+		struct ocitree_image *img = cli_open_image(l, o.image.tag, &o.platform, err);
 		if (img) {
 			apply(&o, img);
 			const char *tag = o.tag ? o.tag : o.image.tag;

@@ -20,6 +20,7 @@ int cmd_insert(int argc, char **argv, struct ocitree_error **err)
 {
 	static const struct option opts[] = {
 		LAYER_IMAGE_OPTION,
+		PLATFORM_OPTION,
 		LAYER_TAG_OPTION,
 		{"whiteout", no_argument, NULL, OPT_WHITEOUT},
 		{"opaque", no_argument, NULL, OPT_OPAQUE},
@@ -54,7 +55,7 @@ int cmd_insert(int argc, char **argv, struct ocitree_error **err)
 	map_opts_get(&lo.maps, &o.map);
 	struct ocitree_layout *l = cli_open_layout(lo.image.path, err);
 	struct ocitree_image *img =
-	    l && ocitree_layout_hold_blobs(l, err) == 0 ? ocitree_image_open(l, lo.image.tag, err) : NULL;
+	    l && ocitree_layout_hold_blobs(l, err) == 0 ? cli_open_image(l, lo.image.tag, &lo.platform, err) : NULL;
 	if (img) {
 		struct ocitree_history h;
 		if (!lo.hist.no_history) {

@@ -21,11 +21,14 @@ int cmd_mount(int argc, char **argv, struct ocitree_error **err)
 		{"workdir", required_argument, NULL, OPT_WORKDIR},
 		{"foreground", no_argument, NULL, 'f'},
 		{"options", required_argument, NULL, 'o'},
+		PLATFORM_OPTION,
 		CLI_HELP_OPTION,
 		{NULL, 0, NULL, 0},
 	};
 	struct cli_mount_request a = {0};
 	struct image_ref image = {0};
+	struct platform_opt platform = {0};
+	a.platform = &platform;
 	size_t n_mount_opts = 0;
 	int c, r = -1;
 	while ((c = cli_getopt(argc, argv, opts, err)) != -1) {
@@ -55,6 +58,10 @@ int cmd_mount(int argc, char **argv, struct ocitree_error **err)
 			break;
 		case OPT_WORKDIR:
 			a.workdir = optarg;
+			break;
+		case OPT_PLATFORM:
+			if (platform_opt(optarg, &platform, err) < 0)
+				goto out;
 			break;
 		case 'f':
 			a.foreground = true;
@@ -96,6 +103,7 @@ int cmd_mount(int argc, char **argv, struct ocitree_error **err)
 	r = cli_mount_image(&a, argv[optind], err);
 out:
 	image_ref_clear(&image);
+	platform_opt_clear(&platform);
 	free(a.mount_opts);
 	return r;
 }

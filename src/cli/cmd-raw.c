@@ -18,6 +18,7 @@ static int cmd_raw_runtime_config(int argc, char **argv, struct ocitree_error **
 {
 	static const struct option opts[] = {
 		LAYER_IMAGE_OPTION,
+		PLATFORM_OPTION,
 		{"rootfs", required_argument, NULL, OPT_ROOTFS},
 		MAP_OPTIONS,
 		CLI_HELP_OPTION,
@@ -35,7 +36,7 @@ static int cmd_raw_runtime_config(int argc, char **argv, struct ocitree_error **
 	struct ocitree_map_options mo;
 	map_opts_get(&lo.maps, &mo);
 	struct ocitree_layout *l = cli_open_layout(lo.image.path, err);
-	struct ocitree_image *img = l ? ocitree_image_open(l, lo.image.tag, err) : NULL;
+	struct ocitree_image *img = l ? cli_open_image(l, lo.image.tag, &lo.platform, err) : NULL;
 	char *json = img ? ocitree_runtime_config(img->config, rootfs, &mo, err) : NULL;
 	if (json) {
 		const char *text = json;
@@ -61,6 +62,7 @@ static int cmd_raw_add_layer(int argc, char **argv, struct ocitree_error **err)
 {
 	static const struct option opts[] = {
 		LAYER_IMAGE_OPTION,
+		PLATFORM_OPTION,
 		LAYER_TAG_OPTION,
 		COMPRESS_OPTION,
 		HISTORY_OPTIONS,
@@ -83,7 +85,7 @@ static int cmd_raw_add_layer(int argc, char **argv, struct ocitree_error **err)
 	}
 	struct ocitree_layout *l = cli_open_layout(lo.image.path, err);
 	struct ocitree_image *img =
-	    l && ocitree_layout_hold_blobs(l, err) == 0 ? ocitree_image_open(l, lo.image.tag, err) : NULL;
+	    l && ocitree_layout_hold_blobs(l, err) == 0 ? cli_open_image(l, lo.image.tag, &lo.platform, err) : NULL;
 	if (img) {
 		struct ocitree_history h;
 		if (!lo.hist.no_history) {
@@ -109,16 +111,19 @@ static const struct command raw_commands[] = {
 	{"raw unpack", NULL, "raw", "unpack an image's root filesystem only (no bundle metadata)",
 	 "--image LAYOUT[:TAG] [OPTIONS] ROOTFS",
 	 "      --image=LAYOUT[:TAG]         the image to unpack (TAG defaults to latest)\n"
+	 PLATFORM_OPTS_HELP
 	 "      --keep-dirlinks              unpack through symlinks to directories\n" MAP_OPTS_HELP,
 	 cmd_raw_unpack},
 	{"raw runtime-config", "raw config", "raw", "generate a runtime-spec config.json from an image's config",
 	 "--image LAYOUT[:TAG] [--rootfs ROOTFS] [OPTIONS] CONFIG.json",
 	 "      --image=LAYOUT[:TAG]         the image (TAG defaults to latest)\n"
+	 PLATFORM_OPTS_HELP
 	 "      --rootfs=ROOTFS              look the user up in this root filesystem\n" MAP_OPTS_HELP,
 	 cmd_raw_runtime_config},
 	{"raw add-layer", NULL, "raw", "add an uncompressed tar archive to an image as a new layer",
 	 "--image LAYOUT[:TAG] [--tag NEWTAG] [OPTIONS] LAYER.tar",
 	 "      --image=LAYOUT[:TAG]         the image to change (TAG defaults to latest)\n"
+	 PLATFORM_OPTS_HELP
 	 "      --tag=NEWTAG                 tag the result NEWTAG instead of replacing TAG\n" COMPRESS_OPTS_HELP
 		 HISTORY_OPTS_HELP,
 	 cmd_raw_add_layer},

@@ -22,7 +22,7 @@ static int rm_fn(struct ocitree_index *idx, void *ud, struct ocitree_error **err
 int cmd_rm(int argc, char **argv, struct ocitree_error **err)
 {
 	struct image_ref ref = {0};
-	int r = cli_parse_image_opts(argc, argv, &ref, NULL, err);
+	int r = cli_parse_image_opts(argc, argv, &ref, NULL, NULL, err);
 	if (r == 0)
 		r = cli_expect_args(argc, argv, 0, 0, err);
 	if (r != 0) {

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ocitree stat: an image's manifest, config and history, as umoci 0.6 prints
- * them (the text in stat-text.c) or as JSON.
+ * them (the text in stat-text.c) or as JSON; for a tag that names an image
+ * index, also the platforms it offers.
  */
 #include "config.h"
 
@@ -70,6 +71,20 @@ static int print_json(struct ocitree_image *img, struct ocitree_error **err)
 		json_append(hist, o);
 	}
 	json_add(root, "history", hist);
+	/* ocitree's own: what the tag's image index offers */
+	if (img->index) {
+		cJSON *plats = json_array();
+		for (size_t i = 0; i < img->index->n_manifests; i++) {
+			const struct ocitree_descriptor *d = &img->index->manifests[i];
+			cJSON *o = json_object();
+			_cleanup_free_ char *p = d->platform ? ocitree_platform_format(d->platform) : NULL;
+			json_add(o, "platform", p ? json_string(p) : cJSON_CreateNull());
+			json_add(o, "descriptor", descriptor_json(d));
+			json_add(o, "selected", json_bool(i == img->index_pos));
+			json_append(plats, o);
+		}
+		json_add(root, "platforms", plats);
+	}
 	_cleanup_free_ char *s = json_print(root);
 	printf("%s\n", s);
 	return 0;
@@ -79,15 +94,17 @@ int cmd_stat(int argc, char **argv, struct ocitree_error **err)
 {
 	struct image_ref ref = {0};
 	bool json = false;
-	int r = cli_parse_image_opts(argc, argv, &ref, &json, err);
+	struct platform_opt plat = {0};
+	int r = cli_parse_image_opts(argc, argv, &ref, &json, &plat, err);
 	if (r == 0)
 		r = cli_expect_args(argc, argv, 0, 0, err);
 	if (r != 0) {
 		image_ref_clear(&ref);
+		platform_opt_clear(&plat);
 		return r;
 	}
 	struct ocitree_layout *l = cli_open_layout(ref.path, err);
-	struct ocitree_image *img = l ? ocitree_image_open(l, ref.tag, err) : NULL;
+	struct ocitree_image *img = l ? cli_open_image(l, ref.tag, &plat, err) : NULL;
 	r = -1;
 	if (img) {
 		if (json)
@@ -100,5 +117,6 @@ int cmd_stat(int argc, char **argv, struct ocitree_error **err)
 	ocitree_image_free(img);
 	ocitree_layout_free(l);
 	image_ref_clear(&ref);
+	platform_opt_clear(&plat);
 	return r;
 }

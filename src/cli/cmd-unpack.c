@@ -17,6 +17,7 @@ static int unpack_main(int argc, char **argv, bool raw, struct ocitree_error **e
 {
 	static const struct option opts[] = {
 		LAYER_IMAGE_OPTION,
+		PLATFORM_OPTION,
 		{"keep-dirlinks", no_argument, NULL, OPT_KEEP_DIRLINKS},
 		MAP_OPTIONS,
 		CLI_HELP_OPTION,
@@ -40,7 +41,7 @@ static int unpack_main(int argc, char **argv, bool raw, struct ocitree_error **e
 	if (!l)
 		goto out;
 	struct ocitree_image *img =
-	    ocitree_layout_hold_blobs(l, err) == 0 ? ocitree_image_open(l, lo.image.tag, err) : NULL;
+	    ocitree_layout_hold_blobs(l, err) == 0 ? cli_open_image(l, lo.image.tag, &lo.platform, err) : NULL;
 	if (img) {
 		r = raw ? ocitree_unpack_rootfs(img, dest, &o, err) : ocitree_unpack_bundle(img, dest, &o, err);
 		cli_progress_end();

@@ -17,6 +17,7 @@ static const struct command commands[] = {
 	{"config", NULL, "image", "modify the configuration of an image",
 	 "--image LAYOUT[:TAG] [--tag NEWTAG] [OPTIONS]",
 	 "      --image=LAYOUT[:TAG]         the image to change (TAG defaults to latest)\n"
+	 PLATFORM_OPTS_HELP
 	 "      --tag=NEWTAG                 tag the result NEWTAG instead of replacing TAG\n"
 	 "      --config.user=USER           set the user (and group) the process runs as\n"
 	 "      --config.exposedports=PORT   add an exposed port (repeatable)\n"
@@ -42,6 +43,7 @@ static const struct command commands[] = {
 	{"insert", NULL, "image", "add a file or directory to an image as a new layer",
 	 "--image LAYOUT[:TAG] [OPTIONS] SOURCE TARGET | --whiteout TARGET",
 	 "      --image=LAYOUT[:TAG]         the image to change (TAG defaults to latest)\n"
+	 PLATFORM_OPTS_HELP
 	 "      --tag=NEWTAG                 tag the result NEWTAG instead of replacing TAG\n"
 	 "      --whiteout                   add a whiteout that removes TARGET\n"
 	 "      --opaque                     hide what lower layers have below the TARGET directory\n" MAP_OPTS_HELP
@@ -52,22 +54,27 @@ static const struct command commands[] = {
 	{"repack", NULL, "image", "write the changes of an unpacked bundle as a new layer",
 	 "--image LAYOUT[:TAG] [OPTIONS] BUNDLE",
 	 "      --image=LAYOUT[:TAG]         the layout of the bundle's image and the tag to write\n"
-	 "                                   (TAG defaults to latest)\n"
+	 "                                   (TAG defaults to latest); when that tag (or the one\n"
+	 "                                   unpacked) names an image index holding the bundle's\n"
+	 "                                   platform, the new image replaces it there\n"
 	 "      --refresh-bundle             make the bundle describe the new image\n"
 	 "      --mask-path=PATH             ignore changes below PATH (repeatable)\n"
 	 "      --no-mask-volumes            do not ignore changes in the image's volumes\n" COMPRESS_OPTS_HELP
 		 HISTORY_OPTS_HELP,
 	 cmd_repack},
 	{"tag", NULL, "image", "give an image another tag", "--image LAYOUT[:TAG] NEWTAG",
-	 "      --image=LAYOUT[:TAG]         the image to tag (TAG defaults to latest)\n", cmd_tag},
+	 "      --image=LAYOUT[:TAG]         the image to tag (TAG defaults to latest)\n"
+	 PLATFORM_OPTS_HELP, cmd_tag},
 	{"remove", "rm", "image", "remove a tag from a layout", "--image LAYOUT[:TAG]",
 	 "      --image=LAYOUT[:TAG]         the tag to remove (TAG defaults to latest)\n", cmd_rm},
 	{"stat", NULL, "image", "show the history and layers of an image", "--image LAYOUT[:TAG] [--json]",
 	 "      --image=LAYOUT[:TAG]         the image to describe (TAG defaults to latest)\n"
+	 PLATFORM_OPTS_HELP
 	 "      --json                       print JSON (manifest, config and history)\n",
 	 cmd_stat},
 	{"unpack", NULL, "image", "unpack an image into a runtime bundle", "--image LAYOUT[:TAG] [OPTIONS] BUNDLE",
 	 "      --image=LAYOUT[:TAG]         the image to unpack (TAG defaults to latest)\n"
+	 PLATFORM_OPTS_HELP
 	 "      --keep-dirlinks              unpack through symlinks to directories\n" MAP_OPTS_HELP,
 	 cmd_unpack},
 	/* layout */
@@ -96,6 +103,7 @@ static const struct command commands[] = {
 	{"mount", NULL, "mount", "mount an image (or one layer) without extracting it, read-only or writable",
 	 "[OPTIONS] [--upper DIR] --image LAYOUT[:TAG] MOUNTPOINT",
 	 "      --image=LAYOUT[:TAG]         the image to mount (TAG defaults to latest)\n"
+	 PLATFORM_OPTS_HELP
 	 "      --upper=DIR                  make the mount writable: changes go to DIR (see ocitree-upper(5))\n"
 	 "      --workdir=DIR                the work directory of --upper, on its file system (default DIR.work)\n"
 	 "      --layer=N|DIGEST             mount one layer as stored (1 is the lowest), whiteouts shown as files\n"

@@ -9,8 +9,8 @@
  * or, where that link is missing, mount.fuse3 runs `ocitree SOURCE
  * MOUNTPOINT -o OPTIONS` (main() tells that call from a command).  This
  * turns either into `ocitree mount`: ocitree's own options are written
- * as upper=DIR, workdir=DIR, layer=N, upto=N, cache_dir=DIR and
- * rebuild_index; the options that only mean something to mount(8) or fstab
+ * as upper=DIR, workdir=DIR, layer=N, upto=N, cache_dir=DIR, platform=P
+ * and rebuild_index; the options that only mean something to mount(8) or fstab
  * (defaults, auto, noauto, user, nofail, _netdev, x-*, ...) are dropped; the
  * rest go to the FUSE mount as -o.
  */
@@ -36,6 +36,7 @@ static const struct {
 } own[] = {
 	{"upper=", "--upper"},	 {"workdir=", "--workdir"},	    {"layer=", "--layer"},
 	{"upto=", "--upto"},	 {"cache_dir=", "--cache-dir"},	    {"rebuild_index", "--rebuild-index"},
+	{"platform=", "--platform"},
 };
 
 static void push(char ***v, size_t *n, const char *s)

@@ -141,7 +141,7 @@ int cli_mount_image(const struct cli_mount_request *a, const char *mountpoint, s
 	struct ocitree_layout *l = cli_open_layout(layout_path, err);
 	if (!l)
 		return -1;
-	struct ocitree_image *img = ocitree_image_open(l, a->tag, err);
+	struct ocitree_image *img = cli_open_image(l, a->tag, a->platform, err);
 	struct ocitree_chunk_cache *chunks = NULL;
 	struct ocitree_upper *upper = NULL;
 	struct ocitree_mount m = {0};

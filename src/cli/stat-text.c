@@ -375,6 +375,21 @@ static void print_history(FILE *f, const struct ocitree_image *img)
 	free(cells);
 }
 
+/* ocitree's own section, after umoci's (which a script may read by
+ * position): what the tag's image index offers, the one shown marked. */
+static void print_platforms(FILE *f, const struct ocitree_image *img)
+{
+	fputs("\n== PLATFORMS ==\n", f);
+	/* (an index nested in the tag's index has no digest of its own here) */
+	if (img->index_is_root)
+		fprintf(f, "Index: %s\n", img->root.digest);
+	for (size_t i = 0; i < img->index->n_manifests; i++) {
+		const struct ocitree_descriptor *d = &img->index->manifests[i];
+		_cleanup_free_ char *p = d->platform ? ocitree_platform_format(d->platform) : xstrdup("(no platform)");
+		fprintf(f, "  %s: %s%s\n", p, d->digest, i == img->index_pos ? " (shown)" : "");
+	}
+}
+
 void stat_print_text(FILE *f, const struct ocitree_image *img)
 {
 	fputs("== MANIFEST ==\n", f);
@@ -383,4 +398,6 @@ void stat_print_text(FILE *f, const struct ocitree_image *img)
 	print_config(f, img);
 	fputs("\n== HISTORY ==\n", f);
 	print_history(f, img);
+	if (img->index)
+		print_platforms(f, img);
 }

@@ -421,6 +421,11 @@ OCITREE_EXPORT int ocitree_upper_commit(struct ocitree_upper *u, struct ocitree_
 	c.img = ocitree_upper_base_image(u, l, err);
 	if (!c.img)
 		return -1;
+	/* a platform of an index: the new image replaces it in that index */
+	if (image_attach_tag_index(c.img, tag, err) < 0 || image_attach_tag_index(c.img, u->state.tag, err) < 0) {
+		ocitree_image_free(c.img);
+		return -1;
+	}
 	struct ocitree_layer_writer_options wo = {.compression = ocitree_compression_resolve(o->compression,
 											      c.img->manifest),
 						  .clamp_mtime = ocitree_source_date_epoch()};

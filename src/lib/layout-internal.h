@@ -27,6 +27,16 @@ struct ocitree_image;
  * diff_id per layer. */
 int image_load(struct ocitree_image *img, struct ocitree_error **err);
 
+/* When root (an index.json entry) is an image index holding
+ * img->manifest_desc (or, by_platform, an entry for the platform of img's
+ * config), remember it in img so that a commit writes into a copy of it
+ * (see ocitree_image_commit); otherwise leave img alone.  For images opened
+ * by a recorded manifest: repack's bundle, a mount's upper directory.  The
+ * _tag form looks tag up in index.json first (by platform too). */
+int image_attach_index(struct ocitree_image *img, const struct ocitree_descriptor *root, bool by_platform,
+		       struct ocitree_error **err);
+int image_attach_tag_index(struct ocitree_image *img, const char *tag, struct ocitree_error **err);
+
 struct ocitree_write_options;
 /* Append a layer (descriptor and diff_id; NULL for none, as when nothing
  * changed) and the history entry of o to img's manifest and config, then

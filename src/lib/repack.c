@@ -619,6 +619,12 @@ OCITREE_EXPORT int ocitree_repack_bundle(struct ocitree_layout *l, const char *t
 		ocitree_error_prefix(err, "bundle '%s'", bundle);
 		goto out;
 	}
+	/* a platform of an index: the new image replaces it in the tag's index
+	 * as it is now (other platforms may have changed since the unpack),
+	 * else in the index the bundle was unpacked from */
+	if (image_attach_tag_index(img, tag, err) < 0 ||
+	    (meta.n_walk > 1 && image_attach_index(img, &meta.walk[0], false, err) < 0))
+		goto out;
 	old_mtree = mtree_name(md->digest);
 
 	/* the record: ocitree's when it describes this manifest, else umoci's */

@@ -37,4 +37,7 @@ check "options of a raw subcommand" '[[ "$(complete_line "ocitree raw add-layer 
 is "run: runtimes" "$(complete_line "ocitree run --runtime ")" "crun runc "
 is "run: --commit takes tags as --image does" "$(complete_line "ocitree run --commit lay:a")" "alpha "
 is "--clear keys" "$(complete_line "ocitree config --clear config.l")" "config.labels "
+check "--platform is an option of stat" '[[ "$(complete_line "ocitree stat --pla")" == "--platform= " ]]'
+is "--platform values (a tag that is no index: the usual ones)" \
+	"$(complete_line "ocitree stat --image lay:alpha --platform linux/arm")" "linux/arm/v7 linux/arm64 "
 done_testing

@@ -28,6 +28,22 @@ mkdir -p "$P/src/sub" && echo inserted >"$P/src/sub/file" &&
 	$OCITREE tag --image "$P/l:a" b && $OCITREE new --image "$P/l:orphan" && $OCITREE rm --image "$P/l:orphan" &&
 	$OCITREE unpack --image "$P/l:a" "$P/bundle" >/dev/null &&
 	echo changed >"$P/bundle/rootfs/opt/src/sub/file" && echo new >"$P/bundle/rootfs/newfile" || exit 1
+# and a tag m naming an image index (a and an s390x image), as skopeo copy
+# --all writes it, for the writes of one platform
+if have jq; then
+	$OCITREE new --image "$P/l:z" && $OCITREE config --image "$P/l:z" --platform.arch s390x || exit 1
+	entry() { jq -c --arg t "$1" '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"]==$t) | del(.annotations)' "$P/l/index.json"; }
+	arch=$($OCITREE stat --image "$P/l:a" --json | jq -r .config.blob.architecture)
+	jq -cn --argjson a "$(entry a)" --argjson z "$(entry z)" --arg arch "$arch" '{schemaVersion: 2,
+		mediaType: "application/vnd.oci.image.index.v1+json",
+		manifests: [$a + {platform: {architecture: $arch, os: "linux"}}, $z + {platform: {architecture: "s390x", os: "linux"}}]}' |
+		tr -d '\n' >"$T/index"
+	d=$(sha256sum <"$T/index" | cut -d' ' -f1)
+	cp "$T/index" "$P/l/blobs/sha256/$d"
+	jq -c --arg d "sha256:$d" --argjson s "$(stat -c %s "$T/index")" '.manifests += [{mediaType: "application/vnd.oci.image.index.v1+json",
+		digest: $d, size: $s, annotations: {"org.opencontainers.image.ref.name": "m"}}]' "$P/l/index.json" >"$T/ij" &&
+		mv "$T/ij" "$P/l/index.json" && $OCITREE rm --image "$P/l:z" || exit 1
+fi
 fresh() { rm -rf "$1" && cp -a "$P" "$1" && L=$1/l B=$1/bundle S=$1/src TAR=$1/layer.tar; }
 
 # name | tags that must survive | command (L is the layout, B a bundle,
@@ -44,6 +60,7 @@ commands=(
 	"insert|a b|insert --image \$L:a \$S /srv/copy"
 	"raw add-layer|a b|raw add-layer --image \$L:b \$TAR"
 )
+have jq && commands+=("config --platform (into an index)|a b m|config --image \$L:m --platform linux/s390x --config.env X=1")
 points_total=0
 for entry in "${commands[@]}"; do
 	IFS='|' read -r name keep cmd <<<"$entry"

@@ -136,6 +136,18 @@ static int add_tag(struct ocitree_index *idx, void *ud, struct ocitree_error **e
 	return 0;
 }
 
+static int add_tag3(struct ocitree_index *idx, void *ud, struct ocitree_error **e)
+{
+	ocitree_index_set_ref(idx, "t3", ud);
+	return 0;
+}
+
+static int add_tag3a(struct ocitree_index *idx, void *ud, struct ocitree_error **e)
+{
+	ocitree_index_set_ref(idx, "t3a", ud);
+	return 0;
+}
+
 static int refuse(struct ocitree_index *idx, void *ud, struct ocitree_error **e)
 {
 	ocitree_index_set_ref(idx, "x", ud);
@@ -195,7 +207,93 @@ static void test_images_and_gc(void)
 	struct ocitree_image *nested = ocitree_image_open(lay, "t", &err);
 	ok(nested && strcmp(nested->manifest_desc.digest, img->manifest_desc.digest) == 0,
 	   "a nested index resolves to the host's manifest");
+	ok(nested && nested->index && nested->index_pos == 1 && nested->index_is_root &&
+	       strcmp(nested->root.digest, nd.digest) == 0,
+	   "and remembers the index and its entry");
 	ocitree_image_free(nested);
+	reset();
+
+	/* --platform: the entry asked for, or an error listing what there is */
+	struct ocitree_platform want = {0};
+	char *other = xasprintf("linux/not-%s", ocitree_host_architecture());
+	ocitree_platform_parse(other, &want, &err);
+	nested = ocitree_image_open_platform(lay, "t", &want, &err);
+	ok(nested && nested->index_pos == 0, "a platform selects its entry");
+	ocitree_platform_clear(&want);
+	ocitree_platform_parse("linux/s390x", &want, &err);
+	if (strcmp(ocitree_host_architecture(), "s390x") != 0) {
+		char *msg = xasprintf("no manifest for linux/s390x in tag 't'; it has %s, linux/%s", other,
+				      ocitree_host_architecture());
+		ok(!ocitree_image_open_platform(lay, "t", &want, &err) && err->kind == OCITREE_ERROR_NOT_FOUND &&
+		       strcmp(err->msg, msg) == 0,
+		   "a platform the index lacks: the error lists those it has");
+		if (err)
+			diag("%s", err->msg);
+		free(msg);
+		reset();
+	}
+	ocitree_platform_clear(&want);
+	free(other);
+
+	/* a commit of one platform: a new index, only that entry replaced */
+	if (nested) {
+		free(nested->config->author);
+		nested->config->author = xstrdup("platform test");
+		ok(ocitree_image_commit(nested, "t2", &err) == 0, "commit one platform of an index");
+		struct ocitree_descriptor m2, r2;
+		ok(ocitree_image_resolve(lay, "t2", &m2, &r2, &err) == 0 &&
+		       strcmp(r2.media_type, OCITREE_MT_OCI_INDEX) == 0 && strcmp(r2.digest, nd.digest) != 0,
+		   "the tag names a new index");
+		struct ocitree_index *ni = ocitree_blob_read_index(lay, &r2, &err);
+		ok(ni && ni->n_manifests == 2 && strcmp(ni->manifests[1].digest, img->manifest_desc.digest) == 0 &&
+		       strcmp(ni->manifests[0].digest, nested->manifest_desc.digest) == 0 &&
+		       strcmp(ni->manifests[0].digest, img->manifest_desc.digest) != 0 && ni->manifests[0].platform &&
+		       strncmp(ni->manifests[0].platform->architecture, "not-", 4) == 0,
+		   "the other entry is untouched, this one replaced with its platform kept");
+		ok(strcmp(nested->root.digest, r2.digest) == 0, "the image now describes the new index");
+		ocitree_index_free(ni);
+		ocitree_descriptor_clear(&m2);
+		ocitree_descriptor_clear(&r2);
+		ocitree_image_free(nested);
+	}
+	reset();
+
+	/* two platforms of one tag written one after the other, each opened
+	 * before either was written: both changes stay */
+	struct ocitree_descriptor t_root = {0}, t_m = {0};
+	ocitree_image_resolve(lay, "t", &t_m, &t_root, &err);
+	ocitree_layout_update_index(lay, add_tag3, &t_root, &err);
+	struct ocitree_platform p0 = {0};
+	char *p0s = xasprintf("linux/not-%s", ocitree_host_architecture());
+	ocitree_platform_parse(p0s, &p0, &err);
+	struct ocitree_image *i0 = ocitree_image_open_platform(lay, "t3", &p0, &err);
+	struct ocitree_image *i1 = ocitree_image_open_platform(lay, "t3", NULL, &err);
+	ok(i0 && i1 && i0->index_pos == 0 && i1->index_pos == 1, "open both platforms of a tag");
+	if (i0 && i1) {
+		free(i0->config->author);
+		i0->config->author = xstrdup("zero");
+		free(i1->config->author);
+		i1->config->author = xstrdup("one");
+		ok(ocitree_image_commit(i0, "t3", &err) == 0, "commit one platform");
+		/* (kept by a tag: the gc test below counts what it removes) */
+		ocitree_layout_update_index(lay, add_tag3a, &i0->root, &err);
+		ok(ocitree_image_commit(i1, "t3", &err) == 0, "then the other, opened before");
+		struct ocitree_descriptor m3, r3;
+		ocitree_image_resolve(lay, "t3", &m3, &r3, &err);
+		struct ocitree_index *ti = ocitree_blob_read_index(lay, &r3, &err);
+		ok(ti && ti->n_manifests == 2 && strcmp(ti->manifests[0].digest, i0->manifest_desc.digest) == 0 &&
+		       strcmp(ti->manifests[1].digest, i1->manifest_desc.digest) == 0,
+		   "the second commit went into the index the first one wrote");
+		ocitree_index_free(ti);
+		ocitree_descriptor_clear(&m3);
+		ocitree_descriptor_clear(&r3);
+	}
+	ocitree_image_free(i0);
+	ocitree_image_free(i1);
+	ocitree_platform_clear(&p0);
+	free(p0s);
+	ocitree_descriptor_clear(&t_root);
+	ocitree_descriptor_clear(&t_m);
 	reset();
 
 	/* an index that contains itself cannot be written (content addressing),
@@ -211,6 +309,7 @@ static void test_images_and_gc(void)
 	ok(ocitree_layout_update_index(lay, add_tag, &outer, &err) == 0, "tag a twice-nested index");
 	nested = ocitree_image_open(lay, "t", &err);
 	ok(nested != NULL, "two levels of nesting resolve");
+	ok(nested && nested->index && !nested->index_is_root, "to the inner index, which is not the tag's");
 	ocitree_image_free(nested);
 	reset();
 
@@ -270,6 +369,34 @@ static void test_tags(void)
 	reset();
 }
 
+static void test_platforms(void)
+{
+	struct ocitree_platform p;
+	ok(ocitree_platform_parse("linux/arm64/v8", &p, &err) == 0 && strcmp(p.os, "linux") == 0 &&
+	       strcmp(p.architecture, "arm64") == 0 && strcmp(p.variant, "v8") == 0,
+	   "parse OS/ARCH/VARIANT");
+	char *f = ocitree_platform_format(&p);
+	is_str(f, "linux/arm64/v8", "formatted back");
+	free(f);
+	struct ocitree_platform entry = {.os = (char *)"linux", .architecture = (char *)"arm64"};
+	ok(ocitree_platform_match(&entry, &p), "arm64 without a variant is arm64/v8");
+	entry.variant = (char *)"v7";
+	ok(!ocitree_platform_match(&entry, &p), "a variant asked for must match");
+	ocitree_platform_clear(&p);
+	ok(ocitree_platform_parse("linux/arm64", &p, &err) == 0 && !p.variant, "parse OS/ARCH");
+	ok(ocitree_platform_match(&entry, &p), "no variant asked for takes any");
+	entry.os = (char *)"windows";
+	ok(!ocitree_platform_match(&entry, &p), "the os must match");
+	ocitree_platform_clear(&p);
+	const char *bad[] = {"", "linux", "linux/", "/amd64", "linux//v8", "linux/amd64/", "linux/amd64/v8/x",
+			     "Linux/amd64", "linux/am d64", "linux/amd64:x"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		ok(ocitree_platform_parse(bad[i], &p, &err) < 0 && err->kind == OCITREE_ERROR_USAGE && !p.os,
+		   "'%s' is refused", bad[i]);
+		reset();
+	}
+}
+
 int main(void)
 {
 	if (!mkdtemp(root)) {
@@ -280,6 +407,7 @@ int main(void)
 	test_blobs();
 	test_images_and_gc();
 	test_tags();
+	test_platforms();
 	char *cmd = xasprintf("rm -rf %s", root);
 	if (system(cmd) != 0)
 		diag("could not remove %s", root);
