@@ -202,5 +202,6 @@ int cmd_raw_unpack(int argc, char **argv, struct ocitree_error **err);
 int cmd_mount(int argc, char **argv, struct ocitree_error **err);
 int cmd_umount(int argc, char **argv, struct ocitree_error **err);
 int cmd_commit(int argc, char **argv, struct ocitree_error **err);
+int cmd_build(int argc, char **argv, struct ocitree_error **err);
 
 #endif

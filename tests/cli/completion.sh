@@ -34,5 +34,7 @@ is "tags after the ':'" "$(complete_line "ocitree stat --image lay:")" "alpha be
 is "tags by prefix" "$(complete_line "ocitree stat --image lay:b")" "beta "
 is "raw subcommands" "$(complete_line "ocitree raw ")" "add-layer runtime-config unpack "
 check "options of a raw subcommand" '[[ "$(complete_line "ocitree raw add-layer --comp")" == "--compress= " ]]'
+is "build's runtimes" "$(complete_line "ocitree build --runtime ")" "crun runc "
+check "build's options" '[[ "$(complete_line "ocitree build --sub")" == *"--substitute= "* && "$(complete_line "ocitree build --sub")" == *"--substitute-file= "* ]]'
 is "--clear keys" "$(complete_line "ocitree config --clear config.l")" "config.labels "
 done_testing
