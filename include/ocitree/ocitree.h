@@ -4,6 +4,7 @@
 #define OCITREE_H
 
 #include "ocitree/bundle.h"
+#include "ocitree/container.h"
 #include "ocitree/control.h"
 #include "ocitree/digest.h"
 #include "ocitree/error.h"

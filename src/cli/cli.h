@@ -30,6 +30,9 @@ const struct command *cli_find_command(const struct command *table, const char *
 void cli_print_help(FILE *f, const char *prefix, const struct command *cmd);
 /* The command being run, for usage errors and --help. */
 extern const struct command *cli_current;
+/* The exit status of a command that succeeds (0 unless it sets another:
+ * `run` exits with its container's). */
+extern int cli_exit_status;
 
 /* Every command's option table has CLI_HELP_OPTION; its getopt loop has
  * CLI_HANDLE_HELP, which prints the help and makes the command return
@@ -184,6 +187,26 @@ char *human_size(int64_t bytes);
 /* Run as mount.fuse.ocitree, the mount(8) helper (mount-helper.c). */
 int mount_helper_main(int argc, char **argv);
 
+/* A mount of an image (mount-image.c): what `ocitree mount` takes. */
+struct cli_mount_request {
+	const char *layout, *tag;
+	const char *layer; /* --layer N|DIGEST, or NULL */
+	long upto;         /* --upto N, 0 when not given */
+	const char *cache_dir;
+	bool rebuild;
+	bool foreground;
+	char **mount_opts; /* -o, NULL-terminated; may be NULL */
+	const char *upper, *workdir;
+	/* called in the serving process once the mount is in place; may be NULL */
+	void (*ready)(void *data);
+	void *ready_data;
+};
+/* Set the mount up and serve it (see fs_run and fs_run_rw for the life
+ * cycle: in the background unless foreground, until unmounted). */
+int cli_mount_image(const struct cli_mount_request *r, const char *mountpoint, struct ocitree_error **err);
+/* A layer number of --layer and --upto (1 is the lowest). */
+int cli_layer_number(const char *opt, const char *s, long *out, struct ocitree_error **err);
+
 /* Each command */
 int cmd_init(int argc, char **argv, struct ocitree_error **err);
 int cmd_new(int argc, char **argv, struct ocitree_error **err);
@@ -203,5 +226,6 @@ int cmd_mount(int argc, char **argv, struct ocitree_error **err);
 int cmd_umount(int argc, char **argv, struct ocitree_error **err);
 int cmd_commit(int argc, char **argv, struct ocitree_error **err);
 int cmd_build(int argc, char **argv, struct ocitree_error **err);
+int cmd_run(int argc, char **argv, struct ocitree_error **err);
 
 #endif

@@ -130,8 +130,24 @@ static const struct command commands[] = {
 	 "      --cache-dir=DIR              with --upper: where layer indexes are cached (for metacopy data)\n"
 	 HISTORY_OPTS_HELP,
 	 cmd_commit},
+	{"run", NULL, "mount", "run a command in a container on a writable mount of an image",
+	 "--image LAYOUT[:TAG] [OPTIONS] [--] [COMMAND [ARG...]]",
+	 "      --image=LAYOUT[:TAG]         the image to run (TAG defaults to latest)\n"
+	 "      --upper=DIR                  keep the changes in DIR (default: a temporary directory, removed\n"
+	 "                                   afterwards unless the command fails)\n"
+	 "      --commit=LAYOUT:NEWTAG       when the command succeeds, commit its changes as NEWTAG\n"
+	 "      --bind=SRC:DST[:ro]          bind-mount SRC at DST in the container (repeatable)\n"
+	 "      --env=NAME=VALUE             set an environment variable (repeatable; NAME alone passes\n"
+	 "                                   this environment's value on)\n"
+	 "      --user=USER[:GROUP]          run as this user (names are looked up in the image)\n"
+	 "      --workdir=DIR                the working directory in the container\n"
+	 "      --runtime=runc|crun|PATH     the OCI runtime (default: runc, else crun)\n"
+	 "      --cache-dir=DIR              where layer indexes are cached\n" COMPRESS_OPTS_HELP HISTORY_OPTS_HELP,
+	 cmd_run},
 	{NULL, NULL, NULL, NULL, NULL, NULL, NULL},
 };
+
+int cli_exit_status;
 
 static const char *const groups[][2] = {
 	{"image", "Image commands"},
@@ -271,5 +287,5 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ocitree %s: write output: %s\n", cmd->name, strerror(errno));
 		return 1;
 	}
-	return 0;
+	return cli_exit_status;
 }

@@ -27,6 +27,7 @@ static const struct fuse_opt fs_opt_table[] = {
     FUSE_OPT_KEY("default_permissions", FUSE_OPT_KEY_DISCARD),
     {"allow_other", offsetof(struct fs_config, allow_other), 1},
     FUSE_OPT_KEY("allow_other", KEY_KEEP),
+    {"no_allow_other", offsetof(struct fs_config, no_allow_other), 1},
     {"allow_root", offsetof(struct fs_config, allow_other), 1},
     FUSE_OPT_KEY("allow_root", KEY_KEEP),
     {"xattrs=%s", offsetof(struct fs_config, xattrs), 0},
@@ -101,10 +102,19 @@ int fs_parse_options(const struct fs_opts *opts, struct fs_config *cfg, struct f
 		bad = "-o xattrs: use trusted, user or none";
 	else if (cfg->whiteout && strcmp(cfg->whiteout, "chardev") != 0 && strcmp(cfg->whiteout, "file") != 0)
 		bad = "-o whiteout: use chardev or file";
+	else if (cfg->allow_other && cfg->no_allow_other)
+		bad = "-o no_allow_other contradicts -o allow_other and allow_root";
 	if (bad) {
 		fuse_opt_free_args(args);
 		fs_config_clear(cfg);
 		return ocitree_error_setk(err, OCITREE_ERROR_USAGE, "%s", bad);
+	}
+	/* root mounts an image for every uid in it (a container's, a
+	 * chroot's): the kernel checks permissions on the image's modes */
+	if (geteuid() == 0 && !cfg->allow_other && !cfg->no_allow_other) {
+		cfg->allow_other = 1;
+		fuse_opt_add_arg(args, "-o");
+		fuse_opt_add_arg(args, "allow_other");
 	}
 	/* a writable mount whose owners are virtual (an unprivileged user)
 	 * is the mounting user's alone: every request is theirs, made as if by
@@ -203,6 +213,8 @@ int fs_session_run(const struct fuse_lowlevel_ops *ops, size_t ops_size, void *u
 	/* threads do not survive the fork of fuse_daemonize: start them now */
 	if (hooks && hooks->started && hooks->started(userdata, se) < 0)
 		ocitree_log(OCITREE_LOG_ERROR, "could not start the control thread: live commit is not available");
+	if (opts->ready)
+		opts->ready(opts->ready_data);
 	loop = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_clone_fd(loop, 0);
 	fuse_loop_cfg_set_max_threads(loop, cfg->threads);

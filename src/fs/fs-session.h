@@ -27,6 +27,7 @@ struct fs_config {
 	int rw;
 	int no_default_permissions;
 	int allow_other;
+	int no_allow_other;
 	char *xattrs;   /* -o xattrs=, allocated by fuse_opt */
 	char *whiteout; /* -o whiteout= */
 };

@@ -21,7 +21,9 @@
 	"  -o OPTIONS                       comma-separated mount options (repeatable):\n"                         \
 	"       ro, rw                      read-only, or writable with --upper (the default then)\n"               \
 	"       debug                       log every FUSE request to stderr (implies -f)\n"                       \
-	"       allow_other, allow_root     let other users (or root) see the mount\n"                             \
+	"       allow_other, allow_root     let other users (or root) see the mount (allow_other is the\n"         \
+	"                                   default for root: a rootfs is used by every uid in it)\n"            \
+	"       no_allow_other              as root, let no other user see the mount\n"                          \
 	"       default_permissions         kernel permission checks on the image's modes (the default;\n"         \
 	"                                   no_default_permissions turns it off)\n"                                \
 	"       fsname=NAME                 the mount's source, as findmnt shows it (default LAYOUT:TAG)\n"        \
@@ -40,6 +42,11 @@ struct fs_opts {
 	char **mount_opts; /* the -o arguments as given, NULL-terminated; may be NULL */
 	bool writable;       /* an upper directory is given */
 	bool virtual_owners; /* its format keeps owners in xattrs (no default_permissions) */
+	/* called in the process that serves, once the mount is in place and
+	 * before it serves the first request (foreground or not); may be NULL.
+	 * `ocitree run` waits for it (src/cli/run.c). */
+	void (*ready)(void *data);
+	void *ready_data;
 };
 
 /* Parse opts->mount_opts now (so that usage errors come before any work);

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Image config -> runtime-spec config.json, field for field what umoci 0.4
- * generates (so that bundles are interchangeable and runc starts them).
+ * generates (so that bundles are interchangeable and runc starts them);
+ * and the same spec turned into the container `ocitree run` and `ocitree
+ * build` run a process in, on a mounted image (ocitree/container.h).
  */
 #include "config.h"
 
@@ -13,6 +15,7 @@
 
 #include "bundle-internal.h"
 #include "json.h"
+#include "ocitree/container.h"
 
 #define MAX_ID 2147483647
 
@@ -216,8 +219,9 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-OCITREE_EXPORT char *ocitree_runtime_config(const struct ocitree_config *c, const char *rootfs,
-					    const struct ocitree_map_options *m, struct ocitree_error **err)
+/* The runtime spec of c as umoci generates it, as a JSON tree. */
+static cJSON *umoci_spec(const struct ocitree_config *c, const char *rootfs, const struct ocitree_map_options *m,
+			 struct ocitree_error **err)
 {
 	static const struct ocitree_map_options none = {0};
 	if (!m)
@@ -419,7 +423,155 @@ OCITREE_EXPORT char *ocitree_runtime_config(const struct ocitree_config *c, cons
 	json_add(lnx, "maskedPaths", strings(masked));
 	json_add(lnx, "readonlyPaths", strings(ro));
 	json_add(spec, "linux", lnx);
+	return steal_pointer(&spec);
+}
 
+OCITREE_EXPORT char *ocitree_runtime_config(const struct ocitree_config *c, const char *rootfs,
+					    const struct ocitree_map_options *m, struct ocitree_error **err)
+{
+	_cleanup_json_ cJSON *spec = umoci_spec(c, rootfs, m, err);
+	if (!spec)
+		return NULL;
 	/* indented with tabs, as umoci's encoder does */
+	return json_encode(spec, true);
+}
+
+/* ---- the container of ocitree run and build ---- */
+
+static bool env_has(const cJSON *env, const char *name)
+{
+	size_t nl = strlen(name);
+	const cJSON *e;
+	cJSON_ArrayForEach(e, env)
+	{
+		if (strncmp(e->valuestring, name, nl) == 0 && e->valuestring[nl] == '=')
+			return true;
+	}
+	return false;
+}
+
+static cJSON *container_mounts(const struct ocitree_container_spec *s)
+{
+	static const char *const o_dev[] = {"nosuid", "strictatime", "mode=755", "size=65536k", NULL};
+	static const char *const o_pts[] = {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5", NULL};
+	/* gid 5 (tty) may not be mapped in a user namespace */
+	static const char *const o_pts_userns[] = {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", NULL};
+	static const char *const o_shm[] = {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k", NULL};
+	static const char *const o_mq[] = {"nosuid", "noexec", "nodev", NULL};
+	static const char *const o_sys[] = {"nosuid", "noexec", "nodev", "ro", NULL};
+	static const char *const o_cg[] = {"nosuid", "noexec", "nodev", "relatime", "ro", NULL};
+	static const char *const o_sysbind[] = {"rbind", "nosuid", "noexec", "nodev", "ro", NULL};
+	static const char *const o_resolv[] = {"rbind", "ro", NULL};
+	static const char *const o_bind_ro[] = {"rbind", "ro", NULL};
+	static const char *const o_bind_rw[] = {"rbind", "rw", NULL};
+	cJSON *mounts = json_array();
+	add_mount(mounts, "/proc", "proc", "proc", NULL);
+	add_mount(mounts, "/dev", "tmpfs", "tmpfs", o_dev);
+	add_mount(mounts, "/dev/pts", "devpts", "devpts", s->userns ? o_pts_userns : o_pts);
+	add_mount(mounts, "/dev/shm", "tmpfs", "shm", o_shm);
+	add_mount(mounts, "/dev/mqueue", "mqueue", "mqueue", o_mq);
+	if (s->userns) {
+		add_mount(mounts, "/sys", "bind", "/sys", o_sysbind);
+	} else {
+		add_mount(mounts, "/sys", "sysfs", "sysfs", o_sys);
+		add_mount(mounts, "/sys/fs/cgroup", "cgroup", "cgroup", o_cg);
+	}
+	/* the host's network, so the host's name servers */
+	add_mount(mounts, "/etc/resolv.conf", "bind", "/etc/resolv.conf", o_resolv);
+	for (size_t i = 0; i < s->n_binds; i++)
+		add_mount(mounts, s->binds[i].destination, "bind", s->binds[i].source,
+			  s->binds[i].readonly ? o_bind_ro : o_bind_rw);
+	return mounts;
+}
+
+OCITREE_EXPORT char *ocitree_container_config(const struct ocitree_config *c, const char *rootfs,
+					      const struct ocitree_container_spec *s, struct ocitree_error **err)
+{
+	static const struct ocitree_container_spec defaults = {0};
+	if (!s)
+		s = &defaults;
+	if (!rootfs || rootfs[0] != '/')
+		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "the container's root '%s' is not an absolute path",
+					  rootfs ? rootfs : ""),
+		       NULL;
+	for (const char *const *e = s->env; e && *e; e++)
+		if (!strchr(*e, '=') || **e == '=')
+			return ocitree_error_setk(err, OCITREE_ERROR_USAGE, "invalid environment variable '%s': use NAME=VALUE",
+						  *e),
+			       NULL;
+	for (size_t i = 0; i < s->n_binds; i++)
+		if (!s->binds[i].source || !s->binds[i].destination || s->binds[i].destination[0] != '/')
+			return ocitree_error_setk(err, OCITREE_ERROR_USAGE, "bind mount %zu: needs a source and an absolute destination",
+						  i + 1),
+			       NULL;
+	if (s->cwd && s->cwd[0] != '/')
+		return ocitree_error_setk(err, OCITREE_ERROR_USAGE, "working directory '%s' is not an absolute path", s->cwd),
+		       NULL;
+	/* umoci's process (user, environment, cwd), looked up on the mount */
+	struct ocitree_config uc = *c;
+	if (s->user)
+		uc.config.user = (char *)s->user;
+	static const struct ocitree_map_options none = {0};
+	_cleanup_json_ cJSON *spec = umoci_spec(&uc, rootfs, &none, err);
+	if (!spec)
+		return NULL;
+
+	cJSON *proc = cJSON_GetObjectItemCaseSensitive(spec, "process");
+	json_set(proc, "terminal", json_bool(s->terminal));
+	if (s->argv && s->argv[0]) {
+		cJSON *args = json_array();
+		for (const char *const *a = s->argv; *a; a++)
+			json_append(args, json_string(*a));
+		json_set(proc, "args", args);
+	}
+	cJSON *env = cJSON_GetObjectItemCaseSensitive(proc, "env");
+	if (!env_has(env, "HOME"))
+		json_append(env, json_string("HOME=/root"));
+	for (const char *const *e = s->env; e && *e; e++)
+		set_env(env, *e);
+	if (s->cwd)
+		json_set(proc, "cwd", json_string(s->cwd));
+	/* what a container engine gives root by default: enough for package
+	 * managers (chown, setuid to their sandbox users, mknod); another user
+	 * has them in its bounding set only, as under podman */
+	static const char *const caps[] = {"CAP_AUDIT_WRITE", "CAP_CHOWN",	     "CAP_DAC_OVERRIDE", "CAP_FOWNER",
+					   "CAP_FSETID",      "CAP_KILL",	     "CAP_MKNOD",	 "CAP_NET_BIND_SERVICE",
+					   "CAP_NET_RAW",     "CAP_SETFCAP",	     "CAP_SETGID",	 "CAP_SETPCAP",
+					   "CAP_SETUID",      "CAP_SYS_CHROOT",	     NULL};
+	static const char *const no_caps[] = {NULL};
+	const cJSON *uid = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(proc, "user"), "uid");
+	bool root = cJSON_IsNumber(uid) && uid->valuedouble == 0;
+	cJSON *cap = json_object();
+	json_add(cap, "bounding", strings(caps));
+	json_add(cap, "effective", strings(root ? caps : no_caps));
+	json_add(cap, "inheritable", strings(no_caps));
+	json_add(cap, "permitted", strings(root ? caps : no_caps));
+	json_add(cap, "ambient", strings(no_caps));
+	json_set(proc, "capabilities", cap);
+	/* setuid programs (su, sudo) work as in any container */
+	json_set(proc, "noNewPrivileges", json_bool(false));
+
+	cJSON *root_obj = json_object();
+	json_add(root_obj, "path", json_string(rootfs));
+	json_add(root_obj, "readonly", json_bool(false));
+	json_set(spec, "root", root_obj);
+	json_set(spec, "hostname", json_string(s->hostname ? s->hostname : "ocitree"));
+	json_set(spec, "mounts", container_mounts(s));
+
+	cJSON *lnx = cJSON_GetObjectItemCaseSensitive(spec, "linux");
+	cJSON_DeleteItemFromObjectCaseSensitive(lnx, "uidMappings");
+	cJSON_DeleteItemFromObjectCaseSensitive(lnx, "gidMappings");
+	/* a runtime in a user namespace cannot set up device rules: it
+	 * bind-mounts the host's devices instead */
+	if (s->userns)
+		cJSON_DeleteItemFromObjectCaseSensitive(lnx, "resources");
+	cJSON *ns = json_array();
+	static const char *const nss[] = {"pid", "ipc", "uts", "mount"};
+	for (size_t i = 0; i < ARRAY_SIZE(nss); i++) {
+		cJSON *o = json_object();
+		json_add(o, "type", json_string(nss[i]));
+		json_append(ns, o);
+	}
+	json_set(lnx, "namespaces", ns);
 	return json_encode(spec, true);
 }
