@@ -589,6 +589,10 @@ int cmd_build(int argc, char **argv, struct ocitree_error **err)
 		ocitree_error_set(err, errno, "layout '%s'", a.layout);
 		goto out;
 	}
+	if (a.cache_dir && mkdir(a.cache_dir, 0700) < 0 && errno != EEXIST) {
+		ocitree_error_set(err, errno, "create cache directory '%s'", a.cache_dir);
+		goto out;
+	}
 	b.cache_dir = a.cache_dir ? realpath(a.cache_dir, NULL) : ocitree_cache_dir_default();
 	if (!b.cache_dir && a.cache_dir) {
 		ocitree_error_set(err, errno, "cache directory '%s'", a.cache_dir);
