@@ -581,6 +581,22 @@ int cmd_build(int argc, char **argv, struct ocitree_error **err)
 	b.plan = ocitree_build_plan_new(a.file, &a.subst, a.names, a.n_names, err);
 	if (!b.plan)
 		goto out;
+	/* what can be refused is refused before anything is built: a missing
+	 * runtime when a step will need one */
+	bool steps = false;
+	for (size_t k = 0; k < b.plan->n_items; k++)
+		steps = steps || b.plan->items[k].image->run;
+	if (steps) {
+		char *rt = run_find_runtime(a.runtime, err);
+		if (!rt)
+			goto out;
+		free(rt);
+	}
+	/* unprivileged, everything happens as root of a user namespace of
+	 * our own, where the mounts are open to every uid of the containers;
+	 * entered before anything starts a thread */
+	if (geteuid() != 0 && run_userns_enter(err) < 0)
+		goto out;
 	b.l = cli_open_layout(a.layout, err);
 	if (!b.l)
 		goto out;

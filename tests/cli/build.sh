@@ -286,4 +286,46 @@ check "two builds from scratch with SOURCE_DATE_EPOCH give the same digests" \
 	'[ -s "$T/rep1.out" ] && cmp -s "$T/rep1.out" "$T/rep2.out" && cmp -s "$T/rep1/index.json" "$T/rep2/index.json"'
 unset SOURCE_DATE_EPOCH
 
+# ---- unprivileged: in a user namespace, the mount made inside it ----
+# (tests/fs/run.sh covers the uids of a /etc/subuid range; editing that
+# file here would race with it)
+as_nobody=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+if ! have setpriv || ! "${as_nobody[@]}" unshare --user true 2>/dev/null || [ ! -e /dev/fuse ]; then
+	skip "unprivileged build" "setpriv, user namespaces or /dev/fuse are missing"
+	done_testing
+	exit
+fi
+if ! "${as_nobody[@]}" test -w /dev/fuse; then
+	mode=$(stat -c %a /dev/fuse)
+	chmod o+rw /dev/fuse
+	at_exit "chmod $mode /dev/fuse"
+fi
+H=$T/home
+mkdir -p "$H/tmp" "$H/cache" "$H/r"
+cp -a "$T/src" "$H/src"
+echo unprivileged >"$H/r/hello.txt"
+cat >"$H/r/stacker.yaml" <<'EOF'
+base:
+  from: {type: oci, url: ../src:base}
+  import: [hello.txt]
+  run: |
+    cp /stacker/hello.txt /hello.txt
+    rm /etc/motd
+child:
+  from: {type: built, tag: base}
+  run: echo child > /child
+EOF
+chown -R 65534:65534 "$H"
+chmod 755 "$T"
+user() { "${as_nobody[@]}" env HOME="$H" TMPDIR="$H/tmp" OCITREE_CACHE_DIR="$H/cache" "$@"; }
+ok "unprivileged: init" user $OCITREE init --layout "$H/l"
+ok "unprivileged: build" user $OCITREE build --layout "$H/l" -f "$H/r/stacker.yaml"
+validated "unprivileged: the images are valid" "$H/l"
+ok "umoci unpacks the unprivileged build" umoci unpack --image "$H/l:child" "$T/b-user"
+r=$T/b-user/rootfs
+check "unprivileged: the steps' changes" '[ "$(cat "$r/hello.txt" "$r/child")" = "$(printf "unprivileged\nchild")" ] && [ ! -e "$r/etc/motd" ]'
+is "unprivileged: root's files stay root's" "$(stat -c %u "$r/hello.txt" 2>/dev/null)" 0
+ok "unprivileged: again" user $OCITREE build --layout "$H/l" -f "$H/r/stacker.yaml"
+check "unprivileged: from the cache" '[ "$(grep -c "(cached)" "$T/out")" = 2 ]'
+
 done_testing
