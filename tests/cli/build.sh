@@ -182,6 +182,8 @@ check "the step's removal" '[ ! -e "$r/etc/motd" ]'
 is "an import with a destination" "$(cat "$r/etc/app/app.conf")" "key=value"
 check "no /stacker in the image" '[ ! -e "$r/stacker" ]'
 check "no bind mount point in the image" '[ ! -e "$r/mnt" ]'
+check "nor the runtime's mount points the base did not have" \
+	'[ ! -e "$r/proc" ] && [ ! -e "$r/sys" ] && [ ! -e "$r/dev" ] && [ ! -e "$r/etc/resolv.conf" ]'
 check "the base's files are there" '[ -x "$r/bin/busybox" ] && [ -e "$r/etc/passwd" ]'
 is "one new layer on the base's" "$(jq '.layers | length' "$(manifest_of base)")" 2
 c=$(config_of base)
