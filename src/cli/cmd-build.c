@@ -552,6 +552,33 @@ out:;
 	return ret;
 }
 
+/* Temporary tags of builds that were killed (SIGKILL leaves them), to be
+ * dropped with this build's tags.  A tag names its build's pid; one whose
+ * process is gone is stale. */
+static char **stale_tmp_tags(struct build *b)
+{
+	size_t n = 0, cap = 0;
+	char **v = NULL;
+	GROW(v, cap, 1);
+	v[0] = NULL;
+	struct ocitree_error *e = NULL;
+	struct ocitree_index *idx = ocitree_layout_read_index(b->l, &e);
+	ocitree_error_free(e);
+	for (size_t i = 0; idx && i < idx->n_manifests; i++) {
+		const char *t = ocitree_descriptor_ref_name(&idx->manifests[i]);
+		long pid = 0;
+		if (!t || sscanf(t, "ocitree-build-tmp-%ld-", &pid) != 1 || pid <= 0 || pid == (long)getpid())
+			continue;
+		if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		GROW(v, cap, n + 2);
+		v[n++] = xstrdup(t);
+		v[n] = NULL;
+	}
+	ocitree_index_free(idx);
+	return v;
+}
+
 static int build_all(struct build *b, struct ocitree_error **err)
 {
 	b->out = xcalloc(b->plan->n_items + 1, sizeof(*b->out));
@@ -562,8 +589,12 @@ static int build_all(struct build *b, struct ocitree_error **err)
 	size_t n = b->plan->n_items;
 	const char **tags = xcalloc(n + 1, sizeof(*tags));
 	const struct ocitree_descriptor **descs = xcalloc(n + 1, sizeof(*descs));
-	const char **drop = xcalloc(n + 1, sizeof(*drop));
+	_cleanup_strv_ char **stale = stale_tmp_tags(b);
+	size_t n_stale = strv_len(stale);
+	const char **drop = xcalloc(n + n_stale + 1, sizeof(*drop));
 	size_t nt = 0, nd = 0;
+	for (size_t k = 0; k < n_stale; k++)
+		drop[nd++] = stale[k];
 	for (size_t k = 0; k < n; k++) {
 		if (b->out[k].tmp_tag[0])
 			drop[nd++] = b->out[k].tmp_tag;

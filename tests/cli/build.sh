@@ -223,6 +223,20 @@ if ok "ocitree unpack child" $OCITREE unpack --image "$T/l:child" "$T/ob"; then
 		grep -q hello "$T/runc.out"'
 fi
 
+# ---- the same as by hand: umoci unpack, runc run, umoci repack ----
+ok "by hand: umoci unpack base" umoci unpack --image "$T/l:base" "$T/hand"
+jq '.process.terminal = false | .process.args = ["/bin/sh", "-e", "-c", "echo one > /one"] | .process.user = {"uid": 0, "gid": 0} | .process.cwd = "/"' \
+	"$T/hand/config.json" >"$T/hand/c.json" && mv "$T/hand/c.json" "$T/hand/config.json"
+ok "by hand: runc run the step" timeout 60 runc --root "$T/runc" run -b "$T/hand" ocitree-hand-$$
+ok "by hand: umoci repack" umoci repack --image "$T/l:by-hand" "$T/hand"
+ok "umoci unpacks the hand-made image" umoci unpack --image "$T/l:by-hand" "$T/b-hand"
+ok "umoci unpacks the built one" umoci unpack --image "$T/l:one" "$T/b-one"
+# what the runtime made in the hand-made rootfs (the base has no /proc,
+# /dev, /sys) is the difference the build removes on purpose
+for d in proc dev sys etc/resolv.conf; do rm -rf "${T:?}/b-hand/rootfs/$d"; done
+is "the built image's tree is the hand-made one's" "$(tree_listing "$T/b-one/rootfs")" "$(tree_listing "$T/b-hand/rootfs")"
+ok "untag the hand-made image" $OCITREE rm --image "$T/l:by-hand"
+
 # ---- the cache ----
 snapshot "$T/l" >"$T/snap1"
 ok "an unchanged recipe again" build
@@ -276,6 +290,29 @@ kept=$(sed -n "s/.*are kept in '\(.*\)' (ocitree run --upper)/\1/p" "$T/err")
 check "the upper directory is kept, with the first step's change" '[ -n "$kept" ] && [ "$(cat "$kept/first")" = first ]'
 [ -n "$kept" ] && rm -rf "$(dirname "$kept")"
 ok "fsck --full after the failure" $OCITREE fsck --full --layout "$T/l"
+
+# ---- kill -9 while a step runs ----
+cat >"$R/slow.yaml" <<'EOF'
+slow:
+  from: {type: oci, url: "${{SRC}}:base"}
+  run: echo started > /started; sleep 3; echo done > /done
+EOF
+mkdir -p "$T/ktmp"
+TMPDIR=$T/ktmp $OCITREE build --layout "$T/l" -f "$R/slow.yaml" --substitute SRC="$T/src" >/dev/null 2>&1 &
+kpid=$!
+for _ in $(seq 100); do
+	[ -n "$(find "$T/ktmp" -name started 2>/dev/null)" ] && break
+	sleep 0.1
+done
+kill -9 $kpid
+wait $kpid 2>/dev/null
+sleep 3.5 # the step's container ends on its own
+for mp in $(findmnt -rn -o TARGET | grep "^$T/ktmp" | sort -r); do umount -l "$mp"; done
+ok "fsck --full after a build killed in a step" $OCITREE fsck --full --layout "$T/l"
+check "its temporary tag is there" 'jq -r ".manifests[].annotations[\"org.opencontainers.image.ref.name\"]" "$T/l/index.json" | grep -q "^ocitree-build-tmp-$kpid-"'
+ok "the next build" build tools
+check "drops it" '! grep -q "ocitree-build-tmp-" "$T/l/index.json"'
+check "and no tag of the killed build is left" '[ -z "$(digest_of slow)" ]'
 
 # ---- reproducible ----
 export SOURCE_DATE_EPOCH=1700000000
