@@ -14,7 +14,7 @@
 
 static const struct command commands[] = {
 	/* image */
-	{"build", NULL, "image", "build images from a stacker.yaml recipe, one layer each, without extracting a base",
+	{"build", NULL, "image", "build images from a stacker.yaml recipe, one layer each",
 	 "--layout LAYOUT [-f RECIPE] [OPTIONS] [NAME...]",
 	 "  -f, --file=RECIPE                the recipe (default: stacker.yaml)\n"
 	 "      --layout=LAYOUT              the layout the images are built in and tagged in\n"
