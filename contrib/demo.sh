@@ -56,5 +56,16 @@ step "$O" unpack --image demo:app2 bundle
 show "echo 'edited in the bundle' >>bundle/rootfs/etc/motd"
 step "$O" repack --image demo:app3 bundle
 
+# run a command in a container on a writable mount and commit what it did
+# (needs root or user namespaces, runc or crun, and a shell in the image:
+# the demo copies a static busybox in when there is one)
+if [ "$(id -u)" -eq 0 ] && command -v busybox >/dev/null && command -v runc >/dev/null; then
+	mkdir -p tools/bin && cp "$(command -v busybox)" tools/bin/busybox && ln -s busybox tools/bin/sh && ln -s busybox tools/bin/cat
+	step "$O" insert --image demo:app2 --tag with-sh tools/bin /bin
+	step "$O" run --cache-dir "$W/cache" --image demo:with-sh --commit demo:ran -- \
+		sh -c 'echo "hello from a container" >/data/ran'
+	step "$O" run --cache-dir "$W/cache" --image demo:ran -- cat /data/ran
+fi
+
 step "$O" fsck --full --layout demo
 printf '\nThe layout in %s is a plain OCI layout: skopeo, umoci and runc read it.\n' "$W/demo"

@@ -7,6 +7,7 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <sys/stat.h>
 
 #include "run.h"
@@ -77,6 +78,19 @@ static void add_env(struct run_args *a, const char *kv)
 	const char *v = strchr(kv, '=') ? NULL : getenv(kv);
 	a->env[a->n_env++] = v ? xasprintf("%s=%s", kv, v) : xstrdup(kv);
 	a->env[a->n_env] = NULL;
+}
+
+static bool dir_empty(const char *path)
+{
+	DIR *d = opendir(path);
+	if (!d)
+		return true;
+	struct dirent *e;
+	bool empty = true;
+	while (empty && (e = readdir(d)))
+		empty = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
+	closedir(d);
+	return empty;
 }
 
 static bool same_dir(const char *x, const char *y)
@@ -199,7 +213,8 @@ static int do_run(struct run_args *a, int *status, struct ocitree_error **err)
 	if (r < 0)
 		goto out;
 	if (*status != 0) {
-		if (own_upper) {
+		/* a command that changed nothing leaves nothing to look into */
+		if (own_upper && !dir_empty(own_upper)) {
 			keep_upper = true;
 			fprintf(stderr,
 			        "ocitree run: the command exited with status %d; its changes are kept in %s%s\n",

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "cjson-util.h"
 #include "run.h"
 
 /* ---- helpers ---- */
@@ -131,9 +132,7 @@ int run_userns_enter(struct ocitree_error **err)
 	uid_t uid = geteuid();
 	gid_t gid = getegid();
 	struct passwd *pw = getpwuid(uid);
-	struct group *gr = getgrgid(gid);
 	_cleanup_free_ char *user = pw ? xstrdup(pw->pw_name) : NULL;
-	_cleanup_free_ char *group = gr ? xstrdup(gr->gr_name) : NULL;
 	_cleanup_free_ struct ocitree_idmap *subu = NULL, *subg = NULL;
 	size_t n_subu = 0, n_subg = 0;
 	/* newgidmap looks the user up in /etc/subgid by the user's name */
@@ -157,7 +156,6 @@ int run_userns_enter(struct ocitree_error **err)
 		log_warn("'%s' has a range in only one of /etc/subuid and /etc/subgid: only your own id is mapped",
 		         user ? user : "?");
 	}
-	(void)group;
 
 	/* newuidmap must run outside the namespace, on this process: a child
 	 * waits until it exists */
@@ -367,6 +365,110 @@ int run_mount_stop(struct run_mount *m, struct ocitree_error **err)
 
 /* ---- the container ---- */
 
+/* A mount target the runtime is about to make in the image because the
+ * image lacks it (/proc, /sys, /etc/resolv.conf of a minimal image): it
+ * would end up in the upper directory, and in a commit, as a change the
+ * command never made. */
+struct made_target {
+	char *path;  /* relative to the root: the destination */
+	size_t keep; /* the length of its prefix that exists in the image */
+};
+
+/* Open the directory at the first n bytes of rel under root, never
+ * following a symlink; -1 when it is not a plain directory path. */
+static int open_dir_nofollow(int root, const char *rel, size_t n)
+{
+	int fd = fcntl(root, F_DUPFD_CLOEXEC, 3);
+	_cleanup_free_ char *copy = xstrndup(rel, n);
+	char *save = NULL;
+	for (char *c = strtok_r(copy, "/", &save); c && fd >= 0; c = strtok_r(NULL, "/", &save)) {
+		int next = openat(fd, c, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		close(fd);
+		fd = next;
+	}
+	return fd;
+}
+
+/* Which destinations of config's mounts are missing under rootfs. */
+static struct made_target *missing_targets(const char *rootfs, const char *config, size_t *n)
+{
+	*n = 0;
+	_cleanup_json_ cJSON *spec = json_parse_object(config, strlen(config), "config.json", NULL);
+	_cleanup_close_ int root = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (!spec || root < 0)
+		return NULL;
+	struct made_target *t = NULL;
+	const cJSON *m;
+	cJSON_ArrayForEach (m, json_get(spec, "mounts")) {
+		const cJSON *d = json_get(m, "destination");
+		if (!cJSON_IsString(d))
+			continue;
+		const char *rel = d->valuestring;
+		while (*rel == '/')
+			rel++;
+		/* walk down to the first component that is missing; a symlink on
+		 * the way means the runtime resolves it, not us: left alone */
+		int fd = fcntl(root, F_DUPFD_CLOEXEC, 3);
+		size_t at = 0;
+		bool missing = false;
+		while (fd >= 0 && rel[at]) {
+			size_t len = strcspn(rel + at, "/");
+			_cleanup_free_ char *c = xstrndup(rel + at, len);
+			struct stat st;
+			if (fstatat(fd, c, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+				missing = errno == ENOENT;
+				break;
+			}
+			if (!S_ISDIR(st.st_mode))
+				break;
+			int next = openat(fd, c, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			close(fd);
+			fd = next;
+			at += len;
+			while (rel[at] == '/')
+				at++;
+		}
+		if (fd >= 0)
+			close(fd);
+		if (!missing)
+			continue;
+		t = xrealloc(t, (*n + 1) * sizeof(*t));
+		t[(*n)++] = (struct made_target){.path = xstrdup(rel), .keep = at};
+	}
+	return t;
+}
+
+/* Remove what the runtime made for the targets, deepest first, as long as
+ * it is what the runtime makes: empty directories, an empty file last. */
+static void remove_made_targets(const char *rootfs, struct made_target *t, size_t n)
+{
+	_cleanup_close_ int root = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	for (size_t i = n; i-- > 0;) {
+		char *p = t[i].path;
+		size_t len = strlen(p);
+		while (root >= 0 && len > t[i].keep) {
+			while (len > 0 && p[len - 1] == '/')
+				len--;
+			size_t slash = len;
+			while (slash > 0 && p[slash - 1] != '/')
+				slash--;
+			_cleanup_free_ char *name = xstrndup(p + slash, len - slash);
+			_cleanup_close_ int dir = open_dir_nofollow(root, p, slash);
+			struct stat st;
+			if (dir < 0 || fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+				break;
+			int r = S_ISDIR(st.st_mode) ? unlinkat(dir, name, AT_REMOVEDIR)
+			        : S_ISREG(st.st_mode) && st.st_size == 0 && len == strlen(p) ? unlinkat(dir, name, 0)
+			                                                                     : -1;
+			if (r < 0)
+				break;
+			len = slash;
+		}
+		free(p);
+	}
+	free(t);
+}
+
 char *run_find_runtime(const char *runtime, struct ocitree_error **err)
 {
 	if (runtime) {
@@ -435,6 +537,8 @@ int run_container(const char *mountpoint, const struct ocitree_config *c, const 
 	close(fd);
 	fd = -1;
 	log_debug("running %s with the bundle %s", runtime, bundle);
+	size_t n_made = 0;
+	struct made_target *made = o->keep_mount_targets ? NULL : missing_targets(mountpoint, config, &n_made);
 
 	struct sigaction ign = {.sa_handler = SIG_IGN}, fwd = {.sa_handler = pass_on}, old_int, old_quit, old_term,
 	                 old_hup;
@@ -473,10 +577,7 @@ int run_container(const char *mountpoint, const struct ocitree_config *c, const 
 	sigaction(SIGQUIT, &old_quit, NULL);
 	sigaction(SIGTERM, &old_term, NULL);
 	sigaction(SIGHUP, &old_hup, NULL);
-	if (r == 0 && *status == 127) {
-		/* the exec itself failed (said above), or the command was not found */
-		log_debug("%s exited with 127", runtime);
-	}
+	remove_made_targets(mountpoint, made, n_made);
 out:
 	if (tmp)
 		run_remove_tree(tmp);

@@ -82,6 +82,12 @@ struct run_options {
 	/* where its bundle and state go; NULL: a temporary directory, removed
 	 * afterwards */
 	const char *state_dir;
+	/* leave the mount targets the runtime made because the image lacked
+	 * them (/proc, /dev, /sys, /etc/resolv.conf, a bind's destination) in
+	 * the tree; by default they are removed once the container ended (when
+	 * still empty), so that they are no change of the command's, as
+	 * buildah does */
+	bool keep_mount_targets;
 };
 
 /* The runtime run_container() would use (a path, to free), or NULL with an

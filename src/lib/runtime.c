@@ -540,7 +540,8 @@ OCITREE_EXPORT char *ocitree_container_config(const struct ocitree_config *c, co
 					   "CAP_SETUID",      "CAP_SYS_CHROOT",	     NULL};
 	static const char *const no_caps[] = {NULL};
 	const cJSON *uid = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(proc, "user"), "uid");
-	bool root = cJSON_IsNumber(uid) && uid->valuedouble == 0;
+	/* ids are raw number text (json_int64) */
+	bool root = cJSON_IsRaw(uid) && strcmp(uid->valuestring, "0") == 0;
 	cJSON *cap = json_object();
 	json_add(cap, "bounding", strings(caps));
 	json_add(cap, "effective", strings(root ? caps : no_caps));

@@ -36,5 +36,7 @@ is "raw subcommands" "$(complete_line "ocitree raw ")" "add-layer runtime-config
 check "options of a raw subcommand" '[[ "$(complete_line "ocitree raw add-layer --comp")" == "--compress= " ]]'
 is "build's runtimes" "$(complete_line "ocitree build --runtime ")" "crun runc "
 check "build's options" '[[ "$(complete_line "ocitree build --sub")" == *"--substitute= "* && "$(complete_line "ocitree build --sub")" == *"--substitute-file= "* ]]'
+is "run: runtimes" "$(complete_line "ocitree run --runtime ")" "crun runc "
+is "run: --commit takes tags as --image does" "$(complete_line "ocitree run --commit lay:a")" "alpha "
 is "--clear keys" "$(complete_line "ocitree config --clear config.l")" "config.labels "
 done_testing

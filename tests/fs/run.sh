@@ -27,6 +27,7 @@ for c in sh cat echo id touch ls rm mkdir stat pwd true false chown printf test 
 printf 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n' >"$R/etc/passwd"
 printf 'root:x:0:\napp:x:1000:\nnogroup:x:65534:\n' >"$R/etc/group"
 echo hello >"$R/etc/motd"
+: >"$R/etc/resolv.conf" # as distribution images have it (else the runtime makes it, copying /etc up)
 echo secret >"$R/etc/secret" && chmod 600 "$R/etc/secret"
 chmod 1777 "$R/tmp"
 chown 1000:1000 "$R/home/app"
@@ -64,6 +65,10 @@ ok "the kept upper directory runs again" run --image "$L:base" --upper "$kept" -
 is "and shows the change" "$(cat "$T/out")" "changed"
 rm -rf "$(dirname "$kept")"
 s=0
+run --image "$L:base" -- sh -c 'exit 4' >/dev/null 2>"$T/err" || s=$?
+is "a failing command that changed nothing: its status, and nothing to say" "$s:$(cat "$T/err")" "4:"
+check "no temporary directory stays then" '[ -z "$(ls -A "$TMPDIR")" ]'
+s=0
 run --image "$L:base" -- sh -c 'sh -c "kill -9 \$\$"; exit $?' >/dev/null 2>&1 || s=$?
 is "a command whose child was killed: 128+9" "$s" 137
 fails 1 "OCI runtime '/nonexistent/runc' not found" "a missing runtime is a clear error" \
@@ -89,6 +94,10 @@ ok "a non-root uid of the container uses the mount" run --image "$L:base" --uppe
 is "its file is in the upper directory, owned by it" "$(stat -c %u "$U/tmp/nobody" 2>/dev/null)" 65534
 ok "root in the container chowns" run --image "$L:base" --upper "$U" -- sh -c 'chown 1000:1000 /etc/motd; stat -c %u:%g /etc/motd'
 is "to any uid" "$(cat "$T/out")" "1000:1000"
+check "the mount targets the runtime made are not left as changes" \
+	'[ ! -e "$U/proc" ] && [ ! -e "$U/dev" ] && [ ! -e "$U/sys" ]'
+ok "a bind whose destination the image lacks" run --image "$L:base" --upper "$U" --bind "$T/share:/mnt/deep/share:ro" -- cat /mnt/deep/share/f
+check "leaves nothing of it behind" '[ ! -e "$U/mnt" ]'
 
 ok "--commit" run --image "$L:base" --commit "$L:changed" -- sh -c 'echo new >/etc/new; rm /etc/motd; mkdir -p /opt/x; echo y >/opt/x/y'
 validated "the committed image is valid" "$L"
@@ -96,6 +105,7 @@ if have umoci; then
 	ok "umoci unpacks it" umoci unpack --image "$L:changed" "$T/bundle"
 	check "with the command's changes" '[ "$(cat "$T/bundle/rootfs/etc/new")" = new ] && [ ! -e "$T/bundle/rootfs/etc/motd" ] &&
 		[ "$(cat "$T/bundle/rootfs/opt/x/y")" = y ]'
+	check "and nothing else" '[ ! -e "$T/bundle/rootfs/proc" ] && [ ! -e "$T/bundle/rootfs/sys" ]'
 else
 	skip "umoci unpacks it" "umoci is not installed"
 fi
@@ -170,7 +180,7 @@ sed -i '/^nobody:/d;/^65534:/d' /etc/subuid /etc/subgid 2>/dev/null || true
 ok "unprivileged run, no /etc/subuid range" user "$OCITREE" run --image "$LU:base" -- sh -c 'id -u; cat /etc/motd; echo x >/etc/x'
 is "is root in the container" "$(cat "$T/out")" "$(printf '0\nhello')"
 s=0
-user "$OCITREE" run --image "$LU:base" -- sh -c 'exit 5' >/dev/null 2>"$T/err" || s=$?
+user "$OCITREE" run --image "$LU:base" -- sh -c 'echo x >/x; exit 5' >/dev/null 2>"$T/err" || s=$?
 is "unprivileged: the exit status" "$s" 5
 kept=$(sed -n 's/.*its changes are kept in \([^ ]*\).*/\1/p' "$T/err")
 check "unprivileged: the failing command's upper directory is kept" '[ -n "$kept" ] && [ -d "$kept" ]'
