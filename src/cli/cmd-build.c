@@ -11,14 +11,12 @@
  */
 #include "config.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <regex.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include "cjson-util.h"
 #include "cli.h"
 #include "ocitree/build.h"
 #include "ocitree/recipe.h"
@@ -201,116 +199,18 @@ static char **step_env(const struct ocitree_recipe_image *ri)
 	return v;
 }
 
-/* Mount points the runtime makes that the image does not have (/proc,
- * /dev, /sys, /etc/resolv.conf, /stacker, bind destinations): removed
- * after the steps, so that they are not part of the layer.  Returns the
- * first missing component of dest below mnt, or NULL when dest exists. */
-static char *missing_prefix(const char *mnt, const char *dest)
-{
-	_cleanup_free_ char *d = xstrdup(dest);
-	for (char *s = d + 1;; s++) {
-		if (*s != '/' && *s != '\0')
-			continue;
-		char c = *s;
-		*s = '\0';
-		_cleanup_free_ char *p = xasprintf("%s%s", mnt, d);
-		struct stat st;
-		if (lstat(p, &st) < 0)
-			return steal_pointer(&p);
-		if (c == '\0')
-			return NULL;
-		*s = c;
-	}
-}
-
-/* Remove what the runtime made at path: empty directories and empty
- * files, bottom up; anything a step put there stays. */
-static void remove_if_empty(const char *path, unsigned depth)
-{
-	struct stat st;
-	if (depth > 64 || lstat(path, &st) < 0)
-		return;
-	if (S_ISREG(st.st_mode) && st.st_size == 0) {
-		unlink(path);
-		return;
-	}
-	if (!S_ISDIR(st.st_mode))
-		return;
-	DIR *d = opendir(path);
-	if (!d)
-		return;
-	struct dirent *e;
-	char **names = NULL;
-	size_t n = 0, cap = 0;
-	while ((e = readdir(d))) {
-		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-			continue;
-		GROW(names, cap, n + 1);
-		names[n++] = xasprintf("%s/%s", path, e->d_name);
-	}
-	closedir(d);
-	for (size_t i = 0; i < n; i++) {
-		remove_if_empty(names[i], depth + 1);
-		free(names[i]);
-	}
-	free(names);
-	rmdir(path);
-}
-
-/* The destinations of the container's mounts, from the config the
- * runtime will get. */
-static char **mount_points(const char *mnt, const struct ocitree_config *cfg, const struct ocitree_container_spec *spec)
-{
-	struct ocitree_error *e = NULL;
-	_cleanup_free_ char *json = ocitree_container_config(cfg, mnt, spec, &e);
-	ocitree_error_free(e);
-	cJSON *doc = json ? cJSON_Parse(json) : NULL;
-	cJSON *mounts = doc ? cJSON_GetObjectItemCaseSensitive(doc, "mounts") : NULL;
-	size_t n = 0, cap = 0;
-	char **v = NULL;
-	GROW(v, cap, 1);
-	v[0] = NULL;
-	cJSON *m;
-	cJSON_ArrayForEach (m, mounts) {
-		const cJSON *d = cJSON_GetObjectItemCaseSensitive(m, "destination");
-		if (!cJSON_IsString(d) || d->valuestring[0] != '/')
-			continue;
-		GROW(v, cap, n + 2);
-		v[n++] = xstrdup(d->valuestring);
-		v[n] = NULL;
-	}
-	cJSON_Delete(doc);
-	return v;
-}
-
 static int run_steps(struct build *b, const struct ocitree_recipe_image *ri, const char *mnt, const char *stage,
                      const struct ocitree_config *cfg, struct ocitree_error **err)
 {
+	/* the runtime's mount points the image lacks (/stacker, bind
+	 * destinations, /proc...) are removed by run_container() */
 	size_t nb = ri->n_binds + 1;
 	struct ocitree_container_bind *binds = xcalloc(nb, sizeof(*binds));
-	char **made = xcalloc(nb + 1, sizeof(char *));
-	size_t n_made = 0;
 	binds[0] = (struct ocitree_container_bind){.source = stage, .destination = "/stacker", .readonly = true};
 	for (size_t i = 0; i < ri->n_binds; i++)
 		binds[i + 1] =
 		    (struct ocitree_container_bind){.source = ri->binds[i].source, .destination = ri->binds[i].dest};
 	_cleanup_strv_ char **env = step_env(ri);
-	const char *probe_argv[] = {"/bin/sh", NULL};
-	struct ocitree_container_spec probe = {
-	    .argv = probe_argv, .cwd = "/", .user = "0:0", .binds = binds, .n_binds = nb, .userns = run_in_userns()};
-	_cleanup_strv_ char **points = mount_points(mnt, cfg, &probe);
-	size_t n_points = strv_len(points);
-	made = xrealloc(made, (n_points + nb + 1) * sizeof(char *));
-	for (size_t i = 0; i < n_points; i++) {
-		char *m = missing_prefix(mnt, points[i]);
-		bool dup = false;
-		for (size_t k = 0; m && k < n_made; k++)
-			dup = dup || strcmp(made[k], m) == 0;
-		if (m && !dup)
-			made[n_made++] = m;
-		else
-			free(m);
-	}
 	struct run_options ro = {.runtime = b->a->runtime};
 	int ret = 0;
 	size_t steps = strv_len(ri->run);
@@ -357,11 +257,6 @@ static int run_steps(struct build *b, const struct ocitree_recipe_image *ri, con
 			                         first, status);
 		}
 	}
-	for (size_t i = n_made; i-- > 0;) {
-		remove_if_empty(made[i], 0);
-		free(made[i]);
-	}
-	free(made);
 	free(binds);
 	return ret;
 }
