@@ -8,8 +8,11 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#ifdef HAVE_LINUX_OPENAT2_H
+#include <linux/openat2.h>
+#endif
 
 #include "layout-internal.h"
 #include "ocitree/build.h"
@@ -630,7 +633,8 @@ static int copy_tree_at(int sfd, const char *sname, int dfd, const char *dname, 
 			if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
 				ret = copy_tree_at(s, e->d_name, d, e->d_name, what, depth + 1, err);
 		closedir(dir);
-		if (ret == 0 && fchmod(d, st.st_mode & 07777) < 0)
+		/* "." is a directory merged into, which keeps its own mode */
+		if (ret == 0 && strcmp(dname, ".") != 0 && fchmod(d, st.st_mode & 07777) < 0)
 			ret = ocitree_error_set(err, errno, "import '%s': chmod '%s'", what, dname);
 		return ret;
 	}
@@ -809,39 +813,92 @@ OCITREE_EXPORT int ocitree_build_stage_imports(struct ocitree_layout *l, const s
 	return 0;
 }
 
+/* Open path (relative) of the tree at rootfd as a directory, resolving
+ * symlinks as if rootfd were "/": an image's /bin -> usr/bin is followed
+ * inside the image, an absolute or ".." link never reaches the host.
+ * Without openat2, symlinks on the way are refused instead. */
+static int open_dir_in_root(int rootfd, const char *path)
+{
+#if defined(HAVE_LINUX_OPENAT2_H) && defined(SYS_openat2)
+	struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+	                       .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV};
+	int fd = (int)syscall(SYS_openat2, rootfd, *path ? path : ".", &how, sizeof(how));
+	if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
+		return fd;
+#endif
+	int cur = fcntl(rootfd, F_DUPFD_CLOEXEC, 3);
+	_cleanup_free_ char *copy = xstrdup(path);
+	char *save = NULL;
+	for (char *c = strtok_r(copy, "/", &save); c && cur >= 0; c = strtok_r(NULL, "/", &save)) {
+		int next = openat(cur, c, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int e = errno;
+		close(cur);
+		cur = next;
+		errno = e;
+	}
+	return cur;
+}
+
+/* open_dir_in_root(), making what is missing (mode 0755, as a package
+ * would) one component at a time. */
+static int make_dir_in_root(int rootfd, const char *path)
+{
+	_cleanup_free_ char *copy = xstrdup(path);
+	int cur = open_dir_in_root(rootfd, "");
+	char *save = NULL;
+	for (char *c = strtok_r(copy, "/", &save); c && cur >= 0; c = strtok_r(NULL, "/", &save)) {
+		/* the prefix up to and with c */
+		_cleanup_free_ char *prefix = xstrndup(path, (size_t)(c - copy) + strlen(c));
+		int next = open_dir_in_root(rootfd, prefix);
+		if (next < 0 && errno == ENOENT && mkdirat(cur, c, 0755) == 0)
+			next = open_dir_in_root(rootfd, prefix);
+		int e = errno;
+		close(cur);
+		cur = next;
+		errno = e;
+	}
+	return cur;
+}
+
 OCITREE_EXPORT int ocitree_build_copy_dest_imports(const struct ocitree_recipe_image *img, const char *dir,
                                                    const char *rootfs, struct ocitree_error **err)
 {
 	_cleanup_free_ char *staged = img->legacy_import ? xstrdup(dir) : xasprintf("%s/imports", dir);
+	_cleanup_close_ int rootfd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0)
+		return ocitree_error_set(err, errno, "open '%s'", rootfs);
 	for (size_t i = 0; i < img->n_imports; i++) {
 		const struct ocitree_recipe_import *im = &img->imports[i];
 		if (!im->dest)
 			continue;
 		const char *name = last_name(im->image ? im->image_path : im->source);
 		_cleanup_free_ char *src = *name ? xasprintf("%s/%s", staged, name) : xstrdup(staged);
-		_cleanup_free_ char *dst = xasprintf("%s%s", rootfs, im->dest);
-		struct stat st;
-		bool into = str_has_suffix(im->dest, "/") || !*name || (stat(dst, &st) == 0 && S_ISDIR(st.st_mode));
-		/* the directory the copy lands in, made as a package would */
-		_cleanup_free_ char *parent = into ? xstrdup(dst) : xstrdup(dst);
+		/* dest without its leading and trailing '/' */
+		const char *d = im->dest;
+		while (*d == '/')
+			d++;
+		_cleanup_free_ char *rel = xstrdup(d);
+		size_t rl = strlen(rel);
+		while (rl && rel[rl - 1] == '/')
+			rel[--rl] = '\0';
+		int probe = open_dir_in_root(rootfd, rel);
+		bool into = str_has_suffix(im->dest, "/") || !*name || !*rel || probe >= 0;
+		if (probe >= 0)
+			close(probe);
+		/* the directory the copy lands in, and the name it gets there */
+		char *slash = strrchr(rel, '/');
+		_cleanup_free_ char *dname = xstrdup(into ? name : slash ? slash + 1 : rel);
 		if (!into) {
-			char *slash = strrchr(parent, '/');
-			*slash = '\0';
+			if (slash)
+				*slash = '\0';
+			else
+				rel[0] = '\0';
 		}
-		if (mkdir_p(parent, 0755) < 0)
-			return ocitree_error_set(err, errno, "import '%s': create '%s'", im->path, im->dest);
-		_cleanup_close_ int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		_cleanup_close_ int pfd = make_dir_in_root(rootfd, rel);
 		if (pfd < 0)
-			return ocitree_error_set(err, errno, "import '%s': open '%s'", im->path, im->dest);
-		if (!*name) {
-			/* a directory's contents: merged into dest */
-			if (copy_tree_at(AT_FDCWD, src, pfd, ".", im->path, 0, err) < 0)
-				return -1;
-			continue;
-		}
-		_cleanup_free_ char *pcopy = xstrdup(dst);
-		const char *dname = into ? name : basename(pcopy);
-		if (copy_tree_at(AT_FDCWD, src, pfd, dname, im->path, 0, err) < 0)
+			return ocitree_error_set(err, errno, "import '%s': create '%s'", im->path, im->dest);
+		/* a directory's contents are merged into dest */
+		if (copy_tree_at(AT_FDCWD, src, pfd, *dname ? dname : ".", im->path, 0, err) < 0)
 			return -1;
 	}
 	return 0;

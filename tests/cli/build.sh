@@ -253,6 +253,36 @@ is "with the new import" "$(cat "$T/b-child2/rootfs/from-base")" changed
 ok "NAME builds one image and what it needs" build --no-cache tools
 is "only it" "$(cut -d: -f1 "$T/out" | tr '\n' ' ')" "tools "
 
+# ---- import destinations resolve symlinks inside the image ----
+mkdir -p "$T/evil/usr/bin" "$T/hostdir"
+ln -s "$T/hostdir" "$T/evil/escape"
+ln -s usr/bin "$T/evil/bin"
+cp /bin/busybox "$T/evil/usr/bin/"
+tar_dir "$T/evil" "$T/evil.tar"
+$MKIMAGE "$T/src" evil "$T/evil.tar" >/dev/null
+cat >"$R/escape.yaml" <<'EOF'
+e:
+  from: {type: oci, url: "${{SRC}}:evil"}
+  import:
+    - path: files/hello.txt
+      dest: /escape/
+EOF
+cat >"$R/merged-usr.yaml" <<'EOF'
+m:
+  from: {type: oci, url: "${{SRC}}:evil"}
+  import:
+    - path: files/hello.txt
+      dest: /bin/
+EOF
+$OCITREE build --layout "$T/l" -f "$R/escape.yaml" --substitute SRC="$T/src" >/dev/null 2>&1
+check "an import through an image's absolute symlink never reaches the host" '[ -z "$(ls -A "$T/hostdir")" ]'
+ok "an import through a relative symlink (merged /usr)" \
+	$OCITREE build --layout "$T/l" -f "$R/merged-usr.yaml" --substitute SRC="$T/src"
+ok "umoci unpacks it" umoci unpack --image "$T/l:m" "$T/b-m"
+is "the file is where the symlink leads in the image" "$(cat "$T/b-m/rootfs/usr/bin/hello.txt")" "$(cat "$R/files/hello.txt")"
+check "and the symlink is still one" '[ -L "$T/b-m/rootfs/bin" ]'
+ok "untag it" $OCITREE rm --image "$T/l:m"
+
 # ---- apply conflicts ----
 cat >"$R/conflict.yaml" <<'EOF'
 a:
