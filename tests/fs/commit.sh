@@ -191,11 +191,7 @@ fi
 
 # rootless: virtual owners committed as the tree showed them
 if have setpriv && have fusermount3 && [ -u "$(command -v fusermount3)" ]; then
-	if ! setpriv --reuid=65534 --regid=65534 --clear-groups test -w /dev/fuse; then
-		mode=$(stat -c %a /dev/fuse)
-		chmod o+rw /dev/fuse
-		at_exit "chmod $mode /dev/fuse"
-	fi
+	lend_fuse
 	R=$T/rootless
 	mkdir -p "$R/mnt" "$R/upper" "$R/cache"
 	cp -a "$T/l" "$R/l"

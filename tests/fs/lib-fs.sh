@@ -51,3 +51,37 @@ do_umount() {
 is_mounted() { findmnt -n -M "$1" >/dev/null 2>&1; }
 
 sha() { sha256sum <"$1" | cut -d' ' -f1; }
+
+# lend_fuse: let nobody (uid 65534) open /dev/fuse until the test ends.
+# Tests that run at once (make -j) lend it together: each registers in
+# a directory under a lock, and the last one to end puts the mode back
+# (registrations of tests that were killed do not count).
+_FUSE_LEND=/tmp/ocitree-test-fuse-lend
+lend_fuse() {
+	mkdir -p "$_FUSE_LEND"
+	(
+		flock 9
+		_fuse_lenders_alive || stat -c %a /dev/fuse >"$_FUSE_LEND/mode"
+		touch "$_FUSE_LEND/$$"
+		chmod o+rw /dev/fuse
+	) 9>"$_FUSE_LEND.lock"
+	at_exit _unlend_fuse
+}
+_fuse_lenders_alive() { # true when a live test has lent /dev/fuse
+	local f alive=1
+	for f in "$_FUSE_LEND"/[0-9]*; do
+		[ -e "$f" ] || continue
+		if kill -0 "$(basename "$f")" 2>/dev/null; then alive=0; else rm -f "$f"; fi
+	done
+	return $alive
+}
+_unlend_fuse() {
+	(
+		flock 9
+		rm -f "$_FUSE_LEND/$$"
+		if ! _fuse_lenders_alive && [ -f "$_FUSE_LEND/mode" ]; then
+			chmod "$(cat "$_FUSE_LEND/mode")" /dev/fuse
+			rm -f "$_FUSE_LEND/mode"
+		fi
+	) 9>"$_FUSE_LEND.lock"
+}

@@ -55,11 +55,7 @@ done
 # rootless: virtual owners in user xattrs, the user acting as root
 if have setpriv && have fusermount3 && [ -u "$(command -v fusermount3)" ] &&
 	setpriv --reuid=65534 --regid=65534 --clear-groups test -x "$POSIX"; then
-	if ! setpriv --reuid=65534 --regid=65534 --clear-groups test -w /dev/fuse; then
-		mode=$(stat -c %a /dev/fuse)
-		chmod o+rw /dev/fuse
-		at_exit "chmod $mode /dev/fuse"
-	fi
+	lend_fuse
 	R=$T/rootless
 	mkdir -p "$R/mnt" "$R/upper" "$R/cache"
 	chown -R 65534:65534 "$R"

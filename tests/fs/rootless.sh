@@ -15,11 +15,7 @@ if [ "$(id -u)" -eq 0 ]; then
 	# nobody must reach the binary under test
 	setpriv --reuid=65534 --regid=65534 --clear-groups test -x "$OCITREE" ||
 		skip_all "$OCITREE is not executable by an unprivileged user"
-	if ! setpriv --reuid=65534 --regid=65534 --clear-groups test -w /dev/fuse; then
-		mode=$(stat -c %a /dev/fuse)
-		chmod o+rw /dev/fuse
-		at_exit "chmod $mode /dev/fuse"
-	fi
+	lend_fuse
 	mkdir -p "$T/home" "$T/cache-user"
 	chown 65534:65534 "$T/home" "$T/cache-user"
 fi

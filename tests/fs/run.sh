@@ -154,17 +154,15 @@ if ! "${as_nobody[@]}" unshare --user true 2>/dev/null; then
 	done_testing
 	exit
 fi
-if ! "${as_nobody[@]}" test -w /dev/fuse; then
-	mode=$(stat -c %a /dev/fuse)
-	chmod o+rw /dev/fuse
-	at_exit "chmod $mode /dev/fuse"
-fi
+lend_fuse
 H=$T/home
 mkdir -p "$H/tmp" "$H/cache"
 cp -a "$L" "$H/l"
 chown -R 65534:65534 "$H"
 chmod 755 "$T"
-user() { "${as_nobody[@]}" env HOME="$H" TMPDIR="$H/tmp" OCITREE_CACHE_DIR="$H/cache" "$@"; }
+user() {
+	"${as_nobody[@]}" env HOME="$H" TMPDIR="$H/tmp" OCITREE_CACHE_DIR="$H/cache" "$@"
+}
 LU=$H/l
 
 # no subordinate ids: root only
