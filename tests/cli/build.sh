@@ -7,7 +7,8 @@
 # recipe rebuilds nothing; a changed import rebuilds exactly what depends
 # on it), reproducible digests, and every image valid and the same as
 # umoci sees it.
-. "$top_srcdir/tests/lib.sh"
+# (lib-fs.sh for lend_fuse, shared with the mount tests that run at once)
+. "$top_srcdir/tests/fs/lib-fs.sh"
 . "$top_srcdir/tests/tree-lib.sh"
 export OCITREE_CACHE_DIR=$T/cache
 
@@ -364,11 +365,7 @@ if ! have setpriv || ! "${as_nobody[@]}" unshare --user true 2>/dev/null || [ ! 
 	done_testing
 	exit
 fi
-if ! "${as_nobody[@]}" test -w /dev/fuse; then
-	mode=$(stat -c %a /dev/fuse)
-	chmod o+rw /dev/fuse
-	at_exit "chmod $mode /dev/fuse"
-fi
+lend_fuse
 H=$T/home
 mkdir -p "$H/tmp" "$H/cache" "$H/r"
 cp -a "$T/src" "$H/src"
