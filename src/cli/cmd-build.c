@@ -356,6 +356,8 @@ static int build_one(struct build *b, size_t k, struct ocitree_error **err)
 		return ocitree_error_set(err, errno, "create a directory like '%s'", dir);
 	struct ocitree_descriptor base = {0}, prepared = {0};
 	bool has_base = false;
+	/* only steps and imports with a destination need the image's tree */
+	bool rootfs = needs_rootfs(ri);
 	char key_base[OCITREE_DIGEST_MAX], key[OCITREE_DIGEST_MAX];
 	const char **deps = xcalloc(it->n_deps + 1, sizeof(*deps));
 	const struct ocitree_descriptor **apply = xcalloc(strv_len(ri->apply) + 1, sizeof(*apply));
@@ -392,7 +394,6 @@ static int build_one(struct build *b, size_t k, struct ocitree_error **err)
 		apply[i] = dep_desc(b, ri->apply[i]);
 	for (size_t i = 0; ret == 0 && i < ri->n_imports; i++)
 		sources[i] = ri->imports[i].image ? dep_desc(b, ri->imports[i].image) : NULL;
-	bool rootfs = needs_rootfs(ri);
 	if (ret == 0) {
 		struct ocitree_build_base bb = {.image = ri,
 		                                .base = has_base ? &base : NULL,
@@ -405,16 +406,12 @@ static int build_one(struct build *b, size_t k, struct ocitree_error **err)
 		say(b, "%s: preparing", ri->name);
 		ret = ocitree_build_write_base(b->l, &bb, &prepared, err);
 	}
-	if (ret == 0 && ri->n_imports) {
+	if (ret == 0 && rootfs) {
 		_cleanup_free_ char *stage = xasprintf("%s/stacker", dir);
 		if (mkdir(stage, 0755) < 0)
 			ret = ocitree_error_set(err, errno, "create '%s'", stage);
 		else if (ocitree_build_stage_imports(b->l, ri, sources, b->cache_dir, stage, err) < 0)
 			ret = ocitree_error_prefix(err, "image '%s'", ri->name);
-	} else if (ret == 0) {
-		_cleanup_free_ char *stage = xasprintf("%s/stacker", dir);
-		if (mkdir(stage, 0755) < 0)
-			ret = ocitree_error_set(err, errno, "create '%s'", stage);
 	}
 	if (ret == 0 && rootfs) {
 		ret = run_and_commit(b, k, dir, &prepared, &h, err);
