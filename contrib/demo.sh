@@ -3,7 +3,8 @@
 # The demo behind `./run.sh demo`: makes a small image from nothing and runs
 # the main job on it: mount the image without extracting it, read from it,
 # write into it through an upper directory, and commit the changes as a new
-# layer; and the umoci workflow (unpack, edit, repack) beside it.
+# layer; the umoci workflow (unpack, edit, repack) beside it; and, as root,
+# a command run in a container and a recipe built.
 # Usage: demo.sh PATH/TO/ocitree
 set -eu
 O=${1:-ocitree}
@@ -65,6 +66,24 @@ if [ "$(id -u)" -eq 0 ] && command -v busybox >/dev/null && command -v runc >/de
 	step "$O" run --cache-dir "$W/cache" --image demo:with-sh --commit demo:ran -- \
 		sh -c 'echo "hello from a container" >/data/ran'
 	step "$O" run --cache-dir "$W/cache" --image demo:ran -- cat /data/ran
+
+	# build from a stacker.yaml recipe: each image one layer on a writable
+	# mount of its base; a second build finds everything in its cache
+	mkdir recipe && echo "imported by the recipe" >recipe/note.txt
+	cat >recipe/stacker.yaml <<'EOF'
+greeter:
+  from: {type: oci, url: "../demo:with-sh"}
+  imports: [note.txt]
+  run: |
+    cp /stacker/imports/note.txt /etc/note
+    echo "built by ${{WHO:nobody}}" >/etc/built-by
+  environment: {GREETING: hello}
+  full_command: [cat, /etc/note, /etc/built-by]
+EOF
+	show "cat recipe/stacker.yaml"
+	step "$O" build --cache-dir "$W/cache" --layout demo -f recipe/stacker.yaml --substitute WHO=the-demo
+	step "$O" run --cache-dir "$W/cache" --image demo:greeter
+	step "$O" build --cache-dir "$W/cache" --layout demo -f recipe/stacker.yaml --substitute WHO=the-demo
 fi
 
 step "$O" fsck --full --layout demo

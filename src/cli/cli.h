@@ -267,6 +267,7 @@ int cmd_mount(int argc, char **argv, struct ocitree_error **err);
 int cmd_umount(int argc, char **argv, struct ocitree_error **err);
 int cmd_commit(int argc, char **argv, struct ocitree_error **err);
 int cmd_store(int argc, char **argv, struct ocitree_error **err);
+int cmd_build(int argc, char **argv, struct ocitree_error **err);
 int cmd_run(int argc, char **argv, struct ocitree_error **err);
 
 #endif

@@ -14,6 +14,17 @@
 
 static const struct command commands[] = {
 	/* image */
+	{"build", NULL, "image", "build images from a stacker.yaml recipe, one layer each",
+	 "--layout LAYOUT [-f RECIPE] [OPTIONS] [NAME...]",
+	 "  -f, --file=RECIPE                the recipe (default: stacker.yaml)\n"
+	 "      --layout=LAYOUT              the layout the images are built in and tagged in\n"
+	 "      --substitute=KEY=VALUE       a value for ${{KEY}} in the recipe (repeatable; wins over a file)\n"
+	 "      --substitute-file=FILE       values for ${{KEY}} from a YAML map\n"
+	 "      --no-cache                   build every image again, whatever the cache has\n"
+	 "      --shell-fail                 when a step fails, open a shell in its container (on a terminal)\n"
+	 "      --cache-dir=DIR              build cache and layer indexes (default: see ocitree-cache(5))\n"
+	 "      --runtime=RUNTIME            runc (default), crun, or a path\n",
+	 cmd_build},
 	{"config", NULL, "image", "modify the configuration of an image",
 	 "--image LAYOUT[:TAG] [--tag NEWTAG] [OPTIONS]",
 	 "      --image=LAYOUT[:TAG]         the image to change (TAG defaults to latest)\n"

@@ -34,6 +34,8 @@ is "tags after the ':'" "$(complete_line "ocitree stat --image lay:")" "alpha be
 is "tags by prefix" "$(complete_line "ocitree stat --image lay:b")" "beta "
 is "raw subcommands" "$(complete_line "ocitree raw ")" "add-layer runtime-config unpack "
 check "options of a raw subcommand" '[[ "$(complete_line "ocitree raw add-layer --comp")" == "--compress= " ]]'
+is "build's runtimes" "$(complete_line "ocitree build --runtime ")" "crun runc "
+check "build's options" '[[ "$(complete_line "ocitree build --sub")" == *"--substitute= "* && "$(complete_line "ocitree build --sub")" == *"--substitute-file= "* ]]'
 is "run: runtimes" "$(complete_line "ocitree run --runtime ")" "crun runc "
 is "run: --commit takes tags as --image does" "$(complete_line "ocitree run --commit lay:a")" "alpha "
 is "--clear keys" "$(complete_line "ocitree config --clear config.l")" "config.labels "
