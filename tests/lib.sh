@@ -167,3 +167,27 @@ tree_listing() {
 	(cd "$1" && find . -mindepth 1 -printf '%y %m %U:%G %s %P -> %l\n' | LC_ALL=C sort) | awk '
 	{ if ($1 == "d") $4 = "-"; print }'
 }
+
+# index_tag LAYOUT NEWTAG TAG=OS/ARCH[/VARIANT]...: tag NEWTAG an image
+# index of those tags' manifests, each with its platform, as `skopeo copy
+# --all` writes one (needs jq)
+index_tag() {
+	local l=$1 new=$2 entries=() spec t p os arch var ref idx d
+	shift 2
+	for spec; do
+		t=${spec%%=*} p=${spec#*=}
+		IFS=/ read -r os arch var <<<"$p"
+		ref=$(jq -c --arg t "$t" '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"]==$t) |
+			del(.annotations)' "$l/index.json")
+		entries+=("$(jq -c --arg o "$os" --arg a "$arch" --arg v "$var" \
+			'. + {platform: ({architecture: $a, os: $o} + (if $v == "" then {} else {variant: $v} end))}' <<<"$ref")")
+	done
+	idx=$(printf '%s\n' "${entries[@]}" | jq -sc '{schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json",
+		manifests: .}' | tr -d '\n')
+	d=$(printf %s "$idx" | sha256sum | cut -d' ' -f1)
+	printf %s "$idx" >"$l/blobs/sha256/$d"
+	jq -c --arg d "sha256:$d" --argjson s "${#idx}" --arg n "$new" '.manifests += [{mediaType:
+		"application/vnd.oci.image.index.v1+json", digest: $d, size: $s,
+		annotations: {"org.opencontainers.image.ref.name": $n}}]' "$l/index.json" >"$l/index.json.new" &&
+		mv "$l/index.json.new" "$l/index.json"
+}

@@ -25,12 +25,14 @@ struct run_args {
 	enum ocitree_compression compression;
 	struct history_opts history;
 	char **cmd; /* NULL: the image's */
+	struct platform_opt platform;
 };
 
 static void run_args_clear(struct run_args *a)
 {
 	image_ref_clear(&a->image);
 	image_ref_clear(&a->commit);
+	platform_opt_clear(&a->platform);
 	for (size_t i = 0; i < a->n_binds; i++) {
 		free(a->bind_bufs[i]);
 		free((char *)a->binds[i].source);
@@ -166,7 +168,7 @@ static int do_run(struct run_args *a, int *status, struct ocitree_error **err)
 	if (!l)
 		return -1;
 	int r = -1;
-	struct ocitree_image *img = ocitree_image_open(l, a->image.tag, err);
+	struct ocitree_image *img = cli_open_image(l, a->image.tag, &a->platform, err);
 	struct run_mount *m = NULL;
 	_cleanup_free_ char *tmp = NULL, *mp = NULL, *own_upper = NULL, *state = NULL;
 	bool keep_upper = false;
@@ -191,7 +193,8 @@ static int do_run(struct run_args *a, int *status, struct ocitree_error **err)
 	if (!upper)
 		upper = own_upper = xasprintf("%s/upper", tmp);
 	struct run_mount_options mo = {
-	    .layout = layout, .tag = a->image.tag, .upper = upper, .cache_dir = a->cache_dir, .mountpoint = mp};
+	    .layout = layout, .tag = a->image.tag, .upper = upper, .cache_dir = a->cache_dir, .mountpoint = mp,
+	    .platform = &a->platform};
 	m = run_mount_start(&mo, err);
 	if (!m)
 		goto out;
@@ -262,6 +265,7 @@ int cmd_run(int argc, char **argv, struct ocitree_error **err)
 	    {"workdir", required_argument, NULL, OPT_WORKDIR},
 	    {"runtime", required_argument, NULL, OPT_RUNTIME},
 	    {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
+	    PLATFORM_OPTION,
 	    COMPRESS_OPTION,
 	    HISTORY_OPTIONS,
 	    CLI_HELP_OPTION,
@@ -304,6 +308,10 @@ int cmd_run(int argc, char **argv, struct ocitree_error **err)
 		case OPT_WORKDIR: a.cwd = optarg; break;
 		case OPT_RUNTIME: a.runtime = optarg; break;
 		case OPT_CACHE_DIR: a.cache_dir = optarg; break;
+		case OPT_PLATFORM:
+			if (platform_opt(optarg, &a.platform, err) < 0)
+				goto out;
+			break;
 		case OPT_COMPRESS:
 			if (compress_opt(optarg, &a.compression, err) < 0)
 				goto out;

@@ -162,7 +162,8 @@ static const struct command commands[] = {
 	 "      --user=USER[:GROUP]          run as this user (names are looked up in the image)\n"
 	 "      --workdir=DIR                the working directory in the container\n"
 	 "      --runtime=runc|crun|PATH     the OCI runtime (default: runc, else crun)\n"
-	 "      --cache-dir=DIR              where layer indexes are cached\n" COMPRESS_OPTS_HELP HISTORY_OPTS_HELP,
+	 "      --cache-dir=DIR              where layer indexes are cached\n" PLATFORM_OPTS_HELP COMPRESS_OPTS_HELP
+	 HISTORY_OPTS_HELP,
 	 cmd_run},
 	{NULL, NULL, NULL, NULL, NULL, NULL, NULL},
 };

@@ -258,6 +258,7 @@ static void serve_mount(const struct run_mount_options *o, int fd)
 	char *opts[] = {allow_other, NULL};
 	struct cli_mount_request req = {.layout = o->layout,
 	                                .tag = o->tag,
+	                                .platform = o->platform,
 	                                .cache_dir = o->cache_dir,
 	                                .foreground = true,
 	                                .mount_opts = opts,

@@ -58,6 +58,7 @@ struct run_mount_options {
 	const char *workdir;    /* its work directory; NULL: UPPER.work */
 	const char *cache_dir;  /* layer indexes; NULL: the default (ocitree-cache(5)) */
 	const char *mountpoint; /* an empty directory */
+	const struct platform_opt *platform; /* of an index tag; NULL: the host's */
 };
 struct run_mount;
 

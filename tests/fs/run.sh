@@ -146,6 +146,29 @@ check "other uids cannot use it then" '! "${as_nobody[@]}" cat "$M/etc/motd" 2>/
 ok "unmount" do_umount "$M"
 fails 2 "contradicts" "no_allow_other with allow_other is an error" do_mount "$M" -o allow_other,no_allow_other --image "$L:base"
 
+# --platform: one platform of an index tag, --commit replacing only its entry
+if have jq; then
+	$OCITREE tag --image "$L:base" amd && $OCITREE tag --image "$L:base" arm &&
+		$OCITREE config --image "$L:arm" --platform.arch arm64 --no-history &&
+		echo arm >"$T/marker" && $OCITREE insert --image "$L:arm" "$T/marker" /marker --no-history &&
+		index_tag "$L" multi amd=linux/amd64 arm=linux/arm64/v8 || { echo "Bail out! index"; exit 1; }
+	entry() { jq -r --arg a "$1" '.manifests[] | select(.platform.architecture==$a) | .digest' \
+		"$L/blobs/sha256/$(jq -r '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"]=="multi") |
+			.digest' "$L/index.json" | cut -d: -f2)"; }
+	amd=$(entry amd64) arm=$(entry arm64)
+	ok "run --platform linux/arm64 of an index tag" run --image "$L:multi" --platform linux/arm64 -- cat /marker
+	is "runs that platform's image" "$(cat "$T/out")" arm
+	fails 1 "No such file" "--platform linux/amd64 runs the other" run --image "$L:multi" --platform linux/amd64 -- cat /marker
+	fails 1 "it has linux/amd64, linux/arm64/v8" "an unknown platform names those there are" \
+		run --image "$L:multi" --platform linux/s390x -- true
+	ok "--commit of one platform" run --image "$L:multi" --platform linux/arm64 --commit "$L:multi" -- touch /new
+	check "replaces that platform's entry only" '[ "$(entry arm64)" != "$arm" ] && [ "$(entry amd64)" = "$amd" ]'
+	ok "the change is in" run --image "$L:multi" --platform linux/arm64 -- test -e /new
+	validated "the layout" "$L"
+else
+	skip "--platform" "jq is not installed"
+fi
+
 # ---------------------------------------------------------- unprivileged
 have setpriv || { done_testing; exit; }
 [ -u "$(command -v newuidmap 2>/dev/null)" ] || diag "newuidmap is not setuid: the unprivileged runs map one id"
