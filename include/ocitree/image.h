@@ -61,6 +61,14 @@ struct ocitree_image *ocitree_image_open(struct ocitree_layout *l, const char *t
 struct ocitree_image *ocitree_image_open_platform(struct ocitree_layout *l, const char *tag,
 						  const struct ocitree_platform *want, struct ocitree_error **err);
 
+/* The same, for looking at what a tag names without using it as an image:
+ * a manifest whose config is not an image config (an OCI 1.1 artifact,
+ * its config empty or of another media type) opens with config NULL.  For
+ * `stat`; commands that unpack, mount or change an image use the calls
+ * above, which refuse such a manifest. */
+struct ocitree_image *ocitree_image_inspect(struct ocitree_layout *l, const char *tag,
+					    const struct ocitree_platform *want, struct ocitree_error **err);
+
 /* Resolve tag to its manifest descriptor only (same rules). */
 int ocitree_image_resolve(struct ocitree_layout *l, const char *tag, struct ocitree_descriptor *manifest_desc,
 			  struct ocitree_descriptor *root, struct ocitree_error **err);

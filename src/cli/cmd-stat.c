@@ -33,8 +33,13 @@ static int print_json(struct ocitree_image *img, struct ocitree_error **err)
 	if (blob_json(img->layout, &img->manifest_desc, OCITREE_MAX_MANIFEST_SIZE, &mblob, err) < 0)
 		return -1;
 	if (blob_json(img->layout, &img->manifest->config, OCITREE_MAX_CONFIG_SIZE, &cblob, err) < 0) {
-		cJSON_Delete(mblob);
-		return -1;
+		if (img->config) {
+			cJSON_Delete(mblob);
+			return -1;
+		}
+		/* an artifact's config need not be JSON: shown by its descriptor */
+		ocitree_error_free(*err);
+		*err = NULL;
 	}
 	cJSON *m = json_object();
 	json_add(m, "descriptor", descriptor_json(&img->manifest_desc));
@@ -42,8 +47,11 @@ static int print_json(struct ocitree_image *img, struct ocitree_error **err)
 	json_add(root, "manifest", m);
 	cJSON *c = json_object();
 	json_add(c, "descriptor", descriptor_json(&img->manifest->config));
-	json_add(c, "blob", cblob);
+	if (cblob)
+		json_add(c, "blob", cblob);
 	json_add(root, "config", c);
+	if (!img->config)
+		goto platforms; /* an artifact has no history (umoci: omitzero) */
 	/* umoci 0.6's historyStat: the config's entries only, each with the
 	 * layer it made (null for an empty layer) and the fields of the entry
 	 * under Go's omitempty */
@@ -71,6 +79,7 @@ static int print_json(struct ocitree_image *img, struct ocitree_error **err)
 		json_append(hist, o);
 	}
 	json_add(root, "history", hist);
+platforms:
 	/* ocitree's own: what the tag's image index offers */
 	if (img->index) {
 		cJSON *plats = json_array();
@@ -104,7 +113,7 @@ int cmd_stat(int argc, char **argv, struct ocitree_error **err)
 		return r;
 	}
 	struct ocitree_layout *l = cli_open_layout(ref.path, err);
-	struct ocitree_image *img = l ? cli_open_image(l, ref.tag, &plat, err) : NULL;
+	struct ocitree_image *img = l ? ocitree_image_inspect(l, ref.tag, platform_opt_get(&plat), err) : NULL;
 	r = -1;
 	if (img) {
 		if (json)

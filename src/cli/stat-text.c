@@ -291,6 +291,11 @@ static void print_manifest(FILE *f, const struct ocitree_image *img)
 static void print_config(FILE *f, const struct ocitree_image *img)
 {
 	const struct ocitree_config *c = img->config;
+	if (!c) {
+		/* an artifact: its config shown by its descriptor only */
+		pprint_descriptor(f, "", &img->manifest->config);
+		return;
+	}
 	const struct ocitree_exec_config *x = &c->config;
 	if (c->created) {
 		_cleanup_free_ char *t = iso8601(c->created);
@@ -396,8 +401,10 @@ void stat_print_text(FILE *f, const struct ocitree_image *img)
 	print_manifest(f, img);
 	fputs("\n== CONFIG ==\n", f);
 	print_config(f, img);
-	fputs("\n== HISTORY ==\n", f);
-	print_history(f, img);
+	if (img->config) {
+		fputs("\n== HISTORY ==\n", f);
+		print_history(f, img);
+	}
 	if (img->index)
 		print_platforms(f, img);
 }

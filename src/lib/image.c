@@ -169,11 +169,15 @@ OCITREE_EXPORT int ocitree_image_resolve(struct ocitree_layout *l, const char *t
 	return resolve(l, tag, NULL, manifest_desc, root, NULL, NULL, NULL, err);
 }
 
-int image_load(struct ocitree_image *img, struct ocitree_error **err)
+/* any: a manifest whose config is not an image config (an OCI 1.1
+ * artifact) loads with config NULL instead of failing */
+static int load(struct ocitree_image *img, bool any, struct ocitree_error **err)
 {
 	img->manifest = ocitree_blob_read_manifest(img->layout, &img->manifest_desc, err);
 	if (!img->manifest)
 		return -1;
+	if (any && ocitree_media_type_kind(img->manifest->config.media_type) != OCITREE_DOC_CONFIG)
+		return 0;
 	if (ocitree_media_type_kind(img->manifest->config.media_type) != OCITREE_DOC_CONFIG)
 		return ocitree_error_setk(err, OCITREE_ERROR_UNSUPPORTED,
 					  "manifest %s: config has media type '%s', not an image config",
@@ -189,9 +193,13 @@ int image_load(struct ocitree_image *img, struct ocitree_error **err)
 	return 0;
 }
 
-OCITREE_EXPORT struct ocitree_image *ocitree_image_open_platform(struct ocitree_layout *l, const char *tag,
-								 const struct ocitree_platform *want,
-								 struct ocitree_error **err)
+int image_load(struct ocitree_image *img, struct ocitree_error **err)
+{
+	return load(img, false, err);
+}
+
+static struct ocitree_image *open_image(struct ocitree_layout *l, const char *tag, const struct ocitree_platform *want,
+				       bool any, struct ocitree_error **err)
 {
 	struct ocitree_image *img = xcalloc(1, sizeof(*img));
 	img->layout = l;
@@ -200,7 +208,7 @@ OCITREE_EXPORT struct ocitree_image *ocitree_image_open_platform(struct ocitree_
 	if (resolve(l, tag, want, &img->manifest_desc, &img->root, &img->index, &img->index_pos, &depth, err) < 0)
 		goto fail;
 	img->index_is_root = depth == 1;
-	if (image_load(img, err) < 0) {
+	if (load(img, any, err) < 0) {
 		ocitree_error_prefix(err, "tag '%s'", tag);
 		goto fail;
 	}
@@ -208,6 +216,20 @@ OCITREE_EXPORT struct ocitree_image *ocitree_image_open_platform(struct ocitree_
 fail:
 	ocitree_image_free(img);
 	return NULL;
+}
+
+OCITREE_EXPORT struct ocitree_image *ocitree_image_open_platform(struct ocitree_layout *l, const char *tag,
+								 const struct ocitree_platform *want,
+								 struct ocitree_error **err)
+{
+	return open_image(l, tag, want, false, err);
+}
+
+OCITREE_EXPORT struct ocitree_image *ocitree_image_inspect(struct ocitree_layout *l, const char *tag,
+							   const struct ocitree_platform *want,
+							   struct ocitree_error **err)
+{
+	return open_image(l, tag, want, true, err);
 }
 
 OCITREE_EXPORT struct ocitree_image *ocitree_image_open(struct ocitree_layout *l, const char *tag,

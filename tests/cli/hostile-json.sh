@@ -49,7 +49,17 @@ tag unknown application/x-surprise "$d" "$s"
 try "an unknown media type" "unsupported media type 'application/x-surprise'" unknown
 read d s < <(jq -nc --argjson c "$good_config" '{schemaVersion:2, config:($c + {mediaType:"application/x-not-a-config"}), layers:[]}' | put)
 tag odd-config $MT_M "$d" "$s"
-try "a config of an unknown media type" "not an image config" odd-config
+# a config of another media type makes the manifest an artifact (OCI
+# 1.1): stat shows it, as umoci 0.6 does; what would use it as an image
+# refuses it
+before=$(snapshot "$L")
+ok "a config of an unknown media type: stat shows it as an artifact" $OCITREE stat --image "$L:odd-config"
+check "its config by its descriptor only, no history" \
+	'grep -q "Media Type: application/x-not-a-config" "$T/out" && ! grep -q "== HISTORY ==" "$T/out"'
+fails 1 "not an image config" "a config of an unknown media type: config" \
+	$OCITREE config --image "$L:odd-config" --tag copy --author x
+fails 1 "not an image config" "a config of an unknown media type: unpack" $OCITREE unpack --image "$L:odd-config" "$T/odd-b"
+is "a config of an unknown media type: layout unchanged" "$(snapshot "$L")" "$before"
 
 # nesting too deep: 9 indexes, each pointing at the next
 mdesc=$(jq -c '.manifests[0] | del(.annotations)' "$T/index.orig")

@@ -438,6 +438,68 @@ umoci init --layout "$T/sj" && umoci new --image "$T/sj:t" &&
 is "stat --json history of umoci's image is what umoci prints" \
 	"$($OCITREE stat --image "$T/sj:t" --json | jq -c .history)" "$(umoci stat --image "$T/sj:t" --json | jq -c .history)"
 
+# an OCI 1.1 artifact (an empty config, embedded data) is shown, not
+# refused: umoci 0.6's snapshot "pseudo-artifact w/o layers"
+# (test/stat.bats), the manifest's digest and size filled in
+$OCITREE init --layout "$T/art" || exit 1
+jq -cSM . >"$T/art-m" <<'JSON'
+{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+ "artifactType": "application/vnd.umoci.testing.fake-artifact+foobar",
+ "config": {"mediaType": "application/vnd.oci.empty.v1+json",
+  "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", "size": 2, "data": "e30="},
+ "layers": [{"mediaType": "application/vnd.oci.empty.v1+json",
+  "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", "size": 2, "data": "e30="}],
+ "annotations": {"ci.umo.test-artifact.build-id": "1234567890", "ci.umo.test-artifact.data": "foobar"}}
+JSON
+ad=$(sha256sum <"$T/art-m" | cut -d' ' -f1) as=$(stat -c %s "$T/art-m")
+cp "$T/art-m" "$T/art/blobs/sha256/$ad"
+jq -cSM --arg d "sha256:$ad" --argjson s "$as" '.manifests += [{mediaType: "application/vnd.oci.image.manifest.v1+json",
+	digest: $d, size: $s, annotations: {"org.opencontainers.image.ref.name": "latest"}}]' "$T/art/index.json" >"$T/art-i" &&
+	mv "$T/art-i" "$T/art/index.json" || exit 1
+cat >"$T/art-want" <<SNAP
+== MANIFEST ==
+Schema Version: 2
+Media Type: application/vnd.oci.image.manifest.v1+json
+Artifact Type: application/vnd.umoci.testing.fake-artifact+foobar
+Config:
+	Descriptor:
+		Media Type: application/vnd.oci.empty.v1+json
+		Digest: sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a
+		Size: 2B
+		Data: (2 bytes)
+			0000: 7b7d                                     {}
+Layers:
+	Descriptor:
+		Media Type: application/vnd.oci.empty.v1+json
+		Digest: sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a
+		Size: 2B
+		Data: (2 bytes)
+			0000: 7b7d                                     {}
+Annotations:
+	ci.umo.test-artifact.build-id: 1234567890
+	ci.umo.test-artifact.data: foobar
+Descriptor:
+	Media Type: application/vnd.oci.image.manifest.v1+json
+	Digest: sha256:$ad
+	Size: ${as}B
+	Annotations:
+		org.opencontainers.image.ref.name: latest
+
+== CONFIG ==
+Descriptor:
+	Media Type: application/vnd.oci.empty.v1+json
+	Digest: sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a
+	Size: 2B
+	Data: (2 bytes)
+		0000: 7b7d                                     {}
+SNAP
+ok "stat of an artifact" $OCITREE stat --image "$T/art:latest"
+check "is umoci 0.6's snapshot" 'diff -u "$T/art-want" <(sed "s/ *\$//" "$T/out") >&2'
+ok "stat --json of it" $OCITREE stat --image "$T/art:latest" --json
+is "the config by its descriptor, no history" "$(jq -c '[.config.descriptor.mediaType, has("history")]' "$T/out")" \
+	'["application/vnd.oci.empty.v1+json",false]'
+fails 1 "not an image config" "unpacking it is still refused" $OCITREE unpack --image "$T/art:latest" "$T/art-b"
+
 # ---- installed as umoci (make install-umoci-link): umoci's --version and
 # --help (cmd/umoci/main.go printVersion; urfave/cli's templates) ----
 mkdir -p "$T/face" && ln -s "$OCITREE" "$T/face/umoci" || exit 1
