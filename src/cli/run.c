@@ -6,6 +6,7 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <grp.h>
@@ -373,7 +374,50 @@ int run_mount_stop(struct run_mount *m, struct ocitree_error **err)
 struct made_target {
 	char *path;  /* relative to the root: the destination */
 	size_t keep; /* the length of its prefix that exists in the image */
+	/* that prefix's directory before the run: making the target in it
+	 * changed its times, which a commit would carry as a change of the
+	 * command's */
+	struct timespec times[2];
+	char *names; /* its entries, sorted, each ending in '\n' */
 };
+
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The entries of directory dirfd (O_PATH), sorted, each ending in '\n';
+ * NULL when it cannot be read. */
+static char *dir_names(int dirfd)
+{
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd < 0 ? NULL : fdopendir(fd);
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	char **v = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		GROW(v, cap, n + 1);
+		v[n++] = xstrdup(de->d_name);
+	}
+	closedir(d);
+	qsort(v, n, sizeof(*v), cmp_name);
+	struct buf b = BUF_INIT;
+	for (size_t i = 0; i < n; i++) {
+		buf_append(&b, v[i], strlen(v[i]));
+		buf_append(&b, "\n", 1);
+		free(v[i]);
+	}
+	free(v);
+	buf_append(&b, "", 1);
+	return b.data;
+}
 
 /* Open the directory at the first n bytes of rel under root, never
  * following a symlink; -1 when it is not a plain directory path. */
@@ -429,12 +473,21 @@ static struct made_target *missing_targets(const char *rootfs, const char *confi
 			while (rel[at] == '/')
 				at++;
 		}
+		struct stat anchor;
+		char *names = fd >= 0 && fstat(fd, &anchor) == 0 ? dir_names(fd) : NULL;
 		if (fd >= 0)
 			close(fd);
-		if (!missing)
+		if (!missing) {
+			free(names);
 			continue;
+		}
 		t = xrealloc(t, (*n + 1) * sizeof(*t));
-		t[(*n)++] = (struct made_target){.path = xstrdup(rel), .keep = at};
+		t[*n] = (struct made_target){.path = xstrdup(rel), .keep = at, .names = names};
+		if (names) {
+			t[*n].times[0] = anchor.st_atim;
+			t[*n].times[1] = anchor.st_mtim;
+		}
+		(*n)++;
 	}
 	return t;
 }
@@ -465,7 +518,25 @@ static void remove_made_targets(const char *rootfs, struct made_target *t, size_
 				break;
 			len = slash;
 		}
-		free(p);
+	}
+	/* the directories the targets were made in get their times back when
+	 * they hold what they held before: the run changed nothing there */
+	for (size_t i = 0; root >= 0 && i < n; i++) {
+		if (!t[i].names)
+			continue;
+		_cleanup_close_ int dir = open_dir_nofollow(root, t[i].path, t[i].keep);
+		_cleanup_free_ char *now = dir >= 0 ? dir_names(dir) : NULL;
+		if (now && !strcmp(now, t[i].names)) {
+			_cleanup_free_ char *self = xasprintf("/proc/self/fd/%d", dir);
+			/* through the mount, so the daemon records them as it records
+			 * any change of times */
+			if (utimensat(AT_FDCWD, self, t[i].times, 0) < 0)
+				log_debug("restore the times of '/%.*s': %s", (int)t[i].keep, t[i].path, strerror(errno));
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		free(t[i].path);
+		free(t[i].names);
 	}
 	free(t);
 }

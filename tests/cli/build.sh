@@ -236,6 +236,10 @@ ok "umoci unpacks the built one" umoci unpack --image "$T/l:one" "$T/b-one"
 # /dev, /sys) is the difference the build removes on purpose
 for d in proc dev sys etc/resolv.conf; do rm -rf "${T:?}/b-hand/rootfs/$d"; done
 is "the built image's tree is the hand-made one's" "$(tree_listing "$T/b-one/rootfs")" "$(tree_listing "$T/b-hand/rootfs")"
+# the runtime made /etc/resolv.conf in /etc, and the build removed it:
+# /etc, unchanged by the step, keeps the times it has in the base
+is "a directory the runtime made a target in keeps its mtime" "$(stat -c %y "$T/b-one/rootfs/etc")" \
+	"$(stat -c %y "$T/b-base/rootfs/etc")"
 ok "untag the hand-made image" $OCITREE rm --image "$T/l:by-hand"
 
 # ---- the cache ----
