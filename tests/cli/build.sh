@@ -326,6 +326,41 @@ check "the upper directory is kept, with the first step's change" '[ -n "$kept" 
 [ -n "$kept" ] && rm -rf "$(dirname "$kept")"
 ok "fsck --full after the failure" $OCITREE fsck --full --layout "$T/l"
 
+# ---- --shell-fail: a shell in the failed step's container, on a terminal ----
+if command -v script >/dev/null; then
+	# script(1) gives the build a terminal and types into it what the pipe
+	# says, once the shell is there (the runtime flushes what was typed
+	# before); the shell must see the first step's file
+	: >"$T/sf.out"
+	{
+		for _ in $(seq 300); do
+			grep -q "a shell in its container" "$T/sf.out" && break
+			sleep 0.1
+		done
+		sleep 1
+		printf 'echo "inside $(cat /first)"; exit\n'
+		# the pipe stays open until the build is over
+		for _ in $(seq 300); do
+			grep -q "exited with status" "$T/sf.out" && break
+			sleep 0.1
+		done
+	} | timeout 120 script -qec "$OCITREE build --layout '$T/l' -f '$R/fail.yaml' --substitute SRC='$T/src' --shell-fail" \
+			/dev/null >"$T/sf.out" 2>&1
+	is "--shell-fail: the build still fails" "$?" 1
+	check "a shell opens in the failed step's container" 'grep -q "^inside first" "$T/sf.out"'
+	check "after it, the failure is named" 'grep -q "step 2 .* exited with status 3" "$T/sf.out"'
+	check "and index.json is as it was" 'cmp -s "$T/index.before" "$T/l/index.json"'
+	kept=$(sed -n "s/.*are kept in '\(.*\)' (ocitree run --upper).*/\1/p" "$T/sf.out" | tr -d '\r')
+	[ -n "$kept" ] && rm -rf "$(dirname "$kept")"
+	printf 'exit\n' | timeout 120 script -qec "$OCITREE build --layout '$T/l' -f '$R/fail.yaml' --substitute SRC='$T/src'" \
+		/dev/null >"$T/sf2.out" 2>&1
+	check "without --shell-fail no shell opens" '! grep -q "a shell in its container" "$T/sf2.out"'
+	kept=$(sed -n "s/.*are kept in '\(.*\)' (ocitree run --upper).*/\1/p" "$T/sf2.out" | tr -d '\r')
+	[ -n "$kept" ] && rm -rf "$(dirname "$kept")"
+else
+	skip "--shell-fail" "script(1) (util-linux) gives the build a terminal"
+fi
+
 # ---- kill -9 while a step runs ----
 cat >"$R/slow.yaml" <<'EOF'
 slow:
