@@ -3,7 +3,8 @@
 # ocitree build: recipes in stacker's format built with runc on writable
 # mounts.  Every directive, built chains, stacker:// imports, apply of two
 # images verbatim (and a conflict refused), build_only, substitutions,
-# binds, a failing step, an unknown directive, the cache (an unchanged
+# binds, from docker (a real docker-registry on a loopback port), --shell-fail,
+# a failing step, an unknown directive, the cache (an unchanged
 # recipe rebuilds nothing; a changed import rebuilds exactly what depends
 # on it), reproducible digests, and every image valid and the same as
 # umoci sees it.
@@ -304,6 +305,33 @@ cp "$T/l/index.json" "$T/index.before"
 fails 1 "apply: images 'a' and 'b' both change '/same', differently" "apply refuses two layers that disagree" \
 	$OCITREE build --layout "$T/l" -f "$R/conflict.yaml" --substitute SRC="$T/src"
 check "and tags nothing, not even the images it built" 'cmp -s "$T/index.before" "$T/l/index.json"'
+
+# ---- from docker: a base copied from a registry with skopeo ----
+if [ -x /usr/bin/docker-registry ] && command -v skopeo >/dev/null; then
+	. "$top_srcdir/tests/registry-lib.sh"
+	if check "docker-registry listens on a loopback port" start_registry "$T/registry"; then
+		ok "skopeo copies the base to the registry" timeout 120 skopeo copy -q --dest-tls-verify=false \
+			"oci:$T/src:base" "docker://$REG/ocitree/base:1"
+		cat >"$R/docker.yaml" <<EOF
+fromdocker:
+  from: {type: docker, url: "docker://$REG/ocitree/base:1", insecure: true}
+  run: cat /etc/motd > /copied-motd
+EOF
+		ok "build from docker" timeout 300 $OCITREE build --layout "$T/l" -f "$R/docker.yaml"
+		src_base=$(jq -r '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == "base") | .digest' "$T/src/index.json")
+		is "on the base's layers, verbatim" "$(layers_of fromdocker | head -n -1)" \
+			"$(jq -r '.layers[].digest' "$T/src/blobs/sha256/${src_base#sha256:}")"
+		ok "umoci unpacks it" umoci unpack --image "$T/l:fromdocker" "$T/b-docker"
+		is "its step ran on the base" "$(cat "$T/b-docker/rootfs/copied-motd")" welcome
+		validated "the image from docker is valid" "$T/l"
+		is "the copy left no tag behind" "$(jq -r '.manifests[].annotations["org.opencontainers.image.ref.name"]' "$T/l/index.json" | grep -c 'ocitree-build-tmp\|^image$')" 0
+		sed "s|ocitree/base:1|ocitree/none:1|" "$R/docker.yaml" >"$R/docker-none.yaml"
+		fails 1 "image 'fromdocker': skopeo could not copy 'docker://$REG/ocitree/none:1'" "a missing image is named" \
+			$OCITREE build --layout "$T/l" -f "$R/docker-none.yaml"
+	fi
+else
+	skip "from docker" "docker-registry and skopeo make a registry to copy from"
+fi
 
 # ---- a failing step ----
 cat >"$R/fail.yaml" <<'EOF'
