@@ -331,11 +331,9 @@ grep -E 'ocitree: (warn|error):|runtime error|Sanitizer' "$T/store.log" | head -
 # it relies on is checked on the store itself)
 if have fusermount3 && [ -u "$(command -v fusermount3)" ] && have setpriv; then
 	nobody=(setpriv --reuid=65534 --regid=65534 --clear-groups env HOME="$T/home")
-	if ! "${nobody[@]}" test -w /dev/fuse; then
-		mode=$(stat -c %a /dev/fuse)
-		chmod o+rw /dev/fuse
-		at_exit "chmod $mode /dev/fuse"
-	fi
+	# lent as the other tests lend it: a mode put back at exit by this test
+	# alone would take /dev/fuse from the rootless tests running beside it
+	lend_fuse
 	mkdir -p "$T/home" "$T/cache-user" "$T/ustore"
 	chown 65534:65534 "$T/home" "$T/cache-user" "$T/ustore"
 	ok "a store as an unprivileged user" "${nobody[@]}" "$OCITREE" store --layout "$T/build" \
