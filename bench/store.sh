@@ -18,6 +18,7 @@
 #
 #   sudo bench/store.sh _build/ocitree /var/tmp/ocitree-corpus
 set -uo pipefail
+. "$(dirname "$0")/../tests/podman-lib.sh"
 OCITREE=$(realpath "${1:-_build/ocitree}")
 CORPUS=${2:-/var/tmp/ocitree-corpus}
 RUNS=${RUNS:-3}
@@ -46,7 +47,7 @@ cleanup() {
 			timeout 120 podman rmi -a -f >/dev/null 2>&1
 	done
 	findmnt -rn -o TARGET | grep "^$W/" | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
-	[ -n "${REG_PID:-}" ] && kill "$REG_PID" 2>/dev/null
+	registry_stop
 	return 0
 }
 cleanup
@@ -55,23 +56,7 @@ mkdir -p "$W/mnt" "$W/tmp" "$W/net" "$W/conf-plain" "$W/conf-store"
 trap 'cleanup; rm -rf "$W"' EXIT
 
 # ---- the registry ----
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-REG=127.0.0.1:$PORT
-cat >"$W/registry.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: false
-storage:
-  filesystem:
-    rootdirectory: $W/registry
-http:
-  addr: $REG
-EOF
-/usr/bin/docker-registry serve "$W/registry.yml" >"$W/registry.log" 2>&1 &
-REG_PID=$!
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+registry_start "$W" warn || { echo "bench/store.sh: docker-registry does not start (see $W/registry.log)" >&2; exit 1; }
 timeout 600 skopeo copy -q --dest-tls-verify=false "oci:$CORPUS/oci:$IMAGE" "docker://$REG/$IMAGE:1" ||
 	{ echo "bench/store.sh: skopeo copy to the registry failed" >&2; exit 1; }
 REF=$REG/$IMAGE:1
@@ -89,19 +74,7 @@ cat >>"$W/conf-store/storage.conf" <<EOF
 [storage.options]
 additionallayerstores = ["$STORE:ref"]
 EOF
-cat >"$W/containers.conf" <<EOF
-[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
-netns = "none"
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-events_logfile_path = "$W/events.log"
-tmp_dir = "$W/tmp"
-[network]
-network_config_dir = "$W/net"
-EOF
+podman_containers_conf "$W"
 export CONTAINERS_CONF=$W/containers.conf
 pm() { # CASE ARGS...
 	local c=$1

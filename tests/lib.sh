@@ -170,7 +170,8 @@ tree_listing() {
 
 # index_tag LAYOUT NEWTAG TAG=OS/ARCH[/VARIANT]...: tag NEWTAG an image
 # index of those tags' manifests, each with its platform, as `skopeo copy
-# --all` writes one (needs jq)
+# --all` writes one (needs jq); INDEX_ANNOTATIONS, a JSON object, becomes
+# the index's own annotations
 index_tag() {
 	local l=$1 new=$2 entries=() spec t p os arch var ref idx d
 	shift 2
@@ -182,8 +183,9 @@ index_tag() {
 		entries+=("$(jq -c --arg o "$os" --arg a "$arch" --arg v "$var" \
 			'. + {platform: ({architecture: $a, os: $o} + (if $v == "" then {} else {variant: $v} end))}' <<<"$ref")")
 	done
-	idx=$(printf '%s\n' "${entries[@]}" | jq -sc '{schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json",
-		manifests: .}' | tr -d '\n')
+	idx=$(printf '%s\n' "${entries[@]}" | jq -sc --argjson ann "${INDEX_ANNOTATIONS:-null}" '{schemaVersion: 2,
+		mediaType: "application/vnd.oci.image.index.v1+json", manifests: .} +
+		(if $ann == null then {} else {annotations: $ann} end)' | tr -d '\n')
 	d=$(printf %s "$idx" | sha256sum | cut -d' ' -f1)
 	printf %s "$idx" >"$l/blobs/sha256/$d"
 	jq -c --arg d "sha256:$d" --argjson s "${#idx}" --arg n "$new" '.manifests += [{mediaType:

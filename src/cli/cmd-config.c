@@ -9,25 +9,7 @@
 #include "cli.h"
 
 enum {
-	OPT_IMAGE = OPT_COMMAND_BASE,
-	OPT_TAG,
-	OPT_USER,
-	OPT_PORT,
-	OPT_ENV,
-	OPT_ENTRYPOINT,
-	OPT_CMD,
-	OPT_VOLUME,
-	OPT_LABEL,
-	OPT_WORKDIR,
-	OPT_STOPSIGNAL,
-	OPT_CREATED,
-	OPT_AUTHOR,
-	OPT_ARCH,
-	OPT_OS,
-	OPT_VARIANT,
-	OPT_OS_VERSION,
-	OPT_ANNOTATION,
-	OPT_CLEAR,
+	OPT_FIELD = OPT_COMMAND_BASE, /* OPT_FIELD + i: fields[i] */
 };
 
 /* Repeatable options collect into a NULL-terminated vector. */
@@ -46,21 +28,65 @@ static void strv_push(struct strv *s, const char *v)
 }
 
 struct config_opts {
-	struct image_ref image;
-	const char *tag;
+	struct layer_opts lo; /* --image, --tag, --platform, the history options */
 	const char *user, *workdir, *stopsignal, *created, *author, *arch, *os, *variant, *os_version;
 	struct strv ports, env, entrypoint, cmd, volumes, labels, annotations, clear;
-	struct history_opts history;
-	struct platform_opt platform;
 };
 
 static void config_opts_clear(struct config_opts *o)
 {
-	image_ref_clear(&o->image);
-	platform_opt_clear(&o->platform);
+	layer_opts_clear(&o->lo);
 	struct strv *all[] = {&o->ports, &o->env, &o->entrypoint, &o->cmd, &o->volumes, &o->labels, &o->annotations, &o->clear};
 	for (size_t i = 0; i < ARRAY_SIZE(all); i++)
 		strv_free(all[i]->v);
+}
+
+/* Most of umoci config's options each set one field of config_opts: a
+ * string (the last one given wins) or a list (each one adds to it).  One
+ * table says which, instead of an option table, an enum and a switch that
+ * had to agree line for line. */
+struct config_field {
+	const char *option;
+	size_t offset;
+	bool list; /* a struct strv, else a const char * */
+};
+#define STR_FIELD(option, field)  {option, offsetof(struct config_opts, field), false}
+#define LIST_FIELD(option, field) {option, offsetof(struct config_opts, field), true}
+static const struct config_field fields[] = {
+	STR_FIELD("config.user", user),
+	LIST_FIELD("config.exposedports", ports),
+	LIST_FIELD("config.env", env),
+	LIST_FIELD("config.entrypoint", entrypoint),
+	LIST_FIELD("config.cmd", cmd),
+	LIST_FIELD("config.volume", volumes),
+	LIST_FIELD("config.label", labels),
+	STR_FIELD("config.workingdir", workdir),
+	STR_FIELD("config.stopsignal", stopsignal),
+	STR_FIELD("created", created),
+	STR_FIELD("author", author),
+	STR_FIELD("architecture", arch),
+	STR_FIELD("os", os),
+	/* umoci 0.6's names for the two above (cmd/umoci/config.go) */
+	STR_FIELD("platform.arch", arch),
+	STR_FIELD("platform.os", os),
+	STR_FIELD("platform.variant", variant),
+	STR_FIELD("platform.os.version", os_version),
+	LIST_FIELD("manifest.annotation", annotations),
+	LIST_FIELD("clear", clear),
+};
+
+/* layer_opts_parse()'s callback for the options of fields[]. */
+static int field_opt(int opt, const char *arg, void *data, struct ocitree_error **err)
+{
+	if (opt < OPT_FIELD || opt >= OPT_FIELD + (int)ARRAY_SIZE(fields))
+		return cli_usage_error(err, "unknown option");
+	const struct config_field *f = &fields[opt - OPT_FIELD];
+	void *field = (char *)data + f->offset;
+	if (f->list)
+		strv_push(field, arg);
+	else
+		*(const char **)field = arg;
+	return 0;
 }
 
 /* "name=value" with a non-empty name. */
@@ -78,75 +104,21 @@ static int split_kv(const char *opt, const char *in, char **name, const char **v
 
 static int parse(int argc, char **argv, struct config_opts *o, struct ocitree_error **err)
 {
-	static const struct option opts[] = {
-		{"image", required_argument, NULL, OPT_IMAGE},
-		{"tag", required_argument, NULL, OPT_TAG},
-		{"config.user", required_argument, NULL, OPT_USER},
-		{"config.exposedports", required_argument, NULL, OPT_PORT},
-		{"config.env", required_argument, NULL, OPT_ENV},
-		{"config.entrypoint", required_argument, NULL, OPT_ENTRYPOINT},
-		{"config.cmd", required_argument, NULL, OPT_CMD},
-		{"config.volume", required_argument, NULL, OPT_VOLUME},
-		{"config.label", required_argument, NULL, OPT_LABEL},
-		{"config.workingdir", required_argument, NULL, OPT_WORKDIR},
-		{"config.stopsignal", required_argument, NULL, OPT_STOPSIGNAL},
-		{"created", required_argument, NULL, OPT_CREATED},
-		{"author", required_argument, NULL, OPT_AUTHOR},
-		{"architecture", required_argument, NULL, OPT_ARCH},
-		{"os", required_argument, NULL, OPT_OS},
-		/* umoci 0.6's names for the two above (cmd/umoci/config.go) */
-		{"platform.arch", required_argument, NULL, OPT_ARCH},
-		{"platform.os", required_argument, NULL, OPT_OS},
-		{"platform.variant", required_argument, NULL, OPT_VARIANT},
-		{"platform.os.version", required_argument, NULL, OPT_OS_VERSION},
-		{"manifest.annotation", required_argument, NULL, OPT_ANNOTATION},
-		{"clear", required_argument, NULL, OPT_CLEAR},
+	static const struct option common[] = {
+		LAYER_IMAGE_OPTION,
+		LAYER_TAG_OPTION,
 		PLATFORM_OPTION,
 		HISTORY_OPTIONS,
 		CLI_HELP_OPTION,
 		{NULL, 0, NULL, 0},
 	};
-	int c;
-	while ((c = cli_getopt(argc, argv, opts, err)) != -1) {
-		if (history_opt(&o->history, c, optarg))
-			continue;
-		switch (c) {
-		case OPT_IMAGE:
-			if (cli_image_ref(optarg, &o->image, err) < 0)
-				return -1;
-			break;
-		case OPT_TAG:
-			if (cli_tag_opt(optarg, &o->tag, err) < 0)
-				return -1;
-			break;
-		case OPT_USER: o->user = optarg; break;
-		case OPT_PORT: strv_push(&o->ports, optarg); break;
-		case OPT_ENV: strv_push(&o->env, optarg); break;
-		case OPT_ENTRYPOINT: strv_push(&o->entrypoint, optarg); break;
-		case OPT_CMD: strv_push(&o->cmd, optarg); break;
-		case OPT_VOLUME: strv_push(&o->volumes, optarg); break;
-		case OPT_LABEL: strv_push(&o->labels, optarg); break;
-		case OPT_WORKDIR: o->workdir = optarg; break;
-		case OPT_STOPSIGNAL: o->stopsignal = optarg; break;
-		case OPT_CREATED: o->created = optarg; break;
-		case OPT_AUTHOR: o->author = optarg; break;
-		case OPT_ARCH: o->arch = optarg; break;
-		case OPT_OS: o->os = optarg; break;
-		case OPT_VARIANT: o->variant = optarg; break;
-		case OPT_OS_VERSION: o->os_version = optarg; break;
-		case OPT_ANNOTATION: strv_push(&o->annotations, optarg); break;
-		case OPT_CLEAR: strv_push(&o->clear, optarg); break;
-		case OPT_PLATFORM:
-			if (platform_opt(optarg, &o->platform, err) < 0)
-				return -1;
-			break;
-		CLI_HANDLE_HELP;
-		default:
-			return -1;
-		}
-	}
-	if (!o->image.path)
-		return cli_usage_error(err, "missing mandatory option --image");
+	struct option opts[ARRAY_SIZE(fields) + ARRAY_SIZE(common)];
+	for (size_t i = 0; i < ARRAY_SIZE(fields); i++)
+		opts[i] = (struct option){fields[i].option, required_argument, NULL, OPT_FIELD + (int)i};
+	memcpy(opts + ARRAY_SIZE(fields), common, sizeof(common));
+	int r = layer_opts_parse(argc, argv, opts, &o->lo, field_opt, o, err);
+	if (r != 0)
+		return r;
 	if (cli_expect_args(argc, argv, 0, 0, err) < 0)
 		return -1;
 	_cleanup_free_ char *created = o->created ? ocitree_time_canonical(o->created) : NULL;
@@ -177,7 +149,7 @@ static int parse(int argc, char **argv, struct config_opts *o, struct ocitree_er
 				return -1;
 		}
 	}
-	return history_opts_check(&o->history, err);
+	return history_opts_check(&o->lo.hist, err);
 }
 
 static bool clearing(const struct config_opts *o, const char *key)
@@ -271,9 +243,9 @@ static void apply(struct config_opts *o, struct ocitree_image *img)
 		split_kv("manifest.annotation", o->annotations.v[i], &name, &value, NULL);
 		ocitree_strmap_set(&img->manifest->annotations, name, value);
 	}
-	if (!o->history.no_history) {
+	if (!o->lo.hist.no_history) {
 		struct ocitree_history h;
-		history_opts_entry(&o->history, c, "ocitree config", true, &h);
+		history_opts_entry(&o->lo.hist, c, "ocitree config", true, &h);
 		ocitree_config_add_history(c, &h);
 		ocitree_history_clear(&h);
 	}
@@ -288,12 +260,12 @@ int cmd_config(int argc, char **argv, struct ocitree_error **err)
 		return r;
 	}
 	r = -1;
-	struct ocitree_layout *l = cli_open_layout(o.image.path, err);
+	struct ocitree_layout *l = cli_open_layout(o.lo.image.path, err);
 	if (l && ocitree_layout_hold_blobs(l, err) == 0) {
-		struct ocitree_image *img = cli_open_image(l, o.image.tag, &o.platform, err);
+		struct ocitree_image *img = cli_open_image(l, o.lo.image.tag, &o.lo.platform, err);
 		if (img) {
 			apply(&o, img);
-			const char *tag = o.tag ? o.tag : o.image.tag;
+			const char *tag = o.lo.tag ? o.lo.tag : o.lo.image.tag;
 			r = ocitree_image_commit(img, tag, err);
 			if (r == 0)
 				log_info("tagged '%s' as %s", tag, img->manifest_desc.digest);

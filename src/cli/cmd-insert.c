@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* insert */
+/*
+ * ocitree insert: a file or directory of the host (or a whiteout, or an
+ * opaque directory) added to an image as a new layer, as umoci insert does.
+ */
 #include "config.h"
 
 #include "cli.h"

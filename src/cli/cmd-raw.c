@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* raw unpack | runtime-config | add-layer */
+/*
+ * ocitree raw: umoci's low-level commands, dispatched by their subcommand
+ * word: runtime-config and add-layer (of a ready tar) here, raw unpack
+ * beside unpack in cmd-unpack.c.
+ */
 #include "config.h"
 
 #include <fcntl.h>

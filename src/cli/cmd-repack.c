@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* repack */
+/*
+ * ocitree repack: the changes of an unpacked bundle since its unpack
+ * written as a new layer of its image, as umoci repack does.
+ */
 #include "config.h"
 
 #include "cli.h"

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* unpack and raw unpack */
+/*
+ * ocitree unpack and raw unpack: an image into a runtime bundle (rootfs,
+ * config.json and the state repack reads), or its root filesystem alone.
+ */
 #include "config.h"
 
 #include "cli.h"

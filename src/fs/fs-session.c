@@ -2,7 +2,9 @@
 /*
  * The FUSE session both drivers (fs.c, fs-rw.c) run in: the -o options of
  * ocitree itself and what goes on to libfuse, mounting, daemonizing, the
- * multithreaded loop, unmounting; and the reply to a read.
+ * multithreaded loop, unmounting; the reply to a read, and the replies
+ * the read-only drivers (fs.c, fs-store.c) build the same way: open,
+ * directory entries of a tree, xattr values.
  */
 #include "config.h"
 
@@ -267,4 +269,66 @@ int fs_reply_data(fuse_req_t req, const struct ocitree_tree_data *d)
 	if (!d->n_iov)
 		return fuse_reply_buf(req, NULL, 0);
 	return fuse_reply_iov(req, d->iov, (int)d->n_iov);
+}
+
+void fs_forget_none(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	fuse_reply_none(req);
+}
+
+void fs_forget_multi_none(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	fuse_reply_none(req);
+}
+
+void fs_release_none(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, 0);
+}
+
+void fs_reply_open_readonly(fuse_req_t req, struct fuse_file_info *fi, const struct stat *st, bool no_open)
+{
+	int e = !st                                                            ? ENOENT
+	        : S_ISDIR(st->st_mode)                                         ? EISDIR
+	        : (fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC) ? EROFS
+	        : no_open                                                      ? ENOSYS
+	                                                                       : 0;
+	if (e) {
+		fuse_reply_err(req, e);
+		return;
+	}
+	/* the file never changes, and there is nothing to write back */
+	fi->keep_cache = 1;
+	fi->noflush = 1;
+	fuse_reply_open(req, fi);
+}
+
+const char *fs_tree_dirent(const struct ocitree_tree *t, uint32_t dir, off_t pos, uint32_t *child)
+{
+	if (pos < 2) {
+		*child = dir; /* for "..", the kernel fills in the real parent */
+		return pos == 0 ? "." : "..";
+	}
+	return ocitree_tree_dir_entry(t, dir, (uint32_t)(pos - 2), child);
+}
+
+bool fs_add_dirent(fuse_req_t req, char *buf, size_t size, size_t *used, const char *name,
+		   const struct fuse_entry_param *e, off_t next, bool plus)
+{
+	size_t r = plus ? fuse_add_direntry_plus(req, buf + *used, size - *used, name, e, next)
+	                : fuse_add_direntry(req, buf + *used, size - *used, name, &e->attr, next);
+	if (r > size - *used)
+		return false;
+	*used += r;
+	return true;
+}
+
+void fs_reply_xattr(fuse_req_t req, size_t size, const void *value, size_t len)
+{
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, value, len);
 }

@@ -2,7 +2,8 @@
 /*
  * The FUSE session both drivers run in (fs-session.c): the -o options they
  * share, mounting, the worker loop and unmounting, and the reply to a read,
- * used by the read-only (fs.c) and the writable (fs-rw.c) driver.
+ * used by the read-only (fs.c, fs-store.c) and the writable (fs-rw.c)
+ * drivers; and the replies the read-only drivers build the same way.
  */
 #ifndef OCITREE_FS_SESSION_H
 #define OCITREE_FS_SESSION_H
@@ -62,5 +63,47 @@ void fs_init_conn(struct fuse_conn_info *conn);
  * fuse_reply_iov does: negative when the reply could not be sent (-ENOENT:
  * the request was interrupted). */
 int fs_reply_data(fuse_req_t req, const struct ocitree_tree_data *d);
+
+/* What the read-only drivers (fs.c, fs-store.c) answer alike is written
+ * once, from here on.
+ *
+ * The operations both read-only drivers serve, each from its own fs_<op>
+ * (the same names in fs.c and fs-store.c) but for the shared handlers
+ * below: one list, so that what one answers the other does too.  Their
+ * ops tables start with it and add what is theirs alone. */
+#define FS_READ_ONLY_OPS                                                                                               \
+	.init = fs_init, .lookup = fs_lookup, .forget = fs_forget_none, .forget_multi = fs_forget_multi_none,          \
+	.getattr = fs_getattr, .readlink = fs_readlink, .opendir = fs_opendir, .readdir = fs_readdir,                  \
+	.readdirplus = fs_readdirplus, .releasedir = fs_release_none, .open = fs_open, .read = fs_read,                \
+	.release = fs_release_none, .getxattr = fs_getxattr, .listxattr = fs_listxattr, .statfs = fs_statfs
+
+/* forget for nodes that live as long as the mount: nothing to release. */
+void fs_forget_none(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
+void fs_forget_multi_none(fuse_req_t req, size_t count, struct fuse_forget_data *forgets);
+/* release and releasedir where an open file or directory holds nothing. */
+void fs_release_none(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+
+/* Reply to open of a node of a read-only driver with attributes st (NULL:
+ * there is no such node): ENOENT, EISDIR for a directory, EROFS for an open
+ * that would write, ENOSYS when no_open (the driver asked the kernel to
+ * open files without asking, FUSE_CAP_NO_OPEN_SUPPORT), else opened with
+ * the page cache kept. */
+void fs_reply_open_readonly(fuse_req_t req, struct fuse_file_info *fi, const struct stat *st, bool no_open);
+
+/* The name at readdir offset pos of directory dir of t, and its inode in
+ * *child: offset 0 is ".", 1 "..", 2 + i child i.  NULL past the end. */
+const char *fs_tree_dirent(const struct ocitree_tree *t, uint32_t dir, off_t pos, uint32_t *child);
+
+/* Add the entry name (next: the offset after it) to the readdir reply
+ * being built in buf (size bytes, *used of them taken): with plus e whole,
+ * without only e->attr's inode number and type.  False, adding nothing,
+ * when it does not fit. */
+bool fs_add_dirent(fuse_req_t req, char *buf, size_t size, size_t *used, const char *name,
+		   const struct fuse_entry_param *e, off_t next, bool plus);
+
+/* Reply to getxattr or listxattr with value (len bytes): its length when
+ * size is 0 (the caller asks how much to allocate), ERANGE when it does not
+ * fit in size. */
+void fs_reply_xattr(fuse_req_t req, size_t size, const void *value, size_t len);
 
 #endif

@@ -345,17 +345,6 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	fuse_reply_entry(req, &e);
 }
 
-static void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
-{
-	/* nodes live as long as the store */
-	fuse_reply_none(req);
-}
-
-static void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
-{
-	fuse_reply_none(req);
-}
-
 static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_store *fs = fs_of(req);
@@ -403,27 +392,18 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static bool add_dirent(fuse_req_t req, struct fs_store *fs, char *buf, size_t size, size_t *used, const char *name,
                        fuse_ino_t id, fuse_ino_t ino, mode_t type, off_t next, bool plus)
 {
-	size_t r;
-	if (plus) {
-		struct fuse_entry_param e;
-		if (id) {
-			fill_entry(fs, id, fs->timeout, &e);
-		} else {
-			/* no node id: a name only, looked up when it is used (and
-			 * an inode number, without which ls takes it for a hole) */
-			memset(&e, 0, sizeof(e));
-			e.attr.st_mode = type;
-			e.attr.st_ino = ino;
-		}
-		r = fuse_add_direntry_plus(req, buf + *used, size - *used, name, &e, next);
+	struct fuse_entry_param e;
+	if (plus && id) {
+		fill_entry(fs, id, fs->timeout, &e);
 	} else {
-		struct stat st = {.st_ino = ino, .st_mode = type};
-		r = fuse_add_direntry(req, buf + *used, size - *used, name, &st, next);
+		/* no node id: a name only, looked up when it is used (and an
+		 * inode number, without which ls takes it for a hole); a plain
+		 * readdir needs no more */
+		memset(&e, 0, sizeof(e));
+		e.attr.st_mode = type;
+		e.attr.st_ino = ino;
 	}
-	if (r > size - *used)
-		return false;
-	*used += r;
-	return true;
+	return fs_add_dirent(req, buf, size, used, name, &e, next, plus);
 }
 
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
@@ -453,19 +433,10 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 	uint32_t dir = tree_ino(ino), layer_dir = (uint32_t)(ino >> 32);
 	uint32_t n = t ? ocitree_tree_dir_size(t, dir) : 0;
 	for (off_t pos = off; t && pos < (off_t)n + 2; pos++) {
-		const char *name;
 		uint32_t child;
-		if (pos == 0) {
-			name = ".";
-			child = dir;
-		} else if (pos == 1) {
-			name = "..";
-			child = dir; /* the kernel fills in the real parent */
-		} else {
-			name = ocitree_tree_dir_entry(t, dir, (uint32_t)(pos - 2), &child);
-			if (!name)
-				break;
-		}
+		const char *name = fs_tree_dirent(t, dir, pos, &child);
+		if (!name)
+			break;
 		struct stat st;
 		ocitree_tree_stat(t, child, &st);
 		fuse_ino_t id = pos < 2 && plus ? 0 : tree_id(layer_dir, child);
@@ -486,30 +457,12 @@ static void fs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 	do_readdir(req, ino, size, off, true);
 }
 
-static void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	fuse_reply_err(req, 0);
-}
-
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_store *fs = fs_of(req);
 	struct stat st;
-	if (node_stat(fs, ino, &st) < 0) {
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	if (S_ISDIR(st.st_mode)) {
-		fuse_reply_err(req, EISDIR);
-		return;
-	}
-	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
-		fuse_reply_err(req, EROFS);
-		return;
-	}
-	fi->keep_cache = 1;
-	fi->noflush = 1;
-	fuse_reply_open(req, fi);
+	bool found = node_stat(fs, ino, &st) == 0;
+	fs_reply_open_readonly(req, fi, found ? &st : NULL, false);
 }
 
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
@@ -566,11 +519,6 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 	ocitree_tree_data_release(&d);
 }
 
-static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	fuse_reply_err(req, 0);
-}
-
 static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct fs_store *fs = fs_of(req);
@@ -582,12 +530,7 @@ static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	while (t && ocitree_tree_xattr_next(t, tree_ino(ino), &cur, &xn, &xv, &xl)) {
 		if (strcmp(xn, name) != 0)
 			continue;
-		if (size == 0)
-			fuse_reply_xattr(req, xl);
-		else if (size < xl)
-			fuse_reply_err(req, ERANGE);
-		else
-			fuse_reply_buf(req, xv, xl);
+		fs_reply_xattr(req, size, xv, xl);
 		return;
 	}
 	fuse_reply_err(req, ENODATA);
@@ -604,12 +547,7 @@ static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	size_t xl;
 	while (t && ocitree_tree_xattr_next(t, tree_ino(ino), &cur, &xn, &xv, &xl))
 		buf_append(&b, xn, strlen(xn) + 1);
-	if (size == 0)
-		fuse_reply_xattr(req, b.len);
-	else if (size < b.len)
-		fuse_reply_err(req, ERANGE);
-	else
-		fuse_reply_buf(req, b.data, b.len);
+	fs_reply_xattr(req, size, b.data, b.len);
 }
 
 /* containers/storage's "use" file: it marks a layer in use by creating it
@@ -711,35 +649,23 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
+/* nodes live as long as the store: forget has nothing to release
+ * (FS_READ_ONLY_OPS); of the changes, only the two containers/storage
+ * makes get an answer other than EROFS */
 static const struct fuse_lowlevel_ops fs_store_ops = {
-    .init = fs_init,
-    .lookup = fs_lookup,
-    .forget = fs_forget,
-    .forget_multi = fs_forget_multi,
-    .getattr = fs_getattr,
+    FS_READ_ONLY_OPS,
+    .create = fs_create,
+    .rmdir = fs_rmdir,
     .setattr = fs_setattr,
-    .readlink = fs_readlink,
     .mknod = fs_mknod,
     .mkdir = fs_mkdir,
     .unlink = fs_unlink,
-    .rmdir = fs_rmdir,
     .symlink = fs_symlink,
     .rename = fs_rename,
     .link = fs_link,
-    .open = fs_open,
-    .read = fs_read,
     .write = fs_write,
-    .release = fs_release,
-    .opendir = fs_opendir,
-    .readdir = fs_readdir,
-    .readdirplus = fs_readdirplus,
-    .releasedir = fs_releasedir,
-    .statfs = fs_statfs,
     .setxattr = fs_setxattr,
-    .getxattr = fs_getxattr,
-    .listxattr = fs_listxattr,
     .removexattr = fs_removexattr,
-    .create = fs_create,
 };
 
 /* ---------------------------------------------------------------- running */

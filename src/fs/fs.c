@@ -94,17 +94,6 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	fuse_reply_entry(req, &e);
 }
 
-static void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
-{
-	/* node ids are inode numbers of an immutable tree: nothing to release */
-	fuse_reply_none(req);
-}
-
-static void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
-{
-	fuse_reply_none(req);
-}
-
 static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
@@ -158,32 +147,14 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 	size_t used = 0;
 	/* offsets: 0 start, 1 after ".", 2 after "..", 2 + i + 1 after child i */
 	for (off_t pos = off; pos < (off_t)n + 2; pos++) {
-		const char *name;
 		uint32_t child;
-		if (pos == 0) {
-			name = ".";
-			child = (uint32_t)ino;
-		} else if (pos == 1) {
-			name = "..";
-			child = (uint32_t)ino; /* the kernel fills in the real parent */
-		} else {
-			name = ocitree_tree_dir_entry(fs->tree, (uint32_t)ino, (uint32_t)(pos - 2), &child);
-			if (!name)
-				break;
-		}
-		size_t r;
-		if (plus) {
-			struct fuse_entry_param e;
-			fill_entry(fs, child, &e);
-			r = fuse_add_direntry_plus(req, buf + used, size - used, name, &e, pos + 1);
-		} else {
-			struct stat st = {0};
-			ocitree_tree_stat(fs->tree, child, &st);
-			r = fuse_add_direntry(req, buf + used, size - used, name, &st, pos + 1);
-		}
-		if (r > size - used)
+		const char *name = fs_tree_dirent(fs->tree, (uint32_t)ino, pos, &child);
+		if (!name)
 			break;
-		used += r;
+		struct fuse_entry_param e;
+		fill_entry(fs, child, &e);
+		if (!fs_add_dirent(req, buf, size, &used, name, &e, pos + 1, plus))
+			break;
 	}
 	fuse_reply_buf(req, buf, used);
 }
@@ -198,34 +169,12 @@ static void fs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 	do_readdir(req, ino, size, off, true);
 }
 
-static void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	fuse_reply_err(req, 0);
-}
-
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
 	struct stat st;
-	if (ocitree_tree_stat(fs->tree, (uint32_t)ino, &st) < 0) {
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	if (S_ISDIR(st.st_mode)) {
-		fuse_reply_err(req, EISDIR);
-		return;
-	}
-	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
-		fuse_reply_err(req, EROFS);
-		return;
-	}
-	if (fs->no_open) {
-		fuse_reply_err(req, ENOSYS);
-		return;
-	}
-	fi->keep_cache = 1;
-	fi->noflush = 1;
-	fuse_reply_open(req, fi);
+	bool found = ocitree_tree_stat(fs->tree, (uint32_t)ino, &st) == 0;
+	fs_reply_open_readonly(req, fi, found ? &st : NULL, fs->no_open);
 }
 
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
@@ -252,11 +201,6 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 	ocitree_tree_data_release(&d);
 }
 
-static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	fuse_reply_err(req, 0);
-}
-
 static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct fs *fs = fs_of(req);
@@ -269,12 +213,7 @@ static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	while (e && ocitree_layer_entry_xattr_next(l, e, &cur, &xn, &xv, &xl)) {
 		if (strcmp(xn, name) != 0)
 			continue;
-		if (size == 0)
-			fuse_reply_xattr(req, xl);
-		else if (size < xl)
-			fuse_reply_err(req, ERANGE);
-		else
-			fuse_reply_buf(req, xv, xl);
+		fs_reply_xattr(req, size, xv, xl);
 		return;
 	}
 	fuse_reply_err(req, ENODATA);
@@ -292,12 +231,7 @@ static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	size_t xl;
 	while (e && ocitree_layer_entry_xattr_next(l, e, &cur, &xn, &xv, &xl))
 		buf_append(&b, xn, strlen(xn) + 1);
-	if (size == 0)
-		fuse_reply_xattr(req, b.len);
-	else if (size < b.len)
-		fuse_reply_err(req, ERANGE);
-	else
-		fuse_reply_buf(req, b.data, b.len);
+	fs_reply_xattr(req, size, b.data, b.len);
 }
 
 static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -343,23 +277,10 @@ static void fs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 		fuse_reply_err(req, 0);
 }
 
+/* node ids are inode numbers of an immutable tree: forget has nothing to
+ * release (FS_READ_ONLY_OPS) */
 static const struct fuse_lowlevel_ops fs_ops = {
-	.init = fs_init,
-	.lookup = fs_lookup,
-	.forget = fs_forget,
-	.forget_multi = fs_forget_multi,
-	.getattr = fs_getattr,
-	.readlink = fs_readlink,
-	.opendir = fs_opendir,
-	.readdir = fs_readdir,
-	.readdirplus = fs_readdirplus,
-	.releasedir = fs_releasedir,
-	.open = fs_open,
-	.read = fs_read,
-	.release = fs_release,
-	.getxattr = fs_getxattr,
-	.listxattr = fs_listxattr,
-	.statfs = fs_statfs,
+	FS_READ_ONLY_OPS,
 	.access = fs_access,
 };
 

@@ -815,28 +815,10 @@ OCITREE_EXPORT int ocitree_build_stage_imports(struct ocitree_layout *l, const s
 
 /* Open path (relative) of the tree at rootfd as a directory, resolving
  * symlinks as if rootfd were "/": an image's /bin -> usr/bin is followed
- * inside the image, an absolute or ".." link never reaches the host.
- * Without openat2, symlinks on the way are refused instead. */
+ * inside the image, an absolute or ".." link never reaches the host. */
 static int open_dir_in_root(int rootfd, const char *path)
 {
-#if defined(HAVE_LINUX_OPENAT2_H) && defined(SYS_openat2)
-	struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
-	                       .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV};
-	int fd = (int)syscall(SYS_openat2, rootfd, *path ? path : ".", &how, sizeof(how));
-	if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
-		return fd;
-#endif
-	int cur = fcntl(rootfd, F_DUPFD_CLOEXEC, 3);
-	_cleanup_free_ char *copy = xstrdup(path);
-	char *save = NULL;
-	for (char *c = strtok_r(copy, "/", &save); c && cur >= 0; c = strtok_r(NULL, "/", &save)) {
-		int next = openat(cur, c, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		int e = errno;
-		close(cur);
-		cur = next;
-		errno = e;
-	}
-	return cur;
+	return open_dir_in_root_at(rootfd, path, true);
 }
 
 /* open_dir_in_root(), making what is missing (mode 0755, as a package

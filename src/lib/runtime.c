@@ -199,6 +199,37 @@ static void add_mount(cJSON *mounts, const char *dest, const char *type, const c
 	json_append(mounts, m);
 }
 
+/* Bind mounts of the host's /sys (where sysfs cannot be mounted: in a user
+ * namespace) and of read-only host files. */
+static const char *const o_sys_bind[] = {"rbind", "nosuid", "noexec", "nodev", "ro", NULL};
+static const char *const o_bind_ro[] = {"rbind", "ro", NULL};
+
+/* The kernel file systems every container gets, as umoci 0.4 writes them:
+ * /proc, /dev, /dev/pts, /dev/shm, /dev/mqueue, and /sys with its cgroup
+ * unless in a user namespace (userns: the caller binds the host's /sys
+ * where it wants it).  One list for both config.json writers, so that an
+ * unpacked bundle and a container of ocitree run see the same devices. */
+static void add_system_mounts(cJSON *mounts, bool userns)
+{
+	static const char *const o_dev[] = {"nosuid", "strictatime", "mode=755", "size=65536k", NULL};
+	static const char *const o_pts[] = {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5", NULL};
+	/* gid 5 (tty) may not be mapped in a user namespace */
+	static const char *const o_pts_userns[] = {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", NULL};
+	static const char *const o_shm[] = {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k", NULL};
+	static const char *const o_mq[] = {"nosuid", "noexec", "nodev", NULL};
+	static const char *const o_sys[] = {"nosuid", "noexec", "nodev", "ro", NULL};
+	static const char *const o_cg[] = {"nosuid", "noexec", "nodev", "relatime", "ro", NULL};
+	add_mount(mounts, "/proc", "proc", "proc", NULL);
+	add_mount(mounts, "/dev", "tmpfs", "tmpfs", o_dev);
+	add_mount(mounts, "/dev/pts", "devpts", "devpts", userns ? o_pts_userns : o_pts);
+	add_mount(mounts, "/dev/shm", "tmpfs", "shm", o_shm);
+	add_mount(mounts, "/dev/mqueue", "mqueue", "mqueue", o_mq);
+	if (!userns) {
+		add_mount(mounts, "/sys", "sysfs", "sysfs", o_sys);
+		add_mount(mounts, "/sys/fs/cgroup", "cgroup", "cgroup", o_cg);
+	}
+}
+
 /* Replace NAME= in env or append it. */
 static void set_env(cJSON *env, const char *entry)
 {
@@ -321,25 +352,8 @@ static cJSON *umoci_spec(const struct ocitree_config *c, const char *rootfs, con
 	json_add(spec, "hostname", json_string("umoci-default"));
 
 	cJSON *mounts = json_array();
-	static const char *const o_dev[] = {"nosuid", "strictatime", "mode=755", "size=65536k", NULL};
-	static const char *const o_pts[] = {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5", NULL};
-	static const char *const o_pts_rootless[] = {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", NULL};
-	static const char *const o_shm[] = {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k", NULL};
-	static const char *const o_mq[] = {"nosuid", "noexec", "nodev", NULL};
-	static const char *const o_sys[] = {"nosuid", "noexec", "nodev", "ro", NULL};
-	static const char *const o_cg[] = {"nosuid", "noexec", "nodev", "relatime", "ro", NULL};
-	static const char *const o_sysbind[] = {"rbind", "nosuid", "noexec", "nodev", "ro", NULL};
-	static const char *const o_resolv[] = {"rbind", "ro", NULL};
 	static const char *const o_vol[] = {"rw", "nosuid", "nodev", "noexec", "relatime", NULL};
-	add_mount(mounts, "/proc", "proc", "proc", NULL);
-	add_mount(mounts, "/dev", "tmpfs", "tmpfs", o_dev);
-	add_mount(mounts, "/dev/pts", "devpts", "devpts", m->rootless ? o_pts_rootless : o_pts);
-	add_mount(mounts, "/dev/shm", "tmpfs", "shm", o_shm);
-	add_mount(mounts, "/dev/mqueue", "mqueue", "mqueue", o_mq);
-	if (!m->rootless) {
-		add_mount(mounts, "/sys", "sysfs", "sysfs", o_sys);
-		add_mount(mounts, "/sys/fs/cgroup", "cgroup", "cgroup", o_cg);
-	}
+	add_system_mounts(mounts, m->rootless);
 	_cleanup_free_ char **vols = xcalloc(x->volumes.n + 1, sizeof(char *));
 	for (size_t i = 0; i < x->volumes.n; i++)
 		vols[i] = x->volumes.keys[i];
@@ -348,8 +362,8 @@ static cJSON *umoci_spec(const struct ocitree_config *c, const char *rootfs, con
 		if (!m->rootless || !str_has_prefix(vols[i], "/sys"))
 			add_mount(mounts, vols[i], "tmpfs", "none", o_vol);
 	if (m->rootless) {
-		add_mount(mounts, "/sys", "bind", "/sys", o_sysbind);
-		add_mount(mounts, "/etc/resolv.conf", "bind", "/etc/resolv.conf", o_resolv);
+		add_mount(mounts, "/sys", "bind", "/sys", o_sys_bind);
+		add_mount(mounts, "/etc/resolv.conf", "bind", "/etc/resolv.conf", o_bind_ro);
 	}
 	json_add(spec, "mounts", mounts);
 
@@ -452,32 +466,13 @@ static bool env_has(const cJSON *env, const char *name)
 
 static cJSON *container_mounts(const struct ocitree_container_spec *s)
 {
-	static const char *const o_dev[] = {"nosuid", "strictatime", "mode=755", "size=65536k", NULL};
-	static const char *const o_pts[] = {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5", NULL};
-	/* gid 5 (tty) may not be mapped in a user namespace */
-	static const char *const o_pts_userns[] = {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", NULL};
-	static const char *const o_shm[] = {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k", NULL};
-	static const char *const o_mq[] = {"nosuid", "noexec", "nodev", NULL};
-	static const char *const o_sys[] = {"nosuid", "noexec", "nodev", "ro", NULL};
-	static const char *const o_cg[] = {"nosuid", "noexec", "nodev", "relatime", "ro", NULL};
-	static const char *const o_sysbind[] = {"rbind", "nosuid", "noexec", "nodev", "ro", NULL};
-	static const char *const o_resolv[] = {"rbind", "ro", NULL};
-	static const char *const o_bind_ro[] = {"rbind", "ro", NULL};
 	static const char *const o_bind_rw[] = {"rbind", "rw", NULL};
 	cJSON *mounts = json_array();
-	add_mount(mounts, "/proc", "proc", "proc", NULL);
-	add_mount(mounts, "/dev", "tmpfs", "tmpfs", o_dev);
-	add_mount(mounts, "/dev/pts", "devpts", "devpts", s->userns ? o_pts_userns : o_pts);
-	add_mount(mounts, "/dev/shm", "tmpfs", "shm", o_shm);
-	add_mount(mounts, "/dev/mqueue", "mqueue", "mqueue", o_mq);
-	if (s->userns) {
-		add_mount(mounts, "/sys", "bind", "/sys", o_sysbind);
-	} else {
-		add_mount(mounts, "/sys", "sysfs", "sysfs", o_sys);
-		add_mount(mounts, "/sys/fs/cgroup", "cgroup", "cgroup", o_cg);
-	}
+	add_system_mounts(mounts, s->userns);
+	if (s->userns)
+		add_mount(mounts, "/sys", "bind", "/sys", o_sys_bind);
 	/* the host's network, so the host's name servers */
-	add_mount(mounts, "/etc/resolv.conf", "bind", "/etc/resolv.conf", o_resolv);
+	add_mount(mounts, "/etc/resolv.conf", "bind", "/etc/resolv.conf", o_bind_ro);
 	for (size_t i = 0; i < s->n_binds; i++)
 		add_mount(mounts, s->binds[i].destination, "bind", s->binds[i].source,
 			  s->binds[i].readonly ? o_bind_ro : o_bind_rw);

@@ -136,31 +136,7 @@ static void cache_flush(struct unpacker *u)
 
 static int open_beneath(int rootfd, const char *path)
 {
-#if defined(HAVE_LINUX_OPENAT2_H) && defined(SYS_openat2)
-	static bool no_openat2;
-	if (!no_openat2) {
-		struct open_how how = {
-			.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
-			.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
-		};
-		int fd = (int)syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
-		if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
-			return fd;
-		no_openat2 = true; /* seccomp or an old kernel: walk instead */
-	}
-#endif
-	/* component by component, never following a symlink */
-	int fd = fcntl(rootfd, F_DUPFD_CLOEXEC, 3);
-	_cleanup_free_ char *copy = xstrdup(path);
-	char *save = NULL;
-	for (char *c = strtok_r(copy, "/", &save); c && fd >= 0; c = strtok_r(NULL, "/", &save)) {
-		int next = openat(fd, c, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		int e = errno;
-		close(fd);
-		errno = e;
-		fd = next;
-	}
-	return fd;
+	return open_dir_in_root_at(rootfd, path, false);
 }
 
 /* An O_PATH fd of directory node n (owned by the cache: do not close). */

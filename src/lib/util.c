@@ -2,14 +2,21 @@
 /*
  * The library's file helpers of util.h: bounded whole-file reads, atomic
  * replacement of a file in a directory (temporary file, fsync, rename,
- * fsync of the directory), and the inode -> path map.
+ * fsync of the directory), directories opened without leaving a root
+ * (unpack and build both resolve image paths that way), and the inode ->
+ * path map.
  */
 #include "config.h"
 
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#ifdef HAVE_LINUX_OPENAT2_H
+#include <linux/openat2.h>
+#endif
 
 #include "util.h"
 
@@ -124,6 +131,40 @@ int write_file_atomic_owned_at(int dirfd, const char *name, const void *data, si
 	if (fsync(dirfd) < 0 && errno != EINVAL)
 		return ocitree_error_set(err, errno, "sync directory of '%s'", name);
 	return 0;
+}
+
+int open_dir_in_root_at(int rootfd, const char *path, bool in_root)
+{
+#if defined(HAVE_LINUX_OPENAT2_H) && defined(SYS_openat2)
+	/* set once openat2() failed with ENOSYS or EPERM, so that an unpack of
+	 * many entries does not try it again for each */
+	static atomic_bool no_openat2;
+	if (!atomic_load_explicit(&no_openat2, memory_order_relaxed)) {
+		struct open_how how = {
+			.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+			.resolve = RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV |
+				   (in_root ? RESOLVE_IN_ROOT : RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS),
+		};
+		int fd = (int)syscall(SYS_openat2, rootfd, *path ? path : ".", &how, sizeof(how));
+		if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
+			return fd;
+		atomic_store_explicit(&no_openat2, true, memory_order_relaxed);
+	}
+#else
+	(void)in_root;
+#endif
+	/* component by component, never following a symlink */
+	int fd = fcntl(rootfd, F_DUPFD_CLOEXEC, 3);
+	_cleanup_free_ char *copy = xstrdup(path);
+	char *save = NULL;
+	for (char *c = strtok_r(copy, "/", &save); c && fd >= 0; c = strtok_r(NULL, "/", &save)) {
+		int next = openat(fd, c, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int e = errno;
+		close(fd);
+		errno = e;
+		fd = next;
+	}
+	return fd;
 }
 
 /* ---- inode map ---- */

@@ -2,7 +2,7 @@
 /*
  * Internal helpers of libocitree on top of the generic ones of common.h:
  * the error cleanup attribute, whole-file reads and atomic writes in a
- * directory, and an inode map.  Not installed, and not for the front ends
+ * directory, directories opened without leaving a root, and an inode map.  Not installed, and not for the front ends
  * (they use the public headers and common.h).
  */
 #ifndef OCITREE_UTIL_H
@@ -37,6 +37,15 @@ int write_file_atomic_owned_at(int dirfd, const char *name, const void *data, si
  * *name receives the name (caller frees).  Returns the fd or -1. */
 int open_tmpfile_at(int dirfd, const char *tag, char **name, struct ocitree_error **err);
 int fsync_dir_at(int dirfd, const char *name);
+
+/* An O_PATH fd of directory path (relative; "" is rootfd itself) under
+ * rootfd, resolved so that nothing outside rootfd can be reached: with
+ * in_root, symlinks on the way are followed as if rootfd were "/"
+ * (RESOLVE_IN_ROOT: an image's /bin -> usr/bin stays in the image); without,
+ * any symlink on the way is refused (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS).
+ * Where openat2() is missing (an old kernel, or seccomp), both walk one
+ * component at a time with O_NOFOLLOW, refusing symlinks.  -1 with errno. */
+int open_dir_in_root_at(int rootfd, const char *path, bool in_root);
 
 /* The prefix of every temporary file ocitree creates inside a layout. */
 #define OCITREE_TMP_PREFIX ".ocitree-tmp."

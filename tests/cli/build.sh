@@ -308,8 +308,10 @@ check "and tags nothing, not even the images it built" 'cmp -s "$T/index.before"
 
 # ---- from docker: a base copied from a registry with skopeo ----
 if [ -x /usr/bin/docker-registry ] && command -v skopeo >/dev/null; then
-	. "$top_srcdir/tests/registry-lib.sh"
-	if check "docker-registry listens on a loopback port" start_registry "$T/registry"; then
+	. "$top_srcdir/tests/podman-lib.sh"
+	mkdir -p "$T/reg"
+	at_exit registry_stop
+	if check "docker-registry listens on a loopback port" registry_start "$T/reg" info; then
 		ok "skopeo copies the base to the registry" timeout 120 skopeo copy -q --dest-tls-verify=false \
 			"oci:$T/src:base" "docker://$REG/ocitree/base:1"
 		cat >"$R/docker.yaml" <<EOF

@@ -27,20 +27,11 @@ $OCITREE config --image "$L:amd64" --platform.arch amd64 &&
 	$OCITREE config --image "$L:arm64" --platform.arch arm64 --platform.variant v8 || { echo "Bail out! config"; exit 1; }
 
 # the index as skopeo copy --all writes it: each entry with its platform,
-# the index's own annotations, the tag naming the index
-plain() { ref "$1" | jq -c 'del(.annotations)'; }
-jq -n --argjson a "$(plain amd64)" --argjson b "$(plain arm64)" '{schemaVersion: 2,
-	mediaType: "application/vnd.oci.image.index.v1+json",
-	manifests: [$a + {platform: {architecture: "amd64", os: "linux"}},
-		    $b + {platform: {architecture: "arm64", os: "linux", variant: "v8"}}],
-	annotations: {"org.example.kept": "yes"}}' | jq -c . | tr -d '\n' >"$T/index"
-IDX=sha256:$(sha256sum <"$T/index" | cut -d' ' -f1)
-cp "$T/index" "$L/blobs/sha256/${IDX#sha256:}"
-jq -c --arg d "$IDX" --argjson s "$(stat -c %s "$T/index")" '.manifests = [.manifests[] |
-	select(.annotations["org.opencontainers.image.ref.name"] | . != "amd64" and . != "arm64")] +
-	[{mediaType: "application/vnd.oci.image.index.v1+json", digest: $d, size: $s,
-	  annotations: {"org.opencontainers.image.ref.name": "multi"}}]' "$L/index.json" >"$T/ij" &&
-	mv "$T/ij" "$L/index.json"
+# the index's own annotations, the tag naming the index (and no other)
+INDEX_ANNOTATIONS='{"org.example.kept": "yes"}' index_tag "$L" multi amd64=linux/amd64 arm64=linux/arm64/v8 &&
+	$OCITREE rm --image "$L:amd64" && $OCITREE rm --image "$L:arm64" || { echo "Bail out! index"; exit 1; }
+IDX=$(root_digest multi)
+blob "$IDX" >"$T/index"
 AMD=$(entry multi amd64) ARM=$(entry multi arm64)
 validated "the hand-made layout is valid to begin with" "$L"
 

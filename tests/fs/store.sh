@@ -6,6 +6,7 @@
 # storage.conf and containers.conf; the registry's log says which blobs
 # podman fetched.
 . "$top_srcdir/tests/fs/lib-fs.sh"
+. "$top_srcdir/tests/podman-lib.sh"
 
 need() { # PROGRAM...: skip without them (under CI=true they are installed: fail)
 	local p
@@ -30,43 +31,8 @@ STORE=$T/store
 mkdir -p "$STORE" "$T/graph" "$T/run" "$T/tmp" "$T/net"
 
 # ---- the registry, on a free loopback port ----
-PORT=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-REG=127.0.0.1:$PORT
-cat >"$T/registry.yml" <<EOF
-version: 0.1
-log:
-  level: info
-  accesslog:
-    disabled: false
-storage:
-  filesystem:
-    rootdirectory: $T/registry
-  delete:
-    enabled: true
-http:
-  addr: $REG
-EOF
-/usr/bin/docker-registry serve "$T/registry.yml" >"$T/registry.log" 2>&1 &
-REG_PID=$!
-stop_registry() {
-	kill "$REG_PID" 2>/dev/null || return 0
-	local i
-	for i in $(seq 50); do
-		kill -0 "$REG_PID" 2>/dev/null || return 0
-		sleep 0.1
-	done
-	kill -9 "$REG_PID" 2>/dev/null
-}
-at_exit stop_registry
-up=1
-for i in $(seq 100); do
-	if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
-		up=0
-		break
-	fi
-	sleep 0.1
-done
-if [ "$up" -ne 0 ]; then
+at_exit registry_stop
+if ! registry_start "$T" info; then
 	_result 1 "docker-registry listens on $REG"
 	diag "$(tail -5 "$T/registry.log")"
 	done_testing
@@ -82,22 +48,7 @@ runroot = "$T/run"
 [storage.options]
 additionallayerstores = ["$STORE:ref"]
 EOF
-# the ulimits, no network namespace, cgroupfs, runc and a file event log
-# keep podman off systemd and the host's network (crun refuses this
-# machine's hybrid cgroup layout)
-cat >"$T/containers.conf" <<EOF
-[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
-netns = "none"
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-events_logfile_path = "$T/events.log"
-tmp_dir = "$T/tmp"
-[network]
-network_config_dir = "$T/net"
-EOF
+podman_containers_conf "$T"
 export CONTAINERS_STORAGE_CONF=$T/storage.conf CONTAINERS_CONF=$T/containers.conf
 unset CONTAINERS_REGISTRIES_CONF
 PODMAN_LOG=$T/podman.log

@@ -13,40 +13,11 @@
 
 #include "ocitree/layer-store.h"
 #include "ocitree/ocitree.h"
+#include "fixture.h"
 #include "tap.h"
 #include "util.h"
 
 static char *tmpdir;
-
-/* Tag tag in l as base (NULL: a new image) plus a layer holding one file;
- * the new layer's digest and diff_id go to digest and diff_id. */
-static int add_image(struct ocitree_layout *l, const char *base, const char *tag, const char *file,
-                     char digest[OCITREE_DIGEST_MAX], char diff_id[OCITREE_DIGEST_MAX])
-{
-	struct ocitree_error *err = NULL;
-	struct ocitree_image *img = base ? ocitree_image_open(l, base, &err) : ocitree_image_new(l);
-	struct ocitree_layer_writer_options o = {
-	    .compression = OCITREE_COMPRESSION_GZIP, .clamp_mtime = -1, .threads = 1};
-	struct ocitree_layer_writer *w = img ? ocitree_layer_writer_new(l, &o, &err) : NULL;
-	struct ocitree_tar_entry e = {
-	    .path = file, .type = OCITREE_TAR_REG, .mode = 0644, .size = 3, .mtime = {1000, 0}};
-	struct ocitree_descriptor d = {0};
-	int r = -1;
-	if (w && ocitree_layer_writer_add(w, &e, &err) == 0 && ocitree_layer_writer_data(w, "hi\n", 3, &err) == 0 &&
-	    ocitree_layer_writer_commit(w, &d, diff_id, &err) == 0) {
-		memcpy(digest, d.digest, OCITREE_DIGEST_MAX);
-		ocitree_manifest_add_layer(img->manifest, &d);
-		ocitree_config_add_diff_id(img->config, diff_id);
-		r = ocitree_image_commit(img, tag, &err);
-	}
-	if (r < 0)
-		diag("make image %s: %s", tag, err ? err->msg : "?");
-	ocitree_descriptor_clear(&d);
-	ocitree_layer_writer_free(w);
-	ocitree_image_free(img);
-	ocitree_error_free(err);
-	return r;
-}
 
 static int remove_tag(struct ocitree_index *idx, void *tag, struct ocitree_error **err)
 {
@@ -84,7 +55,7 @@ int main(void)
 	}
 	char one[OCITREE_DIGEST_MAX], one_diff[OCITREE_DIGEST_MAX], two[OCITREE_DIGEST_MAX],
 	    two_diff[OCITREE_DIGEST_MAX];
-	ok(add_image(a, NULL, "one", "one", one, one_diff) == 0, "layout a: image one");
+	ok(fixture_add_image(a, NULL, "one", "one", one, one_diff) == 0, "layout a: image one");
 
 	const char *layouts[] = {pb, pa};
 	struct ocitree_layer_store_options so = {.layouts = layouts, .n_layouts = 2, .index = {.cache_dir = cache}};
@@ -126,7 +97,7 @@ int main(void)
 	ok(ocitree_layer_store_open(s, one, NULL) == sl, "opening it again gives the same layer");
 
 	/* a layout changed while the store runs */
-	ok(add_image(b, NULL, "two", "two", two, two_diff) == 0, "layout b gets image two");
+	ok(fixture_add_image(b, NULL, "two", "two", two, two_diff) == 0, "layout b gets image two");
 	ok(ocitree_layer_store_has(s, two, NULL), "the store sees it without a restart");
 	struct opener op[4];
 	pthread_t th[4];
@@ -141,7 +112,7 @@ int main(void)
 
 	/* a layout that loses its image */
 	char three[OCITREE_DIGEST_MAX], three_diff[OCITREE_DIGEST_MAX];
-	ok(add_image(b, "two", "three", "three", three, three_diff) == 0, "layout b gets image three");
+	ok(fixture_add_image(b, "two", "three", "three", three, three_diff) == 0, "layout b gets image three");
 	ok(ocitree_layer_store_has(s, three, NULL), "the store has its top layer");
 	struct ocitree_gc_stats gs;
 	/* gc needs the layout that wrote blobs to let go of its blob lock */

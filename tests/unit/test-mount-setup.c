@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "ocitree/ocitree.h"
+#include "fixture.h"
 #include "tap.h"
 #include "upper-internal.h"
 #include "util.h"
@@ -19,32 +20,11 @@ static char *tmpdir;
 static struct ocitree_layout *layout;
 static char *cache_dir;
 
-/* Tag tag as base (NULL: a new image) plus a layer holding one file. */
+/* Tag tag in the test's layout as base (NULL: a new image) plus a layer
+ * holding one file. */
 static int add_image(const char *base, const char *tag, const char *file)
 {
-	struct ocitree_error *err = NULL;
-	struct ocitree_image *img = base ? ocitree_image_open(layout, base, &err) : ocitree_image_new(layout);
-	struct ocitree_layer_writer_options o = {.compression = OCITREE_COMPRESSION_GZIP, .clamp_mtime = -1,
-						 .threads = 1};
-	struct ocitree_layer_writer *w = img ? ocitree_layer_writer_new(layout, &o, &err) : NULL;
-	struct ocitree_tar_entry e = {.path = file, .type = OCITREE_TAR_REG, .mode = 0644, .size = 3,
-				      .mtime = {1000, 0}};
-	struct ocitree_descriptor d = {0};
-	char diff_id[OCITREE_DIGEST_MAX];
-	int r = -1;
-	if (w && ocitree_layer_writer_add(w, &e, &err) == 0 && ocitree_layer_writer_data(w, "hi\n", 3, &err) == 0 &&
-	    ocitree_layer_writer_commit(w, &d, diff_id, &err) == 0) {
-		ocitree_manifest_add_layer(img->manifest, &d);
-		ocitree_config_add_diff_id(img->config, diff_id);
-		r = ocitree_image_commit(img, tag, &err);
-	}
-	if (r < 0)
-		diag("make image %s: %s", tag, err ? err->msg : "?");
-	ocitree_descriptor_clear(&d);
-	ocitree_layer_writer_free(w);
-	ocitree_image_free(img);
-	ocitree_error_free(err);
-	return r;
+	return fixture_add_image(layout, base, tag, file, NULL, NULL);
 }
 
 static struct ocitree_mount_options options(void)
