@@ -58,6 +58,10 @@ struct unpacker {
 	struct tnode **pending;
 	size_t n_pending, cap_pending;
 	struct digest_page *slots, *free_slots; /* digest slots of this layer, spare pages */
+	uint64_t removals; /* nodes removed so far */
+	struct tnode *last_parent; /* what last_parent_path resolved to, after last_removals */
+	struct buf last_parent_path;
+	uint64_t last_removals;
 	bool enotsup_warned;
 	size_t devices_as_files; /* rootless: device nodes written as empty files */
 	bool reader_failed; /* the error came from the layer reader and names the layer */
@@ -314,6 +318,7 @@ static int remove_node(struct unpacker *u, struct tnode *n, const char *entry, s
 		return entry_error(err, errno, entry, "remove '%s'", n->name);
 	}
 	tree_remove(u->tree, n);
+	u->removals++;
 	return 0;
 }
 
@@ -730,9 +735,19 @@ static int apply_entry(struct unpacker *u, struct ocitree_tar_reader *tr, const 
 	if (str_has_prefix(base, ".wh."))
 		return whiteout(u, parent_path, base, entry, err);
 
-	struct tnode *parent = resolve_dir(u, parent_path, true, entry, err);
-	if (!parent)
-		return -1;
+	/* entries come directory by directory: the parent is most often the
+	 * last entry's, still valid unless a node was removed since */
+	struct tnode *parent = u->last_parent;
+	if (!parent || u->last_removals != u->removals || strcmp(parent_path, u->last_parent_path.data) != 0) {
+		u->last_parent = NULL;
+		parent = resolve_dir(u, parent_path, true, entry, err);
+		if (!parent)
+			return -1;
+		buf_reset(&u->last_parent_path);
+		buf_puts(&u->last_parent_path, parent_path);
+		u->last_parent = parent;
+		u->last_removals = u->removals;
+	}
 	int pfd = node_fd(u, parent, err);
 	if (pfd < 0)
 		return ocitree_error_prefix(err, "entry '%s'", entry);
@@ -1069,6 +1084,7 @@ void unpacker_free(struct unpacker *u)
 	free(u->pending);
 	free_pages(u->slots);
 	free_pages(u->free_slots);
+	buf_free(&u->last_parent_path);
 	free(u);
 }
 
