@@ -3,9 +3,10 @@
 # bench/unpack-repack.sh: ocitree against umoci on the benchmark corpus
 # (../shared/bench/make-corpus.sh), in one run:
 #
-#   unpack of slim and node (gzip), against umoci 0.4 and against a bare
-#   decompress of the same layers (igzip -dc); unpack of the zstd images
-#   against zstd -dc (umoci 0.4 cannot read zstd layers);
+#   unpack of slim and node (gzip), against umoci 0.4 and against the floor:
+#   GNU tar extracting the same layers, decompressed beforehand (igzip -dc,
+#   not timed), onto a brand-new filesystem as well; unpack of the zstd
+#   images against zstd -dc (umoci 0.4 cannot read zstd layers);
 #   repack after changing one file, against umoci repack;
 #   verify: every corpus image unpacks to umoci's tree (bench/compare-tree.sh:
 #   paths, types, modes, owners, sizes, mtimes, links, hardlinks, xattrs,
@@ -84,9 +85,10 @@ rows=()
 row() { rows+=("$(printf '| %s | %s | %s | %s | %s | %s |' "$@")"); }
 ratio() { echo "scale=2; $1 / $2" | bc; }
 
-# bench_unpack NAME LAYOUT TAG PEER FLOOR_CMD
+# bench_unpack NAME LAYOUT TAG PEER FLOOR_NAME FLOOR_CMD: FLOOR_CMD runs
+# with T set to a fresh target directory
 bench_unpack() {
-	local name=$1 layout=$2 tag=$3 peer=$4 floor=$5 mode runs i
+	local name=$1 layout=$2 tag=$3 peer=$4 floor_name=$5 floor=$6 mode runs i
 	for mode in warm cold; do
 		runs=$RUNS
 		[ $mode = cold ] && runs=$COLD_RUNS
@@ -101,17 +103,18 @@ bench_unpack() {
 				[ $mode = cold ] && drop_caches
 				time_cmd "$WORK/p" umoci unpack --image "$layout:$tag" "$t"
 			fi
+			T=$(fresh_target)
 			[ $mode = cold ] && drop_caches
-			time_cmd "$WORK/f" sh -c "$floor"
+			time_cmd "$WORK/f" env T="$T" sh -c "$floor"
 		done
 		local o p f
 		o=$(median <"$WORK/o")
 		f=$(median <"$WORK/f")
 		if [ "$peer" = umoci ]; then
 			p=$(median <"$WORK/p")
-			row "$name ($mode)" "$o s" "umoci $p s" "$(ratio "$p" "$o")x faster" "${floor%% *} $f s" "$(ratio "$o" "$f")x the floor"
+			row "$name ($mode)" "$o s" "umoci $p s" "$(ratio "$p" "$o")x faster" "$floor_name $f s" "$(ratio "$o" "$f")x the floor"
 		else
-			row "$name ($mode)" "$o s" "-" "-" "${floor%% *} $f s" "$(ratio "$o" "$f")x the floor"
+			row "$name ($mode)" "$o s" "-" "-" "$floor_name $f s" "$(ratio "$o" "$f")x the floor"
 		fi
 		echo "${rows[-1]}" >&2
 	done
@@ -146,11 +149,20 @@ for c in $CASES; do
 		;;
 	unpack-slim | unpack-node)
 		tag=${c#unpack-}
-		bench_unpack "unpack oci:$tag" "$CORPUS/oci" "$tag" umoci "igzip -dc $(layers "$CORPUS/oci" "$tag" | tr '\n' ' ') >/dev/null"
+		# the floor's input: the layers decompressed, outside the target
+		# filesystem (and outside the timing)
+		tars=()
+		for l in $(layers "$CORPUS/oci" "$tag"); do
+			tars+=("$WORK/${l##*/}.tar")
+			igzip -dc "$l" >"${tars[-1]}"
+		done
+		bench_unpack "unpack oci:$tag" "$CORPUS/oci" "$tag" umoci "tar -xf" \
+			"mkdir \"\$T\" && for f in ${tars[*]}; do tar -xf \"\$f\" -C \"\$T\" || exit 1; done"
+		rm -f "${tars[@]}"
 		;;
 	unpack-zstd)
 		for tag in slim node; do
-			bench_unpack "unpack oci-zstd:$tag" "$CORPUS/oci-zstd" "$tag" none \
+			bench_unpack "unpack oci-zstd:$tag" "$CORPUS/oci-zstd" "$tag" none "zstd -dc" \
 				"zstd -dcq $(layers "$CORPUS/oci-zstd" "$tag" | tr '\n' ' ') >/dev/null"
 		done
 		;;

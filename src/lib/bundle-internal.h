@@ -54,14 +54,18 @@ int rm_rf_at(int dirfd, const char *name, struct ocitree_error **err);
 
 /* ---- bundle metadata (state.c) ---- */
 
-/* The state record: see state.c for the format. */
+/* The state record: see state.c for the format.  state_render() appends
+ * it to b. */
+void state_render(struct buf *b, const struct tree *t, const char *manifest_digest);
 int state_write_at(int dirfd, const char *name, const struct tree *t, const char *manifest_digest,
 		   struct ocitree_error **err);
 /* Read a state record; *manifest_digest receives the digest it was made for. */
 struct tree *state_read_at(int dirfd, const char *name, char manifest_digest[OCITREE_DIGEST_MAX],
 			   struct ocitree_error **err);
 
-/* The tree as a go-mtree spec with umoci's keywords. */
+/* The tree as a go-mtree spec with umoci's keywords (appended to b by
+ * mtree_render()). */
+void mtree_render(struct buf *b, const struct tree *t, const char *root_label);
 int mtree_write_at(int dirfd, const char *name, const struct tree *t, const char *root_label,
 		   struct ocitree_error **err);
 /* Read a go-mtree spec into a tree (the stat fields it has; no ctime or
@@ -75,6 +79,8 @@ struct umoci_meta {
 	size_t n_walk;
 	struct ocitree_map_options map; /* arrays owned by the meta */
 };
+/* umoci.json's text (caller frees). */
+char *umoci_meta_render(const struct umoci_meta *m);
 int umoci_meta_write_at(int dirfd, const struct umoci_meta *m, struct ocitree_error **err);
 int umoci_meta_read_at(int dirfd, struct umoci_meta *m, struct ocitree_error **err);
 void umoci_meta_clear(struct umoci_meta *m);
@@ -82,8 +88,8 @@ void umoci_meta_clear(struct umoci_meta *m);
 /* ---- bundle metadata (bundle.c) ---- */
 
 /* Write the mtree, ocitree.state and umoci.json of a bundle describing t as
- * the tree of img. */
+ * the tree of img; durable (fsynced) when sync is set. */
 int bundle_write_meta(int bfd, const char *bundle, struct ocitree_image *img, const struct tree *t,
-		      const struct ocitree_map_options *map, struct ocitree_error **err);
+		      const struct ocitree_map_options *map, bool sync, struct ocitree_error **err);
 
 #endif

@@ -5,9 +5,11 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <sys/stat.h>
 
 #include "bundle-internal.h"
+#include "ring.h"
 
 static int check_image(struct ocitree_image *img, struct ocitree_error **err)
 {
@@ -134,24 +136,57 @@ static void make_walk(struct ocitree_image *img, struct umoci_meta *m)
 					: &img->manifest_desc);
 }
 
+struct mtree_job {
+	const struct tree *t;
+	const char *label;
+	struct buf out;
+};
+
+static void *render_mtree(void *arg)
+{
+	struct mtree_job *j = arg;
+	mtree_render(&j->out, j->t, j->label);
+	return NULL;
+}
+
+static int write_meta_file(int bfd, const char *name, const void *data, size_t len, bool sync,
+			   struct ocitree_error **err)
+{
+	return sync ? write_file_atomic_at(bfd, name, data, len, 0644, err)
+		    : write_file_nosync_at(bfd, name, data, len, 0644, err);
+}
+
 /* config.json is written by unpack only; the rest also by repack
- * --refresh-bundle. */
+ * --refresh-bundle.  The mtree and the state record (a line per path each,
+ * tens of milliseconds for a distribution image) are made side by side. */
 int bundle_write_meta(int bfd, const char *bundle, struct ocitree_image *img, const struct tree *t,
-		      const struct ocitree_map_options *map, struct ocitree_error **err)
+		      const struct ocitree_map_options *map, bool sync, struct ocitree_error **err)
 {
 	_cleanup_free_ char *mname = mtree_name(img->manifest_desc.digest);
 	_cleanup_free_ char *label = xasprintf("%s/rootfs", bundle);
-	if (mtree_write_at(bfd, mname, t, label, err) < 0)
-		return -1;
-	if (state_write_at(bfd, STATE_FILE, t, img->manifest_desc.digest, err) < 0)
-		return -1;
+	struct mtree_job job = {.t = t, .label = label, .out = BUF_INIT};
+	pthread_t th;
+	bool threaded = thread_create(&th, NULL, render_mtree, &job) == 0;
+	if (!threaded)
+		render_mtree(&job);
+	_cleanup_buf_ struct buf state = BUF_INIT;
+	state_render(&state, t, img->manifest_desc.digest);
+	if (threaded)
+		pthread_join(th, NULL);
+	_cleanup_buf_ struct buf mtree = job.out;
+	if (write_meta_file(bfd, mname, mtree.data, mtree.len, sync, err) < 0)
+		return ocitree_error_prefix(err, "write mtree");
+	if (write_meta_file(bfd, STATE_FILE, state.data, state.len, sync, err) < 0)
+		return ocitree_error_prefix(err, "write bundle state");
 	struct umoci_meta m = {0};
 	make_walk(img, &m);
 	m.map = *map;
-	int r = umoci_meta_write_at(bfd, &m, err);
+	_cleanup_free_ char *text = umoci_meta_render(&m);
 	m.map = (struct ocitree_map_options){0};
 	umoci_meta_clear(&m);
-	return r;
+	if (write_meta_file(bfd, UMOCI_META_FILE, text, strlen(text), sync, err) < 0)
+		return ocitree_error_prefix(err, "write " UMOCI_META_FILE);
+	return 0;
 }
 
 OCITREE_EXPORT int ocitree_unpack_bundle(struct ocitree_image *img, const char *bundle,
@@ -191,9 +226,11 @@ OCITREE_EXPORT int ocitree_unpack_bundle(struct ocitree_image *img, const char *
 		ocitree_error_prefix(err, "generate config.json");
 		goto fail;
 	}
-	if (write_file_atomic_at(bfd, "config.json", config, strlen(config), 0644, err) < 0)
+	/* not synced, as the rootfs they describe is not: after a crash the
+	 * bundle is to be unpacked again in any case */
+	if (write_meta_file(bfd, "config.json", config, strlen(config), false, err) < 0)
 		goto fail;
-	if (bundle_write_meta(bfd, bundle, img, t, &o->map, err) < 0)
+	if (bundle_write_meta(bfd, bundle, img, t, &o->map, false, err) < 0)
 		goto fail;
 	tree_free(t);
 	return 0;

@@ -62,4 +62,14 @@ unsigned cpu_count(void);
  * clamped.  Invalid entries are OCITREE_ERROR_INVALID errors. */
 int tar_encode_header(struct buf *out, const struct ocitree_tar_entry *e, int64_t clamp, struct ocitree_error **err);
 
+/* ---- tar reading ---- */
+
+/* Digest (sha256) the current entry's content, as ocitree_tar_reader_data()
+ * hands it out, holes and a short end as zeros, on the layer reader's
+ * hashing thread: call before the entry's first ocitree_tar_reader_data().
+ * out must stay valid until the layer reader is freed, and holds the digest
+ * once ocitree_tar_reader_next() returned 0 (the stream verified); an entry
+ * whose data is not read to its end gets a meaningless digest. */
+void tar_reader_hash_entry(struct ocitree_tar_reader *tr, uint8_t out[32]);
+
 #endif

@@ -712,7 +712,7 @@ OCITREE_EXPORT int ocitree_repack_bundle(struct ocitree_layout *l, const char *t
 	if (o->refresh_bundle) {
 		/* the bundle now describes the new image: its tree is the record */
 		ocitree_descriptor_clear(&img->root);
-		ret = bundle_write_meta(bfd, bundle, img, g.new, &meta.map, err);
+		ret = bundle_write_meta(bfd, bundle, img, g.new, &meta.map, true, err);
 		_cleanup_free_ char *new_mtree = mtree_name(img->manifest_desc.digest);
 		if (ret == 0 && strcmp(new_mtree, old_mtree) != 0)
 			unlinkat(bfd, old_mtree, 0);

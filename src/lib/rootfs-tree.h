@@ -48,6 +48,7 @@ struct tnode {
 	struct xattr_list *xattrs; /* NULL when none */
 	uint8_t digest[32];        /* sha256 of a regular file's content */
 	bool has_digest;
+	uint8_t *digest_slot;      /* unpack: where the digest is being made, until the end of the layer */
 
 	/* scratch for the users of the tree */
 	uint32_t gen;       /* unpack: the layer that last created or kept it */

@@ -205,15 +205,20 @@ static void state_walk(struct buf *b, const struct tnode *n, struct buf *path)
 	}
 }
 
+void state_render(struct buf *b, const struct tree *t, const char *manifest_digest)
+{
+	_cleanup_buf_ struct buf path = BUF_INIT;
+	buf_printf(b, "ocitree-state 1\nmanifest %s\n", manifest_digest);
+	buf_reserve(&path, 256);
+	path.data[0] = '\0';
+	state_walk(b, t->root, &path);
+}
+
 int state_write_at(int dirfd, const char *name, const struct tree *t, const char *manifest_digest,
 		   struct ocitree_error **err)
 {
 	_cleanup_buf_ struct buf b = BUF_INIT;
-	_cleanup_buf_ struct buf path = BUF_INIT;
-	buf_printf(&b, "ocitree-state 1\nmanifest %s\n", manifest_digest);
-	buf_reserve(&path, 256);
-	path.data[0] = '\0';
-	state_walk(&b, t->root, &path);
+	state_render(&b, t, manifest_digest);
 	if (write_file_atomic_at(dirfd, name, b.data, b.len, 0644, err) < 0)
 		return ocitree_error_prefix(err, "write bundle state");
 	return 0;
@@ -465,10 +470,8 @@ static void mtree_dir(struct buf *b, const struct tnode *d, struct buf *path)
 	buf_puts(b, "..\n");
 }
 
-int mtree_write_at(int dirfd, const char *name, const struct tree *t, const char *root_label,
-		   struct ocitree_error **err)
+void mtree_render(struct buf *b, const struct tree *t, const char *root_label)
 {
-	_cleanup_buf_ struct buf b = BUF_INIT;
 	_cleanup_buf_ struct buf path = BUF_INIT;
 	struct passwd *pw = getpwuid(geteuid());
 	char host[256] = "";
@@ -477,13 +480,20 @@ int mtree_write_at(int dirfd, const char *name, const struct tree *t, const char
 	char date[64];
 	struct tm tm;
 	strftime(date, sizeof(date), "%a %b %e %H:%M:%S %Y", localtime_r(&now, &tm));
-	buf_printf(&b,
+	buf_printf(b,
 		   "#          user: %s\n#       machine: %s\n#          tree: %s\n#          date: %s\n"
 		   "#      keywords: size,type,uid,gid,mode,link,nlink,tar_time,sha256digest,xattr\n",
 		   pw ? pw->pw_name : "?", host, root_label, date);
 	buf_reserve(&path, 256);
 	path.data[0] = '\0';
-	mtree_dir(&b, t->root, &path);
+	mtree_dir(b, t->root, &path);
+}
+
+int mtree_write_at(int dirfd, const char *name, const struct tree *t, const char *root_label,
+		   struct ocitree_error **err)
+{
+	_cleanup_buf_ struct buf b = BUF_INIT;
+	mtree_render(&b, t, root_label);
 	if (write_file_atomic_at(dirfd, name, b.data, b.len, 0644, err) < 0)
 		return ocitree_error_prefix(err, "write mtree");
 	return 0;
@@ -657,7 +667,7 @@ bad:
 
 /* ---- umoci.json ---- */
 
-int umoci_meta_write_at(int dirfd, const struct umoci_meta *m, struct ocitree_error **err)
+char *umoci_meta_render(const struct umoci_meta *m)
 {
 	_cleanup_json_ cJSON *j = json_object();
 	json_add(j, "umoci_version", json_string("2"));
@@ -674,7 +684,12 @@ int umoci_meta_write_at(int dirfd, const struct umoci_meta *m, struct ocitree_er
 	json_add(mo, "rootless", json_bool(m->map.rootless));
 	json_add(j, "map_options", mo);
 	json_add(j, "whiteout_mode", json_int64(0));
-	_cleanup_free_ char *text = json_encode(j, false);
+	return json_encode(j, false);
+}
+
+int umoci_meta_write_at(int dirfd, const struct umoci_meta *m, struct ocitree_error **err)
+{
+	_cleanup_free_ char *text = umoci_meta_render(m);
 	if (write_file_atomic_at(dirfd, UMOCI_META_FILE, text, strlen(text), 0644, err) < 0)
 		return ocitree_error_prefix(err, "write " UMOCI_META_FILE);
 	return 0;

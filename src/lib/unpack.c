@@ -29,9 +29,16 @@
 #endif
 
 #include "bundle-internal.h"
+#include "layer-internal.h"
 
 #define FD_CACHE 16
 #define MAX_SYMLINKS 40
+
+struct digest_page {
+	struct digest_page *next;
+	size_t used;
+	uint8_t d[1024][32];
+};
 
 struct unpacker {
 	int rootfd;
@@ -50,7 +57,11 @@ struct unpacker {
 	uint64_t tick;
 	struct tnode **pending;
 	size_t n_pending, cap_pending;
-	EVP_MD_CTX *md;
+	struct digest_page *slots, *free_slots; /* digest slots of this layer, spare pages */
+	uint64_t removals; /* nodes removed so far */
+	struct tnode *last_parent; /* what last_parent_path resolved to, after last_removals */
+	struct buf last_parent_path;
+	uint64_t last_removals;
 	bool enotsup_warned;
 	size_t devices_as_files; /* rootless: device nodes written as empty files */
 	bool reader_failed; /* the error came from the layer reader and names the layer */
@@ -177,6 +188,57 @@ static int node_fd(struct unpacker *u, struct tnode *n, struct ocitree_error **e
 
 /* ---- bookkeeping ---- */
 
+/* A 32-byte slot for a file digest the hashing thread fills; valid until
+ * resolve_digests() at the end of the layer. */
+static uint8_t *digest_slot(struct unpacker *u)
+{
+	struct digest_page *p = u->slots;
+	if (!p || p->used == ARRAY_SIZE(p->d)) {
+		p = u->free_slots;
+		if (p)
+			u->free_slots = p->next;
+		else
+			p = xmalloc(sizeof(*p));
+		p->used = 0;
+		p->next = u->slots;
+		u->slots = p;
+	}
+	return p->d[p->used++];
+}
+
+static void resolve_node_digests(struct tnode *n)
+{
+	for (; n; n = n->next_sibling) {
+		if (n->digest_slot) {
+			memcpy(n->digest, n->digest_slot, sizeof(n->digest));
+			n->has_digest = true;
+			n->digest_slot = NULL;
+		}
+		resolve_node_digests(n->first_child);
+	}
+}
+
+/* The layer reader reached its verified end: every digest is in its slot. */
+static void resolve_digests(struct unpacker *u)
+{
+	resolve_node_digests(u->tree->root);
+	while (u->slots) {
+		struct digest_page *p = u->slots;
+		u->slots = p->next;
+		p->next = u->free_slots;
+		u->free_slots = p;
+	}
+}
+
+static void free_pages(struct digest_page *p)
+{
+	while (p) {
+		struct digest_page *next = p->next;
+		free(p);
+		p = next;
+	}
+}
+
 /* A directory's contents are about to change: keep its time to restore. */
 static void touch_dir(struct unpacker *u, struct tnode *d)
 {
@@ -232,6 +294,7 @@ static int remove_node(struct unpacker *u, struct tnode *n, const char *entry, s
 		return entry_error(err, errno, entry, "remove '%s'", n->name);
 	}
 	tree_remove(u->tree, n);
+	u->removals++;
 	return 0;
 }
 
@@ -449,11 +512,14 @@ static void entry_times(const struct ocitree_tar_entry *e, struct timespec ts[2]
 
 /* ---- entries ---- */
 
+/* The file's content goes to fd as the layer has it (holes stay holes); its
+ * digest is made on the layer reader's hashing thread, into a slot that
+ * resolve_digests() copies into the node at the end of the layer. */
 static int write_data(struct unpacker *u, struct ocitree_tar_reader *tr, int fd, struct tnode *n,
 		      const struct ocitree_tar_entry *e, const char *entry, struct ocitree_error **err)
 {
-	static const uint8_t zeros[65536];
-	EVP_DigestInit_ex(u->md, EVP_sha256(), NULL);
+	n->digest_slot = digest_slot(u);
+	tar_reader_hash_entry(tr, n->digest_slot);
 	int64_t pos = 0;
 	bool sparse = false;
 	for (;;) {
@@ -469,35 +535,20 @@ static int write_data(struct unpacker *u, struct ocitree_tar_reader *tr, int fd,
 		if (off < pos || off + len > e->size)
 			return entry_error(err, 0, entry, "data outside the file's size");
 		if (off > pos) {
-			/* a hole: zeros in the digest, nothing on disk */
-			for (int64_t z = pos; z < off;) {
-				size_t k = (size_t)(off - z < (int64_t)sizeof(zeros) ? off - z : (int64_t)sizeof(zeros));
-				EVP_DigestUpdate(u->md, zeros, k);
-				z += (int64_t)k;
-			}
+			/* a hole: nothing on disk */
 			if (lseek(fd, off, SEEK_SET) < 0)
 				return entry_error(err, errno, entry, "seek");
 			sparse = true;
 			pos = off;
 		}
-		EVP_DigestUpdate(u->md, data, (size_t)len);
 		if (write_all(fd, data, (size_t)len) < 0)
 			return entry_error(err, errno, entry, "write");
 		pos += len;
 	}
-	if (pos < e->size) {
-		for (int64_t z = pos; z < e->size;) {
-			size_t k = (size_t)(e->size - z < (int64_t)sizeof(zeros) ? e->size - z : (int64_t)sizeof(zeros));
-			EVP_DigestUpdate(u->md, zeros, k);
-			z += (int64_t)k;
-		}
+	if (pos < e->size)
 		sparse = true;
-	}
 	if (sparse && ftruncate(fd, e->size) < 0)
 		return entry_error(err, errno, entry, "extend sparse file");
-	unsigned int dl = 0;
-	EVP_DigestFinal_ex(u->md, n->digest, &dl);
-	n->has_digest = true;
 	return 0;
 }
 
@@ -660,9 +711,19 @@ static int apply_entry(struct unpacker *u, struct ocitree_tar_reader *tr, const 
 	if (str_has_prefix(base, ".wh."))
 		return whiteout(u, parent_path, base, entry, err);
 
-	struct tnode *parent = resolve_dir(u, parent_path, true, entry, err);
-	if (!parent)
-		return -1;
+	/* entries come directory by directory: the parent is most often the
+	 * last entry's, still valid unless a node was removed since */
+	struct tnode *parent = u->last_parent;
+	if (!parent || u->last_removals != u->removals || strcmp(parent_path, u->last_parent_path.data) != 0) {
+		u->last_parent = NULL;
+		parent = resolve_dir(u, parent_path, true, entry, err);
+		if (!parent)
+			return -1;
+		buf_reset(&u->last_parent_path);
+		buf_puts(&u->last_parent_path, parent_path);
+		u->last_parent = parent;
+		u->last_removals = u->removals;
+	}
 	int pfd = node_fd(u, parent, err);
 	if (pfd < 0)
 		return ocitree_error_prefix(err, "entry '%s'", entry);
@@ -745,6 +806,7 @@ static int apply_entry(struct unpacker *u, struct ocitree_tar_reader *tr, const 
 		n->xattrs = xattr_list_dup(t->xattrs);
 		memcpy(n->digest, t->digest, sizeof(n->digest));
 		n->has_digest = t->has_digest;
+		n->digest_slot = t->digest_slot; /* t's content still being hashed */
 		mark_upper(u, n);
 		return 0;
 	}
@@ -873,7 +935,6 @@ struct unpacker *unpacker_new(int rootfd, const struct ocitree_unpack_options *o
 	u->rootless = o->map.rootless;
 	for (size_t i = 0; i < FD_CACHE; i++)
 		u->cache[i].fd = -1;
-	u->md = xcheck(EVP_MD_CTX_new(), "OpenSSL");
 	return u;
 }
 
@@ -922,8 +983,10 @@ int unpacker_apply(struct unpacker *u, struct ocitree_layout *l, const struct oc
 		if ((++u->entries & 255) == 0)
 			report(u);
 	}
-	if (ret == 0)
+	if (ret == 0) {
+		resolve_digests(u);
 		ret = finish_layer(u, err);
+	}
 	report(u);
 	u->reader = NULL;
 	ocitree_tar_reader_free(tr);
@@ -995,7 +1058,9 @@ void unpacker_free(struct unpacker *u)
 	cache_flush(u);
 	tree_free(u->tree);
 	free(u->pending);
-	EVP_MD_CTX_free(u->md);
+	free_pages(u->slots);
+	free_pages(u->free_slots);
+	buf_free(&u->last_parent_path);
 	free(u);
 }
 

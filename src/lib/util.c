@@ -100,14 +100,29 @@ int fsync_dir_at(int dirfd, const char *name)
 	return fsync(fd);
 }
 
+static int write_atomic(int dirfd, const char *name, const void *data, size_t len, mode_t mode, uid_t uid, gid_t gid,
+			bool sync, struct ocitree_error **err);
+
 int write_file_atomic_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
 			 struct ocitree_error **err)
 {
-	return write_file_atomic_owned_at(dirfd, name, data, len, mode, (uid_t)-1, (gid_t)-1, err);
+	return write_atomic(dirfd, name, data, len, mode, (uid_t)-1, (gid_t)-1, true, err);
+}
+
+int write_file_nosync_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
+			 struct ocitree_error **err)
+{
+	return write_atomic(dirfd, name, data, len, mode, (uid_t)-1, (gid_t)-1, false, err);
 }
 
 int write_file_atomic_owned_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode, uid_t uid,
 			       gid_t gid, struct ocitree_error **err)
+{
+	return write_atomic(dirfd, name, data, len, mode, uid, gid, true, err);
+}
+
+static int write_atomic(int dirfd, const char *name, const void *data, size_t len, mode_t mode, uid_t uid, gid_t gid,
+			bool sync, struct ocitree_error **err)
 {
 	_cleanup_free_ char *tmp = NULL;
 	_cleanup_close_ int fd = open_tmpfile_at(dirfd, "file", &tmp, err);
@@ -118,7 +133,7 @@ int write_file_atomic_owned_at(int dirfd, const char *name, const void *data, si
 		unlinkat(dirfd, tmp, 0);
 		return ocitree_error_set(err, e, "give '%s' to %jd:%jd", name, (intmax_t)uid, (intmax_t)gid);
 	}
-	if (write_all(fd, data, len) < 0 || fchmod(fd, mode) < 0 || fsync(fd) < 0) {
+	if (write_all(fd, data, len) < 0 || fchmod(fd, mode) < 0 || (sync && fsync(fd) < 0)) {
 		int e = errno;
 		unlinkat(dirfd, tmp, 0);
 		return ocitree_error_set(err, e, "write '%s'", name);
@@ -128,7 +143,7 @@ int write_file_atomic_owned_at(int dirfd, const char *name, const void *data, si
 		unlinkat(dirfd, tmp, 0);
 		return ocitree_error_set(err, e, "replace '%s'", name);
 	}
-	if (fsync(dirfd) < 0 && errno != EINVAL)
+	if (sync && fsync(dirfd) < 0 && errno != EINVAL)
 		return ocitree_error_set(err, errno, "sync directory of '%s'", name);
 	return 0;
 }

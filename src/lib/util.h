@@ -29,6 +29,11 @@ int read_file_at(int dirfd, const char *name, size_t max, struct buf *out, const
  * directory, fsync, rename over name, fsync the directory. */
 int write_file_atomic_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
 			 struct ocitree_error **err);
+/* As write_file_atomic_at() without the fsyncs: readers see the old file or
+ * the new one, but a crash may leave neither (for files that describe
+ * something not synced either, as a freshly unpacked rootfs). */
+int write_file_nosync_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
+			 struct ocitree_error **err);
 /* As write_file_atomic_at(), the new file given to uid:gid first (both
  * (uid_t)-1 / (gid_t)-1 to leave it the caller's). */
 int write_file_atomic_owned_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode, uid_t uid,

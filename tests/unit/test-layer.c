@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <zlib.h>
 #include <zstd.h>
@@ -408,8 +409,17 @@ static void test_layer_round_trip(struct ocitree_layout *l, enum ocitree_compres
 		return;
 	const struct ocitree_tar_entry *e;
 	int n = 0, bad = 0;
+	/* file digests made on the reader's hashing thread: a small file, one
+	 * across many chunks, and one whose data is never read */
+	uint8_t got_small[32], got_big[32], unread[32];
 	while (ocitree_tar_reader_next(tr, &e, &err) == 1) {
 		n++;
+		if (n == 2)
+			tar_reader_hash_entry(tr, got_small);
+		else if (n == 5)
+			tar_reader_hash_entry(tr, got_big);
+		else if (n == 6)
+			tar_reader_hash_entry(tr, unread);
 		if (n == 2) {
 			bad += strcmp(e->path, "etc/hello") != 0 || e->uid != 1 || e->gid != 2 || e->mtime.tv_sec != 1234 ||
 			       e->mtime.tv_nsec != 5678 || e->n_xattrs != 1 || strcmp(e->xattrs[0].name, "user.mime") != 0 ||
@@ -441,6 +451,16 @@ static void test_layer_round_trip(struct ocitree_layout *l, enum ocitree_compres
 	}
 	ok(n == 7 && bad == 0 && !err, "%s: entries read back as written (%d entries, %d differences)", name, n, bad);
 	is_str(ocitree_layer_reader_diff_id(r), diff_id, "%s: diff_id of the stream", name);
+	{
+		const size_t big = 2 * OCITREE_LAYER_PIECE_SIZE + 3;
+		_cleanup_free_ char *bigdata = xmalloc(big);
+		memset(bigdata, big_content_char, big);
+		uint8_t want_small[32], want_big[32];
+		EVP_Digest("hello\n", 6, want_small, NULL, EVP_sha256(), NULL);
+		EVP_Digest(bigdata, big, want_big, NULL, EVP_sha256(), NULL);
+		ok(memcmp(got_small, want_small, 32) == 0 && memcmp(got_big, want_big, 32) == 0,
+		   "%s: file digests from the hashing thread", name);
+	}
 	ocitree_tar_reader_free(tr);
 	ocitree_layer_reader_free(r);
 	ocitree_error_free(err);
@@ -605,7 +625,7 @@ static void test_thread_failure(void)
 	_cleanup_free_ char *path = xasprintf("%s/threads.gz", tmpdir);
 	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
 	write_all(fd, c.data, c.len);
-	for (int from = 0; from < 2; from++) {
+	for (int from = 0; from < 3; from++) {
 		create_calls = 0;
 		fail_from = from;
 		lseek(fd, 0, SEEK_SET);
