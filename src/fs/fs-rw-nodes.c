@@ -109,9 +109,23 @@ struct node *node_new(mode_t type, uint64_t ino)
 	return n;
 }
 
+void dir_state_free(struct dir_state *d)
+{
+	if (!d)
+		return;
+	for (size_t i = 0; i < ARRAY_SIZE(d->l); i++) {
+		for (size_t j = 0; j < d->l[i].n; j++)
+			free(d->l[i].ents[j].name);
+		free(d->l[i].ents);
+	}
+	pthread_mutex_destroy(&d->lock);
+	free(d);
+}
+
 void node_destroy(struct node *n)
 {
 	ocitree_overlay_obj_clear(&n->o);
+	dir_state_free(n->dir);
 	node_close_fds_locked(n);
 	free(n);
 }

@@ -43,16 +43,6 @@
 #define RENAME_EXCHANGE (1 << 1)
 #endif
 
-/* A directory handle: the listing as it was at the first readdir from
- * offset 0 (a snapshot, so that offsets stay valid). */
-struct dirh {
-	pthread_mutex_t lock;
-	struct ocitree_overlay_dent *ents;
-	size_t n;
-	bool loaded;
-	struct node *node;
-};
-
 static struct rwfs *fs_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
@@ -116,6 +106,9 @@ static void fs_rw_init(void *userdata, struct fuse_conn_info *conn)
 	fs->no_open = (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) != 0;
 	if (fs->no_open)
 		conn->want |= FUSE_CAP_NO_OPEN_SUPPORT;
+	fs->no_opendir = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
+	if (fs->no_opendir)
+		conn->want |= FUSE_CAP_NO_OPENDIR_SUPPORT;
 	if ((conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) && !fs->no_open)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	else
@@ -696,58 +689,99 @@ static void fs_rw_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 
 /* ================================================================ operations: directories */
 
-static void dirh_clear(struct dirh *d)
-{
-	for (size_t i = 0; i < d->n; i++)
-		free(d->ents[i].name);
-	free(d->ents);
-	d->ents = NULL;
-	d->n = 0;
-	d->loaded = false;
-}
-
 static void fs_rw_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct rwfs *fs = fs_of(req);
+	if (fs->no_opendir) {
+		/* the kernel opens directories without asking from now on, and
+		 * keeps their listings: every change comes through the mount,
+		 * which makes it drop them */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	struct node *n = node_of(fs, ino);
 	if (!S_ISDIR(n->o.type)) {
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
-	struct dirh *d = xcalloc(1, sizeof(*d));
-	pthread_mutex_init(&d->lock, NULL);
-	d->node = n;
-	node_pin(fs, n);
-	fi->fh = (uint64_t)(uintptr_t)d;
+	fi->fh = 0;
 	pthread_rwlock_rdlock(&fs->ns);
 	/* an untouched lower directory changes only through this mount, which
 	 * makes the kernel drop its cached listing */
 	fi->cache_readdir = n->o.ufd < 0;
 	fi->keep_cache = n->o.ufd < 0;
 	pthread_rwlock_unlock(&fs->ns);
-	if (fuse_reply_open(req, fi) < 0) {
-		node_put(fs, n);
-		free(d);
-	}
+	fuse_reply_open(req, fi);
 }
 
-static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi, bool plus)
+/* Offsets: the listing's generation in the bits above DIR_POS_BITS, and
+ * below them 0 for the start, 1 after ".", 2 after "..", 3 + i after entry i. */
+#define DIR_POS_BITS 40
+#define DIR_POS_MASK ((UINT64_C(1) << DIR_POS_BITS) - 1)
+#define DIR_GEN_MAX  ((UINT32_C(1) << (63 - DIR_POS_BITS)) - 1)
+
+static struct dir_state *dir_state_of(struct rwfs *fs, struct node *n)
+{
+	pthread_mutex_lock(&fs->nodes);
+	if (!n->dir) {
+		n->dir = xcalloc(1, sizeof(*n->dir));
+		pthread_mutex_init(&n->dir->lock, NULL);
+	}
+	struct dir_state *d = n->dir;
+	pthread_mutex_unlock(&fs->nodes);
+	return d;
+}
+
+static void dir_listing_clear(struct dir_listing *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->ents[i].name);
+	free(l->ents);
+	*l = (struct dir_listing){0};
+}
+
+/* The listing that offset off is in (d locked, ns held): the one of its
+ * generation, else a new one (a reader from the start, or one whose
+ * listing is gone: it goes on at the same position) in place of an empty
+ * or the older one. */
+static int dir_listing_for(struct rwfs *fs, struct node *dir, struct dir_state *d, uint64_t off,
+                           struct dir_listing **out)
+{
+	uint32_t gen = (uint32_t)(off >> DIR_POS_BITS);
+	for (size_t i = 0; off && gen && i < ARRAY_SIZE(d->l); i++) {
+		if (d->l[i].gen == gen) {
+			*out = &d->l[i];
+			return 0;
+		}
+	}
+	unsigned slot = !d->l[d->newest].gen ? d->newest : !d->newest;
+	struct dir_listing *l = &d->l[slot];
+	dir_listing_clear(l);
+	int r = ocitree_overlay_dir_list(fs->ov, &dir->o, &l->ents, &l->n);
+	if (r) {
+		dir_listing_clear(l);
+		return r;
+	}
+	d->next_gen = d->next_gen >= DIR_GEN_MAX ? 1 : d->next_gen + 1;
+	l->gen = d->next_gen;
+	d->newest = slot;
+	*out = l;
+	return 0;
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
 {
 	struct rwfs *fs = fs_of(req);
-	struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
-	struct node *dir = d->node;
+	struct node *dir = node_of(fs, ino);
+	struct dir_state *d = dir_state_of(fs, dir);
 	_cleanup_free_ char *buf = xmalloc(size);
 	size_t used = 0;
-	int r = 0;
+	struct dir_listing *l = NULL;
 	pthread_mutex_lock(&d->lock);
 	pthread_rwlock_rdlock(&fs->ns);
-	if (off == 0 || !d->loaded) {
-		dirh_clear(d);
-		r = ocitree_overlay_dir_list(fs->ov, &dir->o, &d->ents, &d->n);
-		d->loaded = r == 0;
-	}
-	/* offsets: 0 start, 1 after ".", 2 after "..", 3 + i after entry i */
-	for (off_t pos = off; !r && pos < (off_t)d->n + 2; pos++) {
+	int r = dir_listing_for(fs, dir, d, (uint64_t)off, &l);
+	uint64_t genbits = r ? 0 : (uint64_t)l->gen << DIR_POS_BITS;
+	for (uint64_t pos = (uint64_t)off & DIR_POS_MASK; !r && pos < l->n + 2; pos++) {
 		const char *name;
 		struct fuse_entry_param e;
 		struct node *child = NULL;
@@ -757,29 +791,28 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 			e.attr.st_mode = S_IFDIR;
 			e.attr.st_ino = dir->o.ino;
 		} else {
-			name = d->ents[pos - 2].name;
+			name = l->ents[pos - 2].name;
 			int lr = lookup_node(fs, dir, name, &child, NULL);
 			if (lr == 0)
 				lr = fill_entry(fs, child, &e);
 			if (lr) {
 				/* gone since the listing was made */
 				node_put(fs, child);
-				if (used == 0 && pos + 1 >= (off_t)d->n + 2)
-					break;
 				continue;
 			}
 		}
 		size_t len;
+		off_t next = (off_t)(genbits | (pos + 1));
 		if (plus) {
 			if (!child) {
 				/* "." and "..": no entry, the kernel knows them */
 				struct fuse_entry_param z = {.attr = e.attr};
-				len = fuse_add_direntry_plus(req, buf + used, size - used, name, &z, pos + 1);
+				len = fuse_add_direntry_plus(req, buf + used, size - used, name, &z, next);
 			} else {
-				len = fuse_add_direntry_plus(req, buf + used, size - used, name, &e, pos + 1);
+				len = fuse_add_direntry_plus(req, buf + used, size - used, name, &e, next);
 			}
 		} else {
-			len = fuse_add_direntry(req, buf + used, size - used, name, &e.attr, pos + 1);
+			len = fuse_add_direntry(req, buf + used, size - used, name, &e.attr, next);
 		}
 		if (len > size - used) {
 			node_put(fs, child);
@@ -790,6 +823,9 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 		node_put(fs, child);
 		used += len;
 	}
+	/* the end: nobody reads on in this listing (a seekdir back makes a new one) */
+	if (!r && used == 0)
+		dir_listing_clear(l);
 	pthread_rwlock_unlock(&fs->ns);
 	pthread_mutex_unlock(&d->lock);
 	if (r)
@@ -800,23 +836,12 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 
 static void fs_rw_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
-	do_readdir(req, ino, size, off, fi, false);
+	do_readdir(req, ino, size, off, false);
 }
 
 static void fs_rw_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
-	do_readdir(req, ino, size, off, fi, true);
-}
-
-static void fs_rw_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	struct rwfs *fs = fs_of(req);
-	struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
-	dirh_clear(d);
-	pthread_mutex_destroy(&d->lock);
-	node_put(fs, d->node);
-	free(d);
-	fuse_reply_err(req, 0);
+	do_readdir(req, ino, size, off, true);
 }
 
 static void fs_rw_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
@@ -883,7 +908,6 @@ static const struct fuse_lowlevel_ops fs_rw_ops = {
 	.opendir = fs_rw_opendir,
 	.readdir = fs_rw_readdir,
 	.readdirplus = fs_rw_readdirplus,
-	.releasedir = fs_rw_releasedir,
 	.fsyncdir = fs_rw_fsyncdir,
 	.statfs = fs_rw_statfs,
 	.setxattr = fs_rw_setxattr,

@@ -32,7 +32,8 @@
  * of size 0, and the fds of a node's upper file (rfd, wfd) are opened when
  * first used and kept until the kernel forgets the node, the way its O_PATH
  * fd is.  Kernels that send OPEN get the same, after a copy-up there for
- * opens that may write.
+ * opens that may write.  Directories likewise: readdir keeps the listings
+ * on the node (struct dir_state).
  */
 #ifndef OCITREE_FS_RW_H
 #define OCITREE_FS_RW_H
@@ -47,8 +48,27 @@
 #include "fs-session.h"
 #include "ocitree/overlay.h"
 
+/* A directory's listings, for readdir without handles: the one made at
+ * the latest readdir from offset 0 and the one before, each with the
+ * generation its offsets carry, so that a reader that started before the
+ * directory changed goes on in the listing it started with.  A listing is
+ * dropped when a reader reaches its end. */
+struct dir_listing {
+	uint32_t gen; /* 0: none */
+	struct ocitree_overlay_dent *ents;
+	size_t n;
+};
+struct dir_state {
+	pthread_mutex_t lock; /* the listings; taken before ns */
+	struct dir_listing l[2];
+	unsigned newest; /* the index in l of the latest */
+	uint32_t next_gen;
+};
+void dir_state_free(struct dir_state *d);
+
 struct node {
 	struct ocitree_overlay_obj o; /* what it is: the engine's (ns) */
+	struct dir_state *dir;        /* a directory's listings, made at its first readdir (nodes) */
 	/* (nodes) */
 	uint64_t nlookup;
 	uint32_t refs;
@@ -85,7 +105,8 @@ struct rwfs {
 	/* immutable while serving */
 	struct ocitree_upper *upper; /* = ov.upper */
 	double timeout;
-	bool no_open; /* the kernel opens files without asking (set at init) */
+	bool no_open;    /* the kernel opens files without asking (set at init) */
+	bool no_opendir; /* and directories */
 	uid_t uid; /* the daemon's */
 	gid_t gid;
 	char *layout;

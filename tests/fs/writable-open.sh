@@ -10,7 +10,7 @@ need_fuse
 [ "$(id -u)" -eq 0 ] || skip_all "the upper directory with trusted xattrs needs root"
 PY=/usr/bin/python3
 
-$MKIMAGE "$T/l" img >/dev/null <<'SPEC' || { echo "Bail out! mkimage failed"; exit 1; }
+{ cat; for d in d1 d2; do for i in $(seq 1000 2499); do echo "file $d/entry-with-a-long-name-$i text:$i"; done; done; } >"$T/spec" <<'SPEC'
 layer gzip
 dir f
 file f/read text:only read\n
@@ -24,7 +24,10 @@ file f/two text:0123456789\n
 file f/ftrunc text:0123456789\n
 file f/gone text:0123456789\n
 file f/big 0644 0 0 random:7:1000000
+dir d1
+dir d2
 SPEC
+$MKIMAGE "$T/l" img <"$T/spec" >/dev/null || { echo "Bail out! mkimage failed"; exit 1; }
 
 M=$T/mnt U=$T/upper
 mkdir -p "$U"
@@ -134,11 +137,52 @@ PY
 )" "False b'still56789\\n'"
 check "leaves only a whiteout" '[ -c "$U/f/gone" ]'
 
+# directories have no handles either: a reader goes on in the listing it
+# started with, while the directory changes and other readers start over
+# (on directories never read before, so that the kernel has no listing)
+is "removing entries while a directory is read skips none of the others" "$($PY - "$M/d1" <<'PY'
+import os, sys
+d = sys.argv[1]
+names = ["entry-with-a-long-name-%d" % i for i in range(1000, 2500)]
+seen, removed = [], set()
+with os.scandir(d) as it:
+    for e in it:
+        seen.append(e.name)
+        if len(seen) == 1:
+            for n in names[::3]:
+                if n != e.name:
+                    os.unlink(os.path.join(d, n))
+                    removed.add(n)
+        if len(seen) == 700:
+            open(os.path.join(d, "new-file"), "w").close()
+rest = [n for n in names if n not in removed]
+missing = set(rest) - set(seen)
+dups = len(seen) - len(set(seen))
+print(len(removed), len(missing), dups, sorted(os.listdir(d)) == sorted(rest + ["new-file"]))
+PY
+)" "499 0 0 True"
+is "two readers, the directory changed between their starts" "$($PY - "$M/d2" <<'PY'
+import os, sys
+d = sys.argv[1]
+names = ["entry-with-a-long-name-%d" % i for i in range(1000, 2500)]
+a = os.scandir(d)
+first = [next(a).name for _ in range(10)]
+for n in names[:100]:
+    os.unlink(os.path.join(d, n))
+open(os.path.join(d, "zz-another"), "w").close()
+b = set(os.listdir(d))  # from the start: the new listing
+rest = [e.name for e in a]
+a.close()
+seen = first + rest
+print(len(seen) == len(set(seen)), set(seen) >= set(names[100:]), b == set(names[100:]) | {"zz-another"})
+PY
+)" "True True True"
+
 # the upper directory alone holds all of it
-sums=$(cd "$M/f" && sha256sum -- * | LC_ALL=C sort)
+sums=$(cd "$M" && sha256sum -- f/* && ls d1 d2 | LC_ALL=C sort)
 ok "unmount" do_umount "$M"
 ok "mount again" do_mount "$M" --upper "$U" --image "$T/l:img"
-is "the same contents after a remount" "$(cd "$M/f" && sha256sum -- * | LC_ALL=C sort)" "$sums"
+is "the same contents after a remount" "$(cd "$M" && sha256sum -- f/* && ls d1 d2 | LC_ALL=C sort)" "$sums"
 ok "unmount" do_umount "$M"
 
 # what makes the writable mount as cheap to read as the read-only one:
