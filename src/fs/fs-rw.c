@@ -15,12 +15,11 @@
  * file, moving onto a new image after commit --clear) changes nothing the
  * tree shows: inode numbers, node ids, attributes and contents stay.  So
  * entries, attributes and negative lookups are cached as long as -o
- * timeout says (a day by default) and no invalidation is ever sent.  The
- * page cache is kept across opens (a kernel that opens files without
- * asking keeps it for every file; one that sends OPEN, for files that have
- * no upper copy), and directory listings only for untouched image
- * directories (cache_readdir).  The upper directory must not be changed
- * behind the mount's back.
+ * timeout says (a day by default) and no invalidation is ever sent.  A
+ * kernel that opens files and directories without asking (fs-rw.h) keeps
+ * the page cache and the listing of each; one that sends OPEN and OPENDIR
+ * is told to keep them for untouched image files and directories only.
+ * The upper directory must not be changed behind the mount's back.
  */
 #include "config.h"
 
