@@ -108,8 +108,10 @@ static bool open_set_has(const struct open_set *s, uint64_t ino)
 	return s->n && bsearch(&ino, s->v, s->n, sizeof(*s->v), u64_cmp);
 }
 
-/* The fds of process dir pfd (a /proc/PID) open for writing on mount mnt_id. */
-static void scan_fds(int pfd, uint64_t mnt_id, struct open_set *s)
+/* The fds of process dir pfd (a /proc/PID) open for writing on files of
+ * device dev (whichever mount of it, in whichever mount namespace: a
+ * container's root is a bind mount of this one). */
+static void scan_fds(int pfd, dev_t dev, struct open_set *s)
 {
 	int dfd = openat(pfd, "fdinfo", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *d = dfd < 0 ? NULL : fdopendir(dfd);
@@ -131,15 +133,16 @@ static void scan_fds(int pfd, uint64_t mnt_id, struct open_set *s)
 		if (len <= 0)
 			continue;
 		buf[len] = 0;
-		const char *fl = strstr(buf, "flags:"), *mi = strstr(buf, "mnt_id:");
-		if (!fl || !mi || (strtoul(fl + 6, NULL, 8) & O_ACCMODE) == O_RDONLY ||
-		    strtoull(mi + 7, NULL, 10) != mnt_id)
+		const char *fl = strstr(buf, "flags:");
+		if (!fl || (strtoul(fl + 6, NULL, 8) & O_ACCMODE) == O_RDONLY)
 			continue;
-		/* the inode the fd is on: cached attributes, no request to us */
+		/* the inode the fd is on: cached attributes, no request to us
+		 * or to another FUSE daemon */
 		char link[NAME_MAX + 4];
 		snprintf(link, sizeof(link), "fd/%s", de->d_name);
 		struct statx sx;
-		if (statx(pfd, link, AT_STATX_DONT_SYNC, STATX_INO, &sx) == 0)
+		if (statx(pfd, link, AT_STATX_DONT_SYNC, STATX_INO, &sx) == 0 &&
+		    makedev(sx.stx_dev_major, sx.stx_dev_minor) == dev)
 			open_set_add(s, sx.stx_ino);
 	}
 	closedir(d);
@@ -170,8 +173,7 @@ static void scan_maps(int pfd, dev_t dev, struct open_set *s)
 static void open_set_scan(struct rwfs *fs, struct open_set *s)
 {
 	struct statx mx;
-	if (!fs->mountpoint || statx(AT_FDCWD, fs->mountpoint, AT_STATX_DONT_SYNC, STATX_MNT_ID, &mx) < 0 ||
-	    !(mx.stx_mask & STATX_MNT_ID))
+	if (!fs->mountpoint || statx(AT_FDCWD, fs->mountpoint, AT_STATX_DONT_SYNC, STATX_INO, &mx) < 0)
 		return;
 	dev_t dev = makedev(mx.stx_dev_major, mx.stx_dev_minor);
 	DIR *d = opendir("/proc");
@@ -184,7 +186,7 @@ static void open_set_scan(struct rwfs *fs, struct open_set *s)
 		int pfd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (pfd < 0)
 			continue;
-		scan_fds(pfd, mx.stx_mnt_id, s);
+		scan_fds(pfd, dev, s);
 		scan_maps(pfd, dev, s);
 		close(pfd);
 	}
