@@ -676,7 +676,8 @@ static void change_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, const
 	fuse_reply_err(req, r);
 }
 
-static void fs_rw_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags)
+static void fs_rw_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
+			   int flags)
 {
 	change_xattr(req, ino, name, value, size, flags); /* libfuse's value is never NULL */
 }
