@@ -7,6 +7,7 @@
 # figure is the median of RUNS (default 5) runs alternating with its peer.
 #
 #   sudo bench/mount.sh _build/ocitree /var/tmp/ocitree-corpus
+#   sudo RW_ONLY=1 bench/mount.sh ...   (only the writable against the read-only full read)
 set -uo pipefail
 OCITREE=$(realpath "${1:-_build/ocitree}")
 CORPUS=${2:-/var/tmp/ocitree-corpus}
@@ -32,6 +33,47 @@ MP=$W/mnt
 mkdir -p "$MP"
 umnt "$MP"
 echo "# ocitree mount benchmark: $(nproc) cores, $(date -u +%F), runs=$RUNS"
+
+# ---- full read of slim through a writable mount vs the read-only one ----
+# the read of the full-tree case below, through a mount with an empty
+# upper directory and through a read-only one, alternating, each on a fresh
+# mount (the index cached): cold (page cache dropped) and hot (blobs cached).
+# RW_ONLY=1 stops after this case.
+"$OCITREE" mount --image "$CORPUS/oci:slim" "$MP" && umnt "$MP"
+full_read() { (cd "$MP" && find . -type f -print0 | xargs -0 -n 256 cat) >/dev/null; }
+ro_t=() rw_t=() ro_hot=() rw_hot=()
+for i in $(seq "$RUNS"); do
+	for mode in ro rw; do
+		args=()
+		if [ $mode = rw ]; then
+			rm -rf "$W/upper" "$W/upper.work" && mkdir -p "$W/upper"
+			args=(--upper "$W/upper")
+		fi
+		drop
+		"$OCITREE" mount "${args[@]}" --image "$CORPUS/oci:slim" "$MP"
+		s=$(now); full_read; e=$(now)
+		umnt "$MP"
+		"$OCITREE" mount "${args[@]}" --image "$CORPUS/oci:slim" "$MP"
+		s2=$(now); full_read; e2=$(now)
+		umnt "$MP"
+		if [ $mode = rw ]; then
+			rw_t+=("$(echo "$e - $s" | bc)") rw_hot+=("$(echo "$e2 - $s2" | bc)")
+			[ -z "$(ls -A "$W/upper")" ] || echo "# the read left entries in the upper directory" >&2
+		else
+			ro_t+=("$(echo "$e - $s" | bc)") ro_hot+=("$(echo "$e2 - $s2" | bc)")
+		fi
+	done
+done
+a=$(printf '%s\n' "${rw_t[@]}" | median); b=$(printf '%s\n' "${ro_t[@]}" | median)
+report "full read of slim, writable mount, empty upper (s)" "$a"
+report "full read of slim, read-only mount, alternating (s)" "$b"
+report "  rw/ro (target <= 1.10)" "$(ratio "$a" "$b")"
+a=$(printf '%s\n' "${rw_hot[@]}" | median); b=$(printf '%s\n' "${ro_hot[@]}" | median)
+report "the same with the blobs in the page cache, writable (s)" "$a"
+report "the same, read-only (s)" "$b"
+report "  rw/ro" "$(ratio "$a" "$b")"
+rm -rf "$W/upper" "$W/upper.work"
+[ "${RW_ONLY:-}" = 1 ] && exit 0
 
 # ---- cold mount of slim vs one bare decompress pass ----
 slim_layers=$(layers "$CORPUS/oci" slim)

@@ -7,10 +7,15 @@
  */
 #include "config.h"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 
 #include "fs-rw.h"
@@ -76,14 +81,133 @@ static void ino_paths_free(struct ino_paths *m)
 	*m = (struct ino_paths){0};
 }
 
+/* The st_ino of every file of this mount open for writing, sorted.  The
+ * kernel opens files without telling the daemon (fs-rw.h), so they are read
+ * from /proc: the fds of each process open for writing on this mount
+ * (fdinfo), and its shared writable mappings of the mount's files (maps).
+ * Processes the daemon may not inspect are not seen. */
+struct open_set {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+static void open_set_add(struct open_set *s, uint64_t ino)
+{
+	grow_array((void **)&s->v, &s->cap, s->n + 1, sizeof(*s->v));
+	s->v[s->n++] = ino;
+}
+
+static int u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static bool open_set_has(const struct open_set *s, uint64_t ino)
+{
+	return s->n && bsearch(&ino, s->v, s->n, sizeof(*s->v), u64_cmp);
+}
+
+/* The fds of process dir pfd (a /proc/PID) open for writing on files of
+ * device dev (whichever mount of it, in whichever mount namespace: a
+ * container's root is a bind mount of this one). */
+static void scan_fds(int pfd, dev_t dev, struct open_set *s)
+{
+	int dfd = openat(pfd, "fdinfo", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = dfd < 0 ? NULL : fdopendir(dfd);
+	if (!d) {
+		if (dfd >= 0)
+			close(dfd);
+		return;
+	}
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		int f = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC);
+		if (f < 0)
+			continue;
+		char buf[512];
+		ssize_t len = read(f, buf, sizeof(buf) - 1);
+		close(f);
+		if (len <= 0)
+			continue;
+		buf[len] = 0;
+		const char *fl = strstr(buf, "flags:");
+		if (!fl || (strtoul(fl + 6, NULL, 8) & O_ACCMODE) == O_RDONLY)
+			continue;
+		/* the inode the fd is on: cached attributes, no request to us
+		 * or to another FUSE daemon */
+		char link[NAME_MAX + 4];
+		snprintf(link, sizeof(link), "fd/%s", de->d_name);
+		struct statx sx;
+		if (statx(pfd, link, AT_STATX_DONT_SYNC, STATX_INO, &sx) == 0 &&
+		    makedev(sx.stx_dev_major, sx.stx_dev_minor) == dev)
+			open_set_add(s, sx.stx_ino);
+	}
+	closedir(d);
+}
+
+/* The shared writable mappings of process dir pfd of files on device dev. */
+static void scan_maps(int pfd, dev_t dev, struct open_set *s)
+{
+	int f = openat(pfd, "maps", O_RDONLY | O_CLOEXEC);
+	FILE *m = f < 0 ? NULL : fdopen(f, "re");
+	if (!m) {
+		if (f >= 0)
+			close(f);
+		return;
+	}
+	char line[4096];
+	while (fgets(line, sizeof(line), m)) {
+		char perms[8];
+		unsigned maj, min;
+		unsigned long long ino;
+		if (sscanf(line, "%*x-%*x %7s %*x %x:%x %llu", perms, &maj, &min, &ino) == 4 && perms[1] == 'w' &&
+		    perms[3] == 's' && makedev(maj, min) == dev)
+			open_set_add(s, ino);
+	}
+	fclose(m);
+}
+
+static void open_set_scan(struct rwfs *fs, struct open_set *s)
+{
+	struct statx mx;
+	if (!fs->mountpoint || statx(AT_FDCWD, fs->mountpoint, AT_STATX_DONT_SYNC, STATX_INO, &mx) < 0)
+		return;
+	dev_t dev = makedev(mx.stx_dev_major, mx.stx_dev_minor);
+	DIR *d = opendir("/proc");
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+			continue;
+		int pfd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (pfd < 0)
+			continue;
+		scan_fds(pfd, dev, s);
+		scan_maps(pfd, dev, s);
+		close(pfd);
+	}
+	closedir(d);
+	if (s->n)
+		qsort(s->v, s->n, sizeof(*s->v), u64_cmp);
+}
+
+struct keep_ctx {
+	struct rwfs *fs;
+	const struct open_set *open;
+};
+
 /* Keep what is open for writing: its data goes on changing here. */
 static bool keep_open_files(int dirfd, const char *name, const struct stat *st, void *userdata)
 {
-	struct rwfs *fs = userdata;
-	pthread_mutex_lock(&fs->nodes);
-	struct node *n = map_find(&fs->by_upper, st->st_ino, true);
-	bool keep = n && n->writers > 0;
-	pthread_mutex_unlock(&fs->nodes);
+	struct keep_ctx *k = userdata;
+	pthread_mutex_lock(&k->fs->nodes);
+	struct node *n = map_find(&k->fs->by_upper, st->st_ino, true);
+	bool keep = n && open_set_has(k->open, n->o.ino);
+	pthread_mutex_unlock(&k->fs->nodes);
 	return keep;
 }
 
@@ -96,11 +220,12 @@ static int switch_image(struct rwfs *fs, struct ocitree_layout *l, const struct 
                         const char *tag, struct ino_paths *paths, struct ocitree_error **err)
 {
 	struct ocitree_image img = {.layout = l, .tag = (char *)tag};
-	img.manifest_desc = (struct ocitree_descriptor){.media_type = (char *)OCITREE_MT_OCI_MANIFEST,
-							.size = res->manifest_size};
+	img.manifest_desc =
+	    (struct ocitree_descriptor){.media_type = (char *)OCITREE_MT_OCI_MANIFEST, .size = res->manifest_size};
 	snprintf(img.manifest_desc.digest, sizeof(img.manifest_desc.digest), "%s", res->manifest);
 	struct ocitree_mount m = {0};
 	struct ocitree_tree *t2 = NULL;
+	struct open_set open = {0};
 	int ret = -1;
 	img.manifest = ocitree_blob_read_manifest(l, &img.manifest_desc, err);
 	if (!img.manifest)
@@ -109,8 +234,12 @@ static int switch_image(struct rwfs *fs, struct ocitree_layout *l, const struct 
 	if (!img.config)
 		goto out;
 	/* the new layer's index and tree, and the record (clearing) */
-	struct ocitree_mount_options mo = {.index = fs->index_opts, .threads = 1, .reuse = fs->layers,
-					   .n_reuse = fs->n_layers, .upper = fs->upper, .clearing = true};
+	struct ocitree_mount_options mo = {.index = fs->index_opts,
+	                                   .threads = 1,
+	                                   .reuse = fs->layers,
+	                                   .n_reuse = fs->n_layers,
+	                                   .upper = fs->upper,
+	                                   .clearing = true};
 	if (ocitree_mount_setup(l, &img, &mo, &m, err) < 0)
 		goto out;
 	if (m.tree) {
@@ -152,8 +281,18 @@ static int switch_image(struct rwfs *fs, struct ocitree_layout *l, const struct 
 		}
 	}
 
+	/* what stays in the upper directory is the file itself, with its data
+	 * (it was committed already) */
+	open_set_scan(fs, &open);
+	for (size_t i = 0; i < nn; i++) {
+		if (v[i]->o.ufd >= 0 && v[i]->o.metacopy && open_set_has(&open, v[i]->o.ino) &&
+		    ocitree_overlay_copy_up(fs->ov, &v[i]->o, OCITREE_OVERLAY_CU_DATA))
+			open.n = 0; /* keep none rather than a file without its data */
+	}
+
 	/* the record names the new image already: now the upper directory */
-	ret = ocitree_upper_clear(fs->upper, keep_open_files, fs, err);
+	struct keep_ctx kc = {fs, &open};
+	ret = ocitree_upper_clear(fs->upper, keep_open_files, &kc, err);
 
 	if (ret == 0 && t2) {
 		/* the nodes, in the new tree */
@@ -185,9 +324,7 @@ static int switch_image(struct rwfs *fs, struct ocitree_layout *l, const struct 
 					pthread_mutex_lock(&fs->nodes);
 					close(n->o.ufd);
 					n->o.ufd = -1;
-					if (n->rfd >= 0)
-						close(n->rfd);
-					n->rfd = -1;
+					node_close_fds_locked(n);
 					pthread_mutex_unlock(&fs->nodes);
 					dropped = true;
 				}
@@ -222,6 +359,7 @@ static int switch_image(struct rwfs *fs, struct ocitree_layout *l, const struct 
 	free(pv);
 	free(v);
 out:
+	free(open.v);
 	ocitree_tree_free(t2);
 	ocitree_mount_clear(&m);
 	ocitree_manifest_free(img.manifest);
@@ -237,8 +375,8 @@ static bool same_file(const char *a, const char *b)
 
 /* One commit request: freeze the writers, commit the upper directory, and
  * with clear move on to the new image. */
-static int live_commit(struct rwfs *fs, const struct ocitree_control_request *req,
-		       struct ocitree_control_reply *reply, struct ocitree_error **err)
+static int live_commit(struct rwfs *fs, const struct ocitree_control_request *req, struct ocitree_control_reply *reply,
+                       struct ocitree_error **err)
 {
 	if (!same_file(req->layout, fs->layout))
 		return ocitree_error_setk(err, OCITREE_ERROR_USAGE,

@@ -105,15 +105,28 @@ struct node *node_new(mode_t type, uint64_t ino)
 {
 	struct node *n = xcalloc(1, sizeof(*n));
 	ocitree_overlay_obj_init(&n->o, type, ino);
-	n->rfd = -1;
+	n->rfd = n->wfd = -1;
 	return n;
+}
+
+void dir_state_free(struct dir_state *d)
+{
+	if (!d)
+		return;
+	for (size_t i = 0; i < ARRAY_SIZE(d->l); i++) {
+		for (size_t j = 0; j < d->l[i].n; j++)
+			free(d->l[i].ents[j].name);
+		free(d->l[i].ents);
+	}
+	pthread_mutex_destroy(&d->lock);
+	free(d);
 }
 
 void node_destroy(struct node *n)
 {
 	ocitree_overlay_obj_clear(&n->o);
-	if (n->rfd >= 0)
-		close(n->rfd);
+	dir_state_free(n->dir);
+	node_close_fds_locked(n);
 	free(n);
 }
 
@@ -256,6 +269,54 @@ int node_read_fd(struct rwfs *fs, struct node *n)
 	int fd = n->rfd;
 	pthread_mutex_unlock(&fs->nodes);
 	return fd;
+}
+
+void node_keep_write_fd(struct rwfs *fs, struct node *n, int fd)
+{
+	pthread_mutex_lock(&fs->nodes);
+	if (n->wfd < 0) {
+		n->wfd = fd;
+		fd = -1;
+	}
+	pthread_mutex_unlock(&fs->nodes);
+	if (fd >= 0)
+		close(fd);
+}
+
+int node_write_fd(struct rwfs *fs, struct node *n, int *fd)
+{
+	pthread_mutex_lock(&fs->nodes);
+	*fd = n->wfd;
+	pthread_mutex_unlock(&fs->nodes);
+	if (*fd >= 0)
+		return 0;
+	/* the first write since the node was made: what open did before the
+	 * kernel stopped sending it */
+	pthread_rwlock_wrlock(&fs->ns);
+	int r = S_ISREG(n->o.type) ? ocitree_overlay_copy_up(fs->ov, &n->o, OCITREE_OVERLAY_CU_DATA) : EINVAL;
+	int nfd = -1;
+	if (!r) {
+		nfd = ocitree_overlay_obj_reopen(&n->o, O_WRONLY | O_CLOEXEC);
+		if (nfd < 0)
+			r = errno;
+	}
+	if (!r) {
+		node_keep_write_fd(fs, n, nfd);
+		pthread_mutex_lock(&fs->nodes);
+		*fd = n->wfd;
+		pthread_mutex_unlock(&fs->nodes);
+	}
+	pthread_rwlock_unlock(&fs->ns);
+	return r;
+}
+
+void node_close_fds_locked(struct node *n)
+{
+	if (n->rfd >= 0)
+		close(n->rfd);
+	if (n->wfd >= 0)
+		close(n->wfd);
+	n->rfd = n->wfd = -1;
 }
 
 /* ================================================================ the engine's hooks */

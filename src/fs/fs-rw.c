@@ -15,11 +15,11 @@
  * file, moving onto a new image after commit --clear) changes nothing the
  * tree shows: inode numbers, node ids, attributes and contents stay.  So
  * entries, attributes and negative lookups are cached as long as -o
- * timeout says (a day by default) and no invalidation is ever sent; the
- * page cache is kept across opens only for files that have no upper copy
- * (keep_cache), and directory listings only for untouched image
- * directories (cache_readdir).  The upper directory must not be changed
- * behind the mount's back.
+ * timeout says (a day by default) and no invalidation is ever sent.  A
+ * kernel that opens files and directories without asking (fs-rw.h) keeps
+ * the page cache and the listing of each; one that sends OPEN and OPENDIR
+ * is told to keep them for untouched image files and directories only.
+ * The upper directory must not be changed behind the mount's back.
  */
 #include "config.h"
 
@@ -41,23 +41,6 @@
 #ifndef RENAME_EXCHANGE
 #define RENAME_EXCHANGE (1 << 1)
 #endif
-
-/* A file handle. */
-struct fh {
-	int fd; /* upper file, or -1: reads go through the node */
-	struct node *node;
-	bool write;
-};
-
-/* A directory handle: the listing as it was at the first readdir from
- * offset 0 (a snapshot, so that offsets stay valid). */
-struct dirh {
-	pthread_mutex_t lock;
-	struct ocitree_overlay_dent *ents;
-	size_t n;
-	bool loaded;
-	struct node *node;
-};
 
 static struct rwfs *fs_of(fuse_req_t req)
 {
@@ -114,8 +97,21 @@ static void fs_rw_init(void *userdata, struct fuse_conn_info *conn)
 	 * a pipe, without a copy in between */
 	if (conn->capable & FUSE_CAP_SPLICE_READ)
 		conn->want |= FUSE_CAP_SPLICE_READ;
-	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+	/* zero-message opens (fs-rw.h): the first OPEN is answered ENOSYS,
+	 * and reading a file costs no OPEN and RELEASE, as on the read-only
+	 * mount.  O_TRUNC then comes as a setattr: with ATOMIC_O_TRUNC the
+	 * kernel would leave it to the OPEN it does not send */
+	struct rwfs *fs = userdata;
+	fs->no_open = (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) != 0;
+	if (fs->no_open)
+		conn->want |= FUSE_CAP_NO_OPEN_SUPPORT;
+	fs->no_opendir = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
+	if (fs->no_opendir)
+		conn->want |= FUSE_CAP_NO_OPENDIR_SUPPORT;
+	if ((conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) && !fs->no_open)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	else
+		conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
 	/* the kernel clears setuid bits by sending us a mode change: the
 	 * daemon (root) would not on its own */
 	conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
@@ -392,19 +388,22 @@ static void fs_rw_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
 	};
 	struct rwfs *fs = fs_of(req);
 	struct node *n = node_of(fs, ino);
-	struct fh *h = fi ? (struct fh *)(uintptr_t)fi->fh : NULL;
 	unsigned set = 0;
 	for (size_t i = 0; i < ARRAY_SIZE(map); i++)
 		if (to_set & map[i].fuse)
 			set |= map[i].ov;
 	/* what the engine does not know: the ctime-only check must see it */
-	if (to_set & ~(FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | FUSE_SET_ATTR_SIZE |
-		       FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW |
-		       FUSE_SET_ATTR_CTIME))
+	if (to_set &
+	    ~(FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME |
+	      FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME))
 		set |= 1u << 31;
 	pthread_rwlock_rdlock(&fs->freeze);
 	pthread_rwlock_wrlock(&fs->ns);
-	int r = ocitree_overlay_setattr(fs->ov, &n->o, attr, set, h ? h->fd : -1);
+	/* a truncate through the fd writes go through, if there is one */
+	pthread_mutex_lock(&fs->nodes);
+	int wfd = n->wfd;
+	pthread_mutex_unlock(&fs->nodes);
+	int r = ocitree_overlay_setattr(fs->ov, &n->o, attr, set, wfd);
 	struct stat st;
 	if (!r)
 		r = ocitree_overlay_stat(fs->ov, &n->o, &st);
@@ -418,48 +417,20 @@ static void fs_rw_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
 
 /* ================================================================ operations: files */
 
-static void fh_pin(struct rwfs *fs, struct fh *h)
-{
-	pthread_mutex_lock(&fs->nodes);
-	h->node->refs++;
-	if (h->write)
-		h->node->writers++;
-	pthread_mutex_unlock(&fs->nodes);
-}
-
-static void fh_unpin(struct rwfs *fs, struct fh *h)
-{
-	pthread_mutex_lock(&fs->nodes);
-	if (h->write)
-		h->node->writers--;
-	node_unref_locked(fs, h->node, 0, 1);
-	pthread_mutex_unlock(&fs->nodes);
-}
-
-static struct fh *fh_new(struct rwfs *fs, struct node *n, int fd, const struct fuse_file_info *fi)
-{
-	struct fh *h = xcalloc(1, sizeof(*h));
-	h->fd = fd;
-	h->node = n;
-	h->write = fd >= 0 && (fi->flags & O_ACCMODE) != O_RDONLY;
-	fh_pin(fs, h);
-	return h;
-}
-
-static void fh_free(struct rwfs *fs, struct fh *h)
-{
-	if (h->fd >= 0)
-		close(h->fd);
-	fh_unpin(fs, h);
-	free(h);
-}
-
 static void fs_rw_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct rwfs *fs = fs_of(req);
+	if (fs->no_open) {
+		/* the first open: from now on the kernel opens without asking */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	/* a kernel that sends OPEN: copy up here what may be written (the
+	 * reads, writes and truncates that follow name the node, as they do
+	 * without OPEN) */
 	struct node *n = node_of(fs, ino);
 	bool write = (fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC);
-	int r, fd = -1;
+	int fd = -1;
 	bool keep = false;
 	if (write) {
 		pthread_rwlock_rdlock(&fs->freeze);
@@ -467,24 +438,22 @@ static void fs_rw_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	} else {
 		pthread_rwlock_rdlock(&fs->ns);
 	}
-	r = ocitree_overlay_open(fs->ov, &n->o, fi->flags, &fd, &keep);
+	int r = ocitree_overlay_open(fs->ov, &n->o, fi->flags, &fd, &keep);
 	pthread_rwlock_unlock(&fs->ns);
 	if (write)
 		pthread_rwlock_unlock(&fs->freeze);
+	if (fd >= 0)
+		close(fd);
 	if (r) {
 		fuse_reply_err(req, r);
 		return;
 	}
-	struct fh *h = fh_new(fs, n, fd, fi);
-	fi->fh = (uint64_t)(uintptr_t)h;
+	fi->fh = 0;
 	fi->keep_cache = keep;
-	/* no FLUSH when a reader closes (as on the read-only mount); a
-	 * writer's FLUSH finds no handler, so the kernel stops sending them
-	 * after the first: writes reach the upper file before they return,
+	/* no FLUSH on close: writes reach the upper file before they return,
 	 * and the kernel writes dirty mmap pages back on close either way */
-	fi->noflush = !write;
-	if (fuse_reply_open(req, fi) < 0)
-		fh_free(fs, h);
+	fi->noflush = 1;
+	fuse_reply_open(req, fi);
 }
 
 static void fs_rw_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi)
@@ -493,15 +462,20 @@ static void fs_rw_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 	struct node *dir = node_of(fs, parent), *n = NULL;
 	pthread_rwlock_rdlock(&fs->freeze);
 	pthread_rwlock_wrlock(&fs->ns);
-	struct ocitree_overlay_new o = {.mode = S_IFREG | (mode & 07777), .flags = fi->flags};
+	/* the fd made with the file becomes the node's write fd */
+	struct ocitree_overlay_new o = {.mode = S_IFREG | (mode & 07777), .flags = O_WRONLY};
 	int fd = -1;
 	int r = make_node(fs, req, dir, name, &o, &fd, &n);
 	if (r == EEXIST && !(fi->flags & O_EXCL)) {
-		/* the kernel thought it missing: open what is there */
+		/* the kernel thought it missing: open what is there (which copies
+		 * up and truncates for O_TRUNC: the kernel leaves that to us) */
 		r = lookup_node(fs, dir, name, &n, NULL);
 		bool keep;
 		if (!r)
 			r = ocitree_overlay_open(fs->ov, &n->o, fi->flags, &fd, &keep);
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
 	}
 	struct fuse_entry_param e;
 	if (!r)
@@ -515,16 +489,17 @@ static void fs_rw_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 		fuse_reply_err(req, r);
 		return;
 	}
-	struct fh *h = fh_new(fs, n, fd, fi);
-	node_put(fs, n); /* the pin of make_node or lookup_node: the handle has its own */
-	fi->fh = (uint64_t)(uintptr_t)h;
+	if (fd >= 0)
+		node_keep_write_fd(fs, n, fd);
+	fi->fh = 0;
+	fi->noflush = 1;
 	node_lookup_inc(fs, n);
 	if (fuse_reply_create(req, &e, fi) < 0) {
 		pthread_mutex_lock(&fs->nodes);
 		node_unref_locked(fs, n, 1, 0);
 		pthread_mutex_unlock(&fs->nodes);
-		fh_free(fs, h);
 	}
+	node_put(fs, n);
 }
 
 static void reply_fd_data(fuse_req_t req, int fd, size_t size, off_t off)
@@ -538,25 +513,23 @@ static void reply_fd_data(fuse_req_t req, int fd, size_t size, off_t off)
 static void fs_rw_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct rwfs *fs = fs_of(req);
-	struct fh *h = (struct fh *)(uintptr_t)fi->fh;
-	if (h->fd >= 0) {
-		reply_fd_data(req, h->fd, size, off);
-		return;
-	}
-	struct node *n = h->node;
+	struct node *n = node_of(fs, ino);
 	struct ocitree_overlay_source src;
 	pthread_rwlock_rdlock(&fs->ns);
 	int r = ocitree_overlay_read_source(fs->ov, &n->o, &src);
-	int fd = r || !src.upper ? -1 : node_read_fd(fs, n);
-	if (!r && src.upper && fd < 0)
-		r = errno;
+	if (!r && src.upper) {
+		/* under ns: a commit --clear closes the fd under it */
+		int fd = node_read_fd(fs, n);
+		if (fd < 0)
+			fuse_reply_err(req, errno);
+		else
+			reply_fd_data(req, fd, size, off);
+		pthread_rwlock_unlock(&fs->ns);
+		return;
+	}
 	pthread_rwlock_unlock(&fs->ns);
 	if (r) {
 		fuse_reply_err(req, r);
-		return;
-	}
-	if (src.upper) {
-		reply_fd_data(req, fd, size, off);
 		return;
 	}
 	if (off < 0) {
@@ -582,51 +555,55 @@ static void fs_rw_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *
 			    struct fuse_file_info *fi)
 {
 	struct rwfs *fs = fs_of(req);
-	struct fh *h = (struct fh *)(uintptr_t)fi->fh;
-	if (h->fd < 0) {
-		fuse_reply_err(req, EBADF);
-		return;
-	}
-	struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
-	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	out.buf[0].fd = h->fd;
-	out.buf[0].pos = off;
+	int fd = -1;
 	pthread_rwlock_rdlock(&fs->freeze);
-	ssize_t r = fuse_buf_copy(&out, in, 0);
+	int r = node_write_fd(fs, node_of(fs, ino), &fd);
+	ssize_t w = 0;
+	if (!r) {
+		struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
+		out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+		out.buf[0].fd = fd;
+		out.buf[0].pos = off;
+		w = fuse_buf_copy(&out, in, 0);
+		if (w < 0)
+			r = (int)-w;
+	}
 	pthread_rwlock_unlock(&fs->freeze);
-	if (r < 0)
-		fuse_reply_err(req, (int)-r);
+	if (r)
+		fuse_reply_err(req, r);
 	else
-		fuse_reply_write(req, (size_t)r);
+		fuse_reply_write(req, (size_t)w);
 }
 
 static void fs_rw_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
 			    struct fuse_file_info *fi)
 {
 	struct rwfs *fs = fs_of(req);
-	struct fh *h = (struct fh *)(uintptr_t)fi->fh;
-	if (h->fd < 0) {
-		fuse_reply_err(req, EBADF);
-		return;
-	}
+	int fd = -1;
 	pthread_rwlock_rdlock(&fs->freeze);
-	int r = fallocate(h->fd, mode, offset, length) < 0 ? errno : 0;
+	int r = node_write_fd(fs, node_of(fs, ino), &fd);
+	if (!r && fallocate(fd, mode, offset, length) < 0)
+		r = errno;
 	pthread_rwlock_unlock(&fs->freeze);
 	fuse_reply_err(req, r);
 }
 
-static void fs_rw_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	fh_free(fs_of(req), (struct fh *)(uintptr_t)fi->fh);
-	fuse_reply_err(req, 0);
-}
-
 static void fs_rw_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	struct fh *h = (struct fh *)(uintptr_t)fi->fh;
+	struct rwfs *fs = fs_of(req);
+	struct node *n = node_of(fs, ino);
 	int r = 0;
-	if (h->fd >= 0 && (datasync ? fdatasync(h->fd) : fsync(h->fd)) < 0)
+	pthread_rwlock_rdlock(&fs->ns);
+	pthread_mutex_lock(&fs->nodes);
+	int fd = n->wfd >= 0 ? n->wfd : n->rfd;
+	pthread_mutex_unlock(&fs->nodes);
+	/* an upper file changed without a write fd (a truncate) */
+	_cleanup_close_ int own = -1;
+	if (fd < 0 && n->o.ufd >= 0 && S_ISREG(n->o.type))
+		fd = own = ocitree_overlay_obj_reopen(&n->o, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0 && (datasync ? fdatasync(fd) : fsync(fd)) < 0)
 		r = errno;
+	pthread_rwlock_unlock(&fs->ns);
 	fuse_reply_err(req, r);
 }
 
@@ -712,58 +689,99 @@ static void fs_rw_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 
 /* ================================================================ operations: directories */
 
-static void dirh_clear(struct dirh *d)
-{
-	for (size_t i = 0; i < d->n; i++)
-		free(d->ents[i].name);
-	free(d->ents);
-	d->ents = NULL;
-	d->n = 0;
-	d->loaded = false;
-}
-
 static void fs_rw_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct rwfs *fs = fs_of(req);
+	if (fs->no_opendir) {
+		/* the kernel opens directories without asking from now on, and
+		 * keeps their listings: every change comes through the mount,
+		 * which makes it drop them */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	struct node *n = node_of(fs, ino);
 	if (!S_ISDIR(n->o.type)) {
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
-	struct dirh *d = xcalloc(1, sizeof(*d));
-	pthread_mutex_init(&d->lock, NULL);
-	d->node = n;
-	node_pin(fs, n);
-	fi->fh = (uint64_t)(uintptr_t)d;
+	fi->fh = 0;
 	pthread_rwlock_rdlock(&fs->ns);
 	/* an untouched lower directory changes only through this mount, which
 	 * makes the kernel drop its cached listing */
 	fi->cache_readdir = n->o.ufd < 0;
 	fi->keep_cache = n->o.ufd < 0;
 	pthread_rwlock_unlock(&fs->ns);
-	if (fuse_reply_open(req, fi) < 0) {
-		node_put(fs, n);
-		free(d);
-	}
+	fuse_reply_open(req, fi);
 }
 
-static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi, bool plus)
+/* Offsets: the listing's generation in the bits above DIR_POS_BITS, and
+ * below them 0 for the start, 1 after ".", 2 after "..", 3 + i after entry i. */
+#define DIR_POS_BITS 40
+#define DIR_POS_MASK ((UINT64_C(1) << DIR_POS_BITS) - 1)
+#define DIR_GEN_MAX  ((UINT32_C(1) << (63 - DIR_POS_BITS)) - 1)
+
+static struct dir_state *dir_state_of(struct rwfs *fs, struct node *n)
+{
+	pthread_mutex_lock(&fs->nodes);
+	if (!n->dir) {
+		n->dir = xcalloc(1, sizeof(*n->dir));
+		pthread_mutex_init(&n->dir->lock, NULL);
+	}
+	struct dir_state *d = n->dir;
+	pthread_mutex_unlock(&fs->nodes);
+	return d;
+}
+
+static void dir_listing_clear(struct dir_listing *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->ents[i].name);
+	free(l->ents);
+	*l = (struct dir_listing){0};
+}
+
+/* The listing that offset off is in (d locked, ns held): the one of its
+ * generation, else a new one (a reader from the start, or one whose
+ * listing is gone: it goes on at the same position) in place of an empty
+ * or the older one. */
+static int dir_listing_for(struct rwfs *fs, struct node *dir, struct dir_state *d, uint64_t off,
+                           struct dir_listing **out)
+{
+	uint32_t gen = (uint32_t)(off >> DIR_POS_BITS);
+	for (size_t i = 0; off && gen && i < ARRAY_SIZE(d->l); i++) {
+		if (d->l[i].gen == gen) {
+			*out = &d->l[i];
+			return 0;
+		}
+	}
+	unsigned slot = !d->l[d->newest].gen ? d->newest : !d->newest;
+	struct dir_listing *l = &d->l[slot];
+	dir_listing_clear(l);
+	int r = ocitree_overlay_dir_list(fs->ov, &dir->o, &l->ents, &l->n);
+	if (r) {
+		dir_listing_clear(l);
+		return r;
+	}
+	d->next_gen = d->next_gen >= DIR_GEN_MAX ? 1 : d->next_gen + 1;
+	l->gen = d->next_gen;
+	d->newest = slot;
+	*out = l;
+	return 0;
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
 {
 	struct rwfs *fs = fs_of(req);
-	struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
-	struct node *dir = d->node;
+	struct node *dir = node_of(fs, ino);
+	struct dir_state *d = dir_state_of(fs, dir);
 	_cleanup_free_ char *buf = xmalloc(size);
 	size_t used = 0;
-	int r = 0;
+	struct dir_listing *l = NULL;
 	pthread_mutex_lock(&d->lock);
 	pthread_rwlock_rdlock(&fs->ns);
-	if (off == 0 || !d->loaded) {
-		dirh_clear(d);
-		r = ocitree_overlay_dir_list(fs->ov, &dir->o, &d->ents, &d->n);
-		d->loaded = r == 0;
-	}
-	/* offsets: 0 start, 1 after ".", 2 after "..", 3 + i after entry i */
-	for (off_t pos = off; !r && pos < (off_t)d->n + 2; pos++) {
+	int r = dir_listing_for(fs, dir, d, (uint64_t)off, &l);
+	uint64_t genbits = r ? 0 : (uint64_t)l->gen << DIR_POS_BITS;
+	for (uint64_t pos = (uint64_t)off & DIR_POS_MASK; !r && pos < l->n + 2; pos++) {
 		const char *name;
 		struct fuse_entry_param e;
 		struct node *child = NULL;
@@ -773,29 +791,28 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 			e.attr.st_mode = S_IFDIR;
 			e.attr.st_ino = dir->o.ino;
 		} else {
-			name = d->ents[pos - 2].name;
+			name = l->ents[pos - 2].name;
 			int lr = lookup_node(fs, dir, name, &child, NULL);
 			if (lr == 0)
 				lr = fill_entry(fs, child, &e);
 			if (lr) {
 				/* gone since the listing was made */
 				node_put(fs, child);
-				if (used == 0 && pos + 1 >= (off_t)d->n + 2)
-					break;
 				continue;
 			}
 		}
 		size_t len;
+		off_t next = (off_t)(genbits | (pos + 1));
 		if (plus) {
 			if (!child) {
 				/* "." and "..": no entry, the kernel knows them */
 				struct fuse_entry_param z = {.attr = e.attr};
-				len = fuse_add_direntry_plus(req, buf + used, size - used, name, &z, pos + 1);
+				len = fuse_add_direntry_plus(req, buf + used, size - used, name, &z, next);
 			} else {
-				len = fuse_add_direntry_plus(req, buf + used, size - used, name, &e, pos + 1);
+				len = fuse_add_direntry_plus(req, buf + used, size - used, name, &e, next);
 			}
 		} else {
-			len = fuse_add_direntry(req, buf + used, size - used, name, &e.attr, pos + 1);
+			len = fuse_add_direntry(req, buf + used, size - used, name, &e.attr, next);
 		}
 		if (len > size - used) {
 			node_put(fs, child);
@@ -806,6 +823,9 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 		node_put(fs, child);
 		used += len;
 	}
+	/* the end: nobody reads on in this listing (a seekdir back makes a new one) */
+	if (!r && used == 0)
+		dir_listing_clear(l);
 	pthread_rwlock_unlock(&fs->ns);
 	pthread_mutex_unlock(&d->lock);
 	if (r)
@@ -816,23 +836,12 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 
 static void fs_rw_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
-	do_readdir(req, ino, size, off, fi, false);
+	do_readdir(req, ino, size, off, false);
 }
 
 static void fs_rw_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
-	do_readdir(req, ino, size, off, fi, true);
-}
-
-static void fs_rw_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	struct rwfs *fs = fs_of(req);
-	struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
-	dirh_clear(d);
-	pthread_mutex_destroy(&d->lock);
-	node_put(fs, d->node);
-	free(d);
-	fuse_reply_err(req, 0);
+	do_readdir(req, ino, size, off, true);
 }
 
 static void fs_rw_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
@@ -895,12 +904,10 @@ static const struct fuse_lowlevel_ops fs_rw_ops = {
 	.open = fs_rw_open,
 	.read = fs_rw_read,
 	.write_buf = fs_rw_write_buf,
-	.release = fs_rw_release,
 	.fsync = fs_rw_fsync,
 	.opendir = fs_rw_opendir,
 	.readdir = fs_rw_readdir,
 	.readdirplus = fs_rw_readdirplus,
-	.releasedir = fs_rw_releasedir,
 	.fsyncdir = fs_rw_fsyncdir,
 	.statfs = fs_rw_statfs,
 	.setxattr = fs_rw_setxattr,
@@ -954,6 +961,7 @@ int fs_run_rw(const struct fs_rw_setup *s, const struct fs_opts *opts, struct oc
 	fs->uid = geteuid();
 	fs->gid = getegid();
 	fs->layout = xstrdup(s->layout);
+	fs->mountpoint = realpath(opts->mountpoint, NULL);
 	fs->index_opts = s->index_opts;
 	fs->layers = xcalloc(s->n_layers + 1, sizeof(*s->layers));
 	if (s->n_layers)
@@ -991,6 +999,7 @@ int fs_run_rw(const struct fs_rw_setup *s, const struct fs_opts *opts, struct oc
 	ocitree_overlay_free(fs->ov);
 	free(fs->layers);
 	free(fs->layout);
+	free(fs->mountpoint);
 	pthread_rwlock_destroy(&fs->freeze);
 	pthread_rwlock_destroy(&fs->ns);
 	pthread_mutex_destroy(&fs->nodes);

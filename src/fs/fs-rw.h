@@ -22,8 +22,18 @@
  *           in ocitree/overlay.h; lookups and reads share it, operations that
  *           change names or copy up take it exclusively; writes to an open
  *           upper file take only freeze;
- *   nodes   mutex over the maps, nlookup, refs, writers and rfd (and
- *           o.ufd is also set under it, see overlay_hooks.set_upper).
+ *   nodes   mutex over the maps, nlookup, refs, rfd and wfd (and o.ufd
+ *           is also set under it, see overlay_hooks.set_upper).
+ *
+ * Files have no handles.  Where the kernel supports it, it opens files
+ * without asking (FUSE_CAP_NO_OPEN_SUPPORT): a read, write, setattr or fsync
+ * names the inode only.  So what an open did moves to the first request that
+ * needs it: a write copies up (node_write_fd), O_TRUNC arrives as a setattr
+ * of size 0, and the fds of a node's upper file (rfd, wfd) are opened when
+ * first used and kept until the kernel forgets the node, the way its O_PATH
+ * fd is.  Kernels that send OPEN get the same, after a copy-up there for
+ * opens that may write.  Directories likewise: readdir keeps the listings
+ * on the node (struct dir_state).
  */
 #ifndef OCITREE_FS_RW_H
 #define OCITREE_FS_RW_H
@@ -38,13 +48,35 @@
 #include "fs-session.h"
 #include "ocitree/overlay.h"
 
+/* A directory's listings, for readdir without handles: the one made at
+ * the latest readdir from offset 0 and the one before, each with the
+ * generation its offsets carry, so that a reader that started before the
+ * directory changed goes on in the listing it started with.  A listing is
+ * dropped when a reader reaches its end. */
+struct dir_listing {
+	uint32_t gen; /* 0: none */
+	struct ocitree_overlay_dent *ents;
+	size_t n;
+};
+struct dir_state {
+	pthread_mutex_t lock; /* the listings; taken before ns */
+	struct dir_listing l[2];
+	unsigned newest; /* the index in l of the latest */
+	uint32_t next_gen;
+};
+void dir_state_free(struct dir_state *d);
+
 struct node {
 	struct ocitree_overlay_obj o; /* what it is: the engine's (ns) */
+	struct dir_state *dir;        /* a directory's listings, made at its first readdir (nodes) */
 	/* (nodes) */
 	uint64_t nlookup;
 	uint32_t refs;
-	uint32_t writers; /* open handles that may write */
-	int rfd; /* read fd of the upper file for handles opened on the lower one, -1 */
+	/* fds of the upper file (not a metacopy), opened when first needed, or
+	 * -1; they stay valid while freeze or ns is held (only a commit --clear
+	 * under both, and the node's end, close them) */
+	int rfd; /* read-only */
+	int wfd; /* write-only, without O_APPEND: the kernel gives each write its offset */
 	bool in_lower, in_upper;
 	uint32_t lkey; /* the key in by_lower: a lower inode of the current tree */
 	uint64_t ukey; /* the key in by_upper: an upper inode number */
@@ -73,9 +105,12 @@ struct rwfs {
 	/* immutable while serving */
 	struct ocitree_upper *upper; /* = ov.upper */
 	double timeout;
+	bool no_open;    /* the kernel opens files without asking (set at init) */
+	bool no_opendir; /* and directories */
 	uid_t uid; /* the daemon's */
 	gid_t gid;
 	char *layout;
+	char *mountpoint; /* absolute, or NULL */
 	struct ocitree_layer_index_opts index_opts;
 	struct fuse_session *se;
 
@@ -128,8 +163,18 @@ int node_get_upper(struct rwfs *fs, struct node *dir, const char *name, const st
  * the engine found. */
 int lookup_node(struct rwfs *fs, struct node *dir, const char *name, struct node **out,
                 struct ocitree_overlay_found *fo);
-/* The fd to read node n's upper file through when a handle has none. */
+/* The fd to read node n's upper file through (ns held: a complete upper
+ * file), or -1 with errno. */
 int node_read_fd(struct rwfs *fs, struct node *n);
+/* The fd to write node n's data through (freeze held shared, not ns): the
+ * first one copies the file up (ns taken exclusively for that); 0 or an
+ * errno. */
+int node_write_fd(struct rwfs *fs, struct node *n, int *fd);
+/* Keep fd (the caller's, a write-only fd of n's upper file) as n's wfd
+ * unless n has one already. */
+void node_keep_write_fd(struct rwfs *fs, struct node *n, int fd);
+/* Close the fds of n's upper file (nodes locked): it is not n's any more. */
+void node_close_fds_locked(struct node *n);
 /* At unmount: every node. */
 void free_nodes(struct rwfs *fs);
 
