@@ -17,6 +17,7 @@
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
 
+#include "fs-push.h"
 #include "fs-session.h"
 #include "common.h"
 
@@ -27,6 +28,7 @@ struct fs {
 	bool debug;
 	uint64_t total_bytes;
 	bool no_open; /* the kernel opens files and directories without asking us */
+	struct fs_push *push; /* started in the serving process; NULL when it could not be */
 	/* lock: reported_eio; the first EIO of each run is logged, later ones
 	 * counted, so a corrupt layer read in a loop cannot flood the log */
 	pthread_mutex_t lock;
@@ -250,6 +252,7 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 	if (r < 0 && r != -ENOENT)
 		report_eio(fs, "read", ino, NULL);
 	ocitree_tree_data_release(&d);
+	fs_push_saw_read(fs->push, (uint32_t)ino);
 }
 
 static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -365,6 +368,27 @@ static const struct fuse_lowlevel_ops fs_ops = {
 
 /* ---------------------------------------------------------------- running */
 
+static int fs_started(void *userdata, struct fuse_session *se)
+{
+	struct fs *fs = userdata;
+	/* without the pusher, every read is a round trip: slower, not wrong */
+	struct fs_push *p = fs_push_new(fs->tree);
+	if (fs_push_start(p, se) < 0)
+		fs_push_free(p);
+	else
+		fs->push = p;
+	return 0;
+}
+
+static void fs_stopping(void *userdata)
+{
+	struct fs *fs = userdata;
+	fs_push_free(fs->push);
+	fs->push = NULL;
+}
+
+static const struct fs_hooks fs_hooks = {.started = fs_started, .stopping = fs_stopping};
+
 int fs_run(struct ocitree_tree *tree, const struct fs_opts *opts, struct ocitree_error **err)
 {
 	struct fs_config cfg;
@@ -382,7 +406,7 @@ int fs_run(struct ocitree_tree *tree, const struct fs_opts *opts, struct ocitree
 		if (ocitree_tree_stat(tree, i, &st) == 0 && S_ISREG(st.st_mode))
 			fs.total_bytes += (uint64_t)st.st_size;
 	}
-	int ret = fs_session_run(&fs_ops, sizeof(fs_ops), &fs, &args, &cfg, opts, NULL, err);
+	int ret = fs_session_run(&fs_ops, sizeof(fs_ops), &fs, &args, &cfg, opts, &fs_hooks, err);
 	fuse_opt_free_args(&args);
 	fs_config_clear(&cfg);
 	pthread_mutex_destroy(&fs.lock);
