@@ -23,8 +23,10 @@
  */
 #include "config.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "common.h"
 #include "fs-push.h"
@@ -59,6 +61,7 @@ struct fs_push {
 	pthread_cond_t wake; /* signalled on progress, a wanted order, or stop */
 	/* lock: */
 	bool stop;
+	uint32_t first_ino; /* the first file read, before the order is wanted */
 	bool want_order;
 	/* built by the thread, then immutable: regular files in listing
 	 * order; cum[i] the bytes of the files before position i;
@@ -142,8 +145,12 @@ void fs_push_saw_read(struct fs_push *p, uint32_t ino)
 		return;
 	pthread_mutex_lock(&p->lock);
 	if (!p->pos_of) {
-		if (!p->want_order) {
-			/* the first read: the order is built off the request path */
+		/* the order is built off the request path, at the read of a
+		 * second file: a mount that reads one file (a container's
+		 * first exec, cat of /etc/os-release) does not pay for it */
+		if (!p->first_ino)
+			p->first_ino = ino;
+		else if (ino != p->first_ino && !p->want_order) {
 			p->want_order = true;
 			pthread_cond_signal(&p->wake);
 		}
@@ -192,30 +199,32 @@ static int push_file(struct fs_push *p, uint32_t ino, size_t size)
 	struct ocitree_tree_data d;
 	if (ocitree_tree_read(p->tree, ino, 0, size, &d, &err) < 0)
 		return 0;
-	/* a bufvec with room for every iovec of a pin */
-	struct {
-		struct fuse_bufvec v;
-		struct fuse_buf more[OCITREE_LAYER_PIN_MAX];
-	} b;
-	memset(&b, 0, sizeof(b));
-	enum fuse_buf_copy_flags flags = FUSE_BUF_NO_SPLICE; /* a memory buffer is written as it is */
 	if (d.size != size) {
 		ocitree_tree_data_release(&d);
 		return 0;
 	}
+	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(d.size);
+	enum fuse_buf_copy_flags flags = FUSE_BUF_NO_SPLICE; /* a memory buffer is written as it is */
+	_cleanup_free_ char *joined = NULL;
 	if (d.fd >= 0) {
-		b.v.count = 1;
-		b.v.buf[0] = (struct fuse_buf){.size = d.size,
-					       .flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY,
-					       .fd = d.fd,
-					       .pos = (off_t)d.pos};
+		bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
+		bv.buf[0].fd = d.fd;
+		bv.buf[0].pos = (off_t)d.pos;
 		flags = 0;
+	} else if (d.n_iov == 1) {
+		bv.buf[0].mem = d.iov[0].iov_base;
 	} else {
-		b.v.count = d.n_iov;
-		for (size_t k = 0; k < d.n_iov; k++)
-			b.v.buf[k] = (struct fuse_buf){.size = d.iov[k].iov_len, .mem = d.iov[k].iov_base};
+		/* across chunks (a small file seldom is): one buffer, which
+		 * libfuse would make anyway */
+		joined = xmalloc(d.size ? d.size : 1);
+		size_t at = 0;
+		for (size_t k = 0; k < d.n_iov; k++) {
+			memcpy(joined + at, d.iov[k].iov_base, d.iov[k].iov_len);
+			at += d.iov[k].iov_len;
+		}
+		bv.buf[0].mem = joined;
 	}
-	int r = fuse_lowlevel_notify_store(p->se, ino, 0, &b.v, flags);
+	int r = fuse_lowlevel_notify_store(p->se, ino, 0, &bv, flags);
 	ocitree_tree_data_release(&d);
 	return r;
 }
@@ -291,8 +300,28 @@ void fs_push_free(struct fs_push *p)
 	p->stop = true;
 	pthread_cond_signal(&p->wake);
 	pthread_mutex_unlock(&p->lock);
-	if (p->started)
-		pthread_join(p->thread, NULL);
+	/* After a signal ended the loop, the thread may be stuck in a push:
+	 * the kernel locks a page cache page while a READ of it waits in the
+	 * queue, and the push waits for that lock.  Nobody reads the queue any
+	 * more, so answer what is there until the thread is done. */
+	while (p->started) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		if (pthread_timedjoin_np(p->thread, NULL, &ts) == 0)
+			break;
+		struct pollfd pfd = {.fd = fuse_session_fd(p->se), .events = POLLIN};
+		if (poll(&pfd, 1, 50) != 1 || !(pfd.revents & POLLIN))
+			continue;
+		struct fuse_buf fbuf = {.mem = NULL};
+		if (fuse_session_receive_buf(p->se, &fbuf) > 0)
+			fuse_session_process_buf(p->se, &fbuf);
+		free(fbuf.mem);
+	}
 	log_debug("pushed %ju files into the page cache (%ju refused)", (uintmax_t)p->pushed, (uintmax_t)p->refused);
 	free(p->order);
 	free(p->cum);

@@ -26,7 +26,7 @@ struct fs {
 	struct ocitree_tree *tree;
 	double timeout;
 	bool debug;
-	uint64_t total_bytes;
+	uint64_t total_bytes; /* atomic: the sum of file sizes, counted at the first statfs; 0 before */
 	bool no_open; /* the kernel opens files and directories without asking us */
 	struct fs_push *push; /* started in the serving process; NULL when it could not be */
 	/* lock: reported_eio; the first EIO of each run is logged, later ones
@@ -309,7 +309,18 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 	struct statvfs sv = {0};
 	sv.f_bsize = 4096;
 	sv.f_frsize = 4096;
-	sv.f_blocks = (fsblkcnt_t)((fs->total_bytes + 4095) / 4096);
+	/* counted when first asked, not at start-up: a mount that is never
+	 * df'd does not walk every inode before it answers */
+	uint64_t total = __atomic_load_n(&fs->total_bytes, __ATOMIC_RELAXED);
+	if (!total) {
+		for (uint32_t i = 1; i <= ocitree_tree_inodes(fs->tree); i++) {
+			struct stat st;
+			if (ocitree_tree_stat(fs->tree, i, &st) == 0 && S_ISREG(st.st_mode))
+				total += (uint64_t)st.st_size;
+		}
+		__atomic_store_n(&fs->total_bytes, total, __ATOMIC_RELAXED);
+	}
+	sv.f_blocks = (fsblkcnt_t)((total + 4095) / 4096);
 	sv.f_files = ocitree_tree_inodes(fs->tree);
 	sv.f_namemax = 255;
 	sv.f_flag = ST_RDONLY;
@@ -401,11 +412,6 @@ int fs_run(struct ocitree_tree *tree, const struct fs_opts *opts, struct ocitree
 	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 	struct fs fs = {.tree = tree, .timeout = cfg.timeout, .debug = cfg.debug};
 	pthread_mutex_init(&fs.lock, NULL);
-	for (uint32_t i = 1; i <= ocitree_tree_inodes(tree); i++) {
-		struct stat st;
-		if (ocitree_tree_stat(tree, i, &st) == 0 && S_ISREG(st.st_mode))
-			fs.total_bytes += (uint64_t)st.st_size;
-	}
 	int ret = fs_session_run(&fs_ops, sizeof(fs_ops), &fs, &args, &cfg, opts, &fs_hooks, err);
 	fuse_opt_free_args(&args);
 	fs_config_clear(&cfg);

@@ -50,5 +50,5 @@ walk "sort -rz" "$T/reverse.log"
 ok "a walk in reverse order reads every file as unpacked" cmp "$T/ref.sums" "$T/mnt.sums"
 pushed=$(sed -n 's/.*pushed \([0-9]*\) files.*/\1/p' "$T/reverse.log")
 is "nothing is pushed ahead of a reader out of order" "${pushed:-none}" 0
-ok "no error in the logs" sh -c "! grep -i 'error' '$T/inorder.log' '$T/reverse.log'"
+is "no error in the logs" "$(grep -i 'error' "$T/inorder.log" "$T/reverse.log" | head -20)" ""
 done_testing
