@@ -168,6 +168,8 @@ void fs_push_saw_read(struct fs_push *p, uint32_t ino)
 			if (p->next <= i)
 				p->next = i + 1;
 			pthread_cond_signal(&p->wake);
+		} else if (i < p->reader && i + GAP >= p->reader) {
+			goto out; /* a straggler: another reader, or the kernel's read-ahead */
 		} else {
 			p->active = false;
 			p->streak = 0;

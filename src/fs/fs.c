@@ -237,6 +237,8 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 		fuse_reply_buf(req, NULL, 0);
 		return;
 	}
+	/* told before the reply: a reader's next read cannot be told first */
+	fs_push_saw_read(fs->push, (uint32_t)ino);
 	_cleanup_error_ struct ocitree_error *err = NULL;
 	struct ocitree_tree_data d;
 	if (ocitree_tree_read(fs->tree, (uint32_t)ino, (uint64_t)off, size, &d, &err) < 0) {
@@ -252,7 +254,6 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 	if (r < 0 && r != -ENOENT)
 		report_eio(fs, "read", ino, NULL);
 	ocitree_tree_data_release(&d);
-	fs_push_saw_read(fs->push, (uint32_t)ino);
 }
 
 static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

@@ -3,8 +3,8 @@
 # A read-only mount read in listing order (find | xargs): the daemon pushes
 # the next files into the page cache (src/fs/fs-push.c).  What a reader gets
 # must be what an unpack writes, whichever way each file came (pushed, a
-# READ, a big file read by the kernel's read-ahead, files of two layers and
-# across chunk boundaries); a reader out of order gets nothing pushed.
+# READ, a big file read by the kernel's read-ahead, files of a gzip layer
+# across chunk boundaries and of a zstd one); a reader out of order gets nothing pushed.
 . "$top_srcdir/tests/fs/lib-fs.sh"
 need_fuse
 
@@ -18,7 +18,7 @@ need_fuse
 			[ $((i % 50)) -eq 0 ] && echo "file $d/empty$i text:"
 		done
 	done
-	echo "layer gzip"
+	echo "layer zstd"
 	echo "whiteout a/f7"
 	for i in $(seq 1 60); do echo "file a/b/f$((i * 2)) 0644 0 0 random:$((i + 1000)):$((i * 97 + 5))"; done
 	echo "dir d"
