@@ -74,11 +74,11 @@ struct fs_push {
 	uint32_t last; /* 1 + position of the last file read, 0 for none */
 	unsigned streak;
 	bool active;
-	uint32_t reader;   /* position of the reader while active */
-	uint32_t next;     /* next position to push while active */
-	unsigned since;    /* files pushed since the last sentinel */
-	uint64_t pushed;   /* files pushed, for the log */
-	uint64_t refused;  /* pushes the kernel did not take */
+	uint32_t reader;  /* position of the reader while active */
+	uint32_t next;    /* next position to push while active */
+	unsigned since;   /* files pushed since the last sentinel */
+	uint64_t pushed;  /* files pushed, for the log */
+	uint64_t refused; /* pushes the kernel did not take */
 };
 
 struct fs_push *fs_push_new(const struct ocitree_tree *tree)
@@ -93,7 +93,7 @@ struct fs_push *fs_push_new(const struct ocitree_tree *tree)
 /* The depth-first listing order of the tree's regular files (a hard link's
  * first name places it).  Runs on the thread, without the lock. */
 static void build_order(struct fs_push *p, uint32_t **order_out, uint64_t **cum_out, uint32_t *n_out,
-			uint32_t **pos_out)
+                        uint32_t **pos_out)
 {
 	const struct ocitree_tree *t = p->tree;
 	uint32_t n_inodes = ocitree_tree_inodes(t);
