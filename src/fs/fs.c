@@ -17,6 +17,7 @@
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
 
+#include "fs-push.h"
 #include "fs-session.h"
 #include "common.h"
 
@@ -25,8 +26,9 @@ struct fs {
 	struct ocitree_tree *tree;
 	double timeout;
 	bool debug;
-	uint64_t total_bytes;
+	uint64_t total_bytes; /* atomic: the sum of file sizes, counted at the first statfs; 0 before */
 	bool no_open; /* the kernel opens files and directories without asking us */
+	struct fs_push *push; /* started in the serving process; NULL when it could not be */
 	/* lock: reported_eio; the first EIO of each run is logged, later ones
 	 * counted, so a corrupt layer read in a loop cannot flood the log */
 	pthread_mutex_t lock;
@@ -184,6 +186,8 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 		fuse_reply_buf(req, NULL, 0);
 		return;
 	}
+	/* told before the reply: a reader's next read cannot be told first */
+	fs_push_saw_read(fs->push, (uint32_t)ino);
 	_cleanup_error_ struct ocitree_error *err = NULL;
 	struct ocitree_tree_data d;
 	if (ocitree_tree_read(fs->tree, (uint32_t)ino, (uint64_t)off, size, &d, &err) < 0) {
@@ -240,7 +244,18 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 	struct statvfs sv = {0};
 	sv.f_bsize = 4096;
 	sv.f_frsize = 4096;
-	sv.f_blocks = (fsblkcnt_t)((fs->total_bytes + 4095) / 4096);
+	/* counted when first asked, not at start-up: a mount that is never
+	 * df'd does not walk every inode before it answers */
+	uint64_t total = __atomic_load_n(&fs->total_bytes, __ATOMIC_RELAXED);
+	if (!total) {
+		for (uint32_t i = 1; i <= ocitree_tree_inodes(fs->tree); i++) {
+			struct stat st;
+			if (ocitree_tree_stat(fs->tree, i, &st) == 0 && S_ISREG(st.st_mode))
+				total += (uint64_t)st.st_size;
+		}
+		__atomic_store_n(&fs->total_bytes, total, __ATOMIC_RELAXED);
+	}
+	sv.f_blocks = (fsblkcnt_t)((total + 4095) / 4096);
 	sv.f_files = ocitree_tree_inodes(fs->tree);
 	sv.f_namemax = 255;
 	sv.f_flag = ST_RDONLY;
@@ -286,6 +301,27 @@ static const struct fuse_lowlevel_ops fs_ops = {
 
 /* ---------------------------------------------------------------- running */
 
+static int fs_started(void *userdata, struct fuse_session *se)
+{
+	struct fs *fs = userdata;
+	/* without the pusher, every read is a round trip: slower, not wrong */
+	struct fs_push *p = fs_push_new(fs->tree);
+	if (fs_push_start(p, se) < 0)
+		fs_push_free(p);
+	else
+		fs->push = p;
+	return 0;
+}
+
+static void fs_stopping(void *userdata)
+{
+	struct fs *fs = userdata;
+	fs_push_free(fs->push);
+	fs->push = NULL;
+}
+
+static const struct fs_hooks fs_hooks = {.started = fs_started, .stopping = fs_stopping};
+
 int fs_run(struct ocitree_tree *tree, const struct fs_opts *opts, struct ocitree_error **err)
 {
 	struct fs_config cfg;
@@ -298,12 +334,7 @@ int fs_run(struct ocitree_tree *tree, const struct fs_opts *opts, struct ocitree
 	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 	struct fs fs = {.tree = tree, .timeout = cfg.timeout, .debug = cfg.debug};
 	pthread_mutex_init(&fs.lock, NULL);
-	for (uint32_t i = 1; i <= ocitree_tree_inodes(tree); i++) {
-		struct stat st;
-		if (ocitree_tree_stat(tree, i, &st) == 0 && S_ISREG(st.st_mode))
-			fs.total_bytes += (uint64_t)st.st_size;
-	}
-	int ret = fs_session_run(&fs_ops, sizeof(fs_ops), &fs, &args, &cfg, opts, NULL, err);
+	int ret = fs_session_run(&fs_ops, sizeof(fs_ops), &fs, &args, &cfg, opts, &fs_hooks, err);
 	fuse_opt_free_args(&args);
 	fs_config_clear(&cfg);
 	pthread_mutex_destroy(&fs.lock);

@@ -40,9 +40,16 @@ static void read_ahead(struct ocitree_layer_index *idx, uint64_t off, size_t len
 	 * next file in tar order is a header away, or a few files further when
 	 * an upper layer hides some; the kernel's read-ahead requests may
 	 * arrive a little out of order) */
-	uint64_t prev = __atomic_exchange_n(&idx->last_end, off + len, __ATOMIC_RELAXED);
 	uint64_t near = (uint64_t)(depth + 1) * CHECKPOINT_SPAN;
-	if (!depth || off + near < prev || off > prev + near)
+	uint64_t prev = __atomic_load_n(&idx->last_end, __ATOMIC_RELAXED);
+	bool sequential = prev && off + near >= prev && off <= prev + near;
+	/* a read a little behind the furthest one (the reader behind the
+	 * daemon's own pushes of the next files, see src/fs/fs-push.c) does
+	 * not move the stream back; 0 is no read yet, and a first read is
+	 * not a stream: a mount that reads one file decodes one chunk */
+	if (!sequential || off + len > prev)
+		__atomic_store_n(&idx->last_end, off + len, __ATOMIC_RELAXED);
+	if (!depth || !sequential)
 		return;
 	uint64_t last = c + depth < idx->n_cps ? c + depth : idx->n_cps - 1;
 	/* ra_next: the chunk after the last one asked for, to ask for each

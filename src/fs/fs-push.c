@@ -1,0 +1,334 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Pushing files into the kernel's page cache ahead of a reader that walks
+ * a read-only mount in listing order (find | xargs cat, tar, cp -r): each
+ * file it reads costs a READ round trip through the daemon otherwise, and
+ * most files of an image are small, so those round trips, not the data,
+ * are what such a walk waits for.
+ *
+ * Once the files read follow each other in the depth-first order of the
+ * directory listings (the order find and fts walk a tree in), a thread of
+ * its own reads the next files through the tree (the chunk cache decodes
+ * and checks them as for any read: nothing unverified is pushed) and
+ * stores them with fuse_lowlevel_notify_store, so that the reader finds
+ * them in the page cache.
+ *
+ * The reads of pushed files never reach the daemon, so the reader's
+ * progress is learnt from the files left out on purpose: every
+ * SENTINEL_EVERY-th one, and those too big to push (read as before, with
+ * the kernel's read-ahead).  Pushing stays at most AHEAD_FILES files and
+ * AHEAD_BYTES bytes ahead of the last file the reader was seen at, and
+ * stops when the reads leave the order.  A push the kernel refuses (the
+ * inode not looked up yet: ENOENT) only costs the reader its round trip.
+ */
+#include "config.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "common.h"
+#include "fs-push.h"
+#include "fs-session.h"
+
+/* files ahead of the reader, at most */
+#define AHEAD_FILES 128u
+/* bytes of the files after the reader's, pushed or not, at most: the
+ * chunks the reader will want (those of big files too) are decoded once
+ * while the pushes go through them, the chunk cache's read-ahead (a few
+ * MiB past the last read of a layer) sees the pushes and the reader's reads
+ * as one stream, and nothing is decoded so far ahead that it is evicted
+ * before the reader gets there */
+#define AHEAD_BYTES (3u << 20)
+/* files bigger than this are not pushed: the kernel reads them in big
+ * requests, and the reader's reads of them tell where it is */
+#define PUSH_MAX (256u << 10)
+/* one pushed file in this many is left for the reader to ask for */
+#define SENTINEL_EVERY 24u
+/* how far (in files) a read may skip ahead and still follow the order:
+ * empty files are never read, and a file may still be cached */
+#define GAP 8u
+/* reads in order before pushing starts */
+#define STREAK 2u
+
+struct fs_push {
+	const struct ocitree_tree *tree;
+	struct fuse_session *se;
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t lock;
+	pthread_cond_t wake; /* signalled on progress, a wanted order, or stop */
+	/* lock: */
+	bool stop;
+	uint32_t first_ino; /* the first file read, before the order is wanted */
+	bool want_order;
+	/* built by the thread, then immutable: regular files in listing
+	 * order; cum[i] the bytes of the files before position i;
+	 * pos_of[ino] 1 + the inode's position, 0 for none */
+	uint32_t *order;
+	uint64_t *cum;
+	uint32_t n;
+	uint32_t *pos_of;
+	/* lock: where the reads are */
+	uint32_t last; /* 1 + position of the last file read, 0 for none */
+	unsigned streak;
+	bool active;
+	uint32_t reader;  /* position of the reader while active */
+	uint32_t next;    /* next position to push while active */
+	unsigned since;   /* files pushed since the last sentinel */
+	uint64_t pushed;  /* files pushed, for the log */
+	uint64_t refused; /* pushes the kernel did not take */
+};
+
+struct fs_push *fs_push_new(const struct ocitree_tree *tree)
+{
+	struct fs_push *p = xcalloc(1, sizeof(*p));
+	p->tree = tree;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->wake, NULL);
+	return p;
+}
+
+/* The depth-first listing order of the tree's regular files (a hard link's
+ * first name places it).  Runs on the thread, without the lock. */
+static void build_order(struct fs_push *p, uint32_t **order_out, uint64_t **cum_out, uint32_t *n_out,
+                        uint32_t **pos_out)
+{
+	const struct ocitree_tree *t = p->tree;
+	uint32_t n_inodes = ocitree_tree_inodes(t);
+	uint32_t *pos_of = xcalloc((size_t)n_inodes + 1, sizeof(*pos_of));
+	uint32_t *order = NULL;
+	uint64_t *cum = NULL;
+	size_t n = 0, cap = 0, cap_cum = 0;
+	struct frame {
+		uint32_t dir, i;
+	} *stack = NULL;
+	size_t depth = 0, cap_stack = 0;
+	uint64_t bytes = 0;
+	GROW(stack, cap_stack, 1);
+	stack[depth++] = (struct frame){OCITREE_TREE_ROOT, 0};
+	while (depth) {
+		struct frame *f = &stack[depth - 1];
+		uint32_t child;
+		if (!ocitree_tree_dir_entry(t, f->dir, f->i++, &child)) {
+			depth--;
+			continue;
+		}
+		struct stat st;
+		if (ocitree_tree_stat(t, child, &st) < 0)
+			continue;
+		if (S_ISDIR(st.st_mode)) {
+			GROW(stack, cap_stack, depth + 1);
+			stack[depth++] = (struct frame){child, 0};
+		} else if (S_ISREG(st.st_mode) && !pos_of[child]) {
+			GROW(order, cap, n + 1);
+			GROW(cum, cap_cum, n + 2);
+			cum[n] = bytes;
+			order[n] = child;
+			pos_of[child] = (uint32_t)++n;
+			bytes += (uint64_t)st.st_size;
+		}
+	}
+	GROW(cum, cap_cum, n + 1);
+	cum[n] = bytes;
+	free(stack);
+	*order_out = order;
+	*cum_out = cum;
+	*n_out = (uint32_t)n;
+	*pos_out = pos_of;
+}
+
+void fs_push_saw_read(struct fs_push *p, uint32_t ino)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	if (!p->pos_of) {
+		/* the order is built off the request path, at the read of a
+		 * second file: a mount that reads one file (a container's
+		 * first exec, cat of /etc/os-release) does not pay for it */
+		if (!p->first_ino)
+			p->first_ino = ino;
+		else if (ino != p->first_ino && !p->want_order) {
+			p->want_order = true;
+			pthread_cond_signal(&p->wake);
+		}
+		goto out;
+	}
+	uint32_t pos = ino <= ocitree_tree_inodes(p->tree) ? p->pos_of[ino] : 0;
+	if (!pos || pos == p->last)
+		goto out; /* not a file of the order, or more of the same file */
+	uint32_t i = pos - 1;
+	if (p->active) {
+		uint32_t front = p->next > p->reader ? p->next : p->reader;
+		if (i > p->reader && i <= front + GAP) {
+			/* on: a sentinel, a big file, or the pusher is behind */
+			p->reader = i;
+			if (p->next <= i)
+				p->next = i + 1;
+			pthread_cond_signal(&p->wake);
+		} else if (i < p->reader && i + GAP >= p->reader) {
+			goto out; /* a straggler: another reader, or the kernel's read-ahead */
+		} else {
+			p->active = false;
+			p->streak = 0;
+		}
+	} else {
+		if (p->last && pos > p->last && pos <= p->last + GAP)
+			p->streak++;
+		else
+			p->streak = 0;
+		if (p->streak >= STREAK) {
+			p->active = true;
+			p->reader = i;
+			p->next = i + 1;
+			p->since = 0;
+			pthread_cond_signal(&p->wake);
+		}
+	}
+	p->last = pos;
+out:
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Store the whole of file ino (size bytes) in the page cache.  Returns
+ * what fuse_lowlevel_notify_store does, 0 when the file cannot be read
+ * (the reader will be told by its own read). */
+static int push_file(struct fs_push *p, uint32_t ino, size_t size)
+{
+	_cleanup_error_ struct ocitree_error *err = NULL;
+	struct ocitree_tree_data d;
+	if (ocitree_tree_read(p->tree, ino, 0, size, &d, &err) < 0)
+		return 0;
+	if (d.size != size) {
+		ocitree_tree_data_release(&d);
+		return 0;
+	}
+	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(d.size);
+	enum fuse_buf_copy_flags flags = FUSE_BUF_NO_SPLICE; /* a memory buffer is written as it is */
+	_cleanup_free_ char *joined = NULL;
+	if (d.fd >= 0) {
+		bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
+		bv.buf[0].fd = d.fd;
+		bv.buf[0].pos = (off_t)d.pos;
+		flags = 0;
+	} else if (d.n_iov == 1) {
+		bv.buf[0].mem = d.iov[0].iov_base;
+	} else {
+		/* across chunks (a small file seldom is): one buffer, which
+		 * libfuse would make anyway */
+		joined = xmalloc(d.size ? d.size : 1);
+		size_t at = 0;
+		for (size_t k = 0; k < d.n_iov; k++) {
+			memcpy(joined + at, d.iov[k].iov_base, d.iov[k].iov_len);
+			at += d.iov[k].iov_len;
+		}
+		bv.buf[0].mem = joined;
+	}
+	int r = fuse_lowlevel_notify_store(p->se, ino, 0, &bv, flags);
+	ocitree_tree_data_release(&d);
+	return r;
+}
+
+static void *push_thread(void *arg)
+{
+	struct fs_push *p = arg;
+	pthread_mutex_lock(&p->lock);
+	while (!p->stop) {
+		if (p->want_order && !p->pos_of) {
+			pthread_mutex_unlock(&p->lock);
+			uint32_t *order, *pos_of, n;
+			uint64_t *cum;
+			build_order(p, &order, &cum, &n, &pos_of);
+			pthread_mutex_lock(&p->lock);
+			p->order = order;
+			p->cum = cum;
+			p->n = n;
+			p->pos_of = pos_of;
+			continue;
+		}
+		if (!p->active || p->next >= p->n || p->next > p->reader + AHEAD_FILES ||
+		    p->cum[p->next] - p->cum[p->reader + 1] > AHEAD_BYTES) {
+			pthread_cond_wait(&p->wake, &p->lock);
+			continue;
+		}
+		uint32_t i = p->next++;
+		uint32_t ino = p->order[i];
+		struct stat st;
+		if (ocitree_tree_stat(p->tree, ino, &st) < 0 || st.st_size == 0)
+			continue;
+		if ((uint64_t)st.st_size > PUSH_MAX || p->since >= SENTINEL_EVERY) {
+			p->since = 0; /* left for the reader */
+			continue;
+		}
+		p->since++;
+		pthread_mutex_unlock(&p->lock);
+		int r = push_file(p, ino, (size_t)st.st_size);
+		pthread_mutex_lock(&p->lock);
+		if (r == 0)
+			p->pushed++;
+		else if (r == -ENOENT)
+			p->refused++;
+		else {
+			/* the kernel does not take pushes (an old one), or the
+			 * session is going: reads work as before */
+			log_debug("pushing files into the page cache stopped: %s", strerror(-r));
+			break;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+int fs_push_start(struct fs_push *p, struct fuse_session *se)
+{
+	p->se = se;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	/* the thread decodes chunks (inflate state on the heap): a small
+	 * stack will do */
+	pthread_attr_setstacksize(&attr, 256u << 10);
+	p->started = pthread_create(&p->thread, &attr, push_thread, p) == 0;
+	pthread_attr_destroy(&attr);
+	return p->started ? 0 : -1;
+}
+
+void fs_push_free(struct fs_push *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stop = true;
+	pthread_cond_signal(&p->wake);
+	pthread_mutex_unlock(&p->lock);
+	/* After a signal ended the loop, the thread may be stuck in a push:
+	 * the kernel locks a page cache page while a READ of it waits in the
+	 * queue, and the push waits for that lock.  Nobody reads the queue any
+	 * more, so answer what is there until the thread is done. */
+	while (p->started) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		if (pthread_timedjoin_np(p->thread, NULL, &ts) == 0)
+			break;
+		struct pollfd pfd = {.fd = fuse_session_fd(p->se), .events = POLLIN};
+		if (poll(&pfd, 1, 50) != 1 || !(pfd.revents & POLLIN))
+			continue;
+		struct fuse_buf fbuf = {.mem = NULL};
+		if (fuse_session_receive_buf(p->se, &fbuf) > 0)
+			fuse_session_process_buf(p->se, &fbuf);
+		free(fbuf.mem);
+	}
+	log_debug("pushed %ju files into the page cache (%ju refused)", (uintmax_t)p->pushed, (uintmax_t)p->refused);
+	free(p->order);
+	free(p->cum);
+	free(p->pos_of);
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->wake);
+	free(p);
+}

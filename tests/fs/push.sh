@@ -1,0 +1,54 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+# A read-only mount read in listing order (find | xargs): the daemon pushes
+# the next files into the page cache (src/fs/fs-push.c).  What a reader gets
+# must be what an unpack writes, whichever way each file came (pushed, a
+# READ, a big file read by the kernel's read-ahead, files of a gzip layer
+# across chunk boundaries and of a zstd one); a reader out of order gets nothing pushed.
+. "$top_srcdir/tests/fs/lib-fs.sh"
+need_fuse
+
+{
+	echo "layer gzip"
+	for d in a a/b c; do
+		echo "dir $d"
+		for i in $(seq 1 120); do
+			echo "file $d/f$i 0644 0 0 random:$i:$((i * 337 % 9000 + 1))"
+			[ $((i % 40)) -eq 0 ] && echo "file $d/big$i 0644 0 0 random:$i:700000"
+			[ $((i % 50)) -eq 0 ] && echo "file $d/empty$i text:"
+		done
+	done
+	echo "layer zstd"
+	echo "whiteout a/f7"
+	for i in $(seq 1 60); do echo "file a/b/f$((i * 2)) 0644 0 0 random:$((i + 1000)):$((i * 97 + 5))"; done
+	echo "dir d"
+	for i in $(seq 1 80); do echo "file d/g$i 0644 0 0 random:$((i + 2000)):$((i * 211 + 1))"; done
+} | $MKIMAGE "$T/l" t >/dev/null || { echo "Bail out! mkimage failed"; exit 1; }
+"$OCITREE" unpack --image "$T/l:t" "$T/ref" >/dev/null || { echo "Bail out! unpack failed"; exit 1; }
+(cd "$T/ref/rootfs" && find . -type f -print0 | xargs -0 sha256sum | sort) >"$T/ref.sums"
+
+# walk ORDER-FILTER LOG: one walk through a fresh foreground mount, its
+# files in the order ORDER-FILTER leaves them in; the daemon's log in LOG
+walk() {
+	local mp=$T/mnt
+	mkdir -p "$mp"
+	_mounts+=("$mp")
+	"$OCITREE" --log=debug mount -f --image "$T/l:t" "$mp" 2>"$2" &
+	local pid=$! i
+	for i in $(seq 200); do is_mounted "$mp" && break; sleep 0.05; done
+	(cd "$mp" && find . -type f -print0 | $1 | xargs -0 sha256sum | sort) >"$T/mnt.sums"
+	do_umount "$mp"
+	wait $pid
+}
+
+walk cat "$T/inorder.log"
+ok "a walk in listing order reads every file as unpacked" cmp "$T/ref.sums" "$T/mnt.sums"
+pushed=$(sed -n 's/.*pushed \([0-9]*\) files.*/\1/p' "$T/inorder.log")
+ok "the daemon pushed files ahead of that walk ($pushed)" test "${pushed:-0}" -gt 100
+
+walk "sort -rz" "$T/reverse.log"
+ok "a walk in reverse order reads every file as unpacked" cmp "$T/ref.sums" "$T/mnt.sums"
+pushed=$(sed -n 's/.*pushed \([0-9]*\) files.*/\1/p' "$T/reverse.log")
+is "nothing is pushed ahead of a reader out of order" "${pushed:-none}" 0
+is "no error in the logs" "$(grep -i 'error' "$T/inorder.log" "$T/reverse.log" | head -20)" ""
+done_testing
