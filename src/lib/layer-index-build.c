@@ -26,6 +26,7 @@ struct builder {
 	struct idx_checkpoint *cps;
 	size_t n_cps, cap_cps;
 	struct buf windows;
+	void *pack_scratch; /* layer_index_pack_window()'s */
 	uint32_t chunk_crc;
 	/* zstd: the tar cache file being written */
 	int tar_fd;
@@ -152,7 +153,8 @@ static void add_checkpoint(struct builder *b, uint64_t in_off, int bits, enum cp
 	cp->kind = (uint8_t)kind;
 	cp->window_off = b->windows.len;
 	if (win_len)
-		layer_index_pack_window(&b->windows, win, win_len, &cp->window_len, &cp->window_crc);
+		layer_index_pack_window(&b->windows, win, win_len, &cp->window_len, &cp->window_crc,
+					&b->pack_scratch);
 }
 
 #define IN_CHUNK (256u << 10)
@@ -280,7 +282,7 @@ static int build_stream(struct builder *b, struct ocitree_blob_reader *r, enum o
 			/* a state between members has nothing to resume */
 			if (inflater_in_member(&f)) {
 				size_t len;
-				const unsigned char *st = inflater_state(&f, &len);
+				const unsigned char *st = inflater_state_snapshot(&f, &len);
 				add_checkpoint(b, at, 0, CP_ISAL, st, len);
 				last_cp_out = b->out;
 			}
@@ -319,6 +321,7 @@ static void builder_free(struct builder *b)
 	ocitree_hasher_free(b->diff_hasher);
 	free(b->cps);
 	buf_free(&b->windows);
+	free(b->pack_scratch);
 	if (b->tar_fd >= 0)
 		close(b->tar_fd);
 }

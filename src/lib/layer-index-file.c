@@ -87,7 +87,7 @@ uint32_t layer_index_crc(uint32_t crc, const void *p, size_t n)
 }
 
 /* Append src raw-deflated (fast, level 1) to dst; *len gets its size. */
-void layer_index_pack_window(struct buf *dst, const void *src, size_t n, uint32_t *len, uint32_t *crc)
+void layer_index_pack_window(struct buf *dst, const void *src, size_t n, uint32_t *len, uint32_t *crc, void **scratch)
 {
 	size_t bound = n + n / 8 + 1024;
 	buf_reserve(dst, bound);
@@ -97,9 +97,12 @@ void layer_index_pack_window(struct buf *dst, const void *src, size_t n, uint32_
 	if (layer_index_use_isal()) {
 		struct isal_zstream zs;
 		isal_deflate_stateless_init(&zs);
-		_cleanup_free_ uint8_t *lvl = xmalloc(ISAL_DEF_LVL1_DEFAULT);
+		/* the level buffer is larger than the mmap threshold: one per
+		 * call was an mmap, page faults and an munmap per checkpoint */
+		if (!*scratch)
+			*scratch = xmalloc(ISAL_DEF_LVL1_DEFAULT);
 		zs.level = 1;
-		zs.level_buf = lvl;
+		zs.level_buf = *scratch;
 		zs.level_buf_size = ISAL_DEF_LVL1_DEFAULT;
 		zs.gzip_flag = 0;
 		zs.end_of_stream = 1;

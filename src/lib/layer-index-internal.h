@@ -147,8 +147,10 @@ bool layer_index_use_isal(void);
 /* CRC-32 as zlib computes it; ISA-L's is many times faster. */
 uint32_t layer_index_crc(uint32_t crc, const void *p, size_t n);
 /* Append src raw-deflated (fast, level 1) to dst; *len gets its size and
- * *crc the CRC-32 of what was appended. */
-void layer_index_pack_window(struct buf *dst, const void *src, size_t n, uint32_t *len, uint32_t *crc);
+ * *crc the CRC-32 of what was appended.  *scratch (NULL at first, the
+ * caller frees it) keeps the compressor's work space between calls. */
+void layer_index_pack_window(struct buf *dst, const void *src, size_t n, uint32_t *len, uint32_t *crc,
+			     void **scratch);
 /* Inflate what layer_index_pack_window() made into out (of exactly n
  * bytes), checking crc first. */
 int layer_index_unpack_window(const unsigned char *in, size_t in_len, uint32_t crc, void *out, size_t n,
