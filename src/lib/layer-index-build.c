@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <zlib.h>
 
 #include "inflater.h"
@@ -345,7 +346,6 @@ struct ocitree_layer_index *layer_index_build(struct ocitree_layout *l, const st
 	_cleanup_free_ char *tar_tmp = NULL;
 	_cleanup_free_ char *tar_path = NULL;
 	struct ocitree_layer_index *idx = NULL;
-	_cleanup_buf_ struct buf img = BUF_INIT;
 	int r = -1;
 	if (comp == OCITREE_COMPRESSION_ZSTD) {
 		/* the uncompressed tar goes to the cache, even with no_write:
@@ -405,6 +405,7 @@ struct ocitree_layer_index *layer_index_build(struct ocitree_layout *l, const st
 					 .windows = &b.windows,
 					 .tar_size = b.out,
 					 .isal = b.isal};
+	struct layer_index_image img;
 	layer_index_serialise(&parts, d->digest, comp, d->size >= 0 ? (uint64_t)d->size : 0, &img);
 	if (b.tar_fd >= 0) {
 		/* the tar has no checksum of its own: make it durable before it
@@ -416,9 +417,10 @@ struct ocitree_layer_index *layer_index_build(struct ocitree_layout *l, const st
 		free(tar_tmp);
 		tar_tmp = NULL;
 	}
+	_cleanup_close_ int idx_fd = -1;
 	if (!opts->no_write && idx_dirfd >= 0) {
 		struct ocitree_error *werr = NULL;
-		if (layer_index_write_file(idx_dirfd, hex, &img, &werr) < 0) {
+		if (layer_index_write_file(idx_dirfd, hex, &img, &idx_fd, &werr) < 0) {
 			/* a read-only cache costs speed next time, not this mount */
 			log_warn("cannot cache the index of layer %s: %s", d->digest, werr->msg);
 			ocitree_error_free(werr);
@@ -426,8 +428,22 @@ struct ocitree_layer_index *layer_index_build(struct ocitree_layout *l, const st
 	}
 	idx = layer_index_alloc(d->digest);
 	idx->map_len = img.len;
-	idx->owned[0] = buf_steal(&img);
-	if (layer_index_attach(idx, idx->owned[0], idx->map_len, d->digest, err) < 0) {
+	/* The index is served from the file just written, as a cached one
+	 * is: its pages are the page cache's, and those of the windows are
+	 * not even touched until a chunk needs one, where a copy in memory
+	 * doubled the pass's peak.  Without a file, from a copy. */
+	void *map = idx_fd >= 0 ? mmap(NULL, img.len, PROT_READ, MAP_PRIVATE, idx_fd, 0) : MAP_FAILED;
+	if (map != MAP_FAILED) {
+		(void)madvise(map, img.len, MADV_RANDOM);
+		idx->map = map;
+	} else {
+		idx->owned[0] = layer_index_image_flatten(&img);
+	}
+	/* what the image pointed into is not needed any more */
+	tar_scan_free(&b.tar);
+	tar_scan_init(&b.tar);
+	buf_free(&b.windows);
+	if (layer_index_attach(idx, idx->map ? idx->map : idx->owned[0], idx->map_len, d->digest, err) < 0) {
 		ocitree_layer_index_free(idx);
 		idx = NULL;
 		goto out;
