@@ -230,17 +230,38 @@ void layer_index_serialise(const struct layer_index_parts *b, const char *digest
 	image_add(out, b->cps, b->n_cps * sizeof(struct idx_checkpoint));
 	image_pad(out);
 	h->windows_off = out->len;
-	h->windows_len = b->windows->len;
+	h->windows_len = b->windows_fd >= 0 ? b->windows_len : b->windows->len;
 	/* the checksum covers the header (with meta_crc 0) and what follows
 	 * up to the windows */
 	uint32_t crc = 0;
 	for (size_t i = 0; i < out->n_iov; i++)
 		crc = layer_index_crc(crc, out->iov[i].iov_base, out->iov[i].iov_len);
 	h->meta_crc = crc;
-	image_add(out, b->windows->data, h->windows_len);
+	out->windows_fd = b->windows_fd;
+	if (b->windows_fd >= 0) {
+		out->windows_len = h->windows_len;
+		out->len += h->windows_len;
+	} else {
+		image_add(out, b->windows->data, h->windows_len);
+	}
 }
 
-void *layer_index_image_flatten(const struct layer_index_image *im)
+/* Read len bytes at offset 0 of fd into p. */
+static int read_windows(int fd, unsigned char *p, uint64_t len, struct ocitree_error **err)
+{
+	uint64_t done = 0;
+	while (done < len) {
+		ssize_t n = pread(fd, p + done, (size_t)(len - done), (off_t)done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return ocitree_error_set(err, n < 0 ? errno : EIO, "read back index windows");
+		done += (uint64_t)n;
+	}
+	return 0;
+}
+
+void *layer_index_image_flatten(const struct layer_index_image *im, struct ocitree_error **err)
 {
 	/* 8-aligned, as a mapping is */
 	unsigned char *p = xmalloc(im->len ? im->len : 1), *q = p;
@@ -248,7 +269,54 @@ void *layer_index_image_flatten(const struct layer_index_image *im)
 		memcpy(q, im->iov[i].iov_base, im->iov[i].iov_len);
 		q += im->iov[i].iov_len;
 	}
+	if (im->windows_fd >= 0 && read_windows(im->windows_fd, q, im->windows_len, err) < 0) {
+		free(p);
+		return NULL;
+	}
 	return p;
+}
+
+/* Append the first len bytes of in to out, in the kernel when it can. */
+static int copy_windows(int in, int out, uint64_t len)
+{
+	off_t from = 0;
+#ifdef HAVE_COPY_FILE_RANGE
+	while ((uint64_t)from < len) {
+		loff_t at = from;
+		ssize_t n = copy_file_range(in, &at, out, NULL, (size_t)(len - (uint64_t)from), 0);
+		from = (off_t)at;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n > 0)
+			continue;
+		if (n == 0) {
+			errno = EIO;
+			return -1;
+		}
+		if (errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP)
+			return -1;
+		break;
+	}
+#endif
+	/* another file system, or no copy_file_range: by hand */
+	if ((uint64_t)from < len) {
+		_cleanup_free_ unsigned char *tmp = xmalloc(1u << 16);
+		while ((uint64_t)from < len) {
+			size_t want = len - (uint64_t)from < (1u << 16) ? (size_t)(len - (uint64_t)from) : (1u << 16);
+			ssize_t r = pread(in, tmp, want, from);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0) {
+				if (r == 0)
+					errno = EIO;
+				return -1;
+			}
+			if (write_all(out, tmp, (size_t)r) < 0)
+				return -1;
+			from += r;
+		}
+	}
+	return 0;
 }
 
 /* A path as tar_path_normalise() makes them: "" or names joined by '/',
@@ -396,6 +464,8 @@ int layer_index_write_file(int dirfd, const char *name, const struct layer_index
 			v->iov_len -= (size_t)w;
 		}
 	}
+	if (im->windows_fd >= 0 && copy_windows(im->windows_fd, fd, im->windows_len) < 0)
+		goto fail;
 	/* no fsync: the checksum catches a file torn by a crash, and a torn
 	 * index is simply rebuilt */
 	if (renameat(dirfd, tmp, dirfd, name) < 0)

@@ -165,7 +165,11 @@ struct layer_index_parts {
 	const struct tar_scan *tar; /* entries, strings, xattrs */
 	const struct idx_checkpoint *cps;
 	size_t n_cps;
+	/* the windows: in memory, or the first windows_len bytes of the file
+	 * windows_fd when that is not -1 */
 	const struct buf *windows;
+	int windows_fd;
+	uint64_t windows_len;
 	uint64_t tar_size;
 	bool isal; /* the checkpoints hold ISA-L states */
 };
@@ -197,12 +201,15 @@ struct layer_index_image {
 	struct idx_header header;
 	size_t n_iov;
 	struct iovec iov[12];
-	size_t len;
+	size_t len;          /* of the whole file */
+	int windows_fd;      /* parts->windows_fd: the windows follow the iov */
+	uint64_t windows_len;
 };
 void layer_index_serialise(const struct layer_index_parts *b, const char *digest, enum ocitree_compression comp,
 			   uint64_t blob_size, struct layer_index_image *out);
-/* The image in one malloc'd buffer (of im->len bytes, 8-aligned). */
-void *layer_index_image_flatten(const struct layer_index_image *im);
+/* The image in one malloc'd buffer (of im->len bytes, 8-aligned); NULL
+ * with *err when the windows cannot be read back from their file. */
+void *layer_index_image_flatten(const struct layer_index_image *im, struct ocitree_error **err);
 /* Point idx's sections into an index file image (mapped or in memory,
  * 8-aligned, kept alive by idx), checking everything a reader relies on. */
 int layer_index_attach(struct ocitree_layer_index *idx, const unsigned char *img, size_t len, const char *digest,

@@ -18,6 +18,11 @@
  */
 #include "config.h"
 
+#include <stdlib.h> /* for __GLIBC__ */
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 #include <limits.h>
 #include <sys/sysmacros.h>
 
@@ -443,7 +448,10 @@ OCITREE_EXPORT struct ocitree_tree *ocitree_tree_build(struct ocitree_layer_inde
 	size_t qh = 0, qt = 0;
 	size_t cap_inodes = 0;
 	t->inodes = NULL;
-	GROW(t->inodes, cap_inodes, 2);
+	/* sized once: every inode of the graph is at most one of the tree
+	 * (grown by doubling, the copies left holes of a megabyte in the
+	 * heap of a mount of node, at the mount's peak) */
+	GROW(t->inodes, cap_inodes, g.n_inodes + 2);
 	memset(&t->inodes[0], 0, sizeof(t->inodes[0]));
 	t->n_inodes = 1;
 	g.inodes[g.nodes[0].ino].final = 1;
@@ -521,6 +529,13 @@ OCITREE_EXPORT struct ocitree_tree *ocitree_tree_build(struct ocitree_layer_inde
 	t->names = xrealloc(t->names, nl);
 	if (t->kinds)
 		t->kinds = xrealloc(t->kinds, (size_t)t->n_inodes + 1);
+#ifdef __GLIBC__
+	/* After an index pass glibc serves blocks of megabytes from the heap
+	 * (its mmap threshold follows the largest block freed): the graph
+	 * freed above would stay resident between the tree's blocks for the
+	 * life of a mount. */
+	(void)malloc_trim(0);
+#endif
 	return t;
 }
 
