@@ -139,6 +139,101 @@ static int pipe_stop(struct hash_pipe *p)
 	return e;
 }
 
+#define IN_CHUNK (256u << 10)
+
+/* The compressed blob, read and hashed (its digest) ahead of the inflater
+ * by a thread of its own when one can be started: on 2 cores the inflater
+ * is the pass's critical path, and reading plus SHA-256 was a tenth of it. */
+#define READ_SLOTS 4
+struct source {
+	struct ocitree_blob_reader *rd;
+	unsigned char *buf; /* without a thread: the one input buffer */
+	/* with a thread: */
+	bool threaded;
+	pthread_t thread;
+	struct ring ring;
+	unsigned char *bufs[READ_SLOTS];
+	size_t len[READ_SLOTS];
+	bool held; /* the consumer holds the oldest slot taken */
+};
+
+static void *source_thread(void *arg)
+{
+	struct source *s = arg;
+	for (;;) {
+		ssize_t k = ring_acquire(&s->ring);
+		if (k < 0)
+			return NULL; /* the consumer gave up */
+		struct ocitree_error *e = NULL;
+		ssize_t n = ocitree_blob_reader_read(s->rd, s->bufs[k], IN_CHUNK, &e);
+		if (n <= 0) {
+			/* the end, verified, or why not */
+			ring_close(&s->ring, n < 0 ? e : NULL);
+			return NULL;
+		}
+		s->len[k] = (size_t)n;
+		ring_push(&s->ring);
+	}
+}
+
+static void source_init(struct source *s, struct ocitree_blob_reader *rd, bool thread)
+{
+	memset(s, 0, sizeof(*s));
+	s->rd = rd;
+	if (thread) {
+		ring_init(&s->ring, READ_SLOTS);
+		/* zeroed, as ISA-L's buffers were (memcheck cannot follow its
+		 * SIMD code) */
+		for (size_t i = 0; i < READ_SLOTS; i++)
+			s->bufs[i] = xcalloc(1, IN_CHUNK);
+		if (thread_create(&s->thread, NULL, source_thread, s) == 0) {
+			s->threaded = true;
+			return;
+		}
+		for (size_t i = 0; i < READ_SLOTS; i++)
+			free(s->bufs[i]);
+		ring_destroy(&s->ring);
+		memset(s->bufs, 0, sizeof(s->bufs));
+	}
+	s->buf = xcalloc(1, IN_CHUNK);
+}
+
+/* The next bytes of the blob at *p (valid until the next call): their
+ * count, 0 at its verified end, -1 with *err. */
+static ssize_t source_read(struct source *s, const unsigned char **p, struct ocitree_error **err)
+{
+	if (!s->threaded) {
+		*p = s->buf;
+		return ocitree_blob_reader_read(s->rd, s->buf, IN_CHUNK, err);
+	}
+	if (s->held) {
+		ring_release(&s->ring);
+		s->held = false;
+	}
+	size_t k;
+	int r = ring_take(&s->ring, &k, err);
+	if (r <= 0)
+		return r;
+	s->held = true;
+	*p = s->bufs[k];
+	return (ssize_t)s->len[k];
+}
+
+/* Stop the thread (wherever it is) and free what the source holds; the
+ * blob reader stays the caller's. */
+static void source_end(struct source *s)
+{
+	if (s->threaded) {
+		ring_cancel(&s->ring);
+		pthread_join(s->thread, NULL);
+		ring_destroy(&s->ring);
+		for (size_t i = 0; i < READ_SLOTS; i++)
+			free(s->bufs[i]);
+	}
+	free(s->buf);
+	memset(s, 0, sizeof(*s));
+}
+
 static int builder_output(struct builder *b, const unsigned char *p, size_t n, struct ocitree_error **err)
 {
 	if (!n)
@@ -227,7 +322,6 @@ static int add_checkpoint(struct builder *b, uint64_t in_off, int bits, enum cp_
 	return 0;
 }
 
-#define IN_CHUNK (256u << 10)
 #define OUT_CHUNK (256u << 10)
 
 /* The index pass words a bad stream as it did before it shared the inflater
@@ -267,14 +361,13 @@ static int pass_error(const struct inflater *f, enum ocitree_compression comp, u
  * otherwise the output goes through the hash pipe's buffers, hashed (and
  * for zstd written to the cache) by its thread (zstd inflates about as fast
  * as SHA-256 hashes, ISA-L faster). */
-static int build_stream(struct builder *b, struct ocitree_blob_reader *r, enum ocitree_compression comp, bool isal,
+static int build_stream(struct builder *b, struct source *src, enum ocitree_compression comp, bool isal,
 			struct ocitree_error **err)
 {
 	bool gzip = comp == OCITREE_COMPRESSION_GZIP;
 	bool zlib_cps = gzip && !isal, isal_cps = gzip && isal;
 	/* zeroed, as ISA-L's buffers were (memcheck cannot follow its SIMD
 	 * code) */
-	_cleanup_free_ unsigned char *in = xcalloc(1, IN_CHUNK);
 	_cleanup_free_ unsigned char *own_out = NULL;
 	size_t kept = 0; /* zlib: valid bytes in own_out, the window and new output */
 	if (zlib_cps) {
@@ -296,7 +389,8 @@ static int build_stream(struct builder *b, struct ocitree_blob_reader *r, enum o
 		ret = add_checkpoint(b, 0, 0, CP_MEMBER, NULL, 0, err);
 	while (ret == 0) {
 		if (!io.in_len && !io.eof) {
-			ssize_t n = ocitree_blob_reader_read(r, in, IN_CHUNK, err);
+			const unsigned char *in;
+			ssize_t n = source_read(src, &in, err);
 			if (n < 0) {
 				ret = -1;
 				break;
@@ -370,11 +464,11 @@ static int build_stream(struct builder *b, struct ocitree_blob_reader *r, enum o
 	return 0;
 }
 
-static int build_none(struct builder *b, struct ocitree_blob_reader *r, struct ocitree_error **err)
+static int build_none(struct builder *b, struct source *src, struct ocitree_error **err)
 {
-	_cleanup_free_ unsigned char *in = xmalloc(IN_CHUNK);
 	for (;;) {
-		ssize_t n = ocitree_blob_reader_read(r, in, IN_CHUNK, err);
+		const unsigned char *in;
+		ssize_t n = source_read(src, &in, err);
 		if (n < 0)
 			return -1;
 		if (n == 0)
@@ -441,17 +535,20 @@ struct ocitree_layer_index *layer_index_build(struct ocitree_layout *l, const st
 	struct ocitree_blob_reader *rd = ocitree_blob_reader_open(l, d->digest, d->size, err);
 	if (!rd)
 		goto out;
+	struct source src;
+	/* an uncompressed layer is only hashed and scanned: no thread */
+	source_init(&src, rd, comp != OCITREE_COMPRESSION_NONE);
 	if (comp == OCITREE_COMPRESSION_NONE)
-		r = build_none(&b, rd, err);
+		r = build_none(&b, &src, err);
 	else
-		r = build_stream(&b, rd, comp, comp == OCITREE_COMPRESSION_GZIP && layer_index_use_isal(), err);
+		r = build_stream(&b, &src, comp, comp == OCITREE_COMPRESSION_GZIP && layer_index_use_isal(), err);
 	/* read to the verified end even if the tar ended early; and when the
 	 * stream was bad, a digest mismatch is the better explanation */
 	if (r == 0 || (err && *err && (*err)->kind == OCITREE_ERROR_INVALID)) {
-		_cleanup_free_ char *tmp = xmalloc(IN_CHUNK);
 		struct ocitree_error *rerr = NULL;
+		const unsigned char *rest;
 		ssize_t n;
-		while ((n = ocitree_blob_reader_read(rd, tmp, IN_CHUNK, &rerr)) > 0)
+		while ((n = source_read(&src, &rest, &rerr)) > 0)
 			;
 		if (n < 0 && (r == 0 || rerr->kind == OCITREE_ERROR_DIGEST)) {
 			r = -1;
@@ -462,6 +559,7 @@ struct ocitree_layer_index *layer_index_build(struct ocitree_layout *l, const st
 		}
 		ocitree_error_free(rerr);
 	}
+	source_end(&src);
 	ocitree_blob_reader_free(rd);
 	if (r == 0)
 		r = tar_scan_finish(&b.tar, err);
