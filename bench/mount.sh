@@ -92,7 +92,7 @@ cm=$(printf '%s\n' "${mount_t[@]}" | median)
 fl=$(printf '%s\n' "${floor_t[@]}" | median)
 report "cold mount slim, no cached index (s)" "$cm"
 report "igzip -dc of slim's layers (s)" "$fl"
-report "  ratio (target <= 1.5)" "$(ratio "$cm" "$fl")"
+report "  ratio (target <= 1.3)" "$(ratio "$cm" "$fl")"
 
 zl=$(layers "$CORPUS/oci-zstd" slim)
 mount_t=() floor_t=()
@@ -241,12 +241,27 @@ report "find over mounted node, second run (s)" "$a"
 report "find over extracted node, warm cache (s)" "$b"
 report "  ratio" "$(ratio "$a" "$b")"
 
+# first with node's index being built (no cached index): the index pass
+# must not need more memory than what it builds
+rm -rf "$OCITREE_CACHE_DIR"
+drop
+"$OCITREE" mount -f --image "$CORPUS/oci:node" "$MP" &
+pid=$!
+for _ in $(seq 600); do findmnt -M "$MP" >/dev/null && break; sleep 0.05; done
+find "$MP" -printf '%s %m %U %l\n' >/dev/null
+getfattr -R -d -m - "$MP" >/dev/null 2>&1
+report "daemon peak RSS, first mount of node (index built) + metadata walk (MiB, target < 24)" \
+	"$(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' /proc/$pid/status)"
+umnt "$MP"
+wait $pid
+
+# then with the index cached
 "$OCITREE" mount -f --image "$CORPUS/oci:node" "$MP" &
 pid=$!
 for _ in $(seq 100); do findmnt -M "$MP" >/dev/null && break; sleep 0.05; done
 find "$MP" -printf '%s %m %U %l\n' >/dev/null
 getfattr -R -d -m - "$MP" >/dev/null 2>&1
-report "daemon peak RSS on node after walking all metadata (MiB, target < 32)" \
+report "daemon peak RSS on node (index cached) after walking all metadata (MiB, target < 24)" \
 	"$(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' /proc/$pid/status)"
 (cd "$MP" && find . -type f -print0 | xargs -0 -n 256 cat) >/dev/null
 report "  ... and after reading every file (MiB)" "$(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' /proc/$pid/status)"

@@ -97,6 +97,10 @@ int inflater_resume_block(struct inflater *f, unsigned bits, uint8_t byte, const
  * at a checkpoint, and where the chunk decoder puts it back before
  * inflater_resume_state().  Its size goes to *len. */
 void *inflater_state(struct inflater *f, size_t *len);
+/* inflater_state() of a running inflater, for saving: what ISA-L holds but
+ * never reads again (stale output and input) is zeroed first, so that it
+ * packs small. */
+void *inflater_state_snapshot(struct inflater *f, size_t *len);
 /* Go on from the state just written into inflater_state(). */
 void inflater_resume_state(struct inflater *f);
 

@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <zlib.h>
 
 #include "inflater.h"
@@ -25,8 +26,12 @@ struct builder {
 	/* gzip */
 	struct idx_checkpoint *cps;
 	size_t n_cps, cap_cps;
-	struct buf windows;
+	struct buf windows; /* all of them, or (win_fd) the one being packed */
+	int win_fd;         /* the windows go to this unnamed file, or -1 */
+	uint64_t win_len;   /* bytes in win_fd */
+	void *pack_scratch; /* layer_index_pack_window()'s */
 	uint32_t chunk_crc;
+	bool crc; /* chunk_crc is kept (gzip: the chunks are checked by it) */
 	/* zstd: the tar cache file being written */
 	int tar_fd;
 	bool isal; /* gzip checkpoints are ISA-L states */
@@ -39,13 +44,20 @@ struct builder {
 #define PROGRESS_SPAN (4u << 20)
 
 /* Hashing the uncompressed stream (for the diff_id) costs half as much as
- * inflating it: a second thread does it, fed through a ring of output
- * buffers, so that one big layer uses both cores. */
+ * inflating it, and writing a zstd layer's tar to the cache about as much
+ * again: a second thread does both, fed through a ring of output buffers,
+ * so that one big layer uses both cores. */
 #define PIPE_SLOTS 8
+/* The tar's writeback is started every this many bytes, so that the
+ * fdatasync at the end finds little left to write. */
+#define WRITEBACK_SPAN (8u << 20)
 struct hash_pipe {
 	pthread_t thread;
 	struct ring ring;
-	struct ocitree_hasher *hasher;   /* used by the thread only */
+	struct ocitree_hasher *hasher;   /* used by the thread only; may be NULL */
+	int fd;                          /* the thread writes the stream there, or -1 */
+	int write_errno;                 /* the thread's first write error (read after the join) */
+	uint64_t written, synced;        /* the thread's */
 	unsigned char *bufs[PIPE_SLOTS]; /* contents owned by whoever holds the slot */
 	size_t len[PIPE_SLOTS];
 	size_t cur; /* producer: the slot pipe_buffer() gave */
@@ -56,7 +68,20 @@ static void *pipe_thread(void *arg)
 	struct hash_pipe *p = arg;
 	size_t k;
 	while (ring_take(&p->ring, &k, NULL) > 0) {
-		ocitree_hasher_update(p->hasher, p->bufs[k], p->len[k]);
+		if (p->hasher)
+			ocitree_hasher_update(p->hasher, p->bufs[k], p->len[k]);
+		if (p->fd >= 0 && !p->write_errno) {
+			if (write_all(p->fd, p->bufs[k], p->len[k]) < 0)
+				p->write_errno = errno ? errno : EIO;
+			p->written += p->len[k];
+#ifdef SYNC_FILE_RANGE_WRITE
+			if (p->written - p->synced >= WRITEBACK_SPAN) {
+				(void)sync_file_range(p->fd, (off_t)p->synced, (off_t)(p->written - p->synced),
+						      SYNC_FILE_RANGE_WRITE);
+				p->synced = p->written;
+			}
+#endif
+		}
 		ring_release(&p->ring);
 	}
 	return NULL;
@@ -70,12 +95,13 @@ static void pipe_free(struct hash_pipe *p)
 	free(p);
 }
 
-/* NULL when no thread can be started: then the caller hashes. */
-static struct hash_pipe *pipe_start(struct ocitree_hasher *h, size_t buf_size)
+/* NULL when no thread can be started: then the caller hashes and writes. */
+static struct hash_pipe *pipe_start(struct ocitree_hasher *h, int fd, size_t buf_size)
 {
 	struct hash_pipe *p = xcalloc(1, sizeof(*p));
 	ring_init(&p->ring, PIPE_SLOTS);
 	p->hasher = h;
+	p->fd = fd;
 	for (size_t i = 0; i < PIPE_SLOTS; i++)
 		p->bufs[i] = xcalloc(1, buf_size);
 	if (thread_create(&p->thread, NULL, pipe_thread, p) != 0) {
@@ -100,14 +126,112 @@ static void pipe_submit(struct hash_pipe *p, size_t len)
 	ring_push(&p->ring);
 }
 
-/* Wait for the hasher to finish everything queued and stop it. */
-static void pipe_stop(struct hash_pipe *p)
+/* Wait for the thread to finish everything queued and stop it; its write
+ * error, if any, is returned as an errno (else 0). */
+static int pipe_stop(struct hash_pipe *p)
 {
 	if (!p)
-		return;
+		return 0;
 	ring_close(&p->ring, NULL);
 	pthread_join(p->thread, NULL);
+	int e = p->write_errno;
 	pipe_free(p);
+	return e;
+}
+
+#define IN_CHUNK (256u << 10)
+
+/* The compressed blob, read and hashed (its digest) ahead of the inflater
+ * by a thread of its own when one can be started: on 2 cores the inflater
+ * is the pass's critical path, and reading plus SHA-256 was a tenth of it. */
+#define READ_SLOTS 4
+struct source {
+	struct ocitree_blob_reader *rd;
+	unsigned char *buf; /* without a thread: the one input buffer */
+	/* with a thread: */
+	bool threaded;
+	pthread_t thread;
+	struct ring ring;
+	unsigned char *bufs[READ_SLOTS];
+	size_t len[READ_SLOTS];
+	bool held; /* the consumer holds the oldest slot taken */
+};
+
+static void *source_thread(void *arg)
+{
+	struct source *s = arg;
+	for (;;) {
+		ssize_t k = ring_acquire(&s->ring);
+		if (k < 0)
+			return NULL; /* the consumer gave up */
+		struct ocitree_error *e = NULL;
+		ssize_t n = ocitree_blob_reader_read(s->rd, s->bufs[k], IN_CHUNK, &e);
+		if (n <= 0) {
+			/* the end, verified, or why not */
+			ring_close(&s->ring, n < 0 ? e : NULL);
+			return NULL;
+		}
+		s->len[k] = (size_t)n;
+		ring_push(&s->ring);
+	}
+}
+
+static void source_init(struct source *s, struct ocitree_blob_reader *rd, bool thread)
+{
+	memset(s, 0, sizeof(*s));
+	s->rd = rd;
+	if (thread) {
+		ring_init(&s->ring, READ_SLOTS);
+		/* zeroed, as ISA-L's buffers were (memcheck cannot follow its
+		 * SIMD code) */
+		for (size_t i = 0; i < READ_SLOTS; i++)
+			s->bufs[i] = xcalloc(1, IN_CHUNK);
+		if (thread_create(&s->thread, NULL, source_thread, s) == 0) {
+			s->threaded = true;
+			return;
+		}
+		for (size_t i = 0; i < READ_SLOTS; i++)
+			free(s->bufs[i]);
+		ring_destroy(&s->ring);
+		memset(s->bufs, 0, sizeof(s->bufs));
+	}
+	s->buf = xcalloc(1, IN_CHUNK);
+}
+
+/* The next bytes of the blob at *p (valid until the next call): their
+ * count, 0 at its verified end, -1 with *err. */
+static ssize_t source_read(struct source *s, const unsigned char **p, struct ocitree_error **err)
+{
+	if (!s->threaded) {
+		*p = s->buf;
+		return ocitree_blob_reader_read(s->rd, s->buf, IN_CHUNK, err);
+	}
+	if (s->held) {
+		ring_release(&s->ring);
+		s->held = false;
+	}
+	size_t k;
+	int r = ring_take(&s->ring, &k, err);
+	if (r <= 0)
+		return r;
+	s->held = true;
+	*p = s->bufs[k];
+	return (ssize_t)s->len[k];
+}
+
+/* Stop the thread (wherever it is) and free what the source holds; the
+ * blob reader stays the caller's. */
+static void source_end(struct source *s)
+{
+	if (s->threaded) {
+		ring_cancel(&s->ring);
+		pthread_join(s->thread, NULL);
+		ring_destroy(&s->ring);
+		for (size_t i = 0; i < READ_SLOTS; i++)
+			free(s->bufs[i]);
+	}
+	free(s->buf);
+	memset(s, 0, sizeof(*s));
 }
 
 static int builder_output(struct builder *b, const unsigned char *p, size_t n, struct ocitree_error **err)
@@ -116,9 +240,10 @@ static int builder_output(struct builder *b, const unsigned char *p, size_t n, s
 		return 0;
 	if (b->diff_hasher && !b->pipe)
 		ocitree_hasher_update(b->diff_hasher, p, n);
-	b->chunk_crc = layer_index_crc(b->chunk_crc, p, n);
+	if (b->crc)
+		b->chunk_crc = layer_index_crc(b->chunk_crc, p, n);
 	b->out += n;
-	if (b->tar_fd >= 0 && write_all(b->tar_fd, p, n) < 0)
+	if (b->tar_fd >= 0 && !b->pipe && write_all(b->tar_fd, p, n) < 0)
 		return ocitree_error_set(err, errno, "write uncompressed layer cache");
 	if (tar_scan_feed(&b->tar, p, n, err) < 0)
 		return -1;
@@ -137,8 +262,26 @@ static int builder_output(struct builder *b, const unsigned char *p, size_t n, s
 	return 0;
 }
 
-static void add_checkpoint(struct builder *b, uint64_t in_off, int bits, enum cp_kind kind, const unsigned char *win,
-			   size_t win_len)
+/* Read len bytes at offset 0 of fd into p. */
+static int spill_read(int fd, void *p, uint64_t len)
+{
+	uint64_t done = 0;
+	while (done < len) {
+		ssize_t n = pread(fd, (char *)p + done, (size_t)(len - done), (off_t)done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = EIO;
+			return -1;
+		}
+		done += (uint64_t)n;
+	}
+	return 0;
+}
+
+static int add_checkpoint(struct builder *b, uint64_t in_off, int bits, enum cp_kind kind, const unsigned char *win,
+			  size_t win_len, struct ocitree_error **err)
 {
 	if (b->n_cps)
 		b->cps[b->n_cps - 1].chunk_crc = b->chunk_crc;
@@ -150,12 +293,35 @@ static void add_checkpoint(struct builder *b, uint64_t in_off, int bits, enum cp
 	cp->in_off = in_off;
 	cp->bits = (uint8_t)bits;
 	cp->kind = (uint8_t)kind;
-	cp->window_off = b->windows.len;
-	if (win_len)
-		layer_index_pack_window(&b->windows, win, win_len, &cp->window_len, &cp->window_crc);
+	if (b->win_fd >= 0)
+		buf_reset(&b->windows);
+	cp->window_off = b->win_fd >= 0 ? b->win_len : b->windows.len;
+	if (!win_len)
+		return 0;
+	layer_index_pack_window(&b->windows, win, win_len, &cp->window_len, &cp->window_crc, &b->pack_scratch);
+	if (b->win_fd < 0)
+		return 0;
+	if (write_all(b->win_fd, b->windows.data, b->windows.len) == 0) {
+		b->win_len += b->windows.len;
+		return 0;
+	}
+	/* a full cache: the windows so far come back to memory, where the
+	 * rest go (the index is written elsewhere or not at all) */
+	struct buf all = BUF_INIT;
+	buf_reserve(&all, b->win_len + b->windows.len);
+	if (spill_read(b->win_fd, all.data, b->win_len) < 0) {
+		buf_free(&all);
+		return ocitree_error_set(err, errno, "read back index windows");
+	}
+	memcpy(all.data + b->win_len, b->windows.data, b->windows.len);
+	all.len = b->win_len + b->windows.len;
+	buf_free(&b->windows);
+	b->windows = all;
+	close(b->win_fd);
+	b->win_fd = -1;
+	return 0;
 }
 
-#define IN_CHUNK (256u << 10)
 #define OUT_CHUNK (256u << 10)
 
 /* The index pass words a bad stream as it did before it shared the inflater
@@ -192,23 +358,23 @@ static int pass_error(const struct inflater *f, enum ocitree_compression comp, u
  *   checkpoint: a new member refers to nothing before it.
  *
  * zlib keeps its window in front of the output, which is hashed here;
- * otherwise the output goes through the hash pipe's buffers, hashed by its
- * thread (zstd inflates about as fast as SHA-256 hashes, ISA-L faster). */
-static int build_stream(struct builder *b, struct ocitree_blob_reader *r, enum ocitree_compression comp, bool isal,
+ * otherwise the output goes through the hash pipe's buffers, hashed (and
+ * for zstd written to the cache) by its thread (zstd inflates about as fast
+ * as SHA-256 hashes, ISA-L faster). */
+static int build_stream(struct builder *b, struct source *src, enum ocitree_compression comp, bool isal,
 			struct ocitree_error **err)
 {
 	bool gzip = comp == OCITREE_COMPRESSION_GZIP;
 	bool zlib_cps = gzip && !isal, isal_cps = gzip && isal;
 	/* zeroed, as ISA-L's buffers were (memcheck cannot follow its SIMD
 	 * code) */
-	_cleanup_free_ unsigned char *in = xcalloc(1, IN_CHUNK);
 	_cleanup_free_ unsigned char *own_out = NULL;
 	size_t kept = 0; /* zlib: valid bytes in own_out, the window and new output */
 	if (zlib_cps) {
 		own_out = xmalloc(WINDOW_SIZE + OUT_CHUNK);
 	} else {
-		if (b->diff_hasher)
-			b->pipe = pipe_start(b->diff_hasher, OUT_CHUNK);
+		if (b->diff_hasher || b->tar_fd >= 0)
+			b->pipe = pipe_start(b->diff_hasher, b->tar_fd, OUT_CHUNK);
 		if (!b->pipe)
 			own_out = xcalloc(1, OUT_CHUNK);
 	}
@@ -218,12 +384,13 @@ static int build_stream(struct builder *b, struct ocitree_blob_reader *r, enum o
 	uint64_t span = layer_index_checkpoint_span;
 	uint64_t in_total = 0, next_cp = span, last_cp_out = 0;
 	struct inflate_io io = {0};
+	int ret = 0;
 	if (gzip)
-		add_checkpoint(b, 0, 0, CP_MEMBER, NULL, 0);
-	int ret;
-	for (;;) {
+		ret = add_checkpoint(b, 0, 0, CP_MEMBER, NULL, 0, err);
+	while (ret == 0) {
 		if (!io.in_len && !io.eof) {
-			ssize_t n = ocitree_blob_reader_read(r, in, IN_CHUNK, err);
+			const unsigned char *in;
+			ssize_t n = source_read(src, &in, err);
 			if (n < 0) {
 				ret = -1;
 				break;
@@ -268,20 +435,20 @@ static int build_stream(struct builder *b, struct ocitree_blob_reader *r, enum o
 		uint64_t at = in_total - io.in_len;
 		if (ev == INFLATE_MEMBER && b->out - last_cp_out >= span / 4) {
 			/* no window needed, no bits */
-			add_checkpoint(b, at, 0, CP_MEMBER, NULL, 0);
+			ret = add_checkpoint(b, at, 0, CP_MEMBER, NULL, 0, err);
 			last_cp_out = b->out;
 			next_cp = b->out + span;
 		} else if (ev == INFLATE_BLOCK && b->out - last_cp_out >= span) {
 			size_t wl = kept < WINDOW_SIZE ? kept : WINDOW_SIZE;
-			add_checkpoint(b, at, (int)f.bits, CP_ZLIB, own_out + kept - wl, wl);
+			ret = add_checkpoint(b, at, (int)f.bits, CP_ZLIB, own_out + kept - wl, wl, err);
 			last_cp_out = b->out;
 		}
 		if (isal_cps && b->out == next_cp) {
 			/* a state between members has nothing to resume */
 			if (inflater_in_member(&f)) {
 				size_t len;
-				const unsigned char *st = inflater_state(&f, &len);
-				add_checkpoint(b, at, 0, CP_ISAL, st, len);
+				const unsigned char *st = inflater_state_snapshot(&f, &len);
+				ret = add_checkpoint(b, at, 0, CP_ISAL, st, len, err);
 				last_cp_out = b->out;
 			}
 			next_cp += span;
@@ -297,11 +464,11 @@ static int build_stream(struct builder *b, struct ocitree_blob_reader *r, enum o
 	return 0;
 }
 
-static int build_none(struct builder *b, struct ocitree_blob_reader *r, struct ocitree_error **err)
+static int build_none(struct builder *b, struct source *src, struct ocitree_error **err)
 {
-	_cleanup_free_ unsigned char *in = xmalloc(IN_CHUNK);
 	for (;;) {
-		ssize_t n = ocitree_blob_reader_read(r, in, IN_CHUNK, err);
+		const unsigned char *in;
+		ssize_t n = source_read(src, &in, err);
 		if (n < 0)
 			return -1;
 		if (n == 0)
@@ -319,6 +486,9 @@ static void builder_free(struct builder *b)
 	ocitree_hasher_free(b->diff_hasher);
 	free(b->cps);
 	buf_free(&b->windows);
+	free(b->pack_scratch);
+	if (b->win_fd >= 0)
+		close(b->win_fd);
 	if (b->tar_fd >= 0)
 		close(b->tar_fd);
 }
@@ -332,8 +502,15 @@ struct ocitree_layer_index *layer_index_build(struct ocitree_layout *l, const st
 	const char *hex = ocitree_digest_hex(d->digest);
 	struct builder b = {.opts = opts};
 	b.tar_fd = -1;
+	b.win_fd = -1;
+	/* The windows of a gzip layer are most of its index (12 MiB of
+	 * node's): they go to an unnamed file beside the index as they are
+	 * made, and from there to the index file, not through memory. */
+	if (comp == OCITREE_COMPRESSION_GZIP && !opts->no_write && idx_dirfd >= 0)
+		b.win_fd = openat(idx_dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	tar_scan_init(&b.tar);
 	b.chunk_crc = (uint32_t)crc32(0, NULL, 0);
+	b.crc = comp == OCITREE_COMPRESSION_GZIP;
 	if (diff_id && comp != OCITREE_COMPRESSION_NONE) {
 		_cleanup_free_ char *dalg = layer_index_digest_alg(diff_id);
 		b.diff_hasher = ocitree_hasher_new(dalg);
@@ -341,8 +518,8 @@ struct ocitree_layer_index *layer_index_build(struct ocitree_layout *l, const st
 	_cleanup_close_ int tar_dirfd = -1;
 	_cleanup_free_ char *tar_tmp = NULL;
 	_cleanup_free_ char *tar_path = NULL;
+	_cleanup_close_ int idx_fd = -1; /* the index file written */
 	struct ocitree_layer_index *idx = NULL;
-	_cleanup_buf_ struct buf img = BUF_INIT;
 	int r = -1;
 	if (comp == OCITREE_COMPRESSION_ZSTD) {
 		/* the uncompressed tar goes to the cache, even with no_write:
@@ -358,17 +535,20 @@ struct ocitree_layer_index *layer_index_build(struct ocitree_layout *l, const st
 	struct ocitree_blob_reader *rd = ocitree_blob_reader_open(l, d->digest, d->size, err);
 	if (!rd)
 		goto out;
+	struct source src;
+	/* an uncompressed layer is only hashed and scanned: no thread */
+	source_init(&src, rd, comp != OCITREE_COMPRESSION_NONE);
 	if (comp == OCITREE_COMPRESSION_NONE)
-		r = build_none(&b, rd, err);
+		r = build_none(&b, &src, err);
 	else
-		r = build_stream(&b, rd, comp, comp == OCITREE_COMPRESSION_GZIP && layer_index_use_isal(), err);
+		r = build_stream(&b, &src, comp, comp == OCITREE_COMPRESSION_GZIP && layer_index_use_isal(), err);
 	/* read to the verified end even if the tar ended early; and when the
 	 * stream was bad, a digest mismatch is the better explanation */
 	if (r == 0 || (err && *err && (*err)->kind == OCITREE_ERROR_INVALID)) {
-		_cleanup_free_ char *tmp = xmalloc(IN_CHUNK);
 		struct ocitree_error *rerr = NULL;
+		const unsigned char *rest;
 		ssize_t n;
-		while ((n = ocitree_blob_reader_read(rd, tmp, IN_CHUNK, &rerr)) > 0)
+		while ((n = source_read(&src, &rest, &rerr)) > 0)
 			;
 		if (n < 0 && (r == 0 || rerr->kind == OCITREE_ERROR_DIGEST)) {
 			r = -1;
@@ -379,12 +559,16 @@ struct ocitree_layer_index *layer_index_build(struct ocitree_layout *l, const st
 		}
 		ocitree_error_free(rerr);
 	}
+	source_end(&src);
 	ocitree_blob_reader_free(rd);
 	if (r == 0)
 		r = tar_scan_finish(&b.tar, err);
-	/* the hasher thread must have seen everything before the digest */
-	pipe_stop(b.pipe);
+	/* the pipe's thread must have seen everything before the digest,
+	 * and written everything before the tar is synced */
+	int pipe_errno = pipe_stop(b.pipe);
 	b.pipe = NULL;
+	if (r == 0 && pipe_errno)
+		r = ocitree_error_set(err, pipe_errno, "write uncompressed layer cache");
 	if (r == 0 && b.diff_hasher) {
 		char got[OCITREE_DIGEST_MAX];
 		ocitree_hasher_final(b.diff_hasher, got);
@@ -400,8 +584,11 @@ struct ocitree_layer_index *layer_index_build(struct ocitree_layout *l, const st
 					 .cps = b.cps,
 					 .n_cps = b.n_cps,
 					 .windows = &b.windows,
+					 .windows_fd = b.win_fd,
+					 .windows_len = b.win_len,
 					 .tar_size = b.out,
 					 .isal = b.isal};
+	struct layer_index_image img;
 	layer_index_serialise(&parts, d->digest, comp, d->size >= 0 ? (uint64_t)d->size : 0, &img);
 	if (b.tar_fd >= 0) {
 		/* the tar has no checksum of its own: make it durable before it
@@ -415,7 +602,7 @@ struct ocitree_layer_index *layer_index_build(struct ocitree_layout *l, const st
 	}
 	if (!opts->no_write && idx_dirfd >= 0) {
 		struct ocitree_error *werr = NULL;
-		if (layer_index_write_file(idx_dirfd, hex, &img, &werr) < 0) {
+		if (layer_index_write_file(idx_dirfd, hex, &img, &idx_fd, &werr) < 0) {
 			/* a read-only cache costs speed next time, not this mount */
 			log_warn("cannot cache the index of layer %s: %s", d->digest, werr->msg);
 			ocitree_error_free(werr);
@@ -423,8 +610,27 @@ struct ocitree_layer_index *layer_index_build(struct ocitree_layout *l, const st
 	}
 	idx = layer_index_alloc(d->digest);
 	idx->map_len = img.len;
-	idx->owned[0] = buf_steal(&img);
-	if (layer_index_attach(idx, idx->owned[0], idx->map_len, d->digest, err) < 0) {
+	/* The index is served from the file just written, as a cached one
+	 * is: its pages are the page cache's, and those of the windows are
+	 * not even touched until a chunk needs one, where a copy in memory
+	 * doubled the pass's peak.  Without a file, from a copy. */
+	void *map = idx_fd >= 0 ? mmap(NULL, img.len, PROT_READ, MAP_PRIVATE, idx_fd, 0) : MAP_FAILED;
+	if (map != MAP_FAILED) {
+		(void)madvise(map, img.len, MADV_RANDOM);
+		idx->map = map;
+	} else {
+		idx->owned[0] = layer_index_image_flatten(&img, err);
+		if (!idx->owned[0]) {
+			ocitree_layer_index_free(idx);
+			idx = NULL;
+			goto out;
+		}
+	}
+	/* what the image pointed into is not needed any more */
+	tar_scan_free(&b.tar);
+	tar_scan_init(&b.tar);
+	buf_free(&b.windows);
+	if (layer_index_attach(idx, idx->map ? idx->map : idx->owned[0], idx->map_len, d->digest, err) < 0) {
 		ocitree_layer_index_free(idx);
 		idx = NULL;
 		goto out;

@@ -45,6 +45,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <zlib.h>
 #ifdef HAVE_ISAL
 #include <isa-l.h>
@@ -87,7 +88,7 @@ uint32_t layer_index_crc(uint32_t crc, const void *p, size_t n)
 }
 
 /* Append src raw-deflated (fast, level 1) to dst; *len gets its size. */
-void layer_index_pack_window(struct buf *dst, const void *src, size_t n, uint32_t *len, uint32_t *crc)
+void layer_index_pack_window(struct buf *dst, const void *src, size_t n, uint32_t *len, uint32_t *crc, void **scratch)
 {
 	size_t bound = n + n / 8 + 1024;
 	buf_reserve(dst, bound);
@@ -97,9 +98,12 @@ void layer_index_pack_window(struct buf *dst, const void *src, size_t n, uint32_
 	if (layer_index_use_isal()) {
 		struct isal_zstream zs;
 		isal_deflate_stateless_init(&zs);
-		_cleanup_free_ uint8_t *lvl = xmalloc(ISAL_DEF_LVL1_DEFAULT);
+		/* the level buffer is larger than the mmap threshold: one per
+		 * call was an mmap, page faults and an munmap per checkpoint */
+		if (!*scratch)
+			*scratch = xmalloc(ISAL_DEF_LVL1_DEFAULT);
 		zs.level = 1;
-		zs.level_buf = lvl;
+		zs.level_buf = *scratch;
 		zs.level_buf_size = ISAL_DEF_LVL1_DEFAULT;
 		zs.gzip_flag = 0;
 		zs.end_of_stream = 1;
@@ -161,84 +165,158 @@ int layer_index_unpack_window(const unsigned char *in, size_t in_len, uint32_t c
 	return 0;
 }
 
-struct idx_header {
-	char magic[8];
-	uint32_t version;
-	uint32_t endian;
-	uint32_t compression;
-	uint32_t meta_crc;
-	uint64_t blob_size;
-	uint64_t tar_size;
-	uint64_t n_entries;
-	uint64_t strings_off, strings_len;
-	uint64_t xattrs_off, xattrs_len;
-	uint64_t checkpoints_off, n_checkpoints;
-	uint64_t windows_off, windows_len;
-	uint64_t entry_size, checkpoint_size; /* sizeof the records, as a format check */
-	uint64_t isal_state_size; /* sizeof(struct inflate_state) of ISA-L checkpoints, else 0 */
-	uint64_t isal_version;
-	char digest[OCITREE_DIGEST_MAX];
-};
 
 static uint64_t idx_align8(uint64_t x)
 {
 	return (x + 7) & ~(uint64_t)7;
 }
 
-void layer_index_serialise(const struct layer_index_parts *b, const char *digest, enum ocitree_compression comp,
-			   uint64_t blob_size, struct buf *out)
+/* Up to 7 bytes of padding between sections. */
+static const unsigned char zeros[8];
+
+static void image_add(struct layer_index_image *im, const void *p, size_t n)
 {
-	struct idx_header h = {0};
-	memcpy(h.magic, IDX_MAGIC, 8);
-	h.version = IDX_VERSION;
-	h.endian = IDX_ENDIAN;
-	h.compression = comp;
-	h.blob_size = blob_size;
-	h.tar_size = b->tar_size;
-	h.n_entries = b->tar->n_entries;
-	h.entry_size = sizeof(struct ocitree_layer_entry);
-	h.checkpoint_size = sizeof(struct idx_checkpoint);
+	if (!n)
+		return;
+	im->iov[im->n_iov].iov_base = (void *)(uintptr_t)p;
+	im->iov[im->n_iov].iov_len = n;
+	im->n_iov++;
+	im->len += n;
+}
+
+static void image_pad(struct layer_index_image *im)
+{
+	image_add(im, zeros, (size_t)(idx_align8(im->len) - im->len));
+}
+
+void layer_index_serialise(const struct layer_index_parts *b, const char *digest, enum ocitree_compression comp,
+			   uint64_t blob_size, struct layer_index_image *out)
+{
+	memset(out, 0, sizeof(*out));
+	struct idx_header *h = &out->header;
+	memcpy(h->magic, IDX_MAGIC, 8);
+	h->version = IDX_VERSION;
+	h->endian = IDX_ENDIAN;
+	h->compression = comp;
+	h->blob_size = blob_size;
+	h->tar_size = b->tar_size;
+	h->n_entries = b->tar->n_entries;
+	h->entry_size = sizeof(struct ocitree_layer_entry);
+	h->checkpoint_size = sizeof(struct idx_checkpoint);
 #ifdef HAVE_ISAL
 	if (b->isal) {
-		h.isal_state_size = sizeof(struct inflate_state);
-		h.isal_version = ISAL_VERSION;
+		h->isal_state_size = sizeof(struct inflate_state);
+		h->isal_version = ISAL_VERSION;
 	}
 #endif
-	snprintf(h.digest, sizeof(h.digest), "%s", digest);
-	uint64_t off = idx_align8(sizeof(h));
-	uint64_t entries_off = off;
-	off = idx_align8(off + h.n_entries * sizeof(struct ocitree_layer_entry));
-	h.strings_off = off;
-	h.strings_len = b->tar->strings.len;
-	off = idx_align8(off + h.strings_len);
-	h.xattrs_off = off;
-	h.xattrs_len = b->tar->xattrs.len;
-	off = idx_align8(off + h.xattrs_len);
-	h.checkpoints_off = off;
-	h.n_checkpoints = b->n_cps;
-	off = idx_align8(off + b->n_cps * sizeof(struct idx_checkpoint));
-	h.windows_off = off;
-	h.windows_len = b->windows->len;
-	off += h.windows_len;
-
-	buf_reset(out);
-	buf_reserve(out, off);
-	memset(out->data, 0, off);
+	snprintf(h->digest, sizeof(h->digest), "%s", digest);
+	/* the image is the parts where they are, not a copy of them: the
+	 * windows alone are megabytes */
+	image_add(out, h, sizeof(*h));
+	image_pad(out);
 	/* a layer whose every entry was left out has no entry table */
-	if (h.n_entries)
-		memcpy(out->data + entries_off, b->tar->entries, h.n_entries * sizeof(struct ocitree_layer_entry));
-	if (h.strings_len)
-		memcpy(out->data + h.strings_off, b->tar->strings.data, h.strings_len);
-	if (h.xattrs_len)
-		memcpy(out->data + h.xattrs_off, b->tar->xattrs.data, h.xattrs_len);
-	if (b->n_cps)
-		memcpy(out->data + h.checkpoints_off, b->cps, b->n_cps * sizeof(struct idx_checkpoint));
-	if (h.windows_len)
-		memcpy(out->data + h.windows_off, b->windows->data, h.windows_len);
-	memcpy(out->data, &h, sizeof(h));
-	uint32_t crc = layer_index_crc(0, out->data, h.windows_off);
-	((struct idx_header *)out->data)->meta_crc = crc;
-	out->len = off;
+	image_add(out, b->tar->entries, h->n_entries * sizeof(struct ocitree_layer_entry));
+	image_pad(out);
+	h->strings_off = out->len;
+	h->strings_len = b->tar->strings.len;
+	image_add(out, b->tar->strings.data, h->strings_len);
+	image_pad(out);
+	h->xattrs_off = out->len;
+	h->xattrs_len = b->tar->xattrs.len;
+	image_add(out, b->tar->xattrs.data, h->xattrs_len);
+	image_pad(out);
+	h->checkpoints_off = out->len;
+	h->n_checkpoints = b->n_cps;
+	image_add(out, b->cps, b->n_cps * sizeof(struct idx_checkpoint));
+	image_pad(out);
+	h->windows_off = out->len;
+	h->windows_len = b->windows_fd >= 0 ? b->windows_len : b->windows->len;
+	/* the checksum covers the header (with meta_crc 0) and what follows
+	 * up to the windows */
+	uint32_t crc = 0;
+	for (size_t i = 0; i < out->n_iov; i++)
+		crc = layer_index_crc(crc, out->iov[i].iov_base, out->iov[i].iov_len);
+	h->meta_crc = crc;
+	out->windows_fd = b->windows_fd;
+	if (b->windows_fd >= 0) {
+		out->windows_len = h->windows_len;
+		out->len += h->windows_len;
+	} else {
+		image_add(out, b->windows->data, h->windows_len);
+	}
+}
+
+/* Read len bytes at offset 0 of fd into p. */
+static int read_windows(int fd, unsigned char *p, uint64_t len, struct ocitree_error **err)
+{
+	uint64_t done = 0;
+	while (done < len) {
+		ssize_t n = pread(fd, p + done, (size_t)(len - done), (off_t)done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return ocitree_error_set(err, n < 0 ? errno : EIO, "read back index windows");
+		done += (uint64_t)n;
+	}
+	return 0;
+}
+
+void *layer_index_image_flatten(const struct layer_index_image *im, struct ocitree_error **err)
+{
+	/* 8-aligned, as a mapping is */
+	unsigned char *p = xmalloc(im->len ? im->len : 1), *q = p;
+	for (size_t i = 0; i < im->n_iov; i++) {
+		memcpy(q, im->iov[i].iov_base, im->iov[i].iov_len);
+		q += im->iov[i].iov_len;
+	}
+	if (im->windows_fd >= 0 && read_windows(im->windows_fd, q, im->windows_len, err) < 0) {
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+/* Append the first len bytes of in to out, in the kernel when it can. */
+static int copy_windows(int in, int out, uint64_t len)
+{
+	off_t from = 0;
+#ifdef HAVE_COPY_FILE_RANGE
+	while ((uint64_t)from < len) {
+		loff_t at = from;
+		ssize_t n = copy_file_range(in, &at, out, NULL, (size_t)(len - (uint64_t)from), 0);
+		from = (off_t)at;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n > 0)
+			continue;
+		if (n == 0) {
+			errno = EIO;
+			return -1;
+		}
+		if (errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP)
+			return -1;
+		break;
+	}
+#endif
+	/* another file system, or no copy_file_range: by hand */
+	if ((uint64_t)from < len) {
+		_cleanup_free_ unsigned char *tmp = xmalloc(1u << 16);
+		while ((uint64_t)from < len) {
+			size_t want = len - (uint64_t)from < (1u << 16) ? (size_t)(len - (uint64_t)from) : (1u << 16);
+			ssize_t r = pread(in, tmp, want, from);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0) {
+				if (r == 0)
+					errno = EIO;
+				return -1;
+			}
+			if (write_all(out, tmp, (size_t)r) < 0)
+				return -1;
+			from += r;
+		}
+	}
+	return 0;
 }
 
 /* A path as tar_path_normalise() makes them: "" or names joined by '/',
@@ -355,20 +433,50 @@ int layer_index_attach(struct ocitree_layer_index *idx, const unsigned char *img
 	return 0;
 }
 
-int layer_index_write_file(int dirfd, const char *name, const struct buf *img, struct ocitree_error **err)
+int layer_index_write_file(int dirfd, const char *name, const struct layer_index_image *im, int *fd_out,
+			   struct ocitree_error **err)
 {
 	_cleanup_free_ char *tmp = NULL;
 	_cleanup_close_ int fd = open_tmpfile_at(dirfd, "index", &tmp, err);
 	if (fd < 0)
 		return -1;
+	struct iovec iov[ARRAY_SIZE(im->iov)];
+	memcpy(iov, im->iov, sizeof(iov));
+	struct iovec *v = iov;
+	int n = (int)im->n_iov;
+	/* one system call for the whole file, as a rule */
+	while (n > 0) {
+		ssize_t w = writev(fd, v, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			if (w == 0)
+				errno = EIO;
+			goto fail;
+		}
+		while (n > 0 && (size_t)w >= v->iov_len) {
+			w -= (ssize_t)v->iov_len;
+			v++;
+			n--;
+		}
+		if (n > 0) {
+			v->iov_base = (char *)v->iov_base + w;
+			v->iov_len -= (size_t)w;
+		}
+	}
+	if (im->windows_fd >= 0 && copy_windows(im->windows_fd, fd, im->windows_len) < 0)
+		goto fail;
 	/* no fsync: the checksum catches a file torn by a crash, and a torn
 	 * index is simply rebuilt */
-	if (write_all(fd, img->data, img->len) < 0 || renameat(dirfd, tmp, dirfd, name) < 0) {
-		int e = errno;
-		unlinkat(dirfd, tmp, 0);
-		return ocitree_error_set(err, e, "write index file");
-	}
+	if (renameat(dirfd, tmp, dirfd, name) < 0)
+		goto fail;
+	if (fd_out)
+		*fd_out = steal_fd(&fd);
 	return 0;
+fail:;
+	int e = errno;
+	unlinkat(dirfd, tmp, 0);
+	return ocitree_error_set(err, e, "write index file");
 }
 
 /* Load a cached index; NULL (with *err) when it is missing or unusable. */

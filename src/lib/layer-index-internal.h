@@ -15,6 +15,8 @@
 #ifndef OCITREE_LAYER_INDEX_INTERNAL_H
 #define OCITREE_LAYER_INDEX_INTERNAL_H
 
+#include <sys/uio.h>
+
 #include "chunk-cache.h"
 #include "ocitree/digest.h"
 #include "ocitree/layer-index.h"
@@ -147,8 +149,10 @@ bool layer_index_use_isal(void);
 /* CRC-32 as zlib computes it; ISA-L's is many times faster. */
 uint32_t layer_index_crc(uint32_t crc, const void *p, size_t n);
 /* Append src raw-deflated (fast, level 1) to dst; *len gets its size and
- * *crc the CRC-32 of what was appended. */
-void layer_index_pack_window(struct buf *dst, const void *src, size_t n, uint32_t *len, uint32_t *crc);
+ * *crc the CRC-32 of what was appended.  *scratch (NULL at first, the
+ * caller frees it) keeps the compressor's work space between calls. */
+void layer_index_pack_window(struct buf *dst, const void *src, size_t n, uint32_t *len, uint32_t *crc,
+			     void **scratch);
 /* Inflate what layer_index_pack_window() made into out (of exactly n
  * bytes), checking crc first. */
 int layer_index_unpack_window(const unsigned char *in, size_t in_len, uint32_t crc, void *out, size_t n,
@@ -161,19 +165,59 @@ struct layer_index_parts {
 	const struct tar_scan *tar; /* entries, strings, xattrs */
 	const struct idx_checkpoint *cps;
 	size_t n_cps;
+	/* the windows: in memory, or the first windows_len bytes of the file
+	 * windows_fd when that is not -1 */
 	const struct buf *windows;
+	int windows_fd;
+	uint64_t windows_len;
 	uint64_t tar_size;
 	bool isal; /* the checkpoints hold ISA-L states */
 };
-/* The image of the index file of parts (into out, replacing its content). */
+/* The image of the index file of parts: its header and pieces of memory
+ * (pointing into parts, which must outlive it). */
+/* The header of an index file (the format is told in layer-index-file.c). */
+struct idx_header {
+	char magic[8];
+	uint32_t version;
+	uint32_t endian;
+	uint32_t compression;
+	uint32_t meta_crc;
+	uint64_t blob_size;
+	uint64_t tar_size;
+	uint64_t n_entries;
+	uint64_t strings_off, strings_len;
+	uint64_t xattrs_off, xattrs_len;
+	uint64_t checkpoints_off, n_checkpoints;
+	uint64_t windows_off, windows_len;
+	uint64_t entry_size, checkpoint_size; /* sizeof the records, as a format check */
+	uint64_t isal_state_size; /* sizeof(struct inflate_state) of ISA-L checkpoints, else 0 */
+	uint64_t isal_version;
+	char digest[OCITREE_DIGEST_MAX];
+};
+
+/* The image of the index file of parts: its header and the pieces of
+ * memory that follow it (pointing into parts, which must outlive it). */
+struct layer_index_image {
+	struct idx_header header;
+	size_t n_iov;
+	struct iovec iov[12];
+	size_t len;          /* of the whole file */
+	int windows_fd;      /* parts->windows_fd: the windows follow the iov */
+	uint64_t windows_len;
+};
 void layer_index_serialise(const struct layer_index_parts *b, const char *digest, enum ocitree_compression comp,
-			   uint64_t blob_size, struct buf *out);
+			   uint64_t blob_size, struct layer_index_image *out);
+/* The image in one malloc'd buffer (of im->len bytes, 8-aligned); NULL
+ * with *err when the windows cannot be read back from their file. */
+void *layer_index_image_flatten(const struct layer_index_image *im, struct ocitree_error **err);
 /* Point idx's sections into an index file image (mapped or in memory,
  * 8-aligned, kept alive by idx), checking everything a reader relies on. */
 int layer_index_attach(struct ocitree_layer_index *idx, const unsigned char *img, size_t len, const char *digest,
 		       struct ocitree_error **err);
-/* Write img as dirfd/name, atomically (no fsync: see the definition). */
-int layer_index_write_file(int dirfd, const char *name, const struct buf *img, struct ocitree_error **err);
+/* Write im as dirfd/name, atomically (no fsync: see the definition); the
+ * file stays open as *fd_out when fd_out is set. */
+int layer_index_write_file(int dirfd, const char *name, const struct layer_index_image *im, int *fd_out,
+			   struct ocitree_error **err);
 /* Load a cached index; NULL (with *err) when it is missing or unusable. */
 struct ocitree_layer_index *layer_index_load_cached(const struct ocitree_descriptor *d, enum ocitree_compression comp,
 						    const struct ocitree_layer_index_opts *opts, int idx_dirfd,

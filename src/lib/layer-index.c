@@ -7,6 +7,9 @@
 #include "config.h"
 
 #include <fcntl.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -243,6 +246,12 @@ OCITREE_EXPORT int ocitree_layer_index_open_many(struct ocitree_layout *l, const
 	}
 	free(j.errs);
 	free(j.per);
+#ifdef __GLIBC__
+	/* An index pass frees megabytes (its buffers, the tar scan's tables)
+	 * in the arenas of the threads that ran it, where glibc keeps them:
+	 * a mount would carry them for its life. */
+	(void)malloc_trim(0);
+#endif
 	if (ret < 0)
 		for (size_t i = 0; i < n; i++) {
 			ocitree_layer_index_free(out[i]);
