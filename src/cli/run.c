@@ -378,46 +378,8 @@ struct made_target {
 	 * changed its times, which a commit would carry as a change of the
 	 * command's */
 	struct timespec times[2];
-	char *names; /* its entries, sorted, each ending in '\n' */
+	char **names; /* its entries, sorted */
 };
-
-static int cmp_name(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* The entries of directory dirfd (O_PATH), sorted, each ending in '\n';
- * NULL when it cannot be read. */
-static char *dir_names(int dirfd)
-{
-	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d = fd < 0 ? NULL : fdopendir(fd);
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
-		return NULL;
-	}
-	char **v = NULL;
-	size_t n = 0, cap = 0;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		GROW(v, cap, n + 1);
-		v[n++] = xstrdup(de->d_name);
-	}
-	closedir(d);
-	qsort(v, n, sizeof(*v), cmp_name);
-	struct buf b = BUF_INIT;
-	for (size_t i = 0; i < n; i++) {
-		buf_append(&b, v[i], strlen(v[i]));
-		buf_append(&b, "\n", 1);
-		free(v[i]);
-	}
-	free(v);
-	buf_append(&b, "", 1);
-	return b.data;
-}
 
 /* Open the directory at the first n bytes of rel under root, never
  * following a symlink; -1 when it is not a plain directory path. */
@@ -474,11 +436,11 @@ static struct made_target *missing_targets(const char *rootfs, const char *confi
 				at++;
 		}
 		struct stat anchor;
-		char *names = fd >= 0 && fstat(fd, &anchor) == 0 ? dir_names(fd) : NULL;
+		char **names = fd >= 0 && fstat(fd, &anchor) == 0 ? dir_names_sorted(fd) : NULL;
 		if (fd >= 0)
 			close(fd);
 		if (!missing) {
-			free(names);
+			strv_free(names);
 			continue;
 		}
 		t = xrealloc(t, (*n + 1) * sizeof(*t));
@@ -525,8 +487,8 @@ static void remove_made_targets(const char *rootfs, struct made_target *t, size_
 		if (!t[i].names)
 			continue;
 		_cleanup_close_ int dir = open_dir_nofollow(root, t[i].path, t[i].keep);
-		_cleanup_free_ char *now = dir >= 0 ? dir_names(dir) : NULL;
-		if (now && !strcmp(now, t[i].names)) {
+		_cleanup_strv_ char **now = dir >= 0 ? dir_names_sorted(dir) : NULL;
+		if (now && strv_equal(now, t[i].names)) {
 			_cleanup_free_ char *self = xasprintf("/proc/self/fd/%d", dir);
 			/* through the mount, so the daemon records them as it records
 			 * any change of times */
@@ -536,7 +498,7 @@ static void remove_made_targets(const char *rootfs, struct made_target *t, size_
 	}
 	for (size_t i = 0; i < n; i++) {
 		free(t[i].path);
-		free(t[i].names);
+		strv_free(t[i].names);
 	}
 	free(t);
 }

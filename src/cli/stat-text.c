@@ -125,17 +125,12 @@ static void pprint_slice(FILE *f, const char *prefix, const char *name, char *co
 	}
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* the keys of m, sorted (Go's slices.Sorted(maps.Keys)) */
 static char **sorted_keys(const struct ocitree_strmap *m)
 {
 	char **k = xcalloc(m->n + 1, sizeof(*k));
 	memcpy(k, m->keys, m->n * sizeof(*k));
-	qsort(k, m->n, sizeof(*k), cmp_str);
+	qsort(k, m->n, sizeof(*k), strcmp_p);
 	return k;
 }
 

@@ -2,6 +2,7 @@
 /* The generic helpers of common.h: see there why they are a unit of their own. */
 #include "config.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <sys/stat.h>
@@ -253,6 +254,53 @@ size_t strv_len(char *const *v)
 	while (v && v[n])
 		n++;
 	return n;
+}
+
+int strcmp_p(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+bool strv_equal(char *const *a, char *const *b)
+{
+	size_t i = 0;
+	for (; a[i] && b[i]; i++)
+		if (strcmp(a[i], b[i]) != 0)
+			return false;
+	return !a[i] && !b[i];
+}
+
+char **dir_names_sorted(int fd)
+{
+	int fd2 = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd2 >= 0 ? fdopendir(fd2) : NULL;
+	if (!d) {
+		int e = errno;
+		if (fd2 >= 0)
+			close(fd2);
+		errno = e;
+		return NULL;
+	}
+	size_t n = 0, cap = 0;
+	char **v = NULL;
+	GROW(v, cap, 1);
+	struct dirent *de;
+	while ((errno = 0, de = readdir(d))) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		GROW(v, cap, n + 2);
+		v[n++] = xstrdup(de->d_name);
+	}
+	int e = errno;
+	closedir(d);
+	v[n] = NULL;
+	if (e) {
+		strv_free(v);
+		errno = e;
+		return NULL;
+	}
+	qsort(v, n, sizeof(*v), strcmp_p);
+	return v;
 }
 
 /* ---- I/O ---- */

@@ -144,6 +144,12 @@ bool str_has_suffix(const char *s, const char *suffix);
 /* Free a NULL-terminated vector of strings; accepts NULL. */
 void strv_free(char **v);
 size_t strv_len(char *const *v);
+/* qsort's comparator for an array of strings (char *). */
+int strcmp_p(const void *a, const void *b);
+bool strv_equal(char *const *a, char *const *b);
+/* The names in directory fd (any fd of it, O_PATH too) but . and .., sorted,
+ * as a strv; NULL with errno when it cannot be read. */
+char **dir_names_sorted(int fd);
 static inline void cleanup_strvp(char ***v)
 {
 	strv_free(*v);

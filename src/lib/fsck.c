@@ -246,11 +246,6 @@ static void collect_unreferenced(struct fsck *f)
 		closedir(d);
 }
 
-static int cmp_strp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 OCITREE_EXPORT int ocitree_layout_fsck(struct ocitree_layout *l, unsigned flags, struct ocitree_fsck_report *report,
 				       struct ocitree_error **err)
 {
@@ -268,7 +263,7 @@ OCITREE_EXPORT int ocitree_layout_fsck(struct ocitree_layout *l, unsigned flags,
 	}
 	collect_unreferenced(&f);
 	if (report->unreferenced)
-		qsort(report->unreferenced, strv_len(report->unreferenced), sizeof(char *), cmp_strp);
+		qsort(report->unreferenced, strv_len(report->unreferenced), sizeof(char *), strcmp_p);
 	ocitree_index_free(idx);
 	strset_free(&f.ok);
 	strset_free(&f.bad);

@@ -357,18 +357,13 @@ int json_get_keyset(const cJSON *obj, const char *key, struct ocitree_strmap *ou
 	return get_map(obj, key, out, present, true, what, err);
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static cJSON *map_to_json(const struct ocitree_strmap *m, bool keys_only)
 {
 	cJSON *o = json_object();
 	const char **keys = xcalloc(m->n, sizeof(char *));
 	for (size_t i = 0; i < m->n; i++)
 		keys[i] = m->keys[i];
-	qsort(keys, m->n, sizeof(char *), cmp_str);
+	qsort(keys, m->n, sizeof(char *), strcmp_p);
 	for (size_t i = 0; i < m->n; i++)
 		json_add(o, keys[i], keys_only ? json_object() : json_string(ocitree_strmap_get(m, keys[i])));
 	free(keys);

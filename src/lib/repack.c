@@ -341,37 +341,13 @@ static bool masked(const struct gen *g, const char *path)
 	return false;
 }
 
-static int cmp_names(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Sorted names in directory fd (without . and ..). */
+/* Sorted names in directory fd (without . and ..), a strv of *n. */
 static int list_dir(int fd, char ***out, size_t *n, struct ocitree_error **err)
 {
-	int fd2 = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-	DIR *d = fd2 >= 0 ? fdopendir(fd2) : NULL;
-	if (!d) {
-		if (fd2 >= 0)
-			close(fd2);
+	*out = dir_names_sorted(fd);
+	if (!*out)
 		return ocitree_error_set(err, errno, "read directory");
-	}
-	size_t cap = 0;
-	*n = 0;
-	*out = NULL;
-	struct dirent *de;
-	while ((errno = 0, de = readdir(d))) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		GROW(*out, cap, *n + 1);
-		(*out)[(*n)++] = xstrdup(de->d_name);
-	}
-	int e = errno;
-	closedir(d);
-	if (e)
-		return ocitree_error_set(err, e, "read directory");
-	if (*n)
-		qsort(*out, *n, sizeof(char *), cmp_names);
+	*n = strv_len(*out);
 	return 0;
 }
 
@@ -493,8 +469,6 @@ static int walk(struct gen *g, int dfd, const struct tnode *odir, struct tnode *
 	if (list_dir(dfd, &names, &n, err) < 0)
 		return ocitree_error_prefix(err, "'%s'", path->len ? path->data : ".");
 	/* a strv is NULL-terminated */
-	names = xrealloc(names, (n + 1) * sizeof(char *));
-	names[n] = NULL;
 	size_t base = path->len;
 	_cleanup_free_ char *dir = xstrdup(path->data ? path->data : "");
 	/* whiteouts for what is gone */
@@ -738,8 +712,6 @@ static int insert_tree(struct gen *g, int dfd, struct buf *tpath, struct ocitree
 	size_t n = 0;
 	if (list_dir(dfd, &names, &n, err) < 0)
 		return ocitree_error_prefix(err, "'%s'", tpath->data);
-	names = xrealloc(names, (n + 1) * sizeof(char *));
-	names[n] = NULL;
 	size_t base = tpath->len;
 	for (size_t i = 0; i < n; i++) {
 		if (base && tpath->data[base - 1] != '/')

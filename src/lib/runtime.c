@@ -245,11 +245,6 @@ static void set_env(cJSON *env, const char *entry)
 	json_append(env, json_string(entry));
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* The runtime spec of c as umoci generates it, as a JSON tree. */
 static cJSON *umoci_spec(const struct ocitree_config *c, const char *rootfs, const struct ocitree_map_options *m,
 			 struct ocitree_error **err)
@@ -357,7 +352,7 @@ static cJSON *umoci_spec(const struct ocitree_config *c, const char *rootfs, con
 	_cleanup_free_ char **vols = xcalloc(x->volumes.n + 1, sizeof(char *));
 	for (size_t i = 0; i < x->volumes.n; i++)
 		vols[i] = x->volumes.keys[i];
-	qsort(vols, x->volumes.n, sizeof(char *), cmp_str);
+	qsort(vols, x->volumes.n, sizeof(char *), strcmp_p);
 	for (size_t i = 0; i < x->volumes.n; i++)
 		if (!m->rootless || !str_has_prefix(vols[i], "/sys"))
 			add_mount(mounts, vols[i], "tmpfs", "none", o_vol);
@@ -375,7 +370,7 @@ static cJSON *umoci_spec(const struct ocitree_config *c, const char *rootfs, con
 	_cleanup_free_ char **ports = xcalloc(x->exposed_ports.n + 1, sizeof(char *));
 	for (size_t i = 0; i < x->exposed_ports.n; i++)
 		ports[i] = x->exposed_ports.keys[i];
-	qsort(ports, x->exposed_ports.n, sizeof(char *), cmp_str);
+	qsort(ports, x->exposed_ports.n, sizeof(char *), strcmp_p);
 	_cleanup_buf_ struct buf pj = BUF_INIT;
 	buf_puts(&pj, "");
 	for (size_t i = 0; i < x->exposed_ports.n; i++) {
