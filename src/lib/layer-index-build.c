@@ -206,15 +206,10 @@ static ssize_t source_read(struct source *s, const unsigned char **p, struct oci
 		*p = s->buf;
 		return ocitree_blob_reader_read(s->rd, s->buf, IN_CHUNK, err);
 	}
-	if (s->held) {
-		ring_release(&s->ring);
-		s->held = false;
-	}
 	size_t k;
-	int r = ring_take(&s->ring, &k, err);
+	int r = ring_next(&s->ring, &s->held, &k, err);
 	if (r <= 0)
 		return r;
-	s->held = true;
 	*p = s->bufs[k];
 	return (ssize_t)s->len[k];
 }

@@ -64,15 +64,10 @@ static struct chunk *pipe_slot(struct pipe *p)
  * error. */
 static ssize_t pipe_next(struct pipe *p, const uint8_t **data, struct ocitree_error **err)
 {
-	if (p->holding) {
-		ring_release(&p->ring);
-		p->holding = false;
-	}
 	size_t k;
-	int r = ring_take(&p->ring, &k, err);
+	int r = ring_next(&p->ring, &p->holding, &k, err);
 	if (r <= 0)
 		return r;
-	p->holding = true;
 	*data = p->chunks[k].data;
 	return (ssize_t)p->chunks[k].len;
 }

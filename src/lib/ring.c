@@ -114,6 +114,17 @@ void ring_release(struct ring *r)
 	pthread_mutex_unlock(&r->mu);
 }
 
+int ring_next(struct ring *r, bool *held, size_t *slot, struct ocitree_error **err)
+{
+	if (*held) {
+		ring_release(r);
+		*held = false;
+	}
+	int ret = ring_take(r, slot, err);
+	*held = ret > 0;
+	return ret;
+}
+
 void ring_cancel(struct ring *r)
 {
 	pthread_mutex_lock(&r->mu);

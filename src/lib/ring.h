@@ -69,6 +69,11 @@ bool ring_oldest_finished(struct ring *r, bool wait);
 /* Give the oldest slot not released back to the producer. */
 void ring_release(struct ring *r);
 
+/* Consumer that holds one slot at a time, releasing it itself: give the
+ * slot held back (when *held), then ring_take the next; *held says whether
+ * a slot is held afterwards.  Returns as ring_take. */
+int ring_next(struct ring *r, bool *held, size_t *slot, struct ocitree_error **err);
+
 /* Give up: ring_acquire returns -1 and ring_take 0 from now on, in every
  * thread. */
 void ring_cancel(struct ring *r);

@@ -649,8 +649,37 @@ static void test_thread_failure(void)
 	thread_create = pthread_create;
 }
 
+/* ring_next: a consumer that holds one slot gives it back on its next
+ * call, so a ring of two slots never blocks a producer that pushes one
+ * ahead. */
+static void test_ring_next(void)
+{
+	struct ring r;
+	ring_init(&r, 2);
+	bool held = false;
+	size_t k = 99;
+	ok(ring_acquire(&r) == 0, "ring: first slot 0");
+	ring_push(&r);
+	ok(ring_acquire(&r) == 1, "ring: second slot 1");
+	ring_push(&r);
+	is_int(ring_next(&r, &held, &k, NULL), 1, "ring_next takes a pushed slot");
+	ok(held && k == 0, "ring_next holds slot 0");
+	is_int(ring_next(&r, &held, &k, NULL), 1, "ring_next takes the next");
+	ok(held && k == 1, "ring_next holds slot 1");
+	/* slot 0 was given back by the second call: the producer gets it
+	 * without waiting */
+	ok(ring_acquire(&r) == 0, "ring_next released the slot held before");
+	ring_push(&r);
+	ring_close(&r, NULL);
+	is_int(ring_next(&r, &held, &k, NULL), 1, "ring_next: the slot pushed before the close");
+	is_int(ring_next(&r, &held, &k, NULL), 0, "ring_next: end after the close");
+	ok(!held, "nothing held at the end");
+	ring_destroy(&r);
+}
+
 int main(void)
 {
+	test_ring_next();
 	test_round_trips();
 	test_gzip_is_plain_and_seekable();
 	test_zstd_frames();
