@@ -32,8 +32,10 @@
 
 #include <poll.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common.h"
 #include "fs-push.h"
@@ -89,6 +91,10 @@ struct fs_push {
 	uint64_t pushed;  /* files pushed, for the log */
 	uint64_t refused; /* pushes the kernel or the driver did not take */
 	uint64_t dropped; /* pushes dropped again: the file changed under them */
+	/* OCITREE_TEST_PUSH_DELAY_US: a wait between decoding a file and
+	 * storing it, so that tests/fs/writable-push.sh can make writes meet
+	 * pushes under way (otherwise a window of microseconds) */
+	unsigned test_delay_us;
 };
 
 struct fs_push *fs_push_new(const struct ocitree_tree *tree, const struct fs_push_driver *drv, void *data)
@@ -97,6 +103,9 @@ struct fs_push *fs_push_new(const struct ocitree_tree *tree, const struct fs_pus
 	p->tree = tree;
 	p->drv = drv;
 	p->drv_data = data;
+	const char *e = getenv("OCITREE_TEST_PUSH_DELAY_US");
+	if (e)
+		p->test_delay_us = (unsigned)strtoul(e, NULL, 10);
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->wake, NULL);
 	return p;
@@ -243,6 +252,8 @@ static int store_file(struct fs_push *p, uint32_t ino, uint64_t nodeid, void *to
 		}
 		bv.buf[0].mem = joined;
 	}
+	if (p->test_delay_us)
+		usleep(p->test_delay_us);
 	int r = PUSH_SKIPPED;
 	if (!p->drv || p->drv->storing(p->drv_data, token))
 		r = fuse_lowlevel_notify_store(p->se, nodeid, 0, &bv, flags);

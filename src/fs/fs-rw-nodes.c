@@ -358,17 +358,21 @@ void node_close_fds_locked(struct node *n)
  *
  * A node is pushed at most once, and never after a READ of it: its pages
  * came from the daemon then, and may be mapped and written through mmap
- * (which sends nothing until write-back) by the time a second push would
- * come.  What is left: a page faulted in by a READ while the node's push is
- * under way, and written through mmap in the moment between the READ's
- * reply and the store taking the page's lock, loses that write to the
- * image's bytes; and a kernel that stopped asking for security.capability
- * before writes would reopen the WRITE race above. */
+ * (which sends nothing until write-back) by the time a push would come; a
+ * READ while the node's push is claimed calls its store off for the same
+ * reason.  What is left: a page faulted in by a READ while the store is
+ * already copying the file, and written through mmap between the READ's
+ * reply and the store taking that page's lock (a window of the store's
+ * few microseconds, which the READ must fall into), loses that write to
+ * the image's bytes; and a kernel that stopped asking for
+ * security.capability before writes would reopen the WRITE race above. */
 
 void node_push_off(struct rwfs *fs, struct node *n)
 {
 	pthread_mutex_lock(&fs->nodes);
 	n->push_off = true;
+	if (fs->pushing == n)
+		fs->push_cancel = true; /* the same bytes: nothing to drop if stored already */
 	pthread_mutex_unlock(&fs->nodes);
 }
 
@@ -378,6 +382,9 @@ void node_data_changing(struct rwfs *fs, struct node *n, bool wait)
 	n->push_off = true;
 	if (fs->pushing == n) {
 		fs->push_cancel = true;
+		fs->push_changed = true;
+		fs->push_raced++;
+		fs->push_waited += wait;
 		while (wait && fs->pushing == n)
 			pthread_cond_wait(&fs->push_done, &fs->nodes);
 	}
@@ -396,7 +403,7 @@ static bool push_claim(void *data, uint32_t k, uint64_t *nodeid_out, void **toke
 	if (ok) {
 		n->push_off = true;
 		fs->pushing = n;
-		fs->push_cancel = false;
+		fs->push_cancel = fs->push_changed = false;
 	}
 	pthread_mutex_unlock(&fs->nodes);
 	pthread_rwlock_unlock(&fs->ns);
@@ -422,9 +429,9 @@ static bool push_end(void *data, void *token)
 {
 	struct rwfs *fs = data;
 	pthread_mutex_lock(&fs->nodes);
-	bool changed = fs->push_cancel;
+	bool changed = fs->push_changed;
 	fs->pushing = NULL;
-	fs->push_cancel = false;
+	fs->push_cancel = fs->push_changed = false;
 	pthread_cond_broadcast(&fs->push_done);
 	pthread_mutex_unlock(&fs->nodes);
 	return changed;

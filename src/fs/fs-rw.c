@@ -971,6 +971,8 @@ static void rw_stopping(void *userdata)
 	struct rwfs *fs = userdata;
 	fs_push_free(fs->push);
 	fs->push = NULL;
+	log_debug("%ju pushes met a change of their file (%ju waited for)", (uintmax_t)fs->push_raced,
+	          (uintmax_t)fs->push_waited);
 	rw_control_stop(fs);
 }
 

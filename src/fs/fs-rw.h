@@ -136,14 +136,16 @@ struct rwfs {
 
 	/* the pusher (fs-push.c), started with the session, over push_tree
 	 * (the tree the mount started with: after a live commit --clear it
-	 * pushes nothing); (nodes): the node a push is under way for and
-	 * whether its data started changing meanwhile; push_done is
-	 * signalled when a push ends */
+	 * pushes nothing); (nodes): the node a push is under way for, whether
+	 * its store is called off (a READ or a change came), and whether its
+	 * data started changing meanwhile; push_done is signalled when a push
+	 * ends */
 	struct fs_push *push;
 	const struct ocitree_tree *push_tree;
 	struct node *pushing;
-	bool push_cancel;
+	bool push_cancel, push_changed;
 	pthread_cond_t push_done;
+	uint64_t push_raced, push_waited; /* changes that met their node's push under way, for the log */
 
 	/* the control socket */
 	int ctl_fd;
@@ -197,7 +199,8 @@ extern const struct fs_push_driver rw_push_driver;
  * fs-rw-nodes.c). */
 void node_data_changing(struct rwfs *fs, struct node *n, bool wait);
 /* The kernel asked for data of n, an image file: n is not pushed from now
- * on (nodes not held). */
+ * on, and a push of it that has not stored yet is called off (nodes not
+ * held). */
 void node_push_off(struct rwfs *fs, struct node *n);
 
 /* Close the fds of n's upper file (nodes locked): it is not n's any more. */
