@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fs-rw.h"
@@ -350,11 +351,17 @@ void node_close_fds_locked(struct node *n)
  * store waits for): a store that was under way is dropped again
  * (fuse_lowlevel_notify_inval_inode, from the pusher's thread).
  *
- * The wait cannot deadlock: the waiter holds no lock of ours and no page of
- * the file (the requests above come before the kernel touches the pages);
- * the store waits only for pages locked by READs of the file, whose
- * handlers wait for nothing but ns, which no waiter holds; and the pusher
- * holds no lock while it stores.
+ * The wait cannot deadlock on a lock: the waiter holds no lock of ours and
+ * no page of the file (the requests above come before the kernel touches
+ * the pages); the store waits only for pages locked by READs of the file,
+ * whose handlers wait for nothing but ns, which no waiter holds; and the
+ * pusher holds no lock while it stores.  But those READs need a worker:
+ * with every worker waiting (-o threads=1, or as many waiters on the one
+ * file), or once the session is ending and the workers no longer read
+ * requests (fs_push_free answers them, after the workers are joined), the
+ * store would never end.  So the wait gives up when the session ends and
+ * after a second (a store takes microseconds), and the change goes on as
+ * one that does not wait.
  *
  * A node is pushed at most once, and never after a READ of it: its pages
  * came from the daemon then, and may be mapped and written through mmap
@@ -385,8 +392,17 @@ void node_data_changing(struct rwfs *fs, struct node *n, bool wait)
 		fs->push_changed = true;
 		fs->push_raced++;
 		fs->push_waited += wait;
-		while (wait && fs->pushing == n)
-			pthread_cond_wait(&fs->push_done, &fs->nodes);
+		/* in steps, and a second at most: see above */
+		for (int i = 0; wait && fs->pushing == n && i < 20 && !fuse_session_exited(fs->se); i++) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 50 * 1000 * 1000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&fs->push_done, &fs->nodes, &ts);
+		}
 	}
 	pthread_mutex_unlock(&fs->nodes);
 }
