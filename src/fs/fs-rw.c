@@ -15,7 +15,8 @@
  * file, moving onto a new image after commit --clear) changes nothing the
  * tree shows: inode numbers, node ids, attributes and contents stay.  So
  * entries, attributes and negative lookups are cached as long as -o
- * timeout says (a day by default) and no invalidation is ever sent.  A
+ * timeout says (a day by default) and no invalidation is ever sent (but
+ * the pages of a push that a write caught under way, fs-rw-nodes.c).  A
  * kernel that opens files and directories without asking (fs-rw.h) keeps
  * the page cache and the listing of each; one that sends OPEN and OPENDIR
  * is told to keep them for untouched image files and directories only.
