@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Pushing files into the kernel's page cache ahead of a reader that walks
- * a read-only mount in listing order (find | xargs cat, tar, cp -r): each
+ * a mount in listing order (find | xargs cat, tar, cp -r): each
  * file it reads costs a READ round trip through the daemon otherwise, and
  * most files of an image are small, so those round trips, not the data,
  * are what such a walk waits for.
@@ -20,13 +20,22 @@
  * AHEAD_BYTES bytes ahead of the last file the reader was seen at, and
  * stops when the reads leave the order.  A push the kernel refuses (the
  * inode not looked up yet: ENOENT) only costs the reader its round trip.
+ *
+ * On the writable mount a file may stop being the image's while it is
+ * pushed: the driver (struct fs_push_driver, fs-rw-nodes.c) claims each
+ * file before it is decoded, may call the store off until the last moment,
+ * and says when the file changed while its store was in flight; the
+ * pusher then drops what it stored.  Which files, and why that is safe,
+ * is the driver's to say.
  */
 #include "config.h"
 
 #include <poll.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common.h"
 #include "fs-push.h"
@@ -54,6 +63,8 @@
 
 struct fs_push {
 	const struct ocitree_tree *tree;
+	const struct fs_push_driver *drv; /* NULL: node ids are the tree's inodes, which never change */
+	void *drv_data;
 	struct fuse_session *se;
 	pthread_t thread;
 	bool started;
@@ -78,13 +89,23 @@ struct fs_push {
 	uint32_t next;    /* next position to push while active */
 	unsigned since;   /* files pushed since the last sentinel */
 	uint64_t pushed;  /* files pushed, for the log */
-	uint64_t refused; /* pushes the kernel did not take */
+	uint64_t refused; /* pushes the kernel or the driver did not take */
+	uint64_t dropped; /* pushes dropped again: the file changed under them */
+	/* OCITREE_TEST_PUSH_DELAY_US: a wait between decoding a file and
+	 * storing it, so that tests/fs/writable-push.sh can make writes meet
+	 * pushes under way (otherwise a window of microseconds) */
+	unsigned test_delay_us;
 };
 
-struct fs_push *fs_push_new(const struct ocitree_tree *tree)
+struct fs_push *fs_push_new(const struct ocitree_tree *tree, const struct fs_push_driver *drv, void *data)
 {
 	struct fs_push *p = xcalloc(1, sizeof(*p));
 	p->tree = tree;
+	p->drv = drv;
+	p->drv_data = data;
+	const char *e = getenv("OCITREE_TEST_PUSH_DELAY_US");
+	if (e)
+		p->test_delay_us = (unsigned)strtoul(e, NULL, 10);
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->wake, NULL);
 	return p;
@@ -192,10 +213,15 @@ out:
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* Store the whole of file ino (size bytes) in the page cache.  Returns
- * what fuse_lowlevel_notify_store does, 0 when the file cannot be read
- * (the reader will be told by its own read). */
-static int push_file(struct fs_push *p, uint32_t ino, size_t size)
+/* What push_file returns besides fuse_lowlevel_notify_store's 0 or -errno:
+ * the driver did not let the file be pushed, or had it dropped again */
+#define PUSH_SKIPPED 1
+#define PUSH_DROPPED 2
+
+/* Store the whole of file nodeid (tree inode ino, size bytes) in the page
+ * cache.  Returns what fuse_lowlevel_notify_store does, 0 when the file
+ * cannot be read (the reader will be told by its own read). */
+static int store_file(struct fs_push *p, uint32_t ino, uint64_t nodeid, void *token, size_t size)
 {
 	_cleanup_error_ struct ocitree_error *err = NULL;
 	struct ocitree_tree_data d;
@@ -226,8 +252,33 @@ static int push_file(struct fs_push *p, uint32_t ino, size_t size)
 		}
 		bv.buf[0].mem = joined;
 	}
-	int r = fuse_lowlevel_notify_store(p->se, ino, 0, &bv, flags);
+	if (p->test_delay_us)
+		usleep(p->test_delay_us);
+	int r = PUSH_SKIPPED;
+	if (!p->drv || p->drv->storing(p->drv_data, token))
+		r = fuse_lowlevel_notify_store(p->se, nodeid, 0, &bv, flags);
 	ocitree_tree_data_release(&d);
+	return r;
+}
+
+/* Push tree inode ino (size bytes) through the driver's claim, if there is
+ * a driver: what store_file returns, or PUSH_SKIPPED. */
+static int push_file(struct fs_push *p, uint32_t ino, size_t size)
+{
+	if (!p->drv)
+		return store_file(p, ino, ino, NULL, size);
+	uint64_t nodeid;
+	void *token;
+	if (!p->drv->claim(p->drv_data, ino, &nodeid, &token))
+		return PUSH_SKIPPED;
+	int r = store_file(p, ino, nodeid, token, size);
+	if (p->drv->end(p->drv_data, token) && r == 0) {
+		/* the file changed under the store: what it stored may be the
+		 * image's bytes over the new ones (see the driver) */
+		fuse_lowlevel_notify_inval_inode(p->se, nodeid, 0, 0);
+		r = PUSH_DROPPED;
+	}
+	p->drv->put(p->drv_data, token);
 	return r;
 }
 
@@ -268,8 +319,10 @@ static void *push_thread(void *arg)
 		pthread_mutex_lock(&p->lock);
 		if (r == 0)
 			p->pushed++;
-		else if (r == -ENOENT)
+		else if (r == -ENOENT || r == PUSH_SKIPPED)
 			p->refused++;
+		else if (r == PUSH_DROPPED)
+			p->dropped++;
 		else {
 			/* the kernel does not take pushes (an old one), or the
 			 * session is going: reads work as before */
@@ -324,7 +377,8 @@ void fs_push_free(struct fs_push *p)
 			fuse_session_process_buf(p->se, &fbuf);
 		free(fbuf.mem);
 	}
-	log_debug("pushed %ju files into the page cache (%ju refused)", (uintmax_t)p->pushed, (uintmax_t)p->refused);
+	log_debug("pushed %ju files into the page cache (%ju refused or skipped, %ju dropped again)",
+	          (uintmax_t)p->pushed, (uintmax_t)p->refused, (uintmax_t)p->dropped);
 	free(p->order);
 	free(p->cum);
 	free(p->pos_of);

@@ -455,9 +455,8 @@ static void *ctl_main(void *arg)
 	return NULL;
 }
 
-static int ctl_start(void *userdata, struct fuse_session *se)
+int rw_control_start(struct rwfs *fs, struct fuse_session *se)
 {
-	struct rwfs *fs = userdata;
 	fs->se = se;
 	_cleanup_error_ struct ocitree_error *err = NULL;
 	fs->ctl_fd = ocitree_control_listen(ocitree_upper_work_fd(fs->upper), &err);
@@ -476,9 +475,8 @@ static int ctl_start(void *userdata, struct fuse_session *se)
 	return 0;
 }
 
-static void ctl_stop(void *userdata)
+void rw_control_stop(struct rwfs *fs)
 {
-	struct rwfs *fs = userdata;
 	if (fs->ctl_running) {
 		if (write(fs->ctl_wake[1], "x", 1) < 0)
 			ocitree_log(OCITREE_LOG_WARN, "stop the control thread: %s", strerror(errno));
@@ -494,5 +492,3 @@ static void ctl_stop(void *userdata)
 			close(fs->ctl_wake[i]);
 	fs->ctl_fd = fs->ctl_wake[0] = fs->ctl_wake[1] = -1;
 }
-
-const struct fs_hooks rw_hooks = {.started = ctl_start, .stopping = ctl_stop};

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fs-rw.h"
@@ -318,6 +319,151 @@ void node_close_fds_locked(struct node *n)
 		close(n->wfd);
 	n->rfd = n->wfd = -1;
 }
+
+/* ================================================================ pushing */
+
+/* The pusher (fs-push.c) stores image files in the page cache ahead of a
+ * reader; here the writable mount says which files it may push, and keeps
+ * a push from putting the image's bytes over a file whose data changed.
+ * Node ids are nodes, so a push goes to the node of the lower inode, found
+ * in by_lower: one the kernel looked up, untouched (no upper object, not
+ * removed: a removed node's data is still the image's, but nobody reads it
+ * in order), of the tree the pusher walks.
+ *
+ * The kernel changes its page cache before the daemon hears of it: a
+ * write(2) copies the caller's bytes into the pages and only then sends
+ * WRITE, whose data is read from those pages; a store between the two
+ * would put the image's bytes in the cache and into the WRITE, and no lock
+ * of the daemon's can order that.  What orders it is that the kernel asks
+ * something first, with nothing of the file's page cache locked:
+ *   - before each write(2) (and each truncate) it asks for the file's
+ *     security.capability (file_remove_privs, on every write: FUSE mounts
+ *     never mark inodes S_NOSEC), holding the inode lock;
+ *   - a truncate and fallocate are SETATTR and FALLOCATE, answered before
+ *     the kernel drops or changes pages;
+ *   - a kernel that sends OPEN sends it before a write through the file.
+ * Each of those calls node_data_changing with wait: push_off is set under
+ * nodes, so no push of the node is claimed from then on, and a push already
+ * claimed ends before the request goes on (its store lands before the
+ * write's bytes, which are then written over it: the same as a copy-up and
+ * the write).  WRITE itself, the create of an existing file and mmap's
+ * write-back call it without wait (the writer may hold a locked page the
+ * store waits for): a store that was under way is dropped again
+ * (fuse_lowlevel_notify_inval_inode, from the pusher's thread).
+ *
+ * The wait cannot deadlock on a lock: the waiter holds no lock of ours and
+ * no page of the file (the requests above come before the kernel touches
+ * the pages); the store waits only for pages locked by READs of the file,
+ * whose handlers wait for nothing but ns, which no waiter holds; and the
+ * pusher holds no lock while it stores.  But those READs need a worker:
+ * with every worker waiting (-o threads=1, or as many waiters on the one
+ * file), or once the session is ending and the workers no longer read
+ * requests (fs_push_free answers them, after the workers are joined), the
+ * store would never end.  So the wait gives up when the session ends and
+ * after a second (a store takes microseconds), and the change goes on as
+ * one that does not wait.
+ *
+ * A node is pushed at most once, and never after a READ of it: its pages
+ * came from the daemon then, and may be mapped and written through mmap
+ * (which sends nothing until write-back) by the time a push would come; a
+ * READ while the node's push is claimed calls its store off for the same
+ * reason.  What is left: a page faulted in by a READ while the store is
+ * already copying the file, and written through mmap between the READ's
+ * reply and the store taking that page's lock (a window of the store's
+ * few microseconds, which the READ must fall into), loses that write to
+ * the image's bytes; and a kernel that stopped asking for
+ * security.capability before writes would reopen the WRITE race above. */
+
+void node_push_off(struct rwfs *fs, struct node *n)
+{
+	pthread_mutex_lock(&fs->nodes);
+	n->push_off = true;
+	if (fs->pushing == n)
+		fs->push_cancel = true; /* the same bytes: nothing to drop if stored already */
+	pthread_mutex_unlock(&fs->nodes);
+}
+
+void node_data_changing(struct rwfs *fs, struct node *n, bool wait)
+{
+	pthread_mutex_lock(&fs->nodes);
+	n->push_off = true;
+	if (fs->pushing == n) {
+		fs->push_cancel = true;
+		fs->push_changed = true;
+		fs->push_raced++;
+		fs->push_waited += wait;
+		/* in steps, and a second at most: see above */
+		for (int i = 0; wait && fs->pushing == n && i < 20 && !fuse_session_exited(fs->se); i++) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 50 * 1000 * 1000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&fs->push_done, &fs->nodes, &ts);
+		}
+	}
+	pthread_mutex_unlock(&fs->nodes);
+}
+
+static bool push_claim(void *data, uint32_t k, uint64_t *nodeid_out, void **token)
+{
+	struct rwfs *fs = data;
+	pthread_rwlock_rdlock(&fs->ns);
+	struct node *n = ocitree_overlay_tree(fs->ov) == fs->push_tree ? node_find_lower(fs, k) : NULL;
+	bool ok =
+	    n && S_ISREG(n->o.type) && n->o.ufd < 0 && !n->o.unlinked && n->o.tree == fs->push_tree && n->o.lower == k;
+	pthread_mutex_lock(&fs->nodes);
+	ok = ok && !n->push_off && n->nlookup > 0 && !fs->pushing;
+	if (ok) {
+		n->push_off = true;
+		fs->pushing = n;
+		fs->push_cancel = fs->push_changed = false;
+	}
+	pthread_mutex_unlock(&fs->nodes);
+	pthread_rwlock_unlock(&fs->ns);
+	if (!ok) {
+		node_put(fs, n);
+		return false;
+	}
+	*nodeid_out = nodeid(fs, n);
+	*token = n;
+	return true;
+}
+
+static bool push_storing(void *data, void *token)
+{
+	struct rwfs *fs = data;
+	pthread_mutex_lock(&fs->nodes);
+	bool ok = !fs->push_cancel;
+	pthread_mutex_unlock(&fs->nodes);
+	return ok;
+}
+
+static bool push_end(void *data, void *token)
+{
+	struct rwfs *fs = data;
+	pthread_mutex_lock(&fs->nodes);
+	bool changed = fs->push_changed;
+	fs->pushing = NULL;
+	fs->push_cancel = fs->push_changed = false;
+	pthread_cond_broadcast(&fs->push_done);
+	pthread_mutex_unlock(&fs->nodes);
+	return changed;
+}
+
+static void push_put(void *data, void *token)
+{
+	node_put(data, token);
+}
+
+const struct fs_push_driver rw_push_driver = {
+    .claim = push_claim,
+    .storing = push_storing,
+    .end = push_end,
+    .put = push_put,
+};
 
 /* ================================================================ the engine's hooks */
 

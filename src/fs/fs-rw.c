@@ -15,7 +15,8 @@
  * file, moving onto a new image after commit --clear) changes nothing the
  * tree shows: inode numbers, node ids, attributes and contents stay.  So
  * entries, attributes and negative lookups are cached as long as -o
- * timeout says (a day by default) and no invalidation is ever sent.  A
+ * timeout says (a day by default) and no invalidation is ever sent (but
+ * the pages of a push that a write caught under way, fs-rw-nodes.c).  A
  * kernel that opens files and directories without asking (fs-rw.h) keeps
  * the page cache and the listing of each; one that sends OPEN and OPENDIR
  * is told to keep them for untouched image files and directories only.
@@ -397,6 +398,10 @@ static void fs_rw_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
 	    ~(FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME |
 	      FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME))
 		set |= 1u << 31;
+	/* before any lock: the kernel drops the pages past the new size after
+	 * the reply, and no push may come after that (fs-rw-nodes.c) */
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		node_data_changing(fs, n, true);
 	pthread_rwlock_rdlock(&fs->freeze);
 	pthread_rwlock_wrlock(&fs->ns);
 	/* a truncate through the fd writes go through, if there is one */
@@ -433,6 +438,7 @@ static void fs_rw_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	int fd = -1;
 	bool keep = false;
 	if (write) {
+		node_data_changing(fs, n, true);
 		pthread_rwlock_rdlock(&fs->freeze);
 		pthread_rwlock_wrlock(&fs->ns);
 	} else {
@@ -471,6 +477,8 @@ static void fs_rw_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 		 * up and truncates for O_TRUNC: the kernel leaves that to us) */
 		r = lookup_node(fs, dir, name, &n, NULL);
 		bool keep;
+		if (!r && ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)))
+			node_data_changing(fs, n, false); /* under ns: no wait */
 		if (!r)
 			r = ocitree_overlay_open(fs->ov, &n->o, fi->flags, &fd, &keep);
 		if (fd >= 0)
@@ -517,6 +525,22 @@ static void fs_rw_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 	struct ocitree_overlay_source src;
 	pthread_rwlock_rdlock(&fs->ns);
 	int r = ocitree_overlay_read_source(fs->ov, &n->o, &src);
+	if (!r && fs->push) {
+		/* the reader's position, told before the reply (a reader's next
+		 * read cannot be told first); a copied-up file is still at its
+		 * place in the order */
+		uint32_t k = 0;
+		if (!src.upper && src.tree == fs->push_tree) {
+			k = src.k;
+			node_push_off(fs, n);
+		} else if (src.upper && ocitree_overlay_tree(fs->ov) == fs->push_tree) {
+			pthread_mutex_lock(&fs->nodes);
+			k = n->in_lower ? n->lkey : 0;
+			pthread_mutex_unlock(&fs->nodes);
+		}
+		if (k)
+			fs_push_saw_read(fs->push, k);
+	}
 	if (!r && src.upper) {
 		/* under ns: a commit --clear closes the fd under it */
 		int fd = node_read_fd(fs, n);
@@ -556,6 +580,8 @@ static void fs_rw_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *
 {
 	struct rwfs *fs = fs_of(req);
 	int fd = -1;
+	/* no wait: the writer may hold a page a push waits for (fs-rw-nodes.c) */
+	node_data_changing(fs, node_of(fs, ino), false);
 	pthread_rwlock_rdlock(&fs->freeze);
 	int r = node_write_fd(fs, node_of(fs, ino), &fd);
 	ssize_t w = 0;
@@ -580,6 +606,7 @@ static void fs_rw_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offs
 {
 	struct rwfs *fs = fs_of(req);
 	int fd = -1;
+	node_data_changing(fs, node_of(fs, ino), true);
 	pthread_rwlock_rdlock(&fs->freeze);
 	int r = node_write_fd(fs, node_of(fs, ino), &fd);
 	if (!r && fallocate(fd, mode, offset, length) < 0)
@@ -633,6 +660,11 @@ static void fs_rw_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, siz
 		reply_xattr_value(req, w, strlen(w), size);
 		return;
 	}
+	/* the kernel asks for it before each write(2) and truncate of a file,
+	 * before it touches the file's pages: the sign that keeps a push from
+	 * writing the image's bytes over the write's (fs-rw-nodes.c) */
+	if (S_ISREG(n->o.type) && strcmp(name, "security.capability") == 0)
+		node_data_changing(fs, n, true);
 	_cleanup_free_ void *v = NULL;
 	size_t len = 0;
 	pthread_rwlock_rdlock(&fs->ns);
@@ -921,6 +953,32 @@ static const struct fuse_lowlevel_ops fs_rw_ops = {
 
 /* ================================================================ session */
 
+static int rw_started(void *userdata, struct fuse_session *se)
+{
+	struct rwfs *fs = userdata;
+	if (rw_control_start(fs, se) < 0)
+		return -1;
+	/* without the pusher, every read is a round trip: slower, not wrong */
+	struct fs_push *p = fs_push_new(fs->push_tree, &rw_push_driver, fs);
+	if (fs_push_start(p, se) < 0)
+		fs_push_free(p);
+	else
+		fs->push = p;
+	return 0;
+}
+
+static void rw_stopping(void *userdata)
+{
+	struct rwfs *fs = userdata;
+	fs_push_free(fs->push);
+	fs->push = NULL;
+	log_debug("%ju pushes met a change of their file (%ju waited for)", (uintmax_t)fs->push_raced,
+	          (uintmax_t)fs->push_waited);
+	rw_control_stop(fs);
+}
+
+static const struct fs_hooks rw_hooks = {.started = rw_started, .stopping = rw_stopping};
+
 static int root_init(struct rwfs *fs, bool fresh, struct ocitree_error **err)
 {
 	struct node *root = node_new(S_IFDIR, 0);
@@ -977,6 +1035,8 @@ int fs_run_rw(const struct fs_rw_setup *s, const struct fs_opts *opts, struct oc
 	pthread_rwlock_init(&fs->ns, &ra);
 	pthread_rwlockattr_destroy(&ra);
 	pthread_mutex_init(&fs->nodes, NULL);
+	pthread_cond_init(&fs->push_done, NULL);
+	fs->push_tree = s->tree;
 	int ret = root_init(fs, s->fresh, err);
 	if (ret == 0)
 		ocitree_overlay_links_journal_replay(fs->ov);
@@ -1003,6 +1063,7 @@ int fs_run_rw(const struct fs_rw_setup *s, const struct fs_opts *opts, struct oc
 	pthread_rwlock_destroy(&fs->freeze);
 	pthread_rwlock_destroy(&fs->ns);
 	pthread_mutex_destroy(&fs->nodes);
+	pthread_cond_destroy(&fs->push_done);
 	free(fs);
 	return ret;
 }

@@ -45,6 +45,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include "fs-push.h"
 #include "fs-session.h"
 #include "ocitree/overlay.h"
 
@@ -77,6 +78,9 @@ struct node {
 	 * under both, and the node's end, close them) */
 	int rfd; /* read-only */
 	int wfd; /* write-only, without O_APPEND: the kernel gives each write its offset */
+	/* never to be pushed (fs-rw-nodes.c): pushed once already, read
+	 * through a READ, or its data has started to change (nodes) */
+	bool push_off;
 	bool in_lower, in_upper;
 	uint32_t lkey; /* the key in by_lower: a lower inode of the current tree */
 	uint64_t ukey; /* the key in by_upper: an upper inode number */
@@ -130,6 +134,19 @@ struct rwfs {
 	struct nodemap by_lower, by_upper;
 	struct node *root;
 
+	/* the pusher (fs-push.c), started with the session, over push_tree
+	 * (the tree the mount started with: after a live commit --clear it
+	 * pushes nothing); (nodes): the node a push is under way for, whether
+	 * its store is called off (a READ or a change came), and whether its
+	 * data started changing meanwhile; push_done is signalled when a push
+	 * ends */
+	struct fs_push *push;
+	const struct ocitree_tree *push_tree;
+	struct node *pushing;
+	bool push_cancel, push_changed;
+	pthread_cond_t push_done;
+	uint64_t push_raced, push_waited; /* changes that met their node's push under way, for the log */
+
 	/* the control socket */
 	int ctl_fd;
 	int ctl_wake[2];
@@ -173,12 +190,27 @@ int node_write_fd(struct rwfs *fs, struct node *n, int *fd);
 /* Keep fd (the caller's, a write-only fd of n's upper file) as n's wfd
  * unless n has one already. */
 void node_keep_write_fd(struct rwfs *fs, struct node *n, int fd);
+/* What the pusher asks of the writable mount (fs-push.h). */
+extern const struct fs_push_driver rw_push_driver;
+/* Node n's data is about to stop being the image's, or may (a write, a
+ * truncate, an open for writing): it is never pushed from now on, and a
+ * push of it under way is called off.  wait: and wait until that push is
+ * over, which the caller may only do holding no lock and no page of n (see
+ * fs-rw-nodes.c). */
+void node_data_changing(struct rwfs *fs, struct node *n, bool wait);
+/* The kernel asked for data of n, an image file: n is not pushed from now
+ * on, and a push of it that has not stored yet is called off (nodes not
+ * held). */
+void node_push_off(struct rwfs *fs, struct node *n);
+
 /* Close the fds of n's upper file (nodes locked): it is not n's any more. */
 void node_close_fds_locked(struct node *n);
 /* At unmount: every node. */
 void free_nodes(struct rwfs *fs);
 
-/* the control server (fs-rw-control.c) */
-extern const struct fs_hooks rw_hooks;
+/* the control server (fs-rw-control.c), started and stopped with the
+ * session */
+int rw_control_start(struct rwfs *fs, struct fuse_session *se);
+void rw_control_stop(struct rwfs *fs);
 
 #endif

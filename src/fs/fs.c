@@ -305,7 +305,7 @@ static int fs_started(void *userdata, struct fuse_session *se)
 {
 	struct fs *fs = userdata;
 	/* without the pusher, every read is a round trip: slower, not wrong */
-	struct fs_push *p = fs_push_new(fs->tree);
+	struct fs_push *p = fs_push_new(fs->tree, NULL, NULL);
 	if (fs_push_start(p, se) < 0)
 		fs_push_free(p);
 	else
