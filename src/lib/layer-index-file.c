@@ -383,6 +383,7 @@ int layer_index_attach(struct ocitree_layer_index *idx, const unsigned char *img
 	crc = layer_index_crc(crc, img + sizeof(z), h.windows_off - sizeof(z));
 	if (crc != h.meta_crc)
 		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "index file checksum mismatch");
+	idx->meta_crc = h.meta_crc;
 	idx->comp = (enum ocitree_compression)h.compression;
 	idx->blob_size = h.blob_size;
 	idx->tar_size = h.tar_size;

@@ -109,6 +109,7 @@ struct ocitree_layer_index {
 	uint64_t last_end; /* atomic: where the last read ended, to spot sequential readers */
 	uint64_t ra_next;  /* atomic: the chunk after the last one read-ahead was asked for */
 	uint8_t *live;     /* atomic: bitmap of the chunks holding data a tree shows (bits only added); NULL: all */
+	uint32_t meta_crc; /* the index file's checksum of its metadata: names these entries */
 };
 
 /* The checkpoint whose chunk holds tar offset off (gzip), and where chunk i
