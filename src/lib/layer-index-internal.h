@@ -132,6 +132,10 @@ static inline uint64_t idx_chunk_end(const struct ocitree_layer_index *idx, size
 	return i + 1 < idx->n_cps ? idx->cps[i + 1].out_off : idx->tar_size;
 }
 
+/* tree.c: make the checksum of a merged tree's cache file (of len bytes
+ * at img) right, as a hostile writer of the cache could (fuzz-index). */
+void tree_file_seal(void *img, size_t len);
+
 /* layer-index.c */
 
 /* A zeroed index for digest with no file descriptors. */

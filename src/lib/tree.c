@@ -624,6 +624,16 @@ static uint32_t tree_file_crc(const struct tree_file_header *h, const unsigned c
 	return layer_index_crc(layer_index_crc(0, &z, sizeof(z)), rest, len);
 }
 
+void tree_file_seal(void *img, size_t len)
+{
+	struct tree_file_header h;
+	if (len < sizeof(h))
+		return;
+	memcpy(&h, img, sizeof(h));
+	h.crc = tree_file_crc(&h, (const unsigned char *)img + sizeof(h), len - sizeof(h));
+	memcpy(img, &h, sizeof(h));
+}
+
 /* The tree of layers in the cache file name (in dirfd), or NULL with *why. */
 static struct ocitree_tree *tree_load(int dirfd, const char *name, struct ocitree_layer_index *const *layers, size_t n,
                                       unsigned flags, const char **why)
