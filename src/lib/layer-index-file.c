@@ -503,8 +503,14 @@ struct ocitree_layer_index *layer_index_load_cached(const struct ocitree_descrip
 	 * checksum reads whole, is asked for in one request instead. */
 	(void)madvise(map, (size_t)st.st_size, MADV_RANDOM);
 	uint64_t meta_len = ((const struct idx_header *)map)->windows_off;
-	(void)madvise(map, (size_t)(meta_len < (uint64_t)st.st_size ? meta_len : (uint64_t)st.st_size),
-		      MADV_WILLNEED);
+	size_t meta = (size_t)(meta_len < (uint64_t)st.st_size ? meta_len : (uint64_t)st.st_size);
+	(void)madvise(map, meta, MADV_WILLNEED);
+#ifdef MADV_POPULATE_READ
+	/* ... and mapped in one call, which the checksum then reads: page
+	 * faults one after the other cost twice as much (more in a virtual
+	 * machine).  Before Linux 5.14 this is EINVAL and the faults happen. */
+	(void)madvise(map, meta, MADV_POPULATE_READ);
+#endif
 	struct ocitree_layer_index *idx = layer_index_alloc(d->digest);
 	idx->map = map;
 	idx->map_len = (size_t)st.st_size;
