@@ -15,7 +15,7 @@ cd "$(dirname "$0")"
 top=$(pwd)
 
 BUILD_DEPS="autoconf automake libtool pkg-config make gcc libfuse3-dev fuse3 libarchive-dev libzstd-dev
- libcjson-dev libssl-dev zlib1g-dev libisal-dev go-md2man bash-completion libyaml-dev"
+ libcjson-dev nettle-dev zlib1g-dev libisal-dev go-md2man bash-completion libyaml-dev"
 TEST_DEPS="umoci skopeo runc jq python3 python3-jsonschema golang-github-opencontainers-image-spec-dev zstd isal
  attr libcap2-bin valgrind util-linux strace clang libclang-rt-14-dev
  crun podman buildah docker-registry fuse-overlayfs uidmap busybox-static"

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Content digests ("sha256:<64 hex>" or "sha512:<128 hex>"), computed with
- * OpenSSL.
+ * Nettle.
  */
 #ifndef OCITREE_DIGEST_H
 #define OCITREE_DIGEST_H

@@ -56,6 +56,17 @@ struct ocitree_tree;
  * placed (a hardlink to a missing file) are skipped with a warning. */
 struct ocitree_tree *ocitree_tree_build(struct ocitree_layer_index *const *layers, size_t n, unsigned flags,
 					struct ocitree_error **err);
+
+/* As ocitree_tree_build, through the cache of merged trees in cache_dir
+ * (CACHE/tree-v1, see ocitree-cache(5)): the tree merged before from the
+ * same layer indexes with the same flags is mapped from its file, after its
+ * checksum and every entry number, child range and name in it are checked;
+ * a missing, damaged or outdated file (or rebuild) means a merge, whose
+ * result is written for the next time.  Warnings of the merge are given
+ * only when it runs.  Overlay trees and a NULL cache_dir are merged without
+ * the cache; a cache that cannot be written is noted at log level info. */
+struct ocitree_tree *ocitree_tree_open_cached(struct ocitree_layer_index *const *layers, size_t n, unsigned flags,
+                                              const char *cache_dir, bool rebuild, struct ocitree_error **err);
 void ocitree_tree_free(struct ocitree_tree *t);
 
 /* The number of inodes; valid inode numbers are 1..ocitree_tree_inodes(). */

@@ -236,7 +236,12 @@ static bool is_mount_helper_call(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	setlocale(LC_ALL, "");
+	/* the user's character set and message language (strerror), no more:
+	 * every category is a file to map at each start (twelve for LC_ALL),
+	 * and what is written for other programs (umoci's state files, JSON)
+	 * keeps C's dates and numbers */
+	setlocale(LC_CTYPE, "");
+	setlocale(LC_MESSAGES, "");
 	const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
 	if (strcmp(base, "mount.fuse.ocitree") == 0 || is_mount_helper_call(argc, argv))
 		return mount_helper_main(argc, argv);

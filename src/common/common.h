@@ -45,7 +45,7 @@
  * and an abort leaves a core to look at. */
 void oom(const char *what) __attribute__((noreturn, cold));
 /* p, or oom(what) when p is NULL: for the allocating calls of other
- * libraries (OpenSSL, zstd, cJSON), which return NULL on out-of-memory. */
+ * libraries (zstd, cJSON), which return NULL on out-of-memory. */
 static inline void *xcheck(void *p, const char *what)
 {
 	if (!p)

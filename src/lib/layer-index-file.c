@@ -383,6 +383,7 @@ int layer_index_attach(struct ocitree_layer_index *idx, const unsigned char *img
 	crc = layer_index_crc(crc, img + sizeof(z), h.windows_off - sizeof(z));
 	if (crc != h.meta_crc)
 		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "index file checksum mismatch");
+	idx->meta_crc = h.meta_crc;
 	idx->comp = (enum ocitree_compression)h.compression;
 	idx->blob_size = h.blob_size;
 	idx->tar_size = h.tar_size;
@@ -502,8 +503,14 @@ struct ocitree_layer_index *layer_index_load_cached(const struct ocitree_descrip
 	 * checksum reads whole, is asked for in one request instead. */
 	(void)madvise(map, (size_t)st.st_size, MADV_RANDOM);
 	uint64_t meta_len = ((const struct idx_header *)map)->windows_off;
-	(void)madvise(map, (size_t)(meta_len < (uint64_t)st.st_size ? meta_len : (uint64_t)st.st_size),
-		      MADV_WILLNEED);
+	size_t meta = (size_t)(meta_len < (uint64_t)st.st_size ? meta_len : (uint64_t)st.st_size);
+	(void)madvise(map, meta, MADV_WILLNEED);
+#ifdef MADV_POPULATE_READ
+	/* ... and mapped in one call, which the checksum then reads: page
+	 * faults one after the other cost twice as much (more in a virtual
+	 * machine).  Before Linux 5.14 this is EINVAL and the faults happen. */
+	(void)madvise(map, meta, MADV_POPULATE_READ);
+#endif
 	struct ocitree_layer_index *idx = layer_index_alloc(d->digest);
 	idx->map = map;
 	idx->map_len = (size_t)st.st_size;

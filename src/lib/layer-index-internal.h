@@ -109,6 +109,7 @@ struct ocitree_layer_index {
 	uint64_t last_end; /* atomic: where the last read ended, to spot sequential readers */
 	uint64_t ra_next;  /* atomic: the chunk after the last one read-ahead was asked for */
 	uint8_t *live;     /* atomic: bitmap of the chunks holding data a tree shows (bits only added); NULL: all */
+	uint32_t meta_crc; /* the index file's checksum of its metadata: names these entries */
 };
 
 /* The checkpoint whose chunk holds tar offset off (gzip), and where chunk i
@@ -130,6 +131,10 @@ static inline uint64_t idx_chunk_end(const struct ocitree_layer_index *idx, size
 {
 	return i + 1 < idx->n_cps ? idx->cps[i + 1].out_off : idx->tar_size;
 }
+
+/* tree.c: make the checksum of a merged tree's cache file (of len bytes
+ * at img) right, as a hostile writer of the cache could (fuzz-index). */
+void tree_file_seal(void *img, size_t len);
 
 /* layer-index.c */
 

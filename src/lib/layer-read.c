@@ -12,7 +12,7 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
+#include <nettle/sha2.h>
 #include <pthread.h>
 
 #include "layer-internal.h"
@@ -262,7 +262,7 @@ static void *hash_stage(void *arg)
 	static const uint8_t zeros[65536];
 	struct ocitree_layer_reader *r = arg;
 	struct hash_queue *q = &r->hq;
-	EVP_MD_CTX *md = xcheck(EVP_MD_CTX_new(), "OpenSSL");
+	struct sha256_ctx md;
 	struct hash_msg *work = NULL;
 	size_t cap_work = 0;
 	for (bool end = false; !end;) {
@@ -284,32 +284,30 @@ static void *hash_stage(void *arg)
 		cap_work = cap;
 		for (size_t i = 0; i < n; i++) {
 			struct hash_msg *m = &v[i];
-			unsigned int dl = 0;
 			switch (m->op) {
 			case H_CHUNK:
 				ocitree_hasher_update(r->hasher, m->data, m->len);
 				ring_release(&r->data.ring);
 				break;
-			case H_FILE: EVP_DigestInit_ex(md, EVP_sha256(), NULL); break;
+			case H_FILE: sha256_init(&md); break;
 			case H_DATA:
-				EVP_DigestUpdate(md, m->data, m->len);
+				sha256_update(&md, m->len, m->data);
 				free(m->copy);
 				m->copy = NULL;
 				break;
 			case H_ZEROS:
 				for (uint64_t z = 0; z < m->len;) {
 					size_t k = m->len - z < sizeof(zeros) ? (size_t)(m->len - z) : sizeof(zeros);
-					EVP_DigestUpdate(md, zeros, k);
+					sha256_update(&md, k, zeros);
 					z += k;
 				}
 				break;
-			case H_FILE_END: EVP_DigestFinal_ex(md, m->out, &dl); break;
+			case H_FILE_END: sha256_digest(&md, SHA256_DIGEST_SIZE, m->out); break;
 			case H_END: end = true; break;
 			}
 		}
 	}
 	free(work);
-	EVP_MD_CTX_free(md);
 	return NULL;
 }
 

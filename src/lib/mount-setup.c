@@ -119,7 +119,8 @@ OCITREE_EXPORT int ocitree_mount_setup(struct ocitree_layout *l, const struct oc
 	struct ocitree_mount m = {.layers = layers, .n_layers = count, .n_reused = o->n_reuse, .fresh = fresh};
 	/* a tree of the reused layers only is the one the caller has */
 	if (n_new || !o->n_reuse) {
-		m.tree = ocitree_tree_build(layers, count, o->tree_flags, err);
+		m.tree =
+		    ocitree_tree_open_cached(layers, count, o->tree_flags, o->index.cache_dir, o->index.rebuild, err);
 		if (!m.tree)
 			goto fail;
 	}

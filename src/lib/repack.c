@@ -20,7 +20,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libgen.h>
-#include <openssl/evp.h>
+#include <nettle/sha2.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -81,7 +81,7 @@ struct gen {
 	struct ocitree_layer_writer *w;
 	const struct ocitree_map_options *map;
 	struct inode_map links;
-	EVP_MD_CTX *md;
+	struct sha256_ctx md;
 	uint8_t *buf;
 	const char *phase;
 	ocitree_progress_fn progress;
@@ -285,7 +285,7 @@ static int put_entry(struct gen *g, int dfd, const char *name, const struct stat
 	if (ocitree_layer_writer_add(g->w, &e, err) < 0)
 		goto out;
 	if (fd >= 0) {
-		EVP_DigestInit_ex(g->md, EVP_sha256(), NULL);
+		sha256_init(&g->md);
 		int64_t left = st->st_size;
 		while (left > 0) {
 			ssize_t r = read(fd, g->buf, left < READ_BUF ? (size_t)left : READ_BUF);
@@ -298,14 +298,13 @@ static int put_entry(struct gen *g, int dfd, const char *name, const struct stat
 					ocitree_error_set(err, errno, "read '%s'", tarpath);
 				goto out;
 			}
-			EVP_DigestUpdate(g->md, g->buf, (size_t)r);
+			sha256_update(&g->md, (size_t)r, g->buf);
 			if (ocitree_layer_writer_data(g->w, g->buf, (size_t)r, err) < 0)
 				goto out;
 			left -= r;
 		}
 		if (n) {
-			unsigned int dl = 0;
-			EVP_DigestFinal_ex(g->md, n->digest, &dl);
+			sha256_digest(&g->md, SHA256_DIGEST_SIZE, n->digest);
 			n->has_digest = true;
 		}
 	}
@@ -393,15 +392,14 @@ static int changed(struct gen *g, const struct tnode *o, int dfd, const char *na
 		_cleanup_close_ int fd = open_readable(g, dfd, name, O_RDONLY);
 		if (fd < 0)
 			return ocitree_error_set(err, errno, "open '%s'", path);
-		EVP_DigestInit_ex(g->md, EVP_sha256(), NULL);
+		sha256_init(&g->md);
 		ssize_t r;
 		while ((r = read(fd, g->buf, READ_BUF)) > 0)
-			EVP_DigestUpdate(g->md, g->buf, (size_t)r);
+			sha256_update(&g->md, (size_t)r, g->buf);
 		if (r < 0)
 			return ocitree_error_set(err, errno, "read '%s'", path);
 		uint8_t d[32];
-		unsigned int dl = 0;
-		EVP_DigestFinal_ex(g->md, d, &dl);
+		sha256_digest(&g->md, SHA256_DIGEST_SIZE, d);
 		if (!o->has_digest || memcmp(d, o->digest, 32) != 0)
 			return 0;
 	}
@@ -536,7 +534,6 @@ static void gen_init(struct gen *g, const char *phase, const struct ocitree_writ
 	g->phase = phase;
 	g->progress = o->progress;
 	g->progress_data = o->progress_data;
-	g->md = xcheck(EVP_MD_CTX_new(), "OpenSSL");
 	g->buf = xmalloc(READ_BUF);
 	g->rootfd = -1;
 }
@@ -561,7 +558,6 @@ static void gen_clear(struct gen *g)
 {
 	ocitree_layer_writer_free(g->w);
 	inode_map_free(&g->links);
-	EVP_MD_CTX_free(g->md);
 	free(g->buf);
 	strv_free(g->masks);
 	tree_free(g->new);

@@ -26,7 +26,6 @@
 
 #include <fcntl.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <pwd.h>
 #include <sys/stat.h>
 

@@ -60,7 +60,7 @@ if have pkg-config && have cc && [ -z "${OCITREE_SKIP_INSTALL_TEST:-}" ]; then
 	ok "the example builds with pkg-config" cc $san "$top_srcdir/contrib/examples/list-tags.c" $(pkg-config --cflags --libs ocitree) -o "$T/list-tags"
 	ok "and runs against the installed library" env LD_LIBRARY_PATH="$D$libdir" "$T/list-tags" "$L"
 	# Static linking: pkg-config --static must name all that libocitree
-	# needs (ISA-L, cJSON, OpenSSL, zstd, zlib, pthread, dl).  The default
+	# needs (ISA-L, cJSON, Nettle, zstd, zlib, pthread, dl).  The default
 	# build installs no libocitree.a (shared only): the build tree's archive
 	# of the same objects stands in for it then.
 	S=$T/static

@@ -12,10 +12,16 @@
  * the image, and the rest: the layer blob (for gzip) or its uncompressed
  * tar (for the others).  tests/fuzz/make-seeds.sh makes seeds of this form
  * from real indexes.
+ *
+ * The merged tree goes through its cache file too: written, then damaged
+ * at a few places the input chooses (the checksum made right or not), and
+ * mapped back or merged again; either way a tree a reader can walk.
  */
 #define _GNU_SOURCE
 #include "config.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <sys/mman.h>
 
@@ -92,6 +98,92 @@ static void walk_tree(struct ocitree_tree *t, struct ocitree_layer_index *idx, u
 	}
 }
 
+/* What a reader does with a tree that need not make sense (a damaged cache
+ * file with its checksum made right): every inode, entry and name is
+ * followed; nothing may be out of bounds. */
+static void touch_tree(struct ocitree_tree *t)
+{
+	for (uint32_t ino = 1; ino <= ocitree_tree_inodes(t); ino++) {
+		struct stat st;
+		if (ocitree_tree_stat(t, ino, &st) < 0)
+			fail("stat of a valid inode failed");
+		for (uint32_t i = 0; i < ocitree_tree_dir_size(t, ino); i++) {
+			uint32_t child = 0;
+			const char *name = ocitree_tree_dir_entry(t, ino, i, &child);
+			if (!name || child < 1 || child > ocitree_tree_inodes(t))
+				fail("a directory entry out of range");
+			volatile uint32_t found = ocitree_tree_lookup(t, ino, name);
+			(void)found;
+		}
+	}
+}
+
+/* The one cache file of a merged tree under cache, or NULL. */
+static char *tree_file(const char *root)
+{
+	_cleanup_free_ char *dir = xasprintf("%s/tree-v1/sha256", root);
+	DIR *d = opendir(dir);
+	char *found = NULL;
+	for (struct dirent *e; d && (e = readdir(d));)
+		if (e->d_name[0] != '.' && !found)
+			found = xasprintf("%s/%s", dir, e->d_name);
+	if (d)
+		closedir(d);
+	return found;
+}
+
+static char tree_cache[] = "/tmp/fuzz-index-trees.XXXXXX";
+static bool cache_made;
+
+static void remove_cache(void)
+{
+	_cleanup_free_ char *sub = xasprintf("%s/tree-v1/sha256", tree_cache),
+	                    *top = xasprintf("%s/tree-v1", tree_cache);
+	rmdir(sub);
+	rmdir(top);
+	rmdir(tree_cache);
+}
+
+static void cached_tree(struct ocitree_layer_index *idx, uint64_t *seed)
+{
+	if (!cache_made) {
+		if (!mkdtemp(tree_cache))
+			fail("mkdtemp");
+		cache_made = true;
+		atexit(remove_cache);
+	}
+	struct ocitree_error *err = NULL;
+	struct ocitree_tree *t = ocitree_tree_open_cached(&idx, 1, 0, tree_cache, true, &err);
+	if (!t)
+		fail("a cached tree of one valid index failed");
+	walk_tree(t, idx, seed, &(size_t){0});
+	ocitree_tree_free(t);
+	_cleanup_free_ char *file = tree_file(tree_cache);
+	if (!file)
+		return; /* not written: /tmp is full or read-only */
+	_cleanup_buf_ struct buf b = BUF_INIT;
+	if (read_file_at(AT_FDCWD, file, 1u << 30, &b, "tree", &err) < 0)
+		fail("read back the tree file");
+	t = ocitree_tree_open_cached(&idx, 1, 0, tree_cache, false, &err);
+	if (!t)
+		fail("the cached tree failed to map");
+	walk_tree(t, idx, seed, &(size_t){0});
+	ocitree_tree_free(t);
+	unsigned k = 1 + (unsigned)(rng(seed) % 4);
+	for (unsigned i = 0; i < k && b.len; i++)
+		b.data[rng(seed) % b.len] ^= (char)(1u << (rng(seed) % 8));
+	if (rng(seed) & 1)
+		tree_file_seal(b.data, b.len);
+	if (write_file_nosync_at(AT_FDCWD, file, b.data, b.len, 0644, &err) < 0)
+		fail("write the damaged tree file");
+	t = ocitree_tree_open_cached(&idx, 1, 0, tree_cache, false, &err);
+	if (!t)
+		fail("a damaged cached tree was neither mapped nor merged again");
+	touch_tree(t);
+	ocitree_tree_free(t);
+	unlink(file);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 2)
@@ -163,6 +255,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		walk_tree(t, idx, &seed, &budget);
 		ocitree_tree_free(t);
 	}
+	cached_tree(idx, &seed);
 	/* reads anywhere in the tar */
 	uint64_t tar = ocitree_layer_index_tar_size(idx);
 	for (int i = 0; i < 4 && tar; i++) {

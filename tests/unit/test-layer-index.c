@@ -4,11 +4,12 @@
  * multi-member streams), zstd and uncompressed layers, the cache (round
  * trip, corrupt file rebuilt), the chunk cache (its memory bound, read-ahead
  * under sequential, interleaved and random readers, reads pinned in place,
- * a corrupt chunk) and OCI merge semantics. */
+ * a corrupt chunk), OCI merge semantics and the cache of merged trees. */
 #include "config.h"
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/param.h>
@@ -757,6 +758,139 @@ static void test_tree(void)
 	ocitree_layer_index_free(layers[1]);
 }
 
+/* Do a and b show the same tree (names, inode numbers, attributes)? */
+static bool same_tree(const struct ocitree_tree *a, const struct ocitree_tree *b)
+{
+	if (!a || !b || ocitree_tree_inodes(a) != ocitree_tree_inodes(b))
+		return false;
+	for (uint32_t i = 1; i <= ocitree_tree_inodes(a); i++) {
+		struct stat sa, sb;
+		if (ocitree_tree_stat(a, i, &sa) < 0 || ocitree_tree_stat(b, i, &sb) < 0 || sa.st_mode != sb.st_mode ||
+		    sa.st_size != sb.st_size || sa.st_nlink != sb.st_nlink || sa.st_uid != sb.st_uid ||
+		    sa.st_mtim.tv_sec != sb.st_mtim.tv_sec ||
+		    ocitree_tree_dir_size(a, i) != ocitree_tree_dir_size(b, i))
+			return false;
+		for (uint32_t k = 0; k < ocitree_tree_dir_size(a, i); k++) {
+			uint32_t ca = 0, cb = 0;
+			const char *na = ocitree_tree_dir_entry(a, i, k, &ca),
+			           *nb = ocitree_tree_dir_entry(b, i, k, &cb);
+			if (!na || !nb || strcmp(na, nb) != 0 || ca != cb)
+				return false;
+		}
+	}
+	return true;
+}
+
+/* The one file in dir, its inode number in *ino; NULL if not exactly one. */
+static char *only_file(const char *dir, ino_t *ino)
+{
+	DIR *d = opendir(dir);
+	char *found = NULL;
+	int n = 0;
+	for (struct dirent *e; d && (e = readdir(d));) {
+		if (e->d_name[0] == '.')
+			continue;
+		n++;
+		free(found);
+		found = xasprintf("%s/%s", dir, e->d_name);
+	}
+	if (d)
+		closedir(d);
+	struct stat st;
+	if (n != 1 || !found || stat(found, &st) < 0) {
+		free(found);
+		return NULL;
+	}
+	*ino = st.st_ino;
+	return found;
+}
+
+/* the merged tree kept in the cache: mapped back the same, and merged again
+ * when the file is damaged or of another format version */
+static void test_tree_cache(void)
+{
+	const struct ent l1[] = {
+	    {"a", 'd', NULL, 0, NULL},       {"a/keep", 'f', NULL, 1, NULL}, {"a/gone", 'f', NULL, 2, NULL},
+	    {"h1", 'f', NULL, 10, NULL},     {"h2", 'h', "h1", 0, NULL},     {"o", 'd', NULL, 0, NULL},
+	    {"o/lower", 'f', NULL, 3, NULL},
+	};
+	const struct ent l2[] = {
+	    {"a/.wh.gone", 'f', NULL, 0, NULL},
+	    {"o/.wh..wh..opq", 'f', NULL, 0, NULL},
+	    {"o/upper", 'f', NULL, 1, NULL},
+	    {"deep/er/file", 'f', NULL, 4, NULL},
+	};
+	struct ocitree_layer_index *layers[2] = {layer_of(l1, ARRAY_SIZE(l1)), layer_of(l2, ARRAY_SIZE(l2))};
+	ok(layers[0] && layers[1], "tree cache: layers indexed");
+	if (!layers[0] || !layers[1])
+		return;
+	_cleanup_free_ char *cache = xasprintf("%s/cache-trees", tmpdir);
+	_cleanup_free_ char *dir = xasprintf("%s/tree-v1/sha256", cache);
+	struct ocitree_error *err = NULL;
+	struct ocitree_tree *built = ocitree_tree_build(layers, 2, 0, &err);
+	struct ocitree_tree *t = ocitree_tree_open_cached(layers, 2, 0, cache, false, &err);
+	ino_t ino = 0, ino2 = 0;
+	_cleanup_free_ char *file = only_file(dir, &ino);
+	ok(t && file && same_tree(built, t), "tree cache: the first open merges and writes the file");
+	ocitree_tree_free(t);
+	t = ocitree_tree_open_cached(layers, 2, 0, cache, false, &err);
+	free(only_file(dir, &ino2));
+	ok(t && same_tree(built, t) && ino2 == ino, "tree cache: the second maps it: the same tree, the file kept");
+	ok(t && ocitree_tree_lookup_path(t, "deep/er/file") && !ocitree_tree_lookup_path(t, "a/gone") &&
+	       ocitree_tree_dir_size(t, ocitree_tree_lookup_path(t, "o")) == 1,
+	   "tree cache: lookups in the mapped tree");
+	ocitree_tree_free(t);
+
+	/* one byte of a name changed: the checksum catches it */
+	int fd = file ? open(file, O_RDWR) : -1;
+	struct stat st;
+	char c = 0;
+	bool damaged = fd >= 0 && fstat(fd, &st) == 0 && pread(fd, &c, 1, st.st_size - 2) == 1 &&
+	               (c ^= 1, pwrite(fd, &c, 1, st.st_size - 2) == 1);
+	if (fd >= 0)
+		close(fd);
+	t = ocitree_tree_open_cached(layers, 2, 0, cache, false, &err);
+	free(only_file(dir, &ino2));
+	ok(damaged && t && same_tree(built, t) && ino2 != ino,
+	   "tree cache: a damaged file is merged again and rewritten");
+	ocitree_tree_free(t);
+
+	/* an older format version (the u32 after the magic) is not read as this one */
+	ino = ino2;
+	fd = file ? open(file, O_RDWR) : -1;
+	uint32_t v = 0;
+	bool old = fd >= 0 && pwrite(fd, &v, sizeof(v), 8) == sizeof(v);
+	if (fd >= 0)
+		close(fd);
+	t = ocitree_tree_open_cached(layers, 2, 0, cache, false, &err);
+	free(only_file(dir, &ino2));
+	fd = file ? open(file, O_RDONLY) : -1;
+	bool rewritten = fd >= 0 && pread(fd, &v, sizeof(v), 8) == sizeof(v) && v != 0;
+	if (fd >= 0)
+		close(fd);
+	ok(old && t && same_tree(built, t) && ino2 != ino && rewritten,
+	   "tree cache: a file of another format version is merged again, not misread");
+	ocitree_tree_free(t);
+
+	/* --rebuild-index merges again; other flags are another tree */
+	t = ocitree_tree_open_cached(layers, 2, 0, cache, true, &err);
+	ino = ino2;
+	free(only_file(dir, &ino2));
+	ok(t && same_tree(built, t) && ino2 != ino, "tree cache: rebuild merges again");
+	ocitree_tree_free(t);
+	struct ocitree_tree *raw = ocitree_tree_build(layers, 2, OCITREE_TREE_RAW, &err);
+	t = ocitree_tree_open_cached(layers, 2, OCITREE_TREE_RAW, cache, false, &err);
+	ok(t && same_tree(raw, t) && !only_file(dir, &ino2) && ocitree_tree_lookup_path(t, "a/.wh.gone"),
+	   "tree cache: a raw tree is a file of its own");
+	ocitree_tree_free(t);
+	ocitree_tree_free(raw);
+	ok(!err, "tree cache: no error");
+	ocitree_error_free(err);
+	ocitree_tree_free(built);
+	ocitree_layer_index_free(layers[0]);
+	ocitree_layer_index_free(layers[1]);
+}
+
 /* a layer as an overlayfs lower directory (the layer store's diff/) */
 static void test_overlay_tree(void)
 {
@@ -852,6 +986,7 @@ int main(void)
 	test_readahead_live();
 	test_thread_failure();
 	test_tree();
+	test_tree_cache();
 	test_overlay_tree();
 	ocitree_layout_free(layout);
 	_cleanup_free_ char *rm = xasprintf("rm -rf '%s'", tmpdir);
