@@ -18,6 +18,7 @@
 #include "layer-internal.h"
 #include "ocitree/digest.h"
 #include "ring.h"
+#include "sha256-pair.h"
 
 #define CHUNK_SIZE (512u << 10)
 #define N_CHUNKS 8
@@ -64,10 +65,15 @@ static struct chunk *pipe_slot(struct pipe *p)
  * error. */
 static ssize_t pipe_next(struct pipe *p, const uint8_t **data, struct ocitree_error **err)
 {
+	if (p->holding) {
+		ring_release(&p->ring);
+		p->holding = false;
+	}
 	size_t k;
-	int r = ring_next(&p->ring, &p->holding, &k, err);
+	int r = ring_take(&p->ring, &k, err);
 	if (r <= 0)
 		return r;
+	p->holding = true;
 	*data = p->chunks[k].data;
 	return (ssize_t)p->chunks[k].len;
 }
@@ -84,10 +90,17 @@ static ssize_t pipe_next(struct pipe *p, const uint8_t **data, struct ocitree_er
  * syscalls that write files) was the bottleneck with both SHA-256 passes on
  * it (a third of the CPU time of an unpack of the corpus image slim); the
  * hashes now run beside it.  The consumer batches what it posts and hands
- * the batch over once per chunk. */
+ * the batch over once per chunk.
+ *
+ * File content lies in the chunk between the chunk's start and its release,
+ * and file data starts at a 512-byte boundary of the stream: where the CPU
+ * has the SHA extensions, the hashing thread walks the chunk and feeds
+ * such content to the diff_id and the file's digest in one pass
+ * (sha256-pair.h), a third less CPU time for those bytes. */
 
 enum hash_op {
-	H_CHUNK,    /* a whole chunk, for the diff_id; then release it */
+	H_BEGIN,    /* the consumer took a chunk: the diff_id goes on from its start */
+	H_CHUNK,    /* the rest of the chunk, for the diff_id; then release it */
 	H_FILE,     /* start a file digest */
 	H_DATA,     /* file content */
 	H_ZEROS,    /* file content: len zero bytes (a hole) */
@@ -127,6 +140,8 @@ struct ocitree_layer_reader {
 	bool started, hash_joined;
 	struct hash_queue hq;
 	struct ocitree_hasher *hasher; /* the diff_id: the hashing thread's, until joined */
+	bool pair;                     /* sha256p_available(): the diff_id in diff, not hasher */
+	struct sha256p diff;
 
 	/* consumer */
 	const struct chunk *held; /* the chunk of the data pipe held, or NULL */
@@ -257,12 +272,54 @@ static void free_copies(struct hash_msg *v, size_t n)
 		free(v[i].copy);
 }
 
+/* The hashing thread's digests: the diff_id (in r) and a file's. */
+struct hash_state {
+	struct ocitree_layer_reader *r;
+	struct sha256_ctx md;     /* the file's, without r->pair */
+	struct sha256p file;      /* the file's, with r->pair */
+	const uint8_t *cur, *end; /* the chunk held: the part the diff_id has not had yet */
+};
+
+static void diff_update(struct hash_state *h, const uint8_t *p, size_t len)
+{
+	if (h->r->pair)
+		sha256p_update(&h->r->diff, p, len);
+	else
+		ocitree_hasher_update(h->r->hasher, p, len);
+}
+
+static void file_update(struct hash_state *h, const uint8_t *p, size_t len)
+{
+	if (h->r->pair)
+		sha256p_update(&h->file, p, len);
+	else
+		sha256_update(&h->md, len, p);
+}
+
+/* File content: where it lies in the chunk held, the diff_id gets the
+ * bytes before it, then both digests get it. */
+static void hash_data(struct hash_state *h, const uint8_t *p, size_t len, bool in_chunk)
+{
+	if (!in_chunk || !h->cur || p < h->cur || p + len > h->end) {
+		file_update(h, p, len);
+		return;
+	}
+	diff_update(h, h->cur, (size_t)(p - h->cur));
+	if (h->r->pair) {
+		sha256p_update2(&h->r->diff, &h->file, p, len);
+	} else {
+		ocitree_hasher_update(h->r->hasher, p, len);
+		sha256_update(&h->md, len, p);
+	}
+	h->cur = p + len;
+}
+
 static void *hash_stage(void *arg)
 {
 	static const uint8_t zeros[65536];
 	struct ocitree_layer_reader *r = arg;
 	struct hash_queue *q = &r->hq;
-	struct sha256_ctx md;
+	struct hash_state h = {.r = r};
 	struct hash_msg *work = NULL;
 	size_t cap_work = 0;
 	for (bool end = false; !end;) {
@@ -285,24 +342,40 @@ static void *hash_stage(void *arg)
 		for (size_t i = 0; i < n; i++) {
 			struct hash_msg *m = &v[i];
 			switch (m->op) {
+			case H_BEGIN:
+				h.cur = m->data;
+				h.end = m->data + m->len;
+				break;
 			case H_CHUNK:
-				ocitree_hasher_update(r->hasher, m->data, m->len);
+				if (h.cur)
+					diff_update(&h, h.cur, (size_t)(h.end - h.cur));
+				h.cur = h.end = NULL;
 				ring_release(&r->data.ring);
 				break;
-			case H_FILE: sha256_init(&md); break;
+			case H_FILE:
+				if (r->pair)
+					sha256p_init(&h.file);
+				else
+					sha256_init(&h.md);
+				break;
 			case H_DATA:
-				sha256_update(&md, m->len, m->data);
+				hash_data(&h, m->data, (size_t)m->len, !m->copy);
 				free(m->copy);
 				m->copy = NULL;
 				break;
 			case H_ZEROS:
 				for (uint64_t z = 0; z < m->len;) {
 					size_t k = m->len - z < sizeof(zeros) ? (size_t)(m->len - z) : sizeof(zeros);
-					sha256_update(&md, k, zeros);
+					file_update(&h, zeros, k);
 					z += k;
 				}
 				break;
-			case H_FILE_END: sha256_digest(&md, SHA256_DIGEST_SIZE, m->out); break;
+			case H_FILE_END:
+				if (r->pair)
+					sha256p_final(&h.file, m->out);
+				else
+					sha256_digest(&h.md, SHA256_DIGEST_SIZE, m->out);
+				break;
 			case H_END: end = true; break;
 			}
 		}
@@ -328,8 +401,23 @@ static ssize_t data_next(struct ocitree_layer_reader *r, const uint8_t **data, s
 		return ret;
 	p->holding = true;
 	r->held = &p->chunks[k];
+	hash_post(r, H_BEGIN, r->held->data, r->held->len, NULL);
 	*data = p->chunks[k].data;
 	return (ssize_t)p->chunks[k].len;
+}
+
+/* Consumer, once the hashing thread is joined: r->diff_id. */
+static void diff_id_final(struct ocitree_layer_reader *r)
+{
+	if (!r->pair) {
+		ocitree_hasher_final(r->hasher, r->diff_id);
+		return;
+	}
+	uint8_t d[32];
+	sha256p_final(&r->diff, d);
+	char *o = r->diff_id + snprintf(r->diff_id, sizeof(r->diff_id), "sha256:");
+	for (size_t i = 0; i < sizeof(d); i++)
+		o += snprintf(o, 3, "%02x", d[i]);
 }
 
 /* Consumer: the stream is over; wait for the hashing thread to finish. */
@@ -353,6 +441,8 @@ static struct ocitree_layer_reader *reader_new(const char *what, const char *dif
 	pthread_mutex_init(&r->hq.mu, NULL);
 	pthread_cond_init(&r->hq.cv, NULL);
 	r->hasher = ocitree_hasher_new("sha256");
+	r->pair = sha256p_available();
+	sha256p_init(&r->diff);
 	return r;
 }
 
@@ -444,7 +534,7 @@ OCITREE_EXPORT ssize_t ocitree_layer_reader_next(struct ocitree_layer_reader *r,
 		return fail_final(r, err);
 	if (n == 0) {
 		hash_finish(r);
-		ocitree_hasher_final(r->hasher, r->diff_id);
+		diff_id_final(r);
 		if (*r->want_diff_id && strcmp(r->diff_id, r->want_diff_id) != 0) {
 			ocitree_error_setk(&r->final_error, OCITREE_ERROR_DIGEST,
 					   "%s: uncompressed content %s does not match its diff_id %s", r->what, r->diff_id,

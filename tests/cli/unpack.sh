@@ -104,6 +104,34 @@ ok "raw runtime-config" $OCITREE raw runtime-config --image "$L:cfg" --rootfs "$
 ok "umoci raw runtime-config" umoci raw runtime-config --image "$L:cfg" --rootfs "$T/oc/rootfs" "$T/urc.json"
 check "raw runtime-config is umoci's" 'diff -u <(norm "$T/urc.json") <(norm "$T/rc.json") >&2'
 
+# directories a layer removes are emptied in a trash directory by two
+# threads: what stays is umoci's tree, link counts and root time, and no
+# trash
+w=$T/wh1
+mkdir -p "$w/keep" "$w/gone/ro" "$w/replaced/in"
+echo k >"$w/keep/file"
+for i in $(seq 60); do mkdir -p "$w/gone/d$i/e/f" && echo "$i" >"$w/gone/d$i/e/f/file" && echo "$i" >"$w/gone/d$i/top"; done
+ln "$w/keep/file" "$w/gone/d7/e/hard"
+echo r >"$w/gone/ro/file" && chmod 555 "$w/gone/ro"
+echo x >"$w/replaced/in/x"
+tar_dir "$w" "$T/wh1.tar"
+chmod 755 "$w/gone/ro"
+w=$T/wh2
+mkdir -p "$w/gone"
+: >"$w/.wh.gone" && echo again >"$w/gone/again"
+echo now-a-file >"$w/replaced"
+tar_dir "$w" "$T/wh2.tar"
+ok "image whose second layer removes directories" $MKIMAGE "$L" wh "$T/wh1.tar" "$T/wh2.tar"
+ok "ocitree unpack of it" $OCITREE unpack --image "$L:wh" "$T/wo"
+ok "umoci unpack of it" umoci unpack --image "$L:wh" "$T/wu"
+check "the tree is umoci's" 'diff -u <(tree_dump "$T/wu/rootfs") <(tree_dump "$T/wo/rootfs") >&2'
+check "the removed directories are gone, what the layer made is there" \
+	'[ ! -e "$T/wo/rootfs/gone/d1" ] && [ "$(cat "$T/wo/rootfs/gone/again")" = again ] && [ -f "$T/wo/rootfs/replaced" ]'
+is "a removed hardlink no longer counts" "$(stat -c %h "$T/wo/rootfs/keep/file")" 1
+is "the root's time is umoci's" "$(stat -c %Y "$T/wo/rootfs")" "$(stat -c %Y "$T/wu/rootfs")"
+is "no trash is left" "$(ls -A "$T/wo/rootfs" | tr '\n' ' ')" "gone keep replaced "
+check "the mtree is umoci's" '$MTREE_DIFF "$T"/wu/sha256_*.mtree "$T"/wo/sha256_*.mtree >&2'
+
 if have script; then
 	script -qec "$OCITREE unpack --image $L:special $T/tty" /dev/null >"$T/tty.out" 2>&1
 	check "progress on a terminal" 'grep -q "unpack: layer [12]/2" "$T/tty.out"'

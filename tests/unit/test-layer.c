@@ -11,6 +11,7 @@
 
 #include "layer-internal.h"
 #include "ring.h"
+#include "sha256-pair.h"
 #include "ocitree/digest.h"
 #include "ocitree/image.h"
 #include "tap.h"
@@ -653,6 +654,69 @@ static void test_thread_failure(void)
 	thread_create = pthread_create;
 }
 
+/* The reference: Nettle's SHA-256 of a then b. */
+static void ref_sha256(const void *a, size_t alen, const void *b, size_t blen, uint8_t out[32])
+{
+	struct sha256_ctx md;
+	sha256_init(&md);
+	sha256_update(&md, alen, a);
+	sha256_update(&md, blen, b);
+	sha256_digest(&md, SHA256_DIGEST_SIZE, out);
+}
+
+/* Two digests of the same bytes in one pass, after different prefixes:
+ * aligned as file data in a tar stream (a 512-byte multiple), at the same
+ * offset modulo 64 but with different partial blocks, and not aligned;
+ * fed in pieces of every size. */
+static void test_sha256_pair(void)
+{
+	const size_t len = 1100000;
+	_cleanup_free_ uint8_t *data = make_data(len);
+	const size_t prefix_a[] = {0, 512, 1536, 64 + 10, 7, 1000};
+	const size_t prefix_b[] = {0, 0, 0, 10, 0, 0};
+	const size_t pieces[] = {1, 63, 64, 65, 4096, 131072, 1000000};
+	uint64_t x = 1;
+	int bad = 0, runs = 0;
+	for (size_t i = 0; i < ARRAY_SIZE(prefix_a); i++)
+		for (size_t j = 0; j < ARRAY_SIZE(pieces); j++) {
+			/* the prefixes come from the end of data: different bytes */
+			size_t n = pieces[j] < 100 ? 20000 : len;
+			struct sha256p a, b;
+			sha256p_init(&a);
+			sha256p_init(&b);
+			sha256p_update(&a, data + len - prefix_a[i], prefix_a[i]);
+			sha256p_update(&b, data + len - 200 - prefix_b[i], prefix_b[i]);
+			for (size_t off = 0; off < n;) {
+				x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+				size_t k = pieces[j] > 64 ? pieces[j] - x % 64 : pieces[j];
+				if (k > n - off)
+					k = n - off;
+				if (x & 256) {
+					sha256p_update2(&a, &b, data + off, k);
+				} else {
+					sha256p_update(&a, data + off, k);
+					sha256p_update(&b, data + off, k);
+				}
+				off += k;
+			}
+			uint8_t ga[32], gb[32], wa[32], wb[32];
+			sha256p_final(&a, ga);
+			sha256p_final(&b, gb);
+			ref_sha256(data + len - prefix_a[i], prefix_a[i], data, n, wa);
+			ref_sha256(data + len - 200 - prefix_b[i], prefix_b[i], data, n, wb);
+			bad += memcmp(ga, wa, 32) != 0 || memcmp(gb, wb, 32) != 0;
+			runs++;
+		}
+	is_int(bad, 0, "sha256 pair: both digests match Nettle's in %d runs (SHA extensions: %s)", runs,
+	       sha256p_available() ? "yes" : "no");
+	struct sha256p e;
+	uint8_t ge[32], we[32];
+	sha256p_init(&e);
+	sha256p_final(&e, ge);
+	ref_sha256("", 0, "", 0, we);
+	ok(memcmp(ge, we, 32) == 0, "sha256 pair: the empty digest");
+}
+
 /* ring_next: a consumer that holds one slot gives it back on its next
  * call, so a ring of two slots never blocks a producer that pushes one
  * ahead. */
@@ -684,6 +748,7 @@ static void test_ring_next(void)
 int main(void)
 {
 	test_ring_next();
+	test_sha256_pair();
 	test_round_trips();
 	test_gzip_is_plain_and_seekable();
 	test_zstd_frames();

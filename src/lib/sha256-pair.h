@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * SHA-256 with the x86 SHA extensions, for two digests of the same bytes
+ * at once (internal to libocitree): an unpack hashes every file's content
+ * twice, for the layer's diff_id and for the file's own digest (the
+ * mtree), and file data starts at a 512-byte boundary of the tar stream,
+ * so both digests see the same 64-byte blocks.  One pass computes each
+ * block's message schedule once and runs the two round chains
+ * interleaved: the rounds instruction's latency, not its throughput,
+ * bounds a single chain.
+ *
+ * Only usable when sha256p_available() says so (an x86-64 CPU with
+ * the SHA extensions and SSE4.1); callers use Nettle otherwise.
+ */
+#ifndef OCITREE_SHA256_PAIR_H
+#define OCITREE_SHA256_PAIR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct sha256p {
+	uint32_t h[8];
+	uint64_t len;    /* bytes hashed so far */
+	uint8_t buf[64]; /* the partial block: len % 64 bytes */
+};
+
+/* Whether this CPU (and build) can run the functions below. */
+bool sha256p_available(void);
+
+void sha256p_init(struct sha256p *s);
+void sha256p_update(struct sha256p *s, const void *data, size_t len);
+/* The same bytes into a and b: in one pass while the two are at the same
+ * offset modulo 64 (else one after the other). */
+void sha256p_update2(struct sha256p *a, struct sha256p *b, const void *data, size_t len);
+/* The digest; s must be initialised again before further use. */
+void sha256p_final(struct sha256p *s, uint8_t out[32]);
+
+#endif
