@@ -205,8 +205,7 @@ static void *raise_read_ahead(void *arg)
 	 * under it, whose device is not ours to tune */
 	if (stat(mp, &st) < 0 || stat(parent, &pst) < 0 || st.st_dev == pst.st_dev)
 		return NULL;
-	_cleanup_free_ char *path =
-	    xasprintf("/sys/class/bdi/%u:%u/read_ahead_kb", major(st.st_dev), minor(st.st_dev));
+	_cleanup_free_ char *path = xasprintf("/sys/class/bdi/%u:%u/read_ahead_kb", major(st.st_dev), minor(st.st_dev));
 	_cleanup_close_ int fd = open(path, O_RDWR | O_CLOEXEC);
 	char cur[32];
 	ssize_t n = fd >= 0 ? pread(fd, cur, sizeof(cur) - 1, 0) : -1;
