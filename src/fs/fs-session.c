@@ -8,7 +8,10 @@
  */
 #include "config.h"
 
+#include <pthread.h>
 #include <stddef.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <syslog.h>
 
 #include "common.h"
@@ -178,6 +181,64 @@ size_t fs_cache_bytes(const struct fs_opts *opts)
 	return (size_t)cfg.cache_mib << 20;
 }
 
+/* What the kernel may read ahead of a reader, and the most a READ asks for
+ * (libfuse asks for 256 pages a request) */
+#define READ_AHEAD (1u << 20)
+
+/* The kernel takes the lower of the read-ahead a new FUSE mount's device
+ * has (128 KiB) and the one the daemon asks for at INIT: a big file comes
+ * in 128-256 KiB READs, each a round trip.  The device's read_ahead_kb can
+ * be raised once INIT is answered, by root alone; files opened from then
+ * on read ahead READ_AHEAD, in READs of up to 1 MiB.  On a thread of its
+ * own: a request to the mount waits for INIT, which the loop answers. */
+static void *raise_read_ahead(void *arg)
+{
+	_cleanup_free_ char *mp = arg;
+	_cleanup_free_ char *parent = xstrdup(mp);
+	char *slash = strrchr(parent, '/');
+	if (!slash || slash == parent)
+		return NULL; /* not over /, or relative: leave it */
+	*slash = '\0';
+	struct stat st, pst;
+	/* the mount's root (GETATTR: after INIT); another device than its
+	 * parent's, or the mount is gone already and this is the directory
+	 * under it, whose device is not ours to tune */
+	if (stat(mp, &st) < 0 || stat(parent, &pst) < 0 || st.st_dev == pst.st_dev)
+		return NULL;
+	_cleanup_free_ char *path = xasprintf("/sys/class/bdi/%u:%u/read_ahead_kb", major(st.st_dev), minor(st.st_dev));
+	_cleanup_close_ int fd = open(path, O_RDWR | O_CLOEXEC);
+	char cur[32];
+	ssize_t n = fd >= 0 ? pread(fd, cur, sizeof(cur) - 1, 0) : -1;
+	if (n <= 0) {
+		log_debug("read-ahead stays as it is: %s: %s", path, strerror(n < 0 ? errno : EIO));
+		return NULL; /* an unprivileged mount: EACCES */
+	}
+	cur[n] = '\0';
+	if (strtoul(cur, NULL, 10) >= READ_AHEAD / 1024)
+		return NULL; /* an administrator's higher value stays */
+	char val[32];
+	int len = snprintf(val, sizeof(val), "%u\n", READ_AHEAD / 1024);
+	if (pwrite(fd, val, (size_t)len, 0) != len)
+		log_debug("read-ahead stays as it is: %s: %s", path, strerror(errno));
+	return NULL;
+}
+
+/* Start raise_read_ahead on mp (the absolute mount point), and forget it. */
+static void start_raise_read_ahead(const char *mp)
+{
+	if (!mp || geteuid() != 0)
+		return; /* sysfs is root's */
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 64u << 10);
+	pthread_t t;
+	char *arg = xstrdup(mp);
+	if (pthread_create(&t, &attr, raise_read_ahead, arg) != 0)
+		free(arg);
+	pthread_attr_destroy(&attr);
+}
+
 static void log_to_syslog(enum ocitree_log_level level, const char *msg, void *userdata)
 {
 	static const int prio[] = {LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR};
@@ -190,6 +251,8 @@ int fs_session_run(const struct fuse_lowlevel_ops *ops, size_t ops_size, void *u
 {
 	bool foreground = opts->foreground || cfg->debug;
 	int ret = -1;
+	/* before fuse_daemonize changes the directory to / */
+	_cleanup_free_ char *abs_mountpoint = realpath(opts->mountpoint, NULL);
 	struct fuse_loop_config *loop = NULL;
 	struct fuse_session *se = fuse_session_new(args, ops, ops_size, userdata);
 	if (!se)
@@ -215,6 +278,7 @@ int fs_session_run(const struct fuse_lowlevel_ops *ops, size_t ops_size, void *u
 	/* threads do not survive the fork of fuse_daemonize: start them now */
 	if (hooks && hooks->started && hooks->started(userdata, se) < 0)
 		ocitree_log(OCITREE_LOG_ERROR, "could not start the control thread: live commit is not available");
+	start_raise_read_ahead(abs_mountpoint);
 	if (opts->ready)
 		opts->ready(opts->ready_data);
 	loop = fuse_loop_cfg_create();
@@ -253,7 +317,7 @@ void fs_init_conn(struct fuse_conn_info *conn)
 	/* file data changes only through the mount: never drop the page
 	 * cache because attributes changed */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
-	conn->max_readahead = 1u << 20;
+	conn->max_readahead = READ_AHEAD;
 }
 
 int fs_reply_data(fuse_req_t req, const struct ocitree_tree_data *d)

@@ -519,6 +519,66 @@ out:
 	ocitree_descriptor_clear(&d);
 }
 
+/* A chunk of 1 MiB, filled with its number, for the cache tests below. */
+static int fake_decode(void *userdata, struct ocitree_chunk_cache *c, uint64_t no, struct chunk_data *out,
+		       struct ocitree_error **err)
+{
+	chunk_cache_alloc(c, 1u << 20, out);
+	memset(out->data, (int)(no & 0xff), 1u << 20);
+	out->len = 1u << 20;
+	return 0;
+}
+
+/* Read-ahead no reader has come for yet outlives the chunks another stream
+ * went through: what it decoded is used, not decoded again. */
+static void test_evict_readahead_last(void)
+{
+	int owner_a, owner_b;
+	struct ocitree_chunk_cache *cc = ocitree_chunk_cache_new(8u << 20);
+	chunk_cache_prefetch(cc, &owner_a, 0, fake_decode, NULL);
+	chunk_cache_prefetch(cc, &owner_a, 1, fake_decode, NULL);
+	settle(cc);
+	bool good = true;
+	for (uint64_t k = 0; k < 20 && good; k++) {
+		const struct chunk_data *d = chunk_cache_get(cc, &owner_b, k, fake_decode, NULL, NULL);
+		good = d && d->data[0] == (unsigned char)k;
+		if (d)
+			chunk_cache_put(cc, d);
+	}
+	struct chunk_cache_stats st;
+	chunk_cache_stats(cc, &st);
+	uint64_t decodes = st.decodes;
+	for (uint64_t k = 0; k < 2 && good; k++) {
+		const struct chunk_data *d = chunk_cache_get(cc, &owner_a, k, fake_decode, NULL, NULL);
+		good = d && d->data[0] == (unsigned char)k;
+		if (d)
+			chunk_cache_put(cc, d);
+	}
+	chunk_cache_stats(cc, &st);
+	ok(good && st.decodes == decodes && st.readahead_used == 2 && st.readahead_wasted == 0,
+	   "chunk cache: read-ahead not used yet is evicted after what a stream went through (%ju decoded again)",
+	   (uintmax_t)(st.decodes - decodes));
+	ok(st.bytes <= 8u << 20, "chunk cache: ... within its bound (%zu KiB)", st.bytes >> 10);
+
+	/* but no more than a quarter of the cache is kept so: read-ahead
+	 * nobody comes for does not crowd out the readers */
+	for (uint64_t k = 10; k < 16; k++)
+		chunk_cache_prefetch(cc, &owner_a, k, fake_decode, NULL);
+	settle(cc);
+	for (uint64_t k = 100; k < 120 && good; k++) {
+		const struct chunk_data *d = chunk_cache_get(cc, &owner_b, k, fake_decode, NULL, NULL);
+		good = d != NULL;
+		if (d)
+			chunk_cache_put(cc, d);
+	}
+	chunk_cache_stats(cc, &st);
+	/* each step evicts the oldest chunk beyond the 2 MiB spared */
+	ok(good && st.readahead_wasted >= 4 && st.bytes <= 8u << 20,
+	   "chunk cache: read-ahead beyond a quarter of the cache is evicted as usual (%ju evicted unused)",
+	   (uintmax_t)st.readahead_wasted);
+	ocitree_chunk_cache_free(cc);
+}
+
 /* Read-ahead skips the data of files a tree hides. */
 static void test_readahead_live(void)
 {
@@ -983,6 +1043,7 @@ int main(void)
 	test_index("gzip", 3, "zlib");
 	test_index("none", 1, NULL);
 	test_chunk_cache();
+	test_evict_readahead_last();
 	test_readahead_live();
 	test_thread_failure();
 	test_tree();
