@@ -13,10 +13,15 @@
  * stores them with fuse_lowlevel_notify_store, so that the reader finds
  * them in the page cache.
  *
+ * Big files are pushed too, in pieces: three quarters of an image's bytes
+ * are in files of more than 256 KiB, and a reader that reads them through
+ * READs waits for their chunks to be decoded, while the daemon has nothing
+ * to do as long as the reader is busy with small files.
+ *
  * The reads of pushed files never reach the daemon, so the reader's
  * progress is learnt from the files left out on purpose: every
- * SENTINEL_EVERY-th one, and those too big to push (read as before, with
- * the kernel's read-ahead).  Pushing stays at most AHEAD_FILES files and
+ * SENTINEL_EVERY-th one, and the next one after SENTINEL_BYTES were
+ * pushed.  Pushing stays at most AHEAD_FILES files and
  * AHEAD_BYTES bytes ahead of the last file the reader was seen at, and
  * stops when the reads leave the order.  A push the kernel refuses (the
  * inode not looked up yet: ENOENT) only costs the reader its round trip.
@@ -43,18 +48,18 @@
 
 /* files ahead of the reader, at most */
 #define AHEAD_FILES 128u
-/* bytes of the files after the reader's, pushed or not, at most: the
- * chunks the reader will want (those of big files too) are decoded once
- * while the pushes go through them, the chunk cache's read-ahead (a few
- * MiB past the last read of a layer) sees the pushes and the reader's reads
- * as one stream, and nothing is decoded so far ahead that it is evicted
- * before the reader gets there */
-#define AHEAD_BYTES (3u << 20)
-/* files bigger than this are not pushed: the kernel reads them in big
- * requests, and the reader's reads of them tell where it is */
-#define PUSH_MAX (256u << 10)
+/* bytes of the files after the reader's at most: what is pushed waits in
+ * the page cache, not in the chunk cache, and each chunk is decoded once
+ * as the pushes go through it */
+#define AHEAD_BYTES (16u << 20)
 /* one pushed file in this many is left for the reader to ask for */
 #define SENTINEL_EVERY 24u
+/* ... and the next one after this many bytes were pushed: in a run of big
+ * files the pusher still learns where the reader is before it has pushed
+ * AHEAD_BYTES */
+#define SENTINEL_BYTES (8u << 20)
+/* the most pushed at once: two chunks at most */
+#define PIECE (1u << 20)
 /* how far (in files) a read may skip ahead and still follow the order:
  * empty files are never read, and a file may still be cached */
 #define GAP 8u
@@ -88,6 +93,7 @@ struct fs_push {
 	uint32_t reader;  /* position of the reader while active */
 	uint32_t next;    /* next position to push while active */
 	unsigned since;   /* files pushed since the last sentinel */
+	uint64_t since_bytes; /* and their bytes */
 	uint64_t pushed;  /* files pushed, for the log */
 	uint64_t refused; /* pushes the kernel or the driver did not take */
 	uint64_t dropped; /* pushes dropped again: the file changed under them */
@@ -205,6 +211,7 @@ void fs_push_saw_read(struct fs_push *p, uint32_t ino)
 			p->reader = i;
 			p->next = i + 1;
 			p->since = 0;
+			p->since_bytes = 0;
 			pthread_cond_signal(&p->wake);
 		}
 	}
@@ -218,48 +225,68 @@ out:
 #define PUSH_SKIPPED 1
 #define PUSH_DROPPED 2
 
-/* Store the whole of file nodeid (tree inode ino, size bytes) in the page
- * cache.  Returns what fuse_lowlevel_notify_store does, 0 when the file
- * cannot be read (the reader will be told by its own read). */
+/* Store file nodeid (tree inode ino, size bytes) in the page cache, PIECE
+ * at a time.  A piece starts on a page and ends on one (or at the end of
+ * the file), so that the kernel marks every page it fills up to date; it is
+ * one chunk's bytes as they are, but for the page across a chunk seam,
+ * joined.  The driver is asked before each piece (a change of the file
+ * waits for at most one piece, then the rest is not stored).  Returns what
+ * fuse_lowlevel_notify_store does, PUSH_SKIPPED when the driver stopped it
+ * before the first piece (0 after: what was stored is the driver's end's
+ * to drop), 0 when the file cannot be read (the reader will be told by its
+ * own read). */
 static int store_file(struct fs_push *p, uint32_t ino, uint64_t nodeid, void *token, size_t size)
 {
-	_cleanup_error_ struct ocitree_error *err = NULL;
-	struct ocitree_tree_data d;
-	if (ocitree_tree_read(p->tree, ino, 0, size, &d, &err) < 0)
-		return 0;
-	if (d.size != size) {
-		ocitree_tree_data_release(&d);
-		return 0;
-	}
-	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(d.size);
-	enum fuse_buf_copy_flags flags = FUSE_BUF_NO_SPLICE; /* a memory buffer is written as it is */
-	_cleanup_free_ char *joined = NULL;
-	if (d.fd >= 0) {
-		bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
-		bv.buf[0].fd = d.fd;
-		bv.buf[0].pos = (off_t)d.pos;
-		flags = 0;
-	} else if (d.n_iov == 1) {
-		bv.buf[0].mem = d.iov[0].iov_base;
-	} else {
-		/* across chunks (a small file seldom is): one buffer, which
-		 * libfuse would make anyway */
-		joined = xmalloc(d.size ? d.size : 1);
-		size_t at = 0;
-		for (size_t k = 0; k < d.n_iov; k++) {
-			memcpy(joined + at, d.iov[k].iov_base, d.iov[k].iov_len);
-			at += d.iov[k].iov_len;
+	char page[4096];
+	size_t off = 0;
+	while (off < size) {
+		_cleanup_error_ struct ocitree_error *err = NULL;
+		struct ocitree_tree_data d;
+		size_t len = size - off < PIECE ? size - off : PIECE;
+		if (ocitree_tree_read(p->tree, ino, off, len, &d, &err) < 0)
+			return 0;
+		size_t n = d.size;
+		struct fuse_bufvec bv = FUSE_BUFVEC_INIT(0);
+		enum fuse_buf_copy_flags flags = FUSE_BUF_NO_SPLICE; /* a memory buffer is written as it is */
+		if (n == 0) {
+			ocitree_tree_data_release(&d);
+			return 0;
+		} else if (d.fd >= 0) {
+			bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
+			bv.buf[0].fd = d.fd;
+			bv.buf[0].pos = (off_t)d.pos;
+			flags = 0;
+		} else if (d.n_iov == 1) {
+			bv.buf[0].mem = d.iov[0].iov_base;
+		} else if (d.iov[0].iov_len >= sizeof(page)) {
+			n = d.iov[0].iov_len & ~(sizeof(page) - 1); /* up to the seam's page */
+			bv.buf[0].mem = d.iov[0].iov_base;
+		} else {
+			n = n < sizeof(page) ? n : sizeof(page); /* the seam's page */
+			size_t at = 0;
+			for (size_t k = 0; k < d.n_iov && at < n; k++) {
+				size_t c = d.iov[k].iov_len < n - at ? d.iov[k].iov_len : n - at;
+				memcpy(page + at, d.iov[k].iov_base, c);
+				at += c;
+			}
+			bv.buf[0].mem = page;
 		}
-		bv.buf[0].mem = joined;
+		bv.buf[0].size = n;
+		if (p->test_delay_us)
+			usleep(p->test_delay_us);
+		int r = PUSH_SKIPPED;
+		if (!p->drv || p->drv->storing(p->drv_data, token))
+			r = fuse_lowlevel_notify_store(p->se, nodeid, (off_t)off, &bv, flags);
+		ocitree_tree_data_release(&d);
+		if (r == PUSH_SKIPPED && off > 0)
+			return 0; /* pieces were stored: the driver's end says whether to drop them */
+		if (r != 0)
+			return r;
+		off += n;
 	}
-	if (p->test_delay_us)
-		usleep(p->test_delay_us);
-	int r = PUSH_SKIPPED;
-	if (!p->drv || p->drv->storing(p->drv_data, token))
-		r = fuse_lowlevel_notify_store(p->se, nodeid, 0, &bv, flags);
-	ocitree_tree_data_release(&d);
-	return r;
+	return 0;
 }
+
 
 /* Push tree inode ino (size bytes) through the driver's claim, if there is
  * a driver: what store_file returns, or PUSH_SKIPPED. */
@@ -309,11 +336,13 @@ static void *push_thread(void *arg)
 		struct stat st;
 		if (ocitree_tree_stat(p->tree, ino, &st) < 0 || st.st_size == 0)
 			continue;
-		if ((uint64_t)st.st_size > PUSH_MAX || p->since >= SENTINEL_EVERY) {
+		if (p->since >= SENTINEL_EVERY || p->since_bytes >= SENTINEL_BYTES) {
 			p->since = 0; /* left for the reader */
+			p->since_bytes = 0;
 			continue;
 		}
 		p->since++;
+		p->since_bytes += (uint64_t)st.st_size;
 		pthread_mutex_unlock(&p->lock);
 		int r = push_file(p, ino, (size_t)st.st_size);
 		pthread_mutex_lock(&p->lock);
