@@ -426,3 +426,16 @@ void strset_free(struct strset *set)
 	free(set->slots);
 	memset(set, 0, sizeof(*set));
 }
+
+struct timespec realtime_in_ms(long ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return ts;
+}

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ocitree/log.h"
@@ -158,6 +159,10 @@ static inline void cleanup_strvp(char ***v)
 
 /* ---- I/O ---- */
 /* write(2) the whole buffer, retrying on EINTR and short writes. */
+/* The CLOCK_REALTIME time ms milliseconds from now: a deadline for
+ * pthread_cond_timedwait. */
+struct timespec realtime_in_ms(long ms);
+
 int write_all(int fd, const void *data, size_t len);
 /* read(2) until len bytes or end of file; returns bytes read or -1. */
 ssize_t read_full(int fd, void *data, size_t len);

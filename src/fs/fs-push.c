@@ -389,13 +389,7 @@ void fs_push_free(struct fs_push *p)
 	 * queue, and the push waits for that lock.  Nobody reads the queue any
 	 * more, so answer what is there until the thread is done. */
 	while (p->started) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 50 * 1000 * 1000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
+		struct timespec ts = realtime_in_ms(50);
 		if (pthread_timedjoin_np(p->thread, NULL, &ts) == 0)
 			break;
 		struct pollfd pfd = {.fd = fuse_session_fd(p->se), .events = POLLIN};

@@ -394,13 +394,7 @@ void node_data_changing(struct rwfs *fs, struct node *n, bool wait)
 		fs->push_waited += wait;
 		/* in steps, and a second at most: see above */
 		for (int i = 0; wait && fs->pushing == n && i < 20 && !fuse_session_exited(fs->se); i++) {
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 50 * 1000 * 1000;
-			if (ts.tv_nsec >= 1000000000) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000;
-			}
+			struct timespec ts = realtime_in_ms(50);
 			pthread_cond_timedwait(&fs->push_done, &fs->nodes, &ts);
 		}
 	}

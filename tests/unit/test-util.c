@@ -53,6 +53,13 @@ static void test_time(void)
 	ts = ocitree_time_now();
 	ok(ts.tv_sec == 1000 && ts.tv_nsec == 0, "SOURCE_DATE_EPOCH sets now");
 	unsetenv("SOURCE_DATE_EPOCH");
+	/* a deadline: normalised, and as far ahead as asked */
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	struct timespec d = realtime_in_ms(1950);
+	long long ahead = (d.tv_sec - now.tv_sec) * 1000000000LL + (d.tv_nsec - now.tv_nsec);
+	ok(d.tv_nsec >= 0 && d.tv_nsec < 1000000000L && ahead >= 1950000000LL && ahead < 2950000000LL,
+	   "realtime_in_ms: a normalised deadline 1.95 s ahead");
 }
 
 static void test_strset(void)
