@@ -19,7 +19,8 @@
  * second thread (and by the caller's thread at the end): the writer goes
  * on at once, and the unlinks, a tenth of an unpack of an image whose
  * last layer hides the documentation of the ones below, run on both
- * cores.  The root's mtime is put back once the trash is gone.
+ * cores (unpack-trash.c).  The root's mtime is put back once the trash is
+ * gone.
  */
 #include "config.h"
 
@@ -27,8 +28,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <nettle/sha2.h>
-#include <pthread.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -40,6 +39,7 @@
 #include "bundle-internal.h"
 #include "layer-internal.h"
 #include "ring.h"
+#include "unpack-trash.h"
 
 #define FD_CACHE 16
 #define MAX_SYMLINKS 40
@@ -48,23 +48,6 @@ struct digest_page {
 	struct digest_page *next;
 	size_t used;
 	uint8_t d[1024][32];
-};
-
-/* Directories being removed: named by number in the trash directory. */
-struct trash {
-	int fd;        /* the trash directory (in the root), or -1 */
-	char name[48]; /* its name in the root */
-	bool failed;   /* it could not be made: remove in place */
-	pthread_mutex_t mu;
-	pthread_cond_t cv; /* mu: an item came, or the last one in progress ended */
-	uint32_t *todo;    /* mu: directories to empty and remove */
-	size_t n_todo, cap_todo;
-	size_t busy;   /* mu: items being emptied */
-	uint32_t next; /* mu: the next number */
-	bool closing;  /* mu: no more items from the writer */
-	bool started;  /* the thread runs */
-	pthread_t thread;
-	struct ocitree_error *error; /* mu: the first failure */
 };
 
 struct unpacker {
@@ -302,175 +285,6 @@ static void drop_pending_below(struct unpacker *u, struct tnode *top)
 	u->n_pending = k;
 }
 
-/* ---- the trash ---- */
-
-static void trash_push(struct trash *t, uint32_t id)
-{
-	GROW(t->todo, t->cap_todo, t->n_todo + 1);
-	t->todo[t->n_todo++] = id;
-	pthread_cond_signal(&t->cv);
-}
-
-static void trash_fail(struct trash *t, struct ocitree_error *e)
-{
-	pthread_mutex_lock(&t->mu);
-	if (!t->error)
-		t->error = e;
-	else
-		ocitree_error_free(e);
-	pthread_mutex_unlock(&t->mu);
-}
-
-/* Empty and remove trash item id: its files go, its subdirectories become
- * items of their own (so that both threads find work in one deep tree). */
-static void trash_empty(struct trash *t, uint32_t id)
-{
-	char name[16];
-	snprintf(name, sizeof(name), "%" PRIu32, id);
-	struct ocitree_error *e = NULL;
-	int fd = openat(t->fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
-		/* rm_rf_at knows what to do about permissions */
-		if (rm_rf_at(t->fd, name, &e) < 0)
-			trash_fail(t, e);
-		return;
-	}
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		if (de->d_type == DT_DIR) {
-			pthread_mutex_lock(&t->mu);
-			uint32_t sub = t->next++;
-			pthread_mutex_unlock(&t->mu);
-			char sname[16];
-			snprintf(sname, sizeof(sname), "%" PRIu32, sub);
-			if (renameat(fd, de->d_name, t->fd, sname) == 0) {
-				pthread_mutex_lock(&t->mu);
-				trash_push(t, sub);
-				pthread_mutex_unlock(&t->mu);
-				continue;
-			}
-		} else if (de->d_type != DT_UNKNOWN && (unlinkat(fd, de->d_name, 0) == 0 || errno == ENOENT)) {
-			continue;
-		}
-		if (rm_rf_at(fd, de->d_name, &e) < 0) {
-			trash_fail(t, e);
-			e = NULL;
-		}
-	}
-	closedir(d);
-	if (unlinkat(t->fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && rm_rf_at(t->fd, name, &e) < 0)
-		trash_fail(t, e);
-}
-
-/* Take items until there are none left; with closing set, return only
- * when no other thread holds one either (which could make more). */
-static void trash_work(struct trash *t)
-{
-	pthread_mutex_lock(&t->mu);
-	for (;;) {
-		if (t->n_todo) {
-			uint32_t id = t->todo[--t->n_todo];
-			t->busy++;
-			pthread_mutex_unlock(&t->mu);
-			trash_empty(t, id);
-			pthread_mutex_lock(&t->mu);
-			if (--t->busy == 0 && !t->n_todo)
-				pthread_cond_broadcast(&t->cv);
-			continue;
-		}
-		if (t->closing && !t->busy)
-			break;
-		pthread_cond_wait(&t->cv, &t->mu);
-	}
-	pthread_mutex_unlock(&t->mu);
-}
-
-static void *trash_thread(void *arg)
-{
-	trash_work(arg);
-	return NULL;
-}
-
-/* Move directory name (in pfd) into the trash, to be removed there.
- * Returns -1 when it cannot (remove it in place then). */
-static int trash_put(struct unpacker *u, int pfd, const char *name)
-{
-	struct trash *t = &u->trash;
-	if (t->failed)
-		return -1;
-	if (t->fd < 0) {
-		static const char chars[] = "abcdefghijklmnopqrstuvwxyz0123456789";
-		unsigned char raw[12] = {0};
-		if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
-			uint64_t x = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
-			for (size_t i = 0; i < sizeof(raw); i++, x = x * 6364136223846793005ULL + 1)
-				raw[i] = (unsigned char)(x >> 33);
-		}
-		char rnd[sizeof(raw) + 1];
-		for (size_t i = 0; i < sizeof(raw); i++)
-			rnd[i] = chars[raw[i] % (sizeof(chars) - 1)];
-		rnd[sizeof(raw)] = '\0';
-		snprintf(t->name, sizeof(t->name), OCITREE_TMP_PREFIX "trash.%s", rnd);
-		if (mkdirat(u->rootfd, t->name, 0700) < 0 ||
-		    (t->fd = openat(u->rootfd, t->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
-			t->failed = true;
-			return -1;
-		}
-	}
-	pthread_mutex_lock(&t->mu);
-	uint32_t id = t->next++;
-	pthread_mutex_unlock(&t->mu);
-	char idname[16];
-	snprintf(idname, sizeof(idname), "%" PRIu32, id);
-	if (renameat(pfd, name, t->fd, idname) < 0)
-		return -1;
-	pthread_mutex_lock(&t->mu);
-	trash_push(t, id);
-	pthread_mutex_unlock(&t->mu);
-	/* without the thread, trash_finish does it all */
-	if (!t->started)
-		t->started = thread_create(&t->thread, NULL, trash_thread, t) == 0;
-	return 0;
-}
-
-/* Empty the trash (helping the thread), remove it and put the root's
- * mtime back.  Returns the first failure. */
-static int trash_finish(struct unpacker *u, struct ocitree_error **err)
-{
-	struct trash *t = &u->trash;
-	if (t->fd < 0)
-		return 0;
-	pthread_mutex_lock(&t->mu);
-	t->closing = true;
-	pthread_cond_broadcast(&t->cv);
-	pthread_mutex_unlock(&t->mu);
-	trash_work(t);
-	if (t->started)
-		pthread_join(t->thread, NULL);
-	t->started = false;
-	close(t->fd);
-	t->fd = -1;
-	t->failed = true; /* no more of it: one per unpack */
-	if (t->error) {
-		if (err) {
-			ocitree_error_free(*err);
-			*err = steal_pointer(&t->error);
-		}
-		return ocitree_error_prefix(err, "remove a replaced directory");
-	}
-	if (unlinkat(u->rootfd, t->name, AT_REMOVEDIR) < 0)
-		return ocitree_error_set(err, errno, "remove '%s'", t->name);
-	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, u->tree->root->mtime};
-	if (futimens(u->rootfd, ts) < 0)
-		return ocitree_error_set(err, errno, "set times of the rootfs");
-	return 0;
-}
-
 /* Remove node n from disk and from the tree. */
 static int remove_node(struct unpacker *u, struct tnode *n, const char *entry, struct ocitree_error **err)
 {
@@ -484,7 +298,7 @@ static int remove_node(struct unpacker *u, struct tnode *n, const char *entry, s
 		pfd = node_fd(u, parent, err);
 		if (pfd < 0)
 			return -1;
-		if (trash_put(u, pfd, n->name) < 0 && rm_rf_at(pfd, n->name, err) < 0)
+		if (trash_put(&u->trash, u->rootfd, pfd, n->name) < 0 && rm_rf_at(pfd, n->name, err) < 0)
 			return ocitree_error_prefix(err, "entry '%s': remove '%s'", entry, n->name);
 		drop_pending_below(u, n);
 	} else if (unlinkat(pfd, n->name, 0) < 0 && errno != ENOENT) {
@@ -1132,9 +946,7 @@ struct unpacker *unpacker_new(int rootfd, const struct ocitree_unpack_options *o
 	u->rootless = o->map.rootless;
 	for (size_t i = 0; i < FD_CACHE; i++)
 		u->cache[i].fd = -1;
-	u->trash.fd = -1;
-	pthread_mutex_init(&u->trash.mu, NULL);
-	pthread_cond_init(&u->trash.cv, NULL);
+	trash_init(&u->trash);
 	return u;
 }
 
@@ -1237,7 +1049,7 @@ static int finish_node(struct unpacker *u, struct tnode *n, struct ocitree_error
 int unpacker_finish(struct unpacker *u, struct ocitree_error **err)
 {
 	/* first: the links it removes change the link counts finish_node reads */
-	if (trash_finish(u, err) < 0)
+	if (trash_finish(&u->trash, u->rootfd, &u->tree->root->mtime, err) < 0)
 		return -1;
 	int r = finish_node(u, u->tree->root, err);
 	cache_flush(u);
@@ -1260,13 +1072,7 @@ void unpacker_free(struct unpacker *u)
 		return;
 	cache_flush(u);
 	/* after a failure: the caller removes the rest */
-	struct ocitree_error *e = NULL;
-	trash_finish(u, &e);
-	ocitree_error_free(e);
-	pthread_mutex_destroy(&u->trash.mu);
-	pthread_cond_destroy(&u->trash.cv);
-	free(u->trash.todo);
-	ocitree_error_free(u->trash.error);
+	trash_free(&u->trash, u->rootfd);
 	tree_free(u->tree);
 	free(u->pending);
 	free_pages(u->slots);
