@@ -228,19 +228,36 @@ static size_t fill(struct sha256p *s, const uint8_t *p, size_t len)
 	return take;
 }
 
-void sha256p_update(struct sha256p *s, const void *data, size_t len)
+/* The bytes into a, and into b as well unless b is NULL (b at the same
+ * offset modulo 64 as a): the partial block topped up, the whole blocks
+ * in one pass, the tail kept for the next call. */
+static void update(struct sha256p *a, struct sha256p *b, const uint8_t *p, size_t len)
 {
-	const uint8_t *p = data;
-	size_t k = fill(s, p, len);
+	/* the partial blocks hold different bytes: each finishes its own,
+	 * taking as many bytes as the other */
+	size_t k = fill(a, p, len);
+	if (b)
+		fill(b, p, len);
 	p += k;
 	len -= k;
 	if (!len)
 		return;
 	size_t n = len / 64;
-	if (n)
-		blocks(s->h, p, n);
-	memcpy(s->buf, p + 64 * n, len % 64);
-	s->len += len;
+	if (n && b)
+		blocks2(a->h, b->h, p, n);
+	else if (n)
+		blocks(a->h, p, n);
+	memcpy(a->buf, p + 64 * n, len % 64);
+	a->len += len;
+	if (b) {
+		memcpy(b->buf, a->buf, len % 64);
+		b->len += len;
+	}
+}
+
+void sha256p_update(struct sha256p *s, const void *data, size_t len)
+{
+	update(s, NULL, data, len);
 }
 
 void sha256p_update2(struct sha256p *a, struct sha256p *b, const void *data, size_t len)
@@ -250,21 +267,7 @@ void sha256p_update2(struct sha256p *a, struct sha256p *b, const void *data, siz
 		sha256p_update(b, data, len);
 		return;
 	}
-	/* the partial blocks hold different bytes: each finishes its own */
-	const uint8_t *p = data;
-	size_t k = fill(a, p, len);
-	fill(b, p, len);
-	p += k;
-	len -= k;
-	if (!len)
-		return;
-	size_t n = len / 64;
-	if (n)
-		blocks2(a->h, b->h, p, n);
-	memcpy(a->buf, p + 64 * n, len % 64);
-	memcpy(b->buf, p + 64 * n, len % 64);
-	a->len += len;
-	b->len += len;
+	update(a, b, data, len);
 }
 
 void sha256p_final(struct sha256p *s, uint8_t out[32])
