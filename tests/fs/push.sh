@@ -6,24 +6,10 @@
 # READ, a big file read by the kernel's read-ahead, files of a gzip layer
 # across chunk boundaries and of a zstd one); a reader out of order gets nothing pushed.
 . "$top_srcdir/tests/fs/lib-fs.sh"
+. "$top_srcdir/tests/fs/lib-push.sh"
 need_fuse
 
-{
-	echo "layer gzip"
-	for d in a a/b c; do
-		echo "dir $d"
-		for i in $(seq 1 120); do
-			echo "file $d/f$i 0644 0 0 random:$i:$((i * 337 % 9000 + 1))"
-			[ $((i % 40)) -eq 0 ] && echo "file $d/big$i 0644 0 0 random:$i:700000"
-			[ $((i % 50)) -eq 0 ] && echo "file $d/empty$i text:"
-		done
-	done
-	echo "layer zstd"
-	echo "whiteout a/f7"
-	for i in $(seq 1 60); do echo "file a/b/f$((i * 2)) 0644 0 0 random:$((i + 1000)):$((i * 97 + 5))"; done
-	echo "dir d"
-	for i in $(seq 1 80); do echo "file d/g$i 0644 0 0 random:$((i + 2000)):$((i * 211 + 1))"; done
-} | $MKIMAGE "$T/l" t >/dev/null || { echo "Bail out! mkimage failed"; exit 1; }
+push_image_spec 120 80 17000 | $MKIMAGE "$T/l" t >/dev/null || { echo "Bail out! mkimage failed"; exit 1; }
 "$OCITREE" unpack --image "$T/l:t" "$T/ref" >/dev/null || { echo "Bail out! unpack failed"; exit 1; }
 (cd "$T/ref/rootfs" && find . -type f -print0 | xargs -0 sha256sum | sort) >"$T/ref.sums"
 
