@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 
 #include "cjson-util.h"
+#include "fs.h"
 #include "run.h"
 
 /* ---- helpers ---- */
@@ -314,6 +315,7 @@ struct run_mount *run_mount_start(const struct run_mount_options *o, struct ocit
 	close(p[0]);
 	if (b.len && b.data[0] == 'R') {
 		buf_free(&b);
+		fs_raise_read_ahead(o->mountpoint);
 		struct run_mount *m = xcalloc(1, sizeof(*m));
 		m->pid = pid;
 		m->mountpoint = xstrdup(o->mountpoint);

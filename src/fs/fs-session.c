@@ -8,7 +8,6 @@
  */
 #include "config.h"
 
-#include <pthread.h>
 #include <stddef.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -189,54 +188,88 @@ size_t fs_cache_bytes(const struct fs_opts *opts)
  * has (128 KiB) and the one the daemon asks for at INIT: a big file comes
  * in 128-256 KiB READs, each a round trip.  The device's read_ahead_kb can
  * be raised once INIT is answered, by root alone; files opened from then
- * on read ahead READ_AHEAD, in READs of up to 1 MiB.  On a thread of its
- * own: a request to the mount waits for INIT, which the loop answers. */
-static void *raise_read_ahead(void *arg)
+ * on read ahead READ_AHEAD, in READs of up to 1 MiB.  Not by the process
+ * that serves: a request to the mount waits for INIT, which its loop
+ * answers, so the process that waits for the mount to be ready does it
+ * (daemonize() below, `ocitree run`'s parent in src/cli/run.c). */
+void fs_raise_read_ahead(const char *mountpoint)
 {
-	_cleanup_free_ char *mp = arg;
+	if (geteuid() != 0)
+		return; /* sysfs is root's: a user's mount keeps the kernel's value */
+	/* the mount's root (GETATTR: after INIT) */
+	_cleanup_free_ char *mp = realpath(mountpoint, NULL);
+	if (!mp)
+		return;
 	_cleanup_free_ char *parent = xstrdup(mp);
 	char *slash = strrchr(parent, '/');
 	if (!slash || slash == parent)
-		return NULL; /* not over /, or relative: leave it */
+		return; /* over /: leave it */
 	*slash = '\0';
 	struct stat st, pst;
-	/* the mount's root (GETATTR: after INIT); another device than its
-	 * parent's, or the mount is gone already and this is the directory
-	 * under it, whose device is not ours to tune */
+	/* another device than its parent's, or the mount is gone already and
+	 * this is the directory under it, whose device is not ours to tune */
 	if (stat(mp, &st) < 0 || stat(parent, &pst) < 0 || st.st_dev == pst.st_dev)
-		return NULL;
+		return;
 	_cleanup_free_ char *path = xasprintf("/sys/class/bdi/%u:%u/read_ahead_kb", major(st.st_dev), minor(st.st_dev));
 	_cleanup_close_ int fd = open(path, O_RDWR | O_CLOEXEC);
 	char cur[32];
 	ssize_t n = fd >= 0 ? pread(fd, cur, sizeof(cur) - 1, 0) : -1;
 	if (n <= 0) {
 		log_debug("read-ahead stays as it is: %s: %s", path, strerror(n < 0 ? errno : EIO));
-		return NULL; /* an unprivileged mount: EACCES */
+		return; /* root of a user namespace: EACCES */
 	}
 	cur[n] = '\0';
 	if (strtoul(cur, NULL, 10) >= READ_AHEAD / 1024)
-		return NULL; /* an administrator's higher value stays */
+		return; /* an administrator's higher value stays */
 	char val[32];
 	int len = snprintf(val, sizeof(val), "%u\n", READ_AHEAD / 1024);
 	if (pwrite(fd, val, (size_t)len, 0) != len)
 		log_debug("read-ahead stays as it is: %s: %s", path, strerror(errno));
-	return NULL;
 }
 
-/* Start raise_read_ahead on mp (the absolute mount point), and forget it. */
-static void start_raise_read_ahead(const char *mp)
+/* fuse_daemonize(), except that the parent stays until the child is about
+ * to serve (it writes to *ready_fd then) and raises the mount's read-ahead
+ * before it leaves: `ocitree mount` returns with the mount answering.
+ * Returns in the child only (0, or -1 if it cannot fork). */
+static int daemonize(struct fuse_session *se, const char *mountpoint, int *ready_fd, struct ocitree_error **err)
 {
-	if (!mp || geteuid() != 0)
-		return; /* sysfs is root's */
-	pthread_attr_t attr;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, 64u << 10);
-	pthread_t t;
-	char *arg = xstrdup(mp);
-	if (pthread_create(&t, &attr, raise_read_ahead, arg) != 0)
-		free(arg);
-	pthread_attr_destroy(&attr);
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return ocitree_error_set(err, errno, "pipe");
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0) {
+		int e = errno;
+		close(p[0]);
+		close(p[1]);
+		return ocitree_error_set(err, e, "fork");
+	}
+	if (pid > 0) {
+		close(p[1]);
+		/* the child's fd alone keeps the connection: should the child
+		 * die before INIT, the stat fails (ENOTCONN) instead of waiting */
+		close(fuse_session_fd(se));
+		char c;
+		ssize_t n;
+		while ((n = read(p[0], &c, 1)) < 0 && errno == EINTR)
+			;
+		if (n == 1 && mountpoint)
+			fs_raise_read_ahead(mountpoint);
+		_exit(n == 1 ? 0 : 1);
+	}
+	close(p[0]);
+	setsid();
+	(void)!chdir("/");
+	int null = open("/dev/null", O_RDWR); /* no O_CLOEXEC: it may become 0-2 */
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
+		if (null > STDERR_FILENO)
+			close(null);
+	}
+	*ready_fd = p[1];
+	return 0;
 }
 
 static void log_to_syslog(enum ocitree_log_level level, const char *msg, void *userdata)
@@ -251,7 +284,7 @@ int fs_session_run(const struct fuse_lowlevel_ops *ops, size_t ops_size, void *u
 {
 	bool foreground = opts->foreground || cfg->debug;
 	int ret = -1;
-	/* before fuse_daemonize changes the directory to / */
+	/* before daemonizing changes the directory to / */
 	_cleanup_free_ char *abs_mountpoint = realpath(opts->mountpoint, NULL);
 	struct fuse_loop_config *loop = NULL;
 	struct fuse_session *se = fuse_session_new(args, ops, ops_size, userdata);
@@ -267,18 +300,23 @@ int fs_session_run(const struct fuse_lowlevel_ops *ops, size_t ops_size, void *u
 		ocitree_error_setk(err, OCITREE_ERROR_FAILED, "cannot mount on '%s'", opts->mountpoint);
 		goto out_signals;
 	}
-	if (fuse_daemonize(foreground) != 0) {
-		ocitree_error_setk(err, OCITREE_ERROR_FAILED, "cannot run in the background");
+	int ready_fd = -1;
+	if (foreground) {
+		(void)!chdir("/");
+	} else if (daemonize(se, abs_mountpoint, &ready_fd, err) < 0) {
 		goto out_unmount;
 	}
 	if (!foreground) {
 		openlog("ocitree", LOG_PID, LOG_DAEMON);
 		ocitree_log_set_handler(log_to_syslog, NULL);
 	}
-	/* threads do not survive the fork of fuse_daemonize: start them now */
+	/* threads do not survive the fork of daemonize(): start them now */
 	if (hooks && hooks->started && hooks->started(userdata, se) < 0)
 		ocitree_log(OCITREE_LOG_ERROR, "could not start the control thread: live commit is not available");
-	start_raise_read_ahead(abs_mountpoint);
+	if (ready_fd >= 0) {
+		(void)!write(ready_fd, "R", 1);
+		close(ready_fd);
+	}
 	if (opts->ready)
 		opts->ready(opts->ready_data);
 	loop = fuse_loop_cfg_create();

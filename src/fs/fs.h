@@ -55,10 +55,17 @@ int fs_check_options(const struct fs_opts *opts, struct ocitree_error **err);
 
 /* Serve tree on opts->mountpoint until it is unmounted.  chunks is the cache
  * the layer indexes read through; its size is set from -o cache_size before
- * the first read.  In daemon mode this returns in the parent once the mount
- * is in place (0), and the child serves and then _exit()s; errors before
- * that point are returned to the caller. */
+ * the first read.  In daemon mode the parent exits (status 0) once the
+ * child is about to serve and fs_raise_read_ahead() has run, and this
+ * returns in the child when the mount ends; errors before the fork are
+ * returned to the caller. */
 int fs_run(struct ocitree_tree *tree, const struct fs_opts *opts, struct ocitree_error **err);
+
+/* Raise the read-ahead of the FUSE mount on mountpoint to 1 MiB (its
+ * device's read_ahead_kb in sysfs) unless it is higher already: root only,
+ * failures ignored.  Waits for the mount's INIT to be answered: call it from
+ * another process than the one serving, once that one is ready. */
+void fs_raise_read_ahead(const char *mountpoint);
 
 /* The mount options' chunk cache size in bytes (after fs_check_options). */
 size_t fs_cache_bytes(const struct fs_opts *opts);

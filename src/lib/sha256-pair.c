@@ -80,8 +80,8 @@ static void blocks_c(uint32_t h[8], const uint8_t *p, size_t n)
  * CDGH, A in the top lane. */
 NI static inline void ni_load(const uint32_t h[8], __m128i *abef, __m128i *cdgh)
 {
-	__m128i dcba = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&h[0]), 0xB1);
-	__m128i efgh = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&h[4]), 0x1B);
+	__m128i dcba = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)(const void *)&h[0]), 0xB1);
+	__m128i efgh = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)(const void *)&h[4]), 0x1B);
 	*abef = _mm_alignr_epi8(dcba, efgh, 8);
 	*cdgh = _mm_blend_epi16(efgh, dcba, 0xF0);
 }
@@ -90,8 +90,8 @@ NI static inline void ni_store(uint32_t h[8], __m128i abef, __m128i cdgh)
 {
 	__m128i feba = _mm_shuffle_epi32(abef, 0x1B);
 	__m128i dchg = _mm_shuffle_epi32(cdgh, 0xB1);
-	_mm_storeu_si128((__m128i *)&h[0], _mm_blend_epi16(feba, dchg, 0xF0));
-	_mm_storeu_si128((__m128i *)&h[4], _mm_alignr_epi8(dchg, feba, 8));
+	_mm_storeu_si128((__m128i *)(void *)&h[0], _mm_blend_epi16(feba, dchg, 0xF0));
+	_mm_storeu_si128((__m128i *)(void *)&h[4], _mm_alignr_epi8(dchg, feba, 8));
 }
 
 /* The 16 groups of 4 schedule words of a block, plus the round constants. */
@@ -100,14 +100,14 @@ NI static inline void ni_schedule(const uint8_t *p, __m128i wk[16])
 	const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
 	__m128i w[16];
 	for (int j = 0; j < 4; j++)
-		w[j] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * j)), bswap);
+		w[j] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(const void *)(p + 16 * j)), bswap);
 	for (int j = 4; j < 16; j++) {
 		__m128i x = _mm_sha256msg1_epu32(w[j - 4], w[j - 3]);
 		x = _mm_add_epi32(x, _mm_alignr_epi8(w[j - 1], w[j - 2], 4));
 		w[j] = _mm_sha256msg2_epu32(x, w[j - 1]);
 	}
 	for (int j = 0; j < 16; j++)
-		wk[j] = _mm_add_epi32(w[j], _mm_load_si128((const __m128i *)&K[4 * j]));
+		wk[j] = _mm_add_epi32(w[j], _mm_load_si128((const __m128i *)(const void *)&K[4 * j]));
 }
 
 NI static void blocks_ni(uint32_t h[8], const uint8_t *p, size_t n)
@@ -228,19 +228,36 @@ static size_t fill(struct sha256p *s, const uint8_t *p, size_t len)
 	return take;
 }
 
-void sha256p_update(struct sha256p *s, const void *data, size_t len)
+/* The bytes into a, and into b as well unless b is NULL (b at the same
+ * offset modulo 64 as a): the partial block topped up, the whole blocks
+ * in one pass, the tail kept for the next call. */
+static void update(struct sha256p *a, struct sha256p *b, const uint8_t *p, size_t len)
 {
-	const uint8_t *p = data;
-	size_t k = fill(s, p, len);
+	/* the partial blocks hold different bytes: each finishes its own,
+	 * taking as many bytes as the other */
+	size_t k = fill(a, p, len);
+	if (b)
+		fill(b, p, len);
 	p += k;
 	len -= k;
 	if (!len)
 		return;
 	size_t n = len / 64;
-	if (n)
-		blocks(s->h, p, n);
-	memcpy(s->buf, p + 64 * n, len % 64);
-	s->len += len;
+	if (n && b)
+		blocks2(a->h, b->h, p, n);
+	else if (n)
+		blocks(a->h, p, n);
+	memcpy(a->buf, p + 64 * n, len % 64);
+	a->len += len;
+	if (b) {
+		memcpy(b->buf, a->buf, len % 64);
+		b->len += len;
+	}
+}
+
+void sha256p_update(struct sha256p *s, const void *data, size_t len)
+{
+	update(s, NULL, data, len);
 }
 
 void sha256p_update2(struct sha256p *a, struct sha256p *b, const void *data, size_t len)
@@ -250,21 +267,7 @@ void sha256p_update2(struct sha256p *a, struct sha256p *b, const void *data, siz
 		sha256p_update(b, data, len);
 		return;
 	}
-	/* the partial blocks hold different bytes: each finishes its own */
-	const uint8_t *p = data;
-	size_t k = fill(a, p, len);
-	fill(b, p, len);
-	p += k;
-	len -= k;
-	if (!len)
-		return;
-	size_t n = len / 64;
-	if (n)
-		blocks2(a->h, b->h, p, n);
-	memcpy(a->buf, p + 64 * n, len % 64);
-	memcpy(b->buf, p + 64 * n, len % 64);
-	a->len += len;
-	b->len += len;
+	update(a, b, data, len);
 }
 
 void sha256p_final(struct sha256p *s, uint8_t out[32])

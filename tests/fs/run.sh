@@ -48,6 +48,12 @@ is "as root, default PATH and HOME, the image's env and files" "$(cat "$T/out")"
 check "nothing stays mounted" no_run_mounts
 check "no temporary directory stays" '[ -z "$(ls -A "$TMPDIR")" ]'
 
+# the mount a run serves its rootfs from reads ahead 1 MiB, as root's
+# ocitree mount does: the parent raises it once the mount is ready
+ok "a command reads its rootfs' read-ahead" run --image "$L:base" -- sh -c \
+	'while read -r _ _ mm _ mp _; do if [ "$mp" = / ]; then cat "/sys/class/bdi/$mm/read_ahead_kb"; fi; done </proc/self/mountinfo'
+is "root's run reads ahead 1 MiB" "$(cat "$T/out")" 1024
+
 ok "--env, --user, --workdir" run --image "$L:base" --env FOO=bar --env GREETING=over --user app --workdir /home/app \
 	-- sh -c 'echo $FOO $GREETING $(id -u):$(id -g) $(pwd) $HOME'
 is "take effect" "$(cat "$T/out")" "bar over 1000:1000 /home/app /home/app"

@@ -8,25 +8,11 @@
 # renames over, unlink and create): every file read after that shows what
 # was written, never the image's bytes, and so does the upper directory.
 . "$top_srcdir/tests/fs/lib-fs.sh"
+. "$top_srcdir/tests/fs/lib-push.sh"
 need_fuse
 [ "$(id -u)" -eq 0 ] || skip_all "the upper directory with trusted xattrs needs root"
 
-{
-	echo "layer gzip"
-	for d in a a/b c; do
-		echo "dir $d"
-		for i in $(seq 1 150); do
-			echo "file $d/f$i 0644 0 0 random:$i:$((i * 337 % 9000 + 1))"
-			[ $((i % 40)) -eq 0 ] && echo "file $d/big$i 0644 0 0 random:$i:700000"
-			[ $((i % 50)) -eq 0 ] && echo "file $d/empty$i text:"
-		done
-	done
-	echo "layer zstd"
-	echo "whiteout a/f7"
-	for i in $(seq 1 60); do echo "file a/b/f$((i * 2)) 0644 0 0 random:$((i + 1000)):$((i * 97 + 5))"; done
-	echo "dir d"
-	for i in $(seq 1 150); do echo "file d/g$i 0644 0 0 random:$((i + 2000)):$((i * 211 % 12000 + 1))"; done
-} | $MKIMAGE "$T/l" t >/dev/null || { echo "Bail out! mkimage failed"; exit 1; }
+push_image_spec 150 150 12000 | $MKIMAGE "$T/l" t >/dev/null || { echo "Bail out! mkimage failed"; exit 1; }
 "$OCITREE" unpack --image "$T/l:t" "$T/ref" >/dev/null || { echo "Bail out! unpack failed"; exit 1; }
 (cd "$T/ref/rootfs" && find . -type f -print0 | xargs -0 sha256sum | sort) >"$T/ref.sums"
 
