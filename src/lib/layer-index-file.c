@@ -555,6 +555,7 @@ struct ocitree_layer_index *layer_index_from_image(const void *img, size_t len, 
 	if (idx->comp == OCITREE_COMPRESSION_GZIP) {
 		if (data_fd >= 0)
 			close(data_fd);
+		layer_index_map_blob(idx);
 	} else {
 		idx->data_fd = data_fd;
 	}
