@@ -48,7 +48,8 @@ static int inflate_chunk(enum inflate_engine engine, const struct idx_checkpoint
 			 struct ocitree_error **err)
 {
 	struct inflater f;
-	inflater_init(&f, OCITREE_COMPRESSION_GZIP, engine, 0);
+	/* an ISA-L checkpoint's saved state replaces the engine's whole */
+	inflater_init(&f, OCITREE_COMPRESSION_GZIP, engine, cp->kind == CP_ISAL ? INFLATE_STATE_LOADED : 0);
 	/* the chunk's input is all there is: running out is an early end */
 	struct inflate_io io = {.in = in, .in_len = in_len, .eof = true, .out = out, .out_len = out_len};
 	int ret = 0;
