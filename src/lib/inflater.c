@@ -24,7 +24,8 @@ void inflater_init(struct inflater *f, enum ocitree_compression comp, enum infla
 #ifdef HAVE_ISAL
 		if (engine == INFLATE_ISAL) {
 			f->isal = true;
-			f->isal_state = xcalloc(1, sizeof(struct inflate_state));
+			f->isal_state = flags & INFLATE_STATE_LOADED ? xmalloc(sizeof(struct inflate_state))
+								     : xcalloc(1, sizeof(struct inflate_state));
 			isal_inflate_init(f->isal_state);
 		}
 #else

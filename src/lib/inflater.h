@@ -54,6 +54,10 @@ enum inflate_failure {
 
 #define INFLATE_BLOCKS 1u
 #define INFLATE_MEMBERS 2u
+/* The caller overwrites the whole engine state (inflater_state) before the
+ * first step: it is not zeroed (87 KiB of ISA-L state, a memset per decoded
+ * chunk otherwise). */
+#define INFLATE_STATE_LOADED 4u
 
 /* The buffers of a step, advanced by it past what it used and produced. */
 struct inflate_io {
@@ -76,14 +80,14 @@ struct inflater {
 	unsigned bits;    /* at INFLATE_BLOCK */
 	bool z_init;
 	z_stream z;
-	void *isal_state; /* struct inflate_state, zeroed: its bytes are saved in checkpoints */
+	void *isal_state; /* struct inflate_state, zeroed (its bytes are saved in checkpoints) unless INFLATE_STATE_LOADED */
 	ZSTD_DStream *zd;
 	enum inflate_failure failure; /* of the last step that failed */
 	const char *detail;           /* for INFLATE_FAIL_CORRUPT: the engine's word, static */
 };
 
 /* An inflater for comp (OCITREE_COMPRESSION_NONE copies) at the start of a
- * stream.  flags: INFLATE_BLOCKS, INFLATE_MEMBERS. */
+ * stream.  flags: INFLATE_BLOCKS, INFLATE_MEMBERS, INFLATE_STATE_LOADED. */
 void inflater_init(struct inflater *f, enum ocitree_compression comp, enum inflate_engine engine, unsigned flags);
 void inflater_end(struct inflater *f);
 

@@ -87,6 +87,8 @@ struct ocitree_layer_index {
 	char digest[OCITREE_DIGEST_MAX];
 	enum ocitree_compression comp;
 	int blob_fd;
+	const unsigned char *blob_map; /* the gzip blob mapped read-only (see layer_index_map_blob), or NULL */
+	size_t blob_map_len;
 	int data_fd;       /* the uncompressed tar as a file, or -1 */
 	uint64_t data_base;
 	uint64_t blob_size, tar_size;
@@ -238,6 +240,11 @@ struct ocitree_layer_index *layer_index_build(struct ocitree_layout *l, const st
 					      struct ocitree_error **err);
 
 /* layer-seek.c */
+
+/* Map idx's gzip blob for the decoder (idx->blob_fd set, idx->comp and
+ * idx->blob_size known); without a mapping (mmap failed, not a regular
+ * file) chunks are read with pread.  Unmapped by ocitree_layer_index_free. */
+void layer_index_map_blob(struct ocitree_layer_index *idx);
 
 /* The chunk_decode_fn of gzip layers (userdata: the index): chunk no, from
  * its checkpoint to the next, checked against its CRC-32. */

@@ -129,6 +129,7 @@ OCITREE_EXPORT struct ocitree_layer_index *ocitree_layer_index_open(struct ocitr
 	}
 	idx->blob_fd = steal_fd(&blob_fd);
 	idx->chunks = opts->chunks;
+	layer_index_map_blob(idx);
 	return idx;
 }
 
@@ -268,6 +269,8 @@ OCITREE_EXPORT void ocitree_layer_index_free(struct ocitree_layer_index *idx)
 	free(idx->live);
 	if (idx->map)
 		munmap(idx->map, idx->map_len);
+	if (idx->blob_map)
+		munmap((void *)idx->blob_map, idx->blob_map_len);
 	for (size_t i = 0; i < ARRAY_SIZE(idx->owned); i++)
 		free(idx->owned[i]);
 	if (idx->blob_fd >= 0)

@@ -278,6 +278,43 @@ out:
 	ocitree_descriptor_clear(&d);
 }
 
+/* A blob cut short after its index was cached: the decoder maps the blob,
+ * and must see that a chunk's input is not all there (an error, not
+ * SIGBUS), while chunks before the cut still read. */
+static void test_truncated_blob(void)
+{
+	const struct ent ents[] = {
+		{"first", 'f', NULL, 5000, NULL},
+		{"big", 'f', NULL, 6u << 20, NULL},
+		{"last", 'f', NULL, 300000, NULL},
+	};
+	struct ocitree_descriptor d;
+	char diff_id[OCITREE_DIGEST_MAX];
+	put_layer(ents, ARRAY_SIZE(ents), "gzip", 1, &d, diff_id);
+	_cleanup_free_ char *cache = xasprintf("%s/cache-truncated", tmpdir);
+	struct ocitree_chunk_cache *cc = ocitree_chunk_cache_new(4u << 20);
+	struct ocitree_layer_index *idx = open_idx(&d, diff_id, cache, cc);
+	ok(idx != NULL, "truncated blob: index built");
+	ocitree_layer_index_free(idx);
+	_cleanup_free_ char *blob = xasprintf("%s/layout/blobs/sha256/%s", tmpdir, ocitree_digest_hex(d.digest));
+	ok(truncate(blob, d.size / 2) == 0, "truncated blob: cut in half");
+	idx = open_idx(&d, diff_id, cache, cc);
+	ok(idx && ocitree_layer_index_was_cached(idx), "truncated blob: the cached index is used");
+	if (idx) {
+		ok(check_file(idx, "first", 5000), "truncated blob: data before the cut reads");
+		const struct ocitree_layer_entry *e = find(idx, "last");
+		unsigned char buf[4096];
+		struct ocitree_error *err = NULL;
+		ssize_t n = e ? ocitree_layer_index_pread(idx, buf, sizeof(buf), e->data_off + 1000, &err) : 0;
+		ok(n < 0 && err && strstr(err->msg, "truncated"), "truncated blob: data past the cut fails (%s)",
+		   err ? err->msg : "no error");
+		ocitree_error_free(err);
+		ocitree_layer_index_free(idx);
+	}
+	ocitree_chunk_cache_free(cc);
+	ocitree_descriptor_clear(&d);
+}
+
 /* ---- the chunk cache and read-ahead ---- */
 
 struct reader_job {
@@ -1042,6 +1079,7 @@ int main(void)
 	test_index("gzip", 3, NULL);
 	test_index("gzip", 3, "zlib");
 	test_index("none", 1, NULL);
+	test_truncated_blob();
 	test_chunk_cache();
 	test_evict_readahead_last();
 	test_readahead_live();
