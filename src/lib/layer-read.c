@@ -16,6 +16,7 @@
 #include <pthread.h>
 
 #include "layer-internal.h"
+#include "layout-internal.h"
 #include "ocitree/digest.h"
 #include "ring.h"
 #include "sha256-pair.h"
@@ -26,7 +27,8 @@
 /* ---- a bounded queue of chunks between two threads ---- */
 
 struct chunk {
-	uint8_t *data;
+	uint8_t *data;          /* the chunk's own buffer (NULL until needed) */
+	const uint8_t *mapped;  /* raw pipe: the bytes in the blob's mapping instead */
 	size_t len;
 };
 
@@ -38,11 +40,13 @@ struct pipe {
 	bool holding; /* consumer side: it holds the oldest chunk */
 };
 
-static void pipe_init(struct pipe *p)
+/* Without buffers (alloc false), the producer makes them when it needs
+ * them: the raw pipe of a mapped blob has none. */
+static void pipe_init(struct pipe *p, bool alloc)
 {
 	memset(p, 0, sizeof(*p));
 	ring_init(&p->ring, N_CHUNKS);
-	for (size_t i = 0; i < N_CHUNKS; i++)
+	for (size_t i = 0; alloc && i < N_CHUNKS; i++)
 		p->chunks[i].data = xmalloc(CHUNK_SIZE);
 }
 
@@ -74,7 +78,7 @@ static ssize_t pipe_next(struct pipe *p, const uint8_t **data, struct ocitree_er
 	if (r <= 0)
 		return r;
 	p->holding = true;
-	*data = p->chunks[k].data;
+	*data = p->chunks[k].mapped ? p->chunks[k].mapped : p->chunks[k].data;
 	return (ssize_t)p->chunks[k].len;
 }
 
@@ -156,12 +160,28 @@ static void *fetch(void *arg)
 {
 	struct ocitree_layer_reader *r = arg;
 	struct ocitree_error *err = NULL;
+	bool map = r->blob != NULL;
 	for (;;) {
 		struct chunk *c = pipe_slot(&r->raw);
 		if (!c)
 			break;
-		ssize_t n;
-		if (r->blob) {
+		/* the inflater is done with what the slot held */
+		if (c->mapped)
+			blob_reader_unmap(r->blob, c->mapped, c->len);
+		c->mapped = NULL;
+		ssize_t n = -2;
+		if (map) {
+			const void *d = NULL;
+			n = blob_reader_map_next(r->blob, &d, CHUNK_SIZE, &err);
+			if (n > 0)
+				c->mapped = d;
+			map = n != -2;
+		}
+		if (n == -2 && !c->data)
+			c->data = xmalloc(CHUNK_SIZE);
+		if (n != -2) {
+			/* mapped: the bytes, the end or an error */
+		} else if (r->blob) {
 			n = ocitree_blob_reader_read(r->blob, c->data, CHUNK_SIZE, &err);
 		} else {
 			do
@@ -436,8 +456,8 @@ static struct ocitree_layer_reader *reader_new(const char *what, const char *dif
 	r->fd = -1;
 	if (diff_id)
 		snprintf(r->want_diff_id, sizeof(r->want_diff_id), "%s", diff_id);
-	pipe_init(&r->raw);
-	pipe_init(&r->data);
+	pipe_init(&r->raw, false);
+	pipe_init(&r->data, true);
 	pthread_mutex_init(&r->hq.mu, NULL);
 	pthread_cond_init(&r->hq.cv, NULL);
 	r->hasher = ocitree_hasher_new("sha256");
