@@ -22,7 +22,7 @@
 #include "sha256-pair.h"
 
 #define CHUNK_SIZE (512u << 10)
-#define N_CHUNKS 8
+#define N_CHUNKS 16
 
 /* ---- a bounded queue of chunks between two threads ---- */
 
