@@ -114,7 +114,8 @@ static ssize_t pipe_next(struct pipe *p, const uint8_t **data, struct ocitree_er
 /* ---- the reader: fetch thread -> inflate thread -> consumer -> hasher ----
  *
  * The fetch thread reads the blob (which hashes it and checks its digest at
- * the end) into the raw pipe; the inflate thread decompresses from it into
+ * the end) into the raw pipe, a blob of a layout as slices of its mapping
+ * (blob_reader_map_next), a file descriptor into buffers; the inflate thread decompresses from it into
  * the data pipe; the consumer takes chunks from the data pipe and, when it
  * is done with one, posts it to the hashing thread, which hashes it for the
  * diff_id check (and the parts of it the consumer marked as file content,
