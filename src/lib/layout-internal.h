@@ -21,6 +21,17 @@ struct ocitree_layout {
 /* "blobs/<alg>/<hex>" for a checked digest; caller frees. */
 char *blob_path(const char *digest);
 
+/* ocitree_blob_reader_read() without the copy: *data points into a
+ * read-only mapping of the blob, valid until the reader is freed (or
+ * dropped with blob_reader_unmap()).  Returns the length (at most len),
+ * 0 at the verified end as the read form does, -1; or -2, with nothing
+ * read, when the blob cannot be mapped: read it instead. */
+ssize_t blob_reader_map_next(struct ocitree_blob_reader *r, const void **data, size_t len,
+			     struct ocitree_error **err);
+/* Done with [data, data + len) of the mapping: its pages leave the
+ * process (they stay in the page cache). */
+void blob_reader_unmap(struct ocitree_blob_reader *r, const void *data, size_t len);
+
 struct ocitree_image;
 /* Read img->manifest_desc's manifest and its config into img (whose
  * layout is set), checking that the config is an image config with a

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include "json.h"
@@ -362,6 +363,10 @@ struct ocitree_blob_reader {
 	int64_t size;
 	int64_t off;
 	bool done;
+	/* blob_reader_map_next(): the whole blob, mapped on first use */
+	uint8_t *map;
+	size_t map_len;
+	bool map_failed;
 };
 
 OCITREE_EXPORT struct ocitree_blob_reader *ocitree_blob_reader_open(struct ocitree_layout *l, const char *digest,
@@ -380,6 +385,8 @@ OCITREE_EXPORT struct ocitree_blob_reader *ocitree_blob_reader_open(struct ocitr
 	r->size = size;
 	return r;
 }
+
+static ssize_t blob_reader_end(struct ocitree_blob_reader *r, bool extra, struct ocitree_error **err);
 
 OCITREE_EXPORT ssize_t ocitree_blob_reader_read(struct ocitree_blob_reader *r, void *buf, size_t len,
 						struct ocitree_error **err)
@@ -416,6 +423,12 @@ OCITREE_EXPORT ssize_t ocitree_blob_reader_read(struct ocitree_blob_reader *r, v
 		ocitree_hasher_update(r->hasher, buf, (size_t)n);
 		return n;
 	}
+	return blob_reader_end(r, extra, err);
+}
+
+/* At the end of the declared bytes: the digest first, then the size. */
+static ssize_t blob_reader_end(struct ocitree_blob_reader *r, bool extra, struct ocitree_error **err)
+{
 	char got[OCITREE_DIGEST_MAX];
 	ocitree_hasher_final(r->hasher, got);
 	if (strcmp(got, r->digest) != 0)
@@ -435,6 +448,74 @@ OCITREE_EXPORT ssize_t ocitree_blob_reader_read(struct ocitree_blob_reader *r, v
 	return 0;
 }
 
+/* The layer reader's fetch thread copied every compressed byte out of the
+ * page cache (read()) for the inflater to read once: mapped, the inflater
+ * reads the page cache itself.  Pages are faulted in ahead, a range per
+ * call (MADV_POPULATE_READ), so that the inflater does not take a page
+ * fault per few pages (they are dear in this kind of guest), and a file
+ * that shrank since fstat() fails there with EFAULT, not with a SIGBUS
+ * in the inflater.  Blobs are written once and renamed into place: only
+ * a truncation in place by another process, between that call and the
+ * inflater's reading of the range, could still raise one. */
+ssize_t blob_reader_map_next(struct ocitree_blob_reader *r, const void **data, size_t len,
+			     struct ocitree_error **err)
+{
+	if (r->done)
+		return 0;
+	if (!r->map) {
+		struct stat st;
+		if (r->map_failed || r->off != 0 || fstat(r->fd, &st) < 0 || st.st_size <= 0 ||
+		    (r->size >= 0 && st.st_size < r->size) || (uint64_t)st.st_size > SIZE_MAX) {
+			r->map_failed = true;
+			return -2;
+		}
+		/* the declared size bounds what is hashed, as in the read form */
+		r->map_len = r->size >= 0 ? (size_t)r->size : (size_t)st.st_size;
+		void *m = r->map_len ? mmap(NULL, r->map_len, PROT_READ, MAP_SHARED, r->fd, 0) : MAP_FAILED;
+		if (m == MAP_FAILED) {
+			r->map_failed = true;
+			return -2;
+		}
+		(void)madvise(m, r->map_len, MADV_SEQUENTIAL);
+		r->map = m;
+	}
+	if ((size_t)r->off >= r->map_len) {
+		/* one byte more than declared is an error, as in the read form */
+		char one;
+		ssize_t n;
+		do
+			n = pread(r->fd, &one, 1, r->off);
+		while (n < 0 && errno == EINTR);
+		if (n < 0)
+			return ocitree_error_set(err, errno, "read blob %s", r->digest);
+		return blob_reader_end(r, r->size >= 0 && n > 0, err);
+	}
+	size_t n = r->map_len - (size_t)r->off;
+	if (n > len)
+		n = len;
+	uint8_t *p = r->map + r->off;
+#ifdef MADV_POPULATE_READ
+	if (madvise(p, n, MADV_POPULATE_READ) < 0 && errno != EINVAL && errno != EAGAIN && errno != EINTR)
+		return ocitree_error_set(err, errno == EFAULT ? EIO : errno, "read blob %s (did it shrink?)",
+					 r->digest);
+#endif
+	ocitree_hasher_update(r->hasher, p, n);
+	r->off += (int64_t)n;
+	*data = p;
+	return (ssize_t)n;
+}
+
+void blob_reader_unmap(struct ocitree_blob_reader *r, const void *data, size_t len)
+{
+	if (!r->map || !len)
+		return;
+	/* whole pages inside the range only */
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t a = ((uintptr_t)data + page - 1) & ~(page - 1), b = ((uintptr_t)data + len) & ~(page - 1);
+	if (b > a)
+		(void)madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 OCITREE_EXPORT int64_t ocitree_blob_reader_offset(const struct ocitree_blob_reader *r)
 {
 	return r->off;
@@ -444,6 +525,8 @@ OCITREE_EXPORT void ocitree_blob_reader_free(struct ocitree_blob_reader *r)
 {
 	if (!r)
 		return;
+	if (r->map)
+		munmap(r->map, r->map_len);
 	close(r->fd);
 	ocitree_hasher_free(r->hasher);
 	free(r);

@@ -609,15 +609,18 @@ static int create_regular(struct unpacker *u, struct ocitree_tar_reader *tr, str
 }
 
 /* Owner, mode, xattrs and times of a node that has no open fd (symlinks,
- * devices, fifos), then its record. */
-static int finish_special(struct unpacker *u, struct tnode *n, int pfd, const char *name,
+ * devices, fifos), then its record.  A node just created is ours: its
+ * owner changes only when the entry's differs (or a setgid parent gave it
+ * another group). */
+static int finish_special(struct unpacker *u, struct tnode *n, int pfd, const char *name, bool created,
 			  const struct ocitree_tar_entry *e, const char *entry, struct ocitree_error **err)
 {
 	struct owner o;
 	if (map_owner(u, e, &o, entry, err) < 0)
 		return -1;
 	bool is_link = S_ISLNK(n->mode);
-	if (o.chown && fchownat(pfd, name, o.uid, o.gid, AT_SYMLINK_NOFOLLOW) < 0)
+	bool ours = created && o.uid == u->euid && o.gid == u->egid && !(n->parent->mode & S_ISGID);
+	if (o.chown && !ours && fchownat(pfd, name, o.uid, o.gid, AT_SYMLINK_NOFOLLOW) < 0)
 		return entry_error(err, errno, entry, "chown");
 	if (!is_link && fchmodat(pfd, name, e->mode & 07777, 0) < 0)
 		return entry_error(err, errno, entry, "chmod");
@@ -640,24 +643,22 @@ static int finish_special(struct unpacker *u, struct tnode *n, int pfd, const ch
 	return 0;
 }
 
-/* Owner, mode, xattrs and wanted times of a directory (new or kept). */
-static int apply_dir(struct unpacker *u, struct tnode *n, int pfd, const char *name, bool existed,
-		     const struct ocitree_tar_entry *e, const char *entry, struct ocitree_error **err)
+/* Owner, mode and xattrs of a directory through an fd of its own, then
+ * its stat into n. */
+static int dir_attrs(struct unpacker *u, struct tnode *n, int pfd, const char *name, bool existed,
+		     const struct owner *o, const struct ocitree_tar_entry *e, const char *entry,
+		     struct ocitree_error **err)
 {
-	struct owner o;
-	if (map_owner(u, e, &o, entry, err) < 0)
-		return -1;
 	_cleanup_close_ int fd = n == u->tree->root ? fcntl(u->rootfd, F_DUPFD_CLOEXEC, 3)
 						    : openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return entry_error(err, errno, entry, "open directory");
-	if (o.chown && fchown(fd, o.uid, o.gid) < 0)
+	if (o->chown && fchown(fd, o->uid, o->gid) < 0)
 		return entry_error(err, errno, entry, "chown");
 	mode_t perm = e->mode & 07777;
 	/* rootless: keep the directory usable until the end */
 	if (fchmod(fd, u->rootless ? perm | 0700 : perm) < 0)
 		return entry_error(err, errno, entry, "chmod");
-	n->want_mode = perm;
 	if (existed) {
 		/* only the layer's xattrs remain */
 		char names[65536];
@@ -671,12 +672,32 @@ static int apply_dir(struct unpacker *u, struct tnode *n, int pfd, const char *n
 		xattr_list_free(n->xattrs);
 		n->xattrs = NULL;
 	}
-	if (apply_xattrs(u, n, fd, XT_FD, e, &o, entry, err) < 0)
+	if (apply_xattrs(u, n, fd, XT_FD, e, o, entry, err) < 0)
 		return -1;
 	struct stat st;
 	if (fstat(fd, &st) < 0)
 		return entry_error(err, errno, entry, "stat");
 	tnode_set_stat(n, &st);
+	return 0;
+}
+
+/* Owner, mode, xattrs and wanted times of a directory (new or kept).  A
+ * directory created ready (dir_ready()) only needs its stat. */
+static int apply_dir(struct unpacker *u, struct tnode *n, int pfd, const char *name, bool existed, bool ready,
+		     const struct ocitree_tar_entry *e, const char *entry, struct ocitree_error **err)
+{
+	struct owner o;
+	if (map_owner(u, e, &o, entry, err) < 0)
+		return -1;
+	if (ready) {
+		struct stat st;
+		if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			return entry_error(err, errno, entry, "stat");
+		tnode_set_stat(n, &st);
+	} else if (dir_attrs(u, n, pfd, name, existed, &o, e, entry, err) < 0) {
+		return -1;
+	}
+	n->want_mode = e->mode & 07777;
 	if (!n->pending) {
 		n->pending = true;
 		GROW(u->pending, u->cap_pending, u->n_pending + 1);
@@ -688,6 +709,21 @@ static int apply_dir(struct unpacker *u, struct tnode *n, int pfd, const char *n
 	n->want_mtime = ts[1];
 	mark_upper(u, n);
 	return 0;
+}
+
+/* Whether a new directory for e in parent can be created with its final
+ * owner and mode (ours, nothing the umask or a setgid parent changes, no
+ * special bits, no xattrs): then mkdirat() and a stat are all it needs,
+ * not four more calls. */
+static bool dir_ready(struct unpacker *u, struct tnode *parent, const struct ocitree_tar_entry *e)
+{
+	if (u->rootless || e->n_xattrs || (parent->mode & S_ISGID) || (e->mode & 07000) || (e->mode & u->umask & 0777))
+		return false;
+	const struct ocitree_map_options *m = &u->o->map;
+	if (e->uid < 0 || e->uid > UINT32_MAX - 1 || e->gid < 0 || e->gid > UINT32_MAX - 1)
+		return false; /* map_owner() reports it */
+	return idmap_to_host(m->uid_map, m->n_uid_map, e->uid) == (int64_t)u->euid &&
+	       idmap_to_host(m->gid_map, m->n_gid_map, e->gid) == (int64_t)u->egid;
 }
 
 /* Whether symlink node l resolves (inside the root) to a directory. */
@@ -715,7 +751,7 @@ static int apply_entry(struct unpacker *u, struct ocitree_tar_reader *tr, const 
 	if (!*path) {
 		if (e->type != OCITREE_TAR_DIR)
 			return entry_error(err, 0, entry, "refusing to change the type of the root directory");
-		return apply_dir(u, u->tree->root, u->rootfd, "", true, e, entry, err);
+		return apply_dir(u, u->tree->root, u->rootfd, "", true, false, e, entry, err);
 	}
 	char *parent_path, *base;
 	split_path(path, &parent_path, &base);
@@ -741,11 +777,11 @@ static int apply_entry(struct unpacker *u, struct ocitree_tar_reader *tr, const 
 	struct tnode *old = tree_child(u->tree, parent, base);
 	if (old) {
 		if (S_ISDIR(old->mode) && e->type == OCITREE_TAR_DIR)
-			return apply_dir(u, old, pfd, base, true, e, entry, err);
+			return apply_dir(u, old, pfd, base, true, false, e, entry, err);
 		/* the directory's owner, xattrs and times go onto the kept
 		 * symlink (its mode cannot), where umoci puts them too */
 		if (u->o->keep_dirlinks && S_ISLNK(old->mode) && e->type == OCITREE_TAR_DIR && is_dirlink(u, old))
-			return finish_special(u, old, pfd, base, e, entry, err);
+			return finish_special(u, old, pfd, base, false, e, entry, err);
 		if (e->type == OCITREE_TAR_HARDLINK) {
 			/* a hardlink to the path it replaces has nothing left to link to */
 			_cleanup_free_ char *target = NULL;
@@ -763,12 +799,16 @@ static int apply_entry(struct unpacker *u, struct ocitree_tar_reader *tr, const 
 	case OCITREE_TAR_REG:
 		return create_regular(u, tr, parent, pfd, base, e, false, entry, err);
 	case OCITREE_TAR_DIR: {
-		if (mkdirat(pfd, base, 0700) < 0)
+		/* 0700 until its owner and mode are set, unless it can be
+		 * created with both */
+		bool ready = dir_ready(u, parent, e);
+		mode_t mode = ready ? e->mode & 0777 : 0700;
+		if (mkdirat(pfd, base, mode) < 0)
 			return entry_error(err, errno, entry, "create directory");
 		touch_dir(u, parent);
 		struct tnode *n = tree_add(u->tree, parent, base);
-		n->mode = S_IFDIR | 0700;
-		return apply_dir(u, n, pfd, base, false, e, entry, err);
+		n->mode = S_IFDIR | mode;
+		return apply_dir(u, n, pfd, base, false, ready, e, entry, err);
 	}
 	case OCITREE_TAR_SYMLINK: {
 		if (!e->linkname || !*e->linkname)
@@ -779,7 +819,7 @@ static int apply_entry(struct unpacker *u, struct ocitree_tar_reader *tr, const 
 		struct tnode *n = tree_add(u->tree, parent, base);
 		n->mode = S_IFLNK | 0777;
 		n->link = xstrdup(e->linkname);
-		return finish_special(u, n, pfd, base, e, entry, err);
+		return finish_special(u, n, pfd, base, true, e, entry, err);
 	}
 	case OCITREE_TAR_HARDLINK: {
 		_cleanup_free_ char *target = NULL;
@@ -840,7 +880,7 @@ static int apply_entry(struct unpacker *u, struct ocitree_tar_reader *tr, const 
 		touch_dir(u, parent);
 		struct tnode *n = tree_add(u->tree, parent, base);
 		n->mode = type | (e->mode & 07777);
-		return finish_special(u, n, pfd, base, e, entry, err);
+		return finish_special(u, n, pfd, base, true, e, entry, err);
 	}
 	}
 	return entry_error(err, 0, entry, "unsupported entry type");
