@@ -131,6 +131,9 @@ int cli_mount_image(const struct cli_mount_request *a, const char *mountpoint, s
 		                   "no cache directory for layer indexes: use --cache-dir, OCITREE_CACHE_DIR or HOME");
 		return -1;
 	}
+	/* the daemon is this process's child from here on, errors included */
+	if (!fs_runs_in_foreground(&fo) && fs_fork_daemon(&fo, err) < 0)
+		return -1;
 	/* a writable mount's daemon commits into the layout: it needs the
 	 * layout's absolute path once it has left the working directory */
 	_cleanup_free_ char *layout_path = a->upper ? realpath(a->layout, NULL) : xstrdup(a->layout);

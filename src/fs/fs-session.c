@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <syslog.h>
 
 #include "common.h"
@@ -191,7 +192,8 @@ size_t fs_cache_bytes(const struct fs_opts *opts)
  * on read ahead READ_AHEAD, in READs of up to 1 MiB.  Not by the process
  * that serves: a request to the mount waits for INIT, which its loop
  * answers, so the process that waits for the mount to be ready does it
- * (daemonize() below, `ocitree run`'s parent in src/cli/run.c). */
+ * (fs_fork_daemon() and daemonize() below, `ocitree run`'s parent in
+ * src/cli/run.c). */
 void fs_raise_read_ahead(const char *mountpoint)
 {
 	if (geteuid() != 0)
@@ -227,6 +229,22 @@ void fs_raise_read_ahead(const char *mountpoint)
 		log_debug("read-ahead stays as it is: %s: %s", path, strerror(errno));
 }
 
+/* What a daemon leaves behind: the session of its terminal, the working
+ * directory (which would stay busy), the standard streams. */
+static void detach(void)
+{
+	setsid();
+	(void)!chdir("/");
+	int null = open("/dev/null", O_RDWR); /* no O_CLOEXEC: it may become 0-2 */
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
+		if (null > STDERR_FILENO)
+			close(null);
+	}
+}
+
 /* fuse_daemonize(), except that the parent stays until the child is about
  * to serve (it writes to *ready_fd then) and raises the mount's read-ahead
  * before it leaves: `ocitree mount` returns with the mount answering.
@@ -258,18 +276,60 @@ static int daemonize(struct fuse_session *se, const char *mountpoint, int *ready
 		_exit(n == 1 ? 0 : 1);
 	}
 	close(p[0]);
-	setsid();
-	(void)!chdir("/");
-	int null = open("/dev/null", O_RDWR); /* no O_CLOEXEC: it may become 0-2 */
-	if (null >= 0) {
-		dup2(null, STDIN_FILENO);
-		dup2(null, STDOUT_FILENO);
-		dup2(null, STDERR_FILENO);
-		if (null > STDERR_FILENO)
-			close(null);
-	}
+	detach();
 	*ready_fd = p[1];
 	return 0;
+}
+
+bool fs_runs_in_foreground(const struct fs_opts *opts)
+{
+	if (opts->foreground)
+		return true;
+	struct fs_config cfg;
+	struct fuse_args args;
+	if (fs_parse_options(opts, &cfg, &args, NULL) < 0)
+		return false;
+	fuse_opt_free_args(&args);
+	fs_config_clear(&cfg);
+	return cfg.debug != 0;
+}
+
+int fs_fork_daemon(struct fs_opts *opts, struct ocitree_error **err)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return ocitree_error_set(err, errno, "pipe");
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0) {
+		int e = errno;
+		close(p[0]);
+		close(p[1]);
+		return ocitree_error_set(err, e, "fork");
+	}
+	if (pid == 0) {
+		close(p[0]);
+		opts->forked = true;
+		opts->ready_fd = p[1];
+		return 0;
+	}
+	close(p[1]);
+	char c;
+	ssize_t n;
+	while ((n = read(p[0], &c, 1)) < 0 && errno == EINTR)
+		;
+	if (n == 1) {
+		fs_raise_read_ahead(opts->mountpoint);
+		_exit(0);
+	}
+	/* the child ended before serving, and has said why on stderr */
+	int st;
+	pid_t w;
+	while ((w = waitpid(pid, &st, 0)) < 0 && errno == EINTR)
+		;
+	if (w < 0)
+		_exit(1);
+	_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0));
 }
 
 static void log_to_syslog(enum ocitree_log_level level, const char *msg, void *userdata)
@@ -303,6 +363,9 @@ int fs_session_run(const struct fuse_lowlevel_ops *ops, size_t ops_size, void *u
 	int ready_fd = -1;
 	if (foreground) {
 		(void)!chdir("/");
+	} else if (opts->forked) {
+		detach();
+		ready_fd = opts->ready_fd;
 	} else if (daemonize(se, abs_mountpoint, &ready_fd, err) < 0) {
 		goto out_unmount;
 	}
