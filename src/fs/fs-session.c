@@ -245,11 +245,10 @@ static void detach(void)
 	}
 }
 
-/* fuse_daemonize(), except that the parent stays until the child is about
- * to serve (it writes to *ready_fd then) and raises the mount's read-ahead
- * before it leaves: `ocitree mount` returns with the mount answering.
- * Returns in the child only (0, or -1 if it cannot fork). */
-static int daemonize(struct fuse_session *se, const char *mountpoint, int *ready_fd, struct ocitree_error **err)
+/* Fork with a pipe from the child to its parent: returns the child's pid
+ * in the parent (*fd the pipe's read end), 0 in the child (*fd the write
+ * end), or -1 if it cannot. */
+static pid_t fork_with_pipe(int *fd, struct ocitree_error **err)
 {
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0)
@@ -262,22 +261,42 @@ static int daemonize(struct fuse_session *se, const char *mountpoint, int *ready
 		close(p[1]);
 		return ocitree_error_set(err, e, "fork");
 	}
+	close(pid > 0 ? p[1] : p[0]);
+	*fd = pid > 0 ? p[0] : p[1];
+	return pid;
+}
+
+/* In the parent: has the child written that it serves (before it ended)? */
+static bool child_serves(int fd)
+{
+	char c;
+	ssize_t n;
+	while ((n = read(fd, &c, 1)) < 0 && errno == EINTR)
+		;
+	return n == 1;
+}
+
+/* fuse_daemonize(), except that the parent stays until the child is about
+ * to serve (it writes to *ready_fd then) and raises the mount's read-ahead
+ * before it leaves: `ocitree mount` returns with the mount answering.
+ * Returns in the child only (0, or -1 if it cannot fork). */
+static int daemonize(struct fuse_session *se, const char *mountpoint, int *ready_fd, struct ocitree_error **err)
+{
+	int fd;
+	pid_t pid = fork_with_pipe(&fd, err);
+	if (pid < 0)
+		return -1;
 	if (pid > 0) {
-		close(p[1]);
 		/* the child's fd alone keeps the connection: should the child
 		 * die before INIT, the stat fails (ENOTCONN) instead of waiting */
 		close(fuse_session_fd(se));
-		char c;
-		ssize_t n;
-		while ((n = read(p[0], &c, 1)) < 0 && errno == EINTR)
-			;
-		if (n == 1 && mountpoint)
+		bool serves = child_serves(fd);
+		if (serves && mountpoint)
 			fs_raise_read_ahead(mountpoint);
-		_exit(n == 1 ? 0 : 1);
+		_exit(serves ? 0 : 1);
 	}
-	close(p[0]);
 	detach();
-	*ready_fd = p[1];
+	*ready_fd = fd;
 	return 0;
 }
 
@@ -296,29 +315,16 @@ bool fs_runs_in_foreground(const struct fs_opts *opts)
 
 int fs_fork_daemon(struct fs_opts *opts, struct ocitree_error **err)
 {
-	int p[2];
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return ocitree_error_set(err, errno, "pipe");
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid < 0) {
-		int e = errno;
-		close(p[0]);
-		close(p[1]);
-		return ocitree_error_set(err, e, "fork");
-	}
+	int fd;
+	pid_t pid = fork_with_pipe(&fd, err);
+	if (pid < 0)
+		return -1;
 	if (pid == 0) {
-		close(p[0]);
 		opts->forked = true;
-		opts->ready_fd = p[1];
+		opts->ready_fd = fd;
 		return 0;
 	}
-	close(p[1]);
-	char c;
-	ssize_t n;
-	while ((n = read(p[0], &c, 1)) < 0 && errno == EINTR)
-		;
-	if (n == 1) {
+	if (child_serves(fd)) {
 		fs_raise_read_ahead(opts->mountpoint);
 		_exit(0);
 	}

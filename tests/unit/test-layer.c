@@ -391,6 +391,25 @@ static int write_test_layer(struct ocitree_layout *l, enum ocitree_compression c
 	return r;
 }
 
+
+/* Read layer d to its end: the read must fail with a digest error saying
+ * what (test named what, for name). */
+static void expect_digest_error(struct ocitree_layout *l, const struct ocitree_descriptor *d, const char *diff_id,
+				const char *says, const char *what, const char *name)
+{
+	struct ocitree_error *err = NULL;
+	struct ocitree_layer_reader *r = ocitree_layer_reader_open(l, d, diff_id, &err);
+	struct ocitree_tar_reader *tr = ocitree_tar_reader_new(r, &err);
+	const struct ocitree_tar_entry *e;
+	while (tr && ocitree_tar_reader_next(tr, &e, &err) == 1)
+		;
+	ok(err && err->kind == OCITREE_ERROR_DIGEST && strstr(err->msg, says), "%s: %s (%s)", name, what,
+	   err ? err->msg : "none");
+	ocitree_tar_reader_free(tr);
+	ocitree_layer_reader_free(r);
+	ocitree_error_free(err);
+}
+
 static void test_layer_round_trip(struct ocitree_layout *l, enum ocitree_compression comp)
 {
 	const char *name = ocitree_compression_name(comp);
@@ -514,31 +533,15 @@ static void test_layer_round_trip(struct ocitree_layout *l, enum ocitree_compres
 		char diff_id3[OCITREE_DIGEST_MAX];
 		write_test_layer(l, comp, &d3, diff_id3);
 		d3.size++;
-		r = ocitree_layer_reader_open(l, &d3, diff_id3, &err);
-		tr = ocitree_tar_reader_new(r, &err);
-		while (tr && (rr = ocitree_tar_reader_next(tr, &e, &err)) == 1)
-			;
-		ok(err && err->kind == OCITREE_ERROR_DIGEST && strstr(err->msg, "smaller than its declared size"),
-		   "%s: a blob shorter than declared is a digest error (%s)", name, err ? err->msg : "none");
-		ocitree_tar_reader_free(tr);
-		ocitree_layer_reader_free(r);
-		ocitree_error_free(err);
-		err = NULL;
+		expect_digest_error(l, &d3, diff_id3, "smaller than its declared size",
+		                    "a blob shorter than declared is a digest error", name);
 		d3.size--;
 		_cleanup_free_ char *p = xasprintf("blobs/sha256/%s", ocitree_digest_hex(d3.digest));
 		int fd = openat(ocitree_layout_dirfd(l), p, O_WRONLY | O_APPEND);
 		ok(fd >= 0 && write(fd, "x", 1) == 1, "%s: a byte appended to the blob", name);
 		close(fd);
-		r = ocitree_layer_reader_open(l, &d3, diff_id3, &err);
-		tr = ocitree_tar_reader_new(r, &err);
-		while (tr && (rr = ocitree_tar_reader_next(tr, &e, &err)) == 1)
-			;
-		ok(err && err->kind == OCITREE_ERROR_DIGEST && strstr(err->msg, "larger than its declared size"),
-		   "%s: a blob longer than declared is a digest error (%s)", name, err ? err->msg : "none");
-		ocitree_tar_reader_free(tr);
-		ocitree_layer_reader_free(r);
-		ocitree_error_free(err);
-		err = NULL;
+		expect_digest_error(l, &d3, diff_id3, "larger than its declared size",
+		                    "a blob longer than declared is a digest error", name);
 		/* the layout's blob is the test's only copy: put it back */
 		fd = openat(ocitree_layout_dirfd(l), p, O_WRONLY);
 		ok(fd >= 0 && ftruncate(fd, d3.size) == 0, "%s: the blob restored", name);
