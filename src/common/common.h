@@ -158,11 +158,11 @@ static inline void cleanup_strvp(char ***v)
 #define _cleanup_strv_ _cleanup_(cleanup_strvp)
 
 /* ---- I/O ---- */
-/* write(2) the whole buffer, retrying on EINTR and short writes. */
 /* The CLOCK_REALTIME time ms milliseconds from now: a deadline for
  * pthread_cond_timedwait. */
 struct timespec realtime_in_ms(long ms);
 
+/* write(2) the whole buffer, retrying on EINTR and short writes. */
 int write_all(int fd, const void *data, size_t len);
 /* read(2) until len bytes or end of file; returns bytes read or -1. */
 ssize_t read_full(int fd, void *data, size_t len);

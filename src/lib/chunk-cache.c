@@ -226,11 +226,7 @@ static unsigned char *new_buffer(size_t cap)
 {
 	unsigned char *p = xmalloc(cap);
 #ifdef MADV_POPULATE_WRITE
-	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-	uintptr_t start = ((uintptr_t)p + page - 1) & ~(page - 1);
-	uintptr_t end = ((uintptr_t)p + cap) & ~(page - 1);
-	if (end > start)
-		(void)madvise((void *)start, end - start, MADV_POPULATE_WRITE);
+	madvise_within(p, cap, MADV_POPULATE_WRITE);
 #endif
 	return p;
 }

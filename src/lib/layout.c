@@ -509,11 +509,7 @@ void blob_reader_unmap(struct ocitree_blob_reader *r, const void *data, size_t l
 {
 	if (!r->map || !len)
 		return;
-	/* whole pages inside the range only */
-	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-	uintptr_t a = ((uintptr_t)data + page - 1) & ~(page - 1), b = ((uintptr_t)data + len) & ~(page - 1);
-	if (b > a)
-		(void)madvise((void *)a, b - a, MADV_DONTNEED);
+	madvise_within(data, len, MADV_DONTNEED);
 }
 
 OCITREE_EXPORT int64_t ocitree_blob_reader_offset(const struct ocitree_blob_reader *r)

@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #ifdef HAVE_LINUX_OPENAT2_H
@@ -222,4 +223,12 @@ void inomap_free(struct inomap *m)
 		free(m->v[i].path);
 	free(m->v);
 	memset(m, 0, sizeof(*m));
+}
+
+void madvise_within(const void *p, size_t len, int advice)
+{
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t a = ((uintptr_t)p + page - 1) & ~(page - 1), b = ((uintptr_t)p + len) & ~(page - 1);
+	if (b > a)
+		(void)madvise((void *)a, b - a, advice);
 }

@@ -20,6 +20,10 @@ static inline void cleanup_errorp(struct ocitree_error **e)
 }
 #define _cleanup_error_ _cleanup_(cleanup_errorp)
 
+/* madvise(advice) the whole pages inside [p, p + len), none if there are
+ * none: the pages at the ends are shared with other data. */
+void madvise_within(const void *p, size_t len, int advice);
+
 /* Read a whole file relative to dirfd, at most max bytes (a larger file, or
  * one that is not a regular file, is an OCITREE_ERROR_INVALID error naming
  * what; a FIFO fails at once). */
