@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <regex.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -69,25 +70,10 @@ static void say(const struct build *b, const char *fmt, ...)
 
 /* ---- the base of an image ---- */
 
-static int docker_base(struct build *b, const struct ocitree_recipe_image *ri, const char *tmp,
-                       struct ocitree_descriptor *out, struct ocitree_error **err)
+/* Run skopeo copy from ri's url into dst ("oci:DIR:TAG"). */
+static int skopeo_copy(struct build *b, const char *skopeo, const struct ocitree_recipe_image *ri, const char *dst,
+                       struct ocitree_error **err)
 {
-	_cleanup_free_ char *dst = xasprintf("oci:%s/docker:image", tmp);
-	_cleanup_free_ char *skopeo = NULL;
-	const char *path = getenv("PATH");
-	_cleanup_free_ char *p = xstrdup(path ? path : "/usr/bin:/bin");
-	for (char *save = NULL, *d = strtok_r(p, ":", &save); d && !skopeo; d = strtok_r(NULL, ":", &save)) {
-		char *c = xasprintf("%s/skopeo", d);
-		if (access(c, X_OK) == 0)
-			skopeo = c;
-		else
-			free(c);
-	}
-	if (!skopeo)
-		return ocitree_error_setk(err, OCITREE_ERROR_UNSUPPORTED,
-		                          "image '%s': from docker '%s' needs skopeo, which is not installed", ri->name,
-		                          ri->from.url);
-	say(b, "%s: copying %s with skopeo", ri->name, ri->from.url);
 	pid_t pid = fork();
 	if (pid < 0)
 		return ocitree_error_set(err, errno, "fork");
@@ -112,8 +98,90 @@ static int docker_base(struct build *b, const struct ocitree_recipe_image *ri, c
 		return ocitree_error_setk(err, OCITREE_ERROR_FAILED,
 		                          "image '%s': skopeo could not copy '%s' (no network, or no such image?)",
 		                          ri->name, ri->from.url);
-	_cleanup_free_ char *src = xasprintf("%s/docker", tmp);
-	return ocitree_build_copy_image(b->l, src, "image", out, err);
+	return 0;
+}
+
+/* The base of a `from: docker` image, copied by skopeo into an OCI layout
+ * of the cache directory (CACHE/docker, one tag per url), then from there
+ * into the layout.  skopeo reuses the blobs that layout has already, so a
+ * second build from the same url asks the registry for its manifest and
+ * config only, and still sees a tag that moved.  After each copy the cache
+ * layout keeps only what its tags reach.  A cache that fails (a blob
+ * removed or damaged: the copy checks every digest) is removed and the
+ * copy done once more from the registry.  Without a cache directory, the
+ * copy goes through tmp. */
+static int docker_base(struct build *b, const struct ocitree_recipe_image *ri, const char *tmp,
+                       struct ocitree_descriptor *out, struct ocitree_error **err)
+{
+	_cleanup_free_ char *skopeo = NULL;
+	const char *path = getenv("PATH");
+	_cleanup_free_ char *p = xstrdup(path ? path : "/usr/bin:/bin");
+	for (char *save = NULL, *d = strtok_r(p, ":", &save); d && !skopeo; d = strtok_r(NULL, ":", &save)) {
+		char *c = xasprintf("%s/skopeo", d);
+		if (access(c, X_OK) == 0)
+			skopeo = c;
+		else
+			free(c);
+	}
+	if (!skopeo)
+		return ocitree_error_setk(err, OCITREE_ERROR_UNSUPPORTED,
+		                          "image '%s': from docker '%s' needs skopeo, which is not installed", ri->name,
+		                          ri->from.url);
+	if (!b->cache_dir) {
+		say(b, "%s: copying %s with skopeo", ri->name, ri->from.url);
+		_cleanup_free_ char *dst = xasprintf("oci:%s/docker:image", tmp);
+		if (skopeo_copy(b, skopeo, ri, dst, err) < 0)
+			return -1;
+		_cleanup_free_ char *src = xasprintf("%s/docker", tmp);
+		return ocitree_build_copy_image(b->l, src, "image", out, err);
+	}
+	/* one build at a time uses the cache layout: skopeo does not lock
+	 * its index.json */
+	if (mkdir_p(b->cache_dir, 0700) < 0)
+		return ocitree_error_set(err, errno, "create cache directory '%s'", b->cache_dir);
+	_cleanup_free_ char *lock = xasprintf("%s/docker.lock", b->cache_dir);
+	_cleanup_close_ int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lfd < 0)
+		return ocitree_error_set(err, errno, "open '%s'", lock);
+	while (flock(lfd, LOCK_EX) < 0)
+		if (errno != EINTR)
+			return ocitree_error_set(err, errno, "lock '%s'", lock);
+	_cleanup_free_ char *dir = xasprintf("%s/docker", b->cache_dir);
+	char key[OCITREE_DIGEST_MAX];
+	ocitree_digest_sha256(ri->from.url, strlen(ri->from.url), key);
+	/* "u" and 40 hex digits of the url's digest: a tag skopeo takes */
+	_cleanup_free_ char *tag = xasprintf("u%.40s", key + strlen("sha256:"));
+	_cleanup_free_ char *dst = xasprintf("oci:%s:%s", dir, tag);
+	struct stat st;
+	bool had = stat(dir, &st) == 0;
+	for (int attempt = 0;; attempt++) {
+		say(b, "%s: copying %s with skopeo", ri->name, ri->from.url);
+		struct ocitree_error *e1 = NULL;
+		int ret = skopeo_copy(b, skopeo, ri, dst, &e1);
+		if (ret == 0)
+			ret = ocitree_build_copy_image(b->l, dir, tag, out, &e1);
+		if (ret == 0)
+			break;
+		if (!had || attempt > 0) {
+			if (err)
+				*err = e1;
+			else
+				ocitree_error_free(e1);
+			return -1;
+		}
+		log_warn("image '%s': the cached copy of '%s' failed (%s): removing '%s' and copying again", ri->name,
+		         ri->from.url, e1->msg, dir);
+		ocitree_error_free(e1);
+		run_remove_tree(dir);
+	}
+	/* what the tags no longer reach goes: one version per url stays */
+	struct ocitree_error *e2 = NULL;
+	struct ocitree_layout *cl = ocitree_layout_open(dir, &e2);
+	if (!cl || ocitree_layout_gc(cl, NULL, &e2) < 0)
+		log_warn("cache '%s': %s", dir, e2 ? e2->msg : "cannot open");
+	ocitree_error_free(e2);
+	ocitree_layout_free(cl);
+	return 0;
 }
 
 /* The base's manifest (*has false for scratch) and the cache's name for

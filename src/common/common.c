@@ -370,6 +370,22 @@ int open_stat_at(int dirfd, const char *name, int flags, struct stat *st)
 	return fd;
 }
 
+int mkdir_p(const char *path, mode_t mode)
+{
+	_cleanup_free_ char *p = xstrdup(path);
+	for (char *s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, mode) < 0 && errno != EEXIST)
+			return -1;
+		*s = '/';
+	}
+	if (mkdir(p, mode) < 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
 /* ---- string set ---- */
 
 uint64_t hash_bytes(const void *data, size_t len)

@@ -172,6 +172,8 @@ struct stat;
 /* openat(2) name in dirfd with flags and fstat(2) what it opened into *st:
  * the fd, or -1 with errno set and nothing left open. */
 int open_stat_at(int dirfd, const char *name, int flags, struct stat *st);
+/* mkdir(2) path and every missing parent with mode; 0, or -1 with errno. */
+int mkdir_p(const char *path, mode_t mode);
 
 /* ---- string set ----
  * Open addressing; owns copies of its strings. */

@@ -572,22 +572,6 @@ OCITREE_EXPORT int ocitree_build_cache_lookup(struct ocitree_layout *l, const ch
 	return hit;
 }
 
-static int mkdir_p(const char *path, mode_t mode)
-{
-	_cleanup_free_ char *p = xstrdup(path);
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		if (mkdir(p, mode) < 0 && errno != EEXIST)
-			return -1;
-		*s = '/';
-	}
-	if (mkdir(p, mode) < 0 && errno != EEXIST)
-		return -1;
-	return 0;
-}
-
 OCITREE_EXPORT int ocitree_build_cache_store(const char *cache_dir, const char *key, const struct ocitree_descriptor *d,
                                              struct ocitree_error **err)
 {

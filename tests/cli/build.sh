@@ -327,6 +327,29 @@ EOF
 		is "its step ran on the base" "$(cat "$T/b-docker/rootfs/copied-motd")" welcome
 		validated "the image from docker is valid" "$T/l"
 		is "the copy left no tag behind" "$(jq -r '.manifests[].annotations["org.opencontainers.image.ref.name"]' "$T/l/index.json" | grep -c 'ocitree-build-tmp\|^image$')" 0
+		# the cache's copy: a second build asks the registry for no layer
+		base_layers=$(jq -r '.layers[].digest' "$T/src/blobs/sha256/${src_base#sha256:}")
+		gets() { grep -a -c "GET /v2/ocitree/base/blobs/$1 " "$T/reg/registry.log"; }
+		is "the first build fetched each layer once" "$(for d in $base_layers; do gets "$d"; done | sort -u)" 1
+		printf 'again:\n  from: {type: docker, url: "docker://%s/ocitree/base:1", insecure: true}\n' "$REG" \
+			>"$R/docker-again.yaml"
+		ok "init a second layout" $OCITREE init --layout "$T/l2"
+		ok "build from docker again, into another layout" timeout 300 $OCITREE build --layout "$T/l2" \
+			-f "$R/docker-again.yaml"
+		is "the registry gave no layer twice" "$(for d in $base_layers; do gets "$d"; done | sort -u)" 1
+		is "on the same layers" "$(jq -r '.layers[].digest' "$T/l2/blobs/sha256/$(jq -r '.manifests[0].digest' "$T/l2/index.json" | cut -d: -f2)")" \
+			"$base_layers"
+		validated "that image is valid" "$T/l2"
+		# a damaged cache is dropped and the copy made again
+		first=$(echo "$base_layers" | head -n1)
+		truncate -s 10 "$T/cache/docker/blobs/sha256/${first#sha256:}"
+		ok "init a third layout" $OCITREE init --layout "$T/l3"
+		ok "a damaged cache does not fail the build" timeout 300 $OCITREE build --layout "$T/l3" \
+			-f "$R/docker-again.yaml"
+		is "and says it copies again" "$(grep -c "the cached copy of 'docker://$REG/ocitree/base:1' failed" "$T/err")" 1
+		is "the damaged layer came from the registry again" "$(gets "$first")" 2
+		validated "that image is valid too" "$T/l3"
+		is "the cache holds one copy per url" "$(jq '.manifests | length' "$T/cache/docker/index.json")" 1
 		sed "s|ocitree/base:1|ocitree/none:1|" "$R/docker.yaml" >"$R/docker-none.yaml"
 		fails 1 "image 'fromdocker': skopeo could not copy 'docker://$REG/ocitree/none:1'" "a missing image is named" \
 			$OCITREE build --layout "$T/l" -f "$R/docker-none.yaml"
