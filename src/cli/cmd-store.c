@@ -58,6 +58,10 @@ static int do_store(struct store_args *a, const char *mountpoint, struct ocitree
 	/* rootless engines mount overlayfs with userxattr: they read
 	 * user.overlay.opaque, and only root may read trusted.* */
 	bool user_xattrs = a->opaque ? strcmp(a->opaque, "user") == 0 : geteuid() != 0;
+	/* the daemon is this process's child from here on, errors included:
+	 * forked while the process is small, as for ocitree mount */
+	if (!fs_runs_in_foreground(&fo) && fs_fork_daemon(&fo, err) < 0)
+		return -1;
 	struct ocitree_chunk_cache *chunks = ocitree_chunk_cache_new(fs_cache_bytes(&fo));
 	struct ocitree_layer_store_options so = {
 	    .layouts = (const char *const *)a->layouts,

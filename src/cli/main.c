@@ -246,20 +246,39 @@ static bool messages_are_c(void)
 	return !v || !*v || strcmp(v, "C") == 0 || strcmp(v, "POSIX") == 0 || strncmp(v, "C.", 2) == 0;
 }
 
+/* Take the locale's character set (libarchive converts the names it
+ * extracts to it) and message language (strerror) from the environment, no
+ * more: every category is a file to map at each start (twelve for LC_ALL),
+ * and what is written for other programs (umoci's state files, JSON) keeps
+ * C's dates and numbers.  C's messages need no LC_MESSAGES, and a command
+ * that never extracts through libarchive (ctype false) no LC_CTYPE either
+ * then: locale.alias, LC_CTYPE and gconv-modules.cache were a chain of a
+ * dozen small reads at the start of a warm mount from a cold page cache.
+ * Translated messages are converted to LC_CTYPE's character set: they get
+ * both. */
+static void set_locale(bool ctype)
+{
+	bool c_messages = messages_are_c();
+	if (ctype || !c_messages)
+		setlocale(LC_CTYPE, "");
+	if (!c_messages)
+		setlocale(LC_MESSAGES, "");
+}
+
+/* Commands that never extract a layer through libarchive (mounting serves
+ * names as they are in the tar). */
+static bool needs_ctype(const char *name)
+{
+	return strcmp(name, "mount") != 0 && strcmp(name, "umount") != 0 && strcmp(name, "store") != 0;
+}
+
 int main(int argc, char **argv)
 {
-	/* The user's character set (libarchive converts names to it) and
-	 * message language (strerror), no more: every category is a file to
-	 * map at each start (twelve for LC_ALL), and what is written for other
-	 * programs (umoci's state files, JSON) keeps C's dates and numbers.
-	 * C's messages need no LC_MESSAGES: two files fewer to open from a
-	 * cold page cache under LANG=C.UTF-8. */
-	setlocale(LC_CTYPE, "");
-	if (!messages_are_c())
-		setlocale(LC_MESSAGES, "");
 	const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
-	if (strcmp(base, "mount.fuse.ocitree") == 0 || is_mount_helper_call(argc, argv))
+	if (strcmp(base, "mount.fuse.ocitree") == 0 || is_mount_helper_call(argc, argv)) {
+		set_locale(false);
 		return mount_helper_main(argc, argv);
+	}
 	cli_as_umoci = strcmp(base, "umoci") == 0;
 	ocitree_log_set_handler(log_to_stderr, NULL);
 	struct ocitree_error *err = NULL;
@@ -340,6 +359,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	cli_current = cmd;
+	set_locale(needs_ctype(cmd->name));
 	int cargc = argc - optind;
 	char **cargv = argv + optind;
 	optind = 0; /* a full reset of getopt for the command's options */

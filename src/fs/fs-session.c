@@ -73,7 +73,9 @@ int fs_parse_options(const struct fs_opts *opts, struct fs_config *cfg, struct f
 	/* a worker per CPU, at least 2: more workers than CPUs only add
 	 * wakeups (find over a fresh mount of node on 2 CPUs, 7 runs each:
 	 * 492 ms with 2 workers, 558 ms with 4, 781 ms with 1) */
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	static long ncpu; /* a read of /sys/devices/system/cpu/online each time */
+	if (!ncpu)
+		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned workers = ncpu < 2 ? 2 : ncpu > 16 ? 16 : (unsigned)ncpu;
 	*cfg = (struct fs_config){.threads = workers, .cache_mib = 32, .timeout = 86400};
 	struct fuse_args in = FUSE_ARGS_INIT(0, NULL);
@@ -132,32 +134,47 @@ int fs_parse_options(const struct fs_opts *opts, struct fs_config *cfg, struct f
 	return 0;
 }
 
+/* The upper directory format cfg's -o xattrs= and whiteout= ask for. */
+static void probe_opts(const struct fs_config *cfg, struct ocitree_upper_probe_opts *po)
+{
+	po->force_xattrs = !cfg->xattrs                          ? -1
+	                   : strcmp(cfg->xattrs, "trusted") == 0 ? OCITREE_UPPER_XATTR_TRUSTED
+	                   : strcmp(cfg->xattrs, "user") == 0    ? OCITREE_UPPER_XATTR_USER
+	                                                         : OCITREE_UPPER_XATTR_NONE;
+	po->force_whiteout = !cfg->whiteout                       ? -1
+	                     : strcmp(cfg->whiteout, "file") == 0 ? OCITREE_UPPER_WHITEOUT_FILE
+	                                                          : OCITREE_UPPER_WHITEOUT_CHARDEV;
+}
+
 int fs_upper_probe_opts(const struct fs_opts *opts, struct ocitree_upper_probe_opts *po, struct ocitree_error **err)
 {
+	if (opts->checked) {
+		*po = opts->probe;
+		return 0;
+	}
 	struct fs_config cfg;
 	struct fuse_args args;
 	if (fs_parse_options(opts, &cfg, &args, err) < 0)
 		return -1;
 	fuse_opt_free_args(&args);
-	po->force_xattrs = !cfg.xattrs                          ? -1
-	                   : strcmp(cfg.xattrs, "trusted") == 0 ? OCITREE_UPPER_XATTR_TRUSTED
-	                   : strcmp(cfg.xattrs, "user") == 0    ? OCITREE_UPPER_XATTR_USER
-	                                                        : OCITREE_UPPER_XATTR_NONE;
-	po->force_whiteout = !cfg.whiteout                       ? -1
-	                     : strcmp(cfg.whiteout, "file") == 0 ? OCITREE_UPPER_WHITEOUT_FILE
-	                                                         : OCITREE_UPPER_WHITEOUT_CHARDEV;
+	probe_opts(&cfg, po);
 	fs_config_clear(&cfg);
 	return 0;
 }
 
 /* ---------------------------------------------------------------- session */
 
-int fs_check_options(const struct fs_opts *opts, struct ocitree_error **err)
+int fs_check_options(struct fs_opts *opts, struct ocitree_error **err)
 {
 	struct fs_config cfg;
 	struct fuse_args args;
 	if (fs_parse_options(opts, &cfg, &args, err) < 0)
 		return -1;
+	/* what the set-up asks before the session parses them again */
+	opts->checked = true;
+	opts->debug = cfg.debug != 0;
+	opts->cache_bytes = (size_t)cfg.cache_mib << 20;
+	probe_opts(&cfg, &opts->probe);
 	fs_config_clear(&cfg);
 	/* let libfuse reject what it does not know now, before any work */
 	static const struct fuse_lowlevel_ops no_ops = {0};
@@ -172,6 +189,8 @@ int fs_check_options(const struct fs_opts *opts, struct ocitree_error **err)
 
 size_t fs_cache_bytes(const struct fs_opts *opts)
 {
+	if (opts->checked)
+		return opts->cache_bytes;
 	struct fs_config cfg;
 	struct fuse_args args;
 	if (fs_parse_options(opts, &cfg, &args, NULL) < 0)
@@ -192,7 +211,7 @@ size_t fs_cache_bytes(const struct fs_opts *opts)
  * on read ahead READ_AHEAD, in READs of up to 1 MiB.  Not by the process
  * that serves: a request to the mount waits for INIT, which its loop
  * answers, so the process that waits for the mount to be ready does it
- * (fs_fork_daemon() and daemonize() below, `ocitree run`'s parent in
+ * (fs_fork_daemon() below, `ocitree run`'s parent in
  * src/cli/run.c). */
 void fs_raise_read_ahead(const char *mountpoint)
 {
@@ -276,34 +295,12 @@ static bool child_serves(int fd)
 	return n == 1;
 }
 
-/* fuse_daemonize(), except that the parent stays until the child is about
- * to serve (it writes to *ready_fd then) and raises the mount's read-ahead
- * before it leaves: `ocitree mount` returns with the mount answering.
- * Returns in the child only (0, or -1 if it cannot fork). */
-static int daemonize(struct fuse_session *se, const char *mountpoint, int *ready_fd, struct ocitree_error **err)
-{
-	int fd;
-	pid_t pid = fork_with_pipe(&fd, err);
-	if (pid < 0)
-		return -1;
-	if (pid > 0) {
-		/* the child's fd alone keeps the connection: should the child
-		 * die before INIT, the stat fails (ENOTCONN) instead of waiting */
-		close(fuse_session_fd(se));
-		bool serves = child_serves(fd);
-		if (serves && mountpoint)
-			fs_raise_read_ahead(mountpoint);
-		_exit(serves ? 0 : 1);
-	}
-	detach();
-	*ready_fd = fd;
-	return 0;
-}
-
 bool fs_runs_in_foreground(const struct fs_opts *opts)
 {
-	if (opts->foreground)
+	if (opts->foreground || (opts->checked && opts->debug))
 		return true;
+	if (opts->checked)
+		return false;
 	struct fs_config cfg;
 	struct fuse_args args;
 	if (fs_parse_options(opts, &cfg, &args, NULL) < 0)
@@ -315,7 +312,7 @@ bool fs_runs_in_foreground(const struct fs_opts *opts)
 
 int fs_fork_daemon(struct fs_opts *opts, struct ocitree_error **err)
 {
-	int fd;
+	int fd = -1;
 	pid_t pid = fork_with_pipe(&fd, err);
 	if (pid < 0)
 		return -1;
@@ -350,8 +347,6 @@ int fs_session_run(const struct fuse_lowlevel_ops *ops, size_t ops_size, void *u
 {
 	bool foreground = opts->foreground || cfg->debug;
 	int ret = -1;
-	/* before daemonizing changes the directory to / */
-	_cleanup_free_ char *abs_mountpoint = realpath(opts->mountpoint, NULL);
 	struct fuse_loop_config *loop = NULL;
 	struct fuse_session *se = fuse_session_new(args, ops, ops_size, userdata);
 	if (!se)
@@ -366,20 +361,19 @@ int fs_session_run(const struct fuse_lowlevel_ops *ops, size_t ops_size, void *u
 		ocitree_error_setk(err, OCITREE_ERROR_FAILED, "cannot mount on '%s'", opts->mountpoint);
 		goto out_signals;
 	}
+	/* a daemon was forked before the set-up (fs_fork_daemon): without
+	 * that fork the process serves where it is, as in the foreground */
 	int ready_fd = -1;
-	if (foreground) {
-		(void)!chdir("/");
-	} else if (opts->forked) {
+	bool daemon = !foreground && opts->forked;
+	if (daemon) {
 		detach();
 		ready_fd = opts->ready_fd;
-	} else if (daemonize(se, abs_mountpoint, &ready_fd, err) < 0) {
-		goto out_unmount;
-	}
-	if (!foreground) {
 		openlog("ocitree", LOG_PID, LOG_DAEMON);
 		ocitree_log_set_handler(log_to_syslog, NULL);
+	} else {
+		(void)!chdir("/");
 	}
-	/* threads do not survive the fork of daemonize(): start them now */
+	/* in the process that serves, whatever forked before: start them now */
 	if (hooks && hooks->started && hooks->started(userdata, se) < 0)
 		ocitree_log(OCITREE_LOG_ERROR, "could not start the control thread: live commit is not available");
 	if (ready_fd >= 0) {
@@ -398,7 +392,6 @@ int fs_session_run(const struct fuse_lowlevel_ops *ops, size_t ops_size, void *u
 	fuse_loop_cfg_destroy(loop);
 	if (hooks && hooks->stopping)
 		hooks->stopping(userdata);
-out_unmount:
 	fuse_session_unmount(se);
 out_signals:
 	fuse_remove_signal_handlers(se);

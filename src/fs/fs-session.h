@@ -46,7 +46,8 @@ struct fs_hooks {
 	void (*stopping)(void *userdata);
 };
 
-/* Mount, daemonize unless opts->foreground, serve with cfg->threads threads
+/* Mount, detach as a daemon when fs_fork_daemon() forked this process (and
+ * not opts->foreground nor -o debug), serve with cfg->threads threads
  * until unmounted or signalled, unmount. */
 int fs_session_run(const struct fuse_lowlevel_ops *ops, size_t ops_size, void *userdata, struct fuse_args *args,
 		   const struct fs_config *cfg, const struct fs_opts *opts, const struct fs_hooks *hooks,

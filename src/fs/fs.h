@@ -47,6 +47,12 @@ struct fs_opts {
 	 * `ocitree run` waits for it (src/cli/run.c). */
 	void (*ready)(void *data);
 	void *ready_data;
+	/* set by fs_check_options(): what the -o options ask for, so that the
+	 * set-up's questions below need no parse of their own */
+	bool checked;
+	bool debug;                                /* -o debug */
+	size_t cache_bytes;                        /* -o cache_size, in bytes */
+	struct ocitree_upper_probe_opts probe;     /* -o xattrs=, whiteout= */
 	/* set by fs_fork_daemon() in the child: the pipe its parent waits on */
 	bool forked;
 	int ready_fd;
@@ -65,9 +71,10 @@ bool fs_runs_in_foreground(const struct fs_opts *opts);
  * Returns -1 (in the only process) if it cannot fork. */
 int fs_fork_daemon(struct fs_opts *opts, struct ocitree_error **err);
 
-/* Parse opts->mount_opts now (so that usage errors come before any work);
- * returns 0 or -1 with an OCITREE_ERROR_USAGE error. */
-int fs_check_options(const struct fs_opts *opts, struct ocitree_error **err);
+/* Parse opts->mount_opts now (so that usage errors come before any work)
+ * and keep what the set-up asks of them in opts (checked, debug,
+ * cache_bytes, probe); returns 0 or -1 with an OCITREE_ERROR_USAGE error. */
+int fs_check_options(struct fs_opts *opts, struct ocitree_error **err);
 
 /* Serve tree on opts->mountpoint until it is unmounted.  chunks is the cache
  * the layer indexes read through; its size is set from -o cache_size before

@@ -10,12 +10,19 @@
 #ifndef OCITREE_LAYOUT_INTERNAL_H
 #define OCITREE_LAYOUT_INTERNAL_H
 
+#include <sys/stat.h>
+
 #include "ocitree/layout.h"
 
 struct ocitree_layout {
 	int dirfd;
 	int blobs_lock_fd; /* -1 until ocitree_layout_hold_blobs() */
 	char *path;
+	/* index.json as ocitree_layout_open() read it, for the first
+	 * ocitree_layout_read_index() while the file is still the one read
+	 * (same inode, size and change time), or NULL */
+	struct ocitree_index *opened_index;
+	struct stat opened_index_st;
 };
 
 /* "blobs/<alg>/<hex>" for a checked digest; caller frees. */

@@ -71,13 +71,22 @@ OCITREE_EXPORT struct ocitree_layout *ocitree_layout_open(const char *path, stru
 	l->blobs_lock_fd = -1;
 	l->path = xstrdup(path);
 	/* index.json is read again by each operation; reading it now reports a
-	 * broken layout before any work starts */
+	 * broken layout before any work starts, and the first operation takes
+	 * this reading if the file has not been replaced since (a second read
+	 * and parse at the start of every command) */
+	struct stat ist;
+	bool have_st = fstatat(l->dirfd, INDEX_FILE, &ist, 0) == 0; /* before the read: a later file differs */
 	struct ocitree_index *idx = ocitree_layout_read_index(l, err);
 	if (!idx) {
 		ocitree_layout_free(l);
 		return NULL;
 	}
-	ocitree_index_free(idx);
+	if (have_st) {
+		l->opened_index = idx;
+		l->opened_index_st = ist;
+	} else {
+		ocitree_index_free(idx);
+	}
 	return l;
 }
 
@@ -90,6 +99,7 @@ OCITREE_EXPORT void ocitree_layout_free(struct ocitree_layout *l)
 	if (l->dirfd >= 0)
 		close(l->dirfd);
 	free(l->path);
+	ocitree_index_free(l->opened_index);
 	free(l);
 }
 
@@ -199,8 +209,26 @@ fail:
 	return -1;
 }
 
+/* Is index.json still the file st describes?  It is replaced by rename,
+ * never written in place (see ocitree_layout_update_index). */
+static bool index_unchanged(const struct ocitree_layout *l, const struct stat *st)
+{
+	struct stat now;
+	return fstatat(l->dirfd, INDEX_FILE, &now, 0) == 0 && now.st_dev == st->st_dev && now.st_ino == st->st_ino &&
+	       now.st_size == st->st_size && now.st_ctim.tv_sec == st->st_ctim.tv_sec &&
+	       now.st_ctim.tv_nsec == st->st_ctim.tv_nsec && now.st_mtim.tv_sec == st->st_mtim.tv_sec &&
+	       now.st_mtim.tv_nsec == st->st_mtim.tv_nsec;
+}
+
 OCITREE_EXPORT struct ocitree_index *ocitree_layout_read_index(struct ocitree_layout *l, struct ocitree_error **err)
 {
+	if (l->opened_index) {
+		struct ocitree_index *idx = l->opened_index;
+		l->opened_index = NULL;
+		if (index_unchanged(l, &l->opened_index_st))
+			return idx;
+		ocitree_index_free(idx);
+	}
 	_cleanup_buf_ struct buf b = BUF_INIT;
 	if (read_file_at(l->dirfd, INDEX_FILE, OCITREE_MAX_INDEX_SIZE, &b, "index", err) < 0)
 		return ocitree_error_prefix(err, "layout '%s'", l->path), NULL;

@@ -60,7 +60,26 @@ static void test_create_open(void)
 	struct ocitree_index *idx = lay ? ocitree_layout_read_index(lay, &err) : NULL;
 	ok(idx && idx->n_manifests == 0, "a new layout has no tags");
 	ocitree_index_free(idx);
+	idx = lay ? ocitree_layout_read_index(lay, &err) : NULL;
+	ok(idx && idx->n_manifests == 0, "index.json is read again");
+	ocitree_index_free(idx);
 	ocitree_layout_free(lay);
+	/* the reading of index.json at open is only used while the file is
+	 * still the one read: replaced (by rename, as writers do), it is read
+	 * anew */
+	lay = ocitree_layout_open(l, &err);
+	write_file("l1/index.json.new", "{\"schemaVersion\":2,\"manifests\":[");
+	char *from = path("l1/index.json.new"), *to = path("l1/index.json");
+	ok(lay && rename(from, to) == 0, "index.json replaced after the open");
+	reset();
+	idx = lay ? ocitree_layout_read_index(lay, &err) : NULL;
+	ok(!idx && err && strstr(err->msg, "invalid JSON"), "the replaced index.json is the one read");
+	ocitree_index_free(idx);
+	ocitree_layout_free(lay);
+	write_file("l1/index.json.new", "{\"schemaVersion\":2,\"manifests\":[]}");
+	ok(rename(from, to) == 0, "index.json repaired");
+	free(from);
+	free(to);
 	free(l);
 
 	char *missing = path("nope");
