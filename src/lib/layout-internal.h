@@ -10,6 +10,8 @@
 #ifndef OCITREE_LAYOUT_INTERNAL_H
 #define OCITREE_LAYOUT_INTERNAL_H
 
+#include <stdint.h>
+
 #include "ocitree/layout.h"
 
 struct ocitree_layout {
@@ -20,6 +22,16 @@ struct ocitree_layout {
 
 /* "blobs/<alg>/<hex>" for a checked digest; caller frees. */
 char *blob_path(const char *digest);
+
+/* The first size bytes of the blob open on fd (all of it when size < 0),
+ * mapped read-only and shared, with the access pattern advice
+ * (MADV_SEQUENTIAL for a reader going front to back, MADV_RANDOM for
+ * chunks decoded where they are asked for).  *len is what is mapped: less
+ * than size when the file is shorter (a truncated blob, which callers
+ * report when they need the bytes past *len).  NULL when nothing is mapped
+ * (empty, not a regular file, too large, mmap failed): callers read the
+ * blob instead.  Unmapped with munmap(p, *len). */
+const uint8_t *blob_map(int fd, int64_t size, int advice, size_t *len);
 
 /* ocitree_blob_reader_read() without the copy: *data points into a
  * read-only mapping of the blob, valid until the reader is freed (or

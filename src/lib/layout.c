@@ -356,6 +356,22 @@ OCITREE_EXPORT int ocitree_blob_open_fd(struct ocitree_layout *l, const char *di
 	return steal_fd(&fd);
 }
 
+const uint8_t *blob_map(int fd, int64_t size, int advice, size_t *len)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0)
+		return NULL;
+	uint64_t n = size >= 0 && size < st.st_size ? (uint64_t)size : (uint64_t)st.st_size;
+	if (!n || n > SIZE_MAX)
+		return NULL;
+	void *p = mmap(NULL, (size_t)n, PROT_READ, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	(void)madvise(p, (size_t)n, advice);
+	*len = (size_t)n;
+	return p;
+}
+
 struct ocitree_blob_reader {
 	int fd;
 	struct ocitree_hasher *hasher;
@@ -364,7 +380,7 @@ struct ocitree_blob_reader {
 	int64_t off;
 	bool done;
 	/* blob_reader_map_next(): the whole blob, mapped on first use */
-	uint8_t *map;
+	const uint8_t *map;
 	size_t map_len;
 	bool map_failed;
 };
@@ -463,21 +479,20 @@ ssize_t blob_reader_map_next(struct ocitree_blob_reader *r, const void **data, s
 	if (r->done)
 		return 0;
 	if (!r->map) {
-		struct stat st;
-		if (r->map_failed || r->off != 0 || fstat(r->fd, &st) < 0 || st.st_size <= 0 ||
-		    (r->size >= 0 && st.st_size < r->size) || (uint64_t)st.st_size > SIZE_MAX) {
+		/* the declared size bounds what is hashed, as in the read
+		 * form; a blob shorter than declared is read, for the read
+		 * form's error */
+		if (r->map_failed || r->off != 0 ||
+		    !(r->map = blob_map(r->fd, r->size, MADV_SEQUENTIAL, &r->map_len))) {
 			r->map_failed = true;
 			return -2;
 		}
-		/* the declared size bounds what is hashed, as in the read form */
-		r->map_len = r->size >= 0 ? (size_t)r->size : (size_t)st.st_size;
-		void *m = r->map_len ? mmap(NULL, r->map_len, PROT_READ, MAP_SHARED, r->fd, 0) : MAP_FAILED;
-		if (m == MAP_FAILED) {
+		if (r->size >= 0 && r->map_len < (uint64_t)r->size) {
+			munmap((void *)r->map, r->map_len);
+			r->map = NULL;
 			r->map_failed = true;
 			return -2;
 		}
-		(void)madvise(m, r->map_len, MADV_SEQUENTIAL);
-		r->map = m;
 	}
 	if ((size_t)r->off >= r->map_len) {
 		/* one byte more than declared is an error, as in the read form */
@@ -493,9 +508,9 @@ ssize_t blob_reader_map_next(struct ocitree_blob_reader *r, const void **data, s
 	size_t n = r->map_len - (size_t)r->off;
 	if (n > len)
 		n = len;
-	uint8_t *p = r->map + r->off;
+	const uint8_t *p = r->map + r->off;
 #ifdef MADV_POPULATE_READ
-	if (madvise(p, n, MADV_POPULATE_READ) < 0 && errno != EINVAL && errno != EAGAIN && errno != EINTR)
+	if (madvise((void *)p, n, MADV_POPULATE_READ) < 0 && errno != EINVAL && errno != EAGAIN && errno != EINTR)
 		return ocitree_error_set(err, errno == EFAULT ? EIO : errno, "read blob %s (did it shrink?)",
 					 r->digest);
 #endif
@@ -522,7 +537,7 @@ OCITREE_EXPORT void ocitree_blob_reader_free(struct ocitree_blob_reader *r)
 	if (!r)
 		return;
 	if (r->map)
-		munmap(r->map, r->map_len);
+		munmap((void *)r->map, r->map_len);
 	close(r->fd);
 	ocitree_hasher_free(r->hasher);
 	free(r);
