@@ -44,6 +44,20 @@ ssize_t blob_reader_map_next(struct ocitree_blob_reader *r, const void **data, s
  * process (they stay in the page cache). */
 void blob_reader_unmap(struct ocitree_blob_reader *r, const void *data, size_t len);
 
+/* The blob's digest taken by the caller instead (an unpack hashes it
+ * beside the content, sha256-pair.h): maps the blob, and from then on
+ * blob_reader_map_next() hands out the bytes without hashing them, nor
+ * checking anything at their end: blob_reader_check_outside() must.  NULL
+ * (and nothing changed) when the blob is not sha256 or cannot be mapped
+ * whole. */
+struct sha256p;
+const uint8_t *blob_reader_hash_outside(struct ocitree_blob_reader *r, size_t *len);
+/* The end of such a blob: s holds the digest of its first hashed bytes;
+ * the rest is hashed here, then the digest is checked, then the size, as
+ * the read form does (with its errors). */
+int blob_reader_check_outside(struct ocitree_blob_reader *r, struct sha256p *s, size_t hashed,
+			      struct ocitree_error **err);
+
 struct ocitree_image;
 /* Read img->manifest_desc's manifest and its config into img (whose
  * layout is set), checking that the config is an image config with a
