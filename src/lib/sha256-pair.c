@@ -176,8 +176,7 @@ NI static void blocks2_ni(uint32_t ha[8], uint32_t hb[8], const uint8_t *p, size
  * schedule of their own: the three chains keep the rounds unit busier
  * than two, so that the third costs some 40% of a pass of its own
  * (measured on this kind of host: 0.13 s against 0.32 s per 400 MB). */
-NI static void blocks3_ni(uint32_t ha[8], uint32_t hb[8], const uint8_t *p, uint32_t hc[8], const uint8_t *q,
-			  size_t n)
+NI static void blocks3_ni(uint32_t ha[8], uint32_t hb[8], const uint8_t *p, uint32_t hc[8], const uint8_t *q, size_t n)
 {
 	const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
 	__m128i a0, a1, b0, b1, c0, c1;
@@ -313,7 +312,7 @@ static size_t fill(struct sha256p *s, const uint8_t *p, size_t len)
  * c at a block boundary), up to cmax bytes of q go into c beside the
  * whole blocks, a block for a block: returns the bytes c took. */
 static size_t update(struct sha256p *a, struct sha256p *b, const uint8_t *p, size_t len, struct sha256p *c,
-		     const uint8_t *q, size_t cmax)
+                     const uint8_t *q, size_t cmax)
 {
 	/* the partial blocks hold different bytes: each finishes its own,
 	 * taking as many bytes as the other */
@@ -355,7 +354,7 @@ void sha256p_update2(struct sha256p *a, struct sha256p *b, const void *data, siz
 }
 
 size_t sha256p_update2_and(struct sha256p *a, struct sha256p *b, const void *data, size_t len, struct sha256p *c,
-			   const void *cdata, size_t cmax)
+                           const void *cdata, size_t cmax)
 {
 	if (a->len % 64 != b->len % 64) {
 		sha256p_update(a, data, len);

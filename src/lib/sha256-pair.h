@@ -40,7 +40,7 @@ void sha256p_update2(struct sha256p *a, struct sha256p *b, const void *data, siz
  * of its own.  Returns the bytes c took, a multiple of 64 (c may be
  * NULL). */
 size_t sha256p_update2_and(struct sha256p *a, struct sha256p *b, const void *data, size_t len, struct sha256p *c,
-			   const void *cdata, size_t cmax);
+                           const void *cdata, size_t cmax);
 /* The digest; s must be initialised again before further use. */
 void sha256p_final(struct sha256p *s, uint8_t out[32]);
 
