@@ -176,6 +176,19 @@ struct ocitree_layer_reader {
 	struct ocitree_hasher *hasher; /* the diff_id: the hashing thread's, until joined */
 	bool pair;                     /* sha256p_available(): the diff_id in diff, not hasher */
 	struct sha256p diff;
+	/* The blob's digest, with pair and a mapped sha256 blob: taken by the
+	 * hashing thread beside file content (sha256p_update2_and), not by
+	 * the fetch thread in a pass of its own.  The fetch thread says how
+	 * far the mapping is populated (bavail), the hashing thread how far
+	 * it has hashed (bhashed_pub): pages are dropped behind both it and
+	 * the inflater. */
+	const uint8_t *bmap;
+	size_t bmap_len;
+	uint64_t bavail;      /* atomic: fetch thread */
+	uint64_t bhashed_pub; /* atomic: hashing thread */
+	size_t bdropped;      /* fetch thread */
+	struct sha256p bsha;  /* the hashing thread's, until joined */
+	size_t bhashed;       /* the hashing thread's, until joined */
 
 	/* consumer */
 	const struct chunk *held; /* the chunk of the data pipe held, or NULL */
@@ -195,9 +208,20 @@ static void *fetch(void *arg)
 		struct chunk *c = pipe_slot(&r->raw);
 		if (!c)
 			break;
-		/* the inflater is done with what the slot held */
-		if (c->mapped)
+		/* the inflater is done with what the slot held (and the
+		 * hashing thread, with what it hashed of it) */
+		if (c->mapped && r->bmap) {
+			size_t end = (size_t)(c->mapped - r->bmap) + c->len;
+			size_t h = (size_t)__atomic_load_n(&r->bhashed_pub, __ATOMIC_ACQUIRE);
+			if (h < end)
+				end = h;
+			if (end > r->bdropped) {
+				blob_reader_unmap(r->blob, r->bmap + r->bdropped, end - r->bdropped);
+				r->bdropped = end;
+			}
+		} else if (c->mapped) {
 			blob_reader_unmap(r->blob, c->mapped, c->len);
+		}
 		c->mapped = NULL;
 		ssize_t n = -2;
 		if (map) {
@@ -205,6 +229,9 @@ static void *fetch(void *arg)
 			n = blob_reader_map_next(r->blob, &d, CHUNK_SIZE, &err);
 			if (n > 0)
 				c->mapped = d;
+			if (n > 0 && r->bmap)
+				__atomic_store_n(&r->bavail, (uint64_t)(c->mapped - r->bmap) + (uint64_t)n,
+						 __ATOMIC_RELEASE);
 			map = n != -2;
 		}
 		if (n == -2 && !c->data)
@@ -250,6 +277,13 @@ static void blame_blob(struct ocitree_layer_reader *r, struct ocitree_error **er
 	ssize_t n;
 	while ((n = pipe_next(&r->raw, &d, &e)) > 0)
 		;
+	if (n == 0 && r->bmap) {
+		/* the hashing thread has its own copy of the digest to go
+		 * on with: this one starts from the blob's start */
+		struct sha256p s;
+		sha256p_init(&s);
+		n = blob_reader_check_outside(r->blob, &s, 0, &e);
+	}
 	if (n < 0 && e->kind == OCITREE_ERROR_DIGEST) {
 		ocitree_error_free(*err);
 		*err = e;
@@ -356,13 +390,32 @@ static void hash_data(struct hash_state *h, const uint8_t *p, size_t len, bool i
 		return;
 	}
 	diff_update(h, h->cur, (size_t)(p - h->cur));
-	if (h->r->pair) {
-		sha256p_update2(&h->r->diff, &h->file, p, len);
+	struct ocitree_layer_reader *r = h->r;
+	if (r->pair) {
+		size_t avail = r->bmap ? (size_t)__atomic_load_n(&r->bavail, __ATOMIC_ACQUIRE) - r->bhashed : 0;
+		r->bhashed += sha256p_update2_and(&r->diff, &h->file, p, len, &r->bsha, r->bmap + r->bhashed, avail);
 	} else {
 		ocitree_hasher_update(h->r->hasher, p, len);
 		sha256_update(&h->md, len, p);
 	}
 	h->cur = p + len;
+}
+
+/* Content that does not come (a layer of empty files) leaves the blob's
+ * digest behind, and the pages not hashed mapped: hashed alone past
+ * lag bytes behind the fetch thread (most layers never are). */
+#define BLOB_LAG_MAX (16u << 20)
+static void blob_catch_up(struct ocitree_layer_reader *r, size_t lag)
+{
+	if (!r->bmap)
+		return;
+	size_t avail = (size_t)__atomic_load_n(&r->bavail, __ATOMIC_ACQUIRE);
+	if (avail - r->bhashed > lag) {
+		size_t n = avail - r->bhashed - lag;
+		sha256p_update(&r->bsha, r->bmap + r->bhashed, n);
+		r->bhashed += n;
+	}
+	__atomic_store_n(&r->bhashed_pub, (uint64_t)r->bhashed, __ATOMIC_RELEASE);
 }
 
 static void *hash_stage(void *arg)
@@ -402,6 +455,7 @@ static void *hash_stage(void *arg)
 					diff_update(&h, h.cur, (size_t)(h.end - h.cur));
 				h.cur = h.end = NULL;
 				ring_release(&r->data.ring);
+				blob_catch_up(r, BLOB_LAG_MAX);
 				break;
 			case H_FILE:
 				if (r->pair)
@@ -427,7 +481,10 @@ static void *hash_stage(void *arg)
 				else
 					sha256_digest(&h.md, SHA256_DIGEST_SIZE, m->out);
 				break;
-			case H_END: end = true; break;
+			case H_END:
+				blob_catch_up(r, 0);
+				end = true;
+				break;
 			}
 		}
 	}
@@ -513,6 +570,10 @@ OCITREE_EXPORT struct ocitree_layer_reader *ocitree_layer_reader_open(struct oci
 	struct ocitree_layer_reader *r = reader_new(what, diff_id);
 	r->blob = b;
 	r->dec = decompressor_new(comp, src_pipe, r, what);
+	if (r->pair) {
+		r->bmap = blob_reader_hash_outside(b, &r->bmap_len);
+		sha256p_init(&r->bsha);
+	}
 	return r;
 }
 
@@ -585,6 +646,9 @@ OCITREE_EXPORT ssize_t ocitree_layer_reader_next(struct ocitree_layer_reader *r,
 		return fail_final(r, err);
 	if (n == 0) {
 		hash_finish(r);
+		/* the blob first, as when the fetch thread checks it */
+		if (r->bmap && blob_reader_check_outside(r->blob, &r->bsha, r->bhashed, &r->final_error) < 0)
+			return fail_final(r, err);
 		diff_id_final(r);
 		if (*r->want_diff_id && strcmp(r->diff_id, r->want_diff_id) != 0) {
 			ocitree_error_setk(&r->final_error, OCITREE_ERROR_DIGEST,

@@ -11,6 +11,7 @@
 
 #include "inflater.h"
 #include "layer-index-internal.h"
+#include "layout-internal.h"
 
 /* A checkpoint's deflated window.  A cached index is mapped with
  * MADV_RANDOM (see load_cached): its pages are asked for in one request. */
@@ -145,19 +146,9 @@ static unsigned char *scratch_input(size_t len)
  * chunk asks for its input, and the next chunk's, itself. */
 void layer_index_map_blob(struct ocitree_layer_index *idx)
 {
-	struct stat st;
-	if (idx->comp != OCITREE_COMPRESSION_GZIP || idx->blob_fd < 0 || idx->blob_map ||
-	    fstat(idx->blob_fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0)
+	if (idx->comp != OCITREE_COMPRESSION_GZIP || idx->blob_fd < 0 || idx->blob_map || idx->blob_size > INT64_MAX)
 		return;
-	uint64_t len = (uint64_t)st.st_size < idx->blob_size ? (uint64_t)st.st_size : idx->blob_size;
-	if (!len || len > SIZE_MAX)
-		return;
-	void *p = mmap(NULL, (size_t)len, PROT_READ, MAP_SHARED, idx->blob_fd, 0);
-	if (p == MAP_FAILED)
-		return;
-	(void)madvise(p, (size_t)len, MADV_RANDOM);
-	idx->blob_map = p;
-	idx->blob_map_len = (size_t)len;
+	idx->blob_map = blob_map(idx->blob_fd, (int64_t)idx->blob_size, MADV_RANDOM, &idx->blob_map_len);
 }
 
 /* Ask for bytes [start, end) of the mapped blob: WILLNEED starts reading

@@ -10,6 +10,7 @@
 #ifndef OCITREE_LAYOUT_INTERNAL_H
 #define OCITREE_LAYOUT_INTERNAL_H
 
+#include <stdint.h>
 #include <sys/stat.h>
 
 #include "ocitree/layout.h"
@@ -28,6 +29,16 @@ struct ocitree_layout {
 /* "blobs/<alg>/<hex>" for a checked digest; caller frees. */
 char *blob_path(const char *digest);
 
+/* The first size bytes of the blob open on fd (all of it when size < 0),
+ * mapped read-only and shared, with the access pattern advice
+ * (MADV_SEQUENTIAL for a reader going front to back, MADV_RANDOM for
+ * chunks decoded where they are asked for).  *len is what is mapped: less
+ * than size when the file is shorter (a truncated blob, which callers
+ * report when they need the bytes past *len).  NULL when nothing is mapped
+ * (empty, not a regular file, too large, mmap failed): callers read the
+ * blob instead.  Unmapped with munmap(p, *len). */
+const uint8_t *blob_map(int fd, int64_t size, int advice, size_t *len);
+
 /* ocitree_blob_reader_read() without the copy: *data points into a
  * read-only mapping of the blob, valid until the reader is freed (or
  * dropped with blob_reader_unmap()).  Returns the length (at most len),
@@ -38,6 +49,20 @@ ssize_t blob_reader_map_next(struct ocitree_blob_reader *r, const void **data, s
 /* Done with [data, data + len) of the mapping: its pages leave the
  * process (they stay in the page cache). */
 void blob_reader_unmap(struct ocitree_blob_reader *r, const void *data, size_t len);
+
+/* The blob's digest taken by the caller instead (an unpack hashes it
+ * beside the content, sha256-pair.h): maps the blob, and from then on
+ * blob_reader_map_next() hands out the bytes without hashing them, nor
+ * checking anything at their end: blob_reader_check_outside() must.  NULL
+ * (and nothing changed) when the blob is not sha256 or cannot be mapped
+ * whole. */
+struct sha256p;
+const uint8_t *blob_reader_hash_outside(struct ocitree_blob_reader *r, size_t *len);
+/* The end of such a blob: s holds the digest of its first hashed bytes;
+ * the rest is hashed here, then the digest is checked, then the size, as
+ * the read form does (with its errors). */
+int blob_reader_check_outside(struct ocitree_blob_reader *r, struct sha256p *s, size_t hashed,
+			      struct ocitree_error **err);
 
 struct ocitree_image;
 /* Read img->manifest_desc's manifest and its config into img (whose

@@ -17,6 +17,7 @@
 
 #include "json.h"
 #include "layout-internal.h"
+#include "sha256-pair.h"
 #include "ocitree/layout.h"
 
 #define OCI_LAYOUT_FILE "oci-layout"
@@ -384,6 +385,22 @@ OCITREE_EXPORT int ocitree_blob_open_fd(struct ocitree_layout *l, const char *di
 	return steal_fd(&fd);
 }
 
+const uint8_t *blob_map(int fd, int64_t size, int advice, size_t *len)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0)
+		return NULL;
+	uint64_t n = size >= 0 && size < st.st_size ? (uint64_t)size : (uint64_t)st.st_size;
+	if (!n || n > SIZE_MAX)
+		return NULL;
+	void *p = mmap(NULL, (size_t)n, PROT_READ, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	(void)madvise(p, (size_t)n, advice);
+	*len = (size_t)n;
+	return p;
+}
+
 struct ocitree_blob_reader {
 	int fd;
 	struct ocitree_hasher *hasher;
@@ -392,9 +409,10 @@ struct ocitree_blob_reader {
 	int64_t off;
 	bool done;
 	/* blob_reader_map_next(): the whole blob, mapped on first use */
-	uint8_t *map;
+	const uint8_t *map;
 	size_t map_len;
 	bool map_failed;
+	bool outside; /* blob_reader_hash_outside() */
 };
 
 OCITREE_EXPORT struct ocitree_blob_reader *ocitree_blob_reader_open(struct ocitree_layout *l, const char *digest,
@@ -454,11 +472,23 @@ OCITREE_EXPORT ssize_t ocitree_blob_reader_read(struct ocitree_blob_reader *r, v
 	return blob_reader_end(r, extra, err);
 }
 
+static int blob_mismatch(const struct ocitree_blob_reader *r, const char *got, bool extra, int64_t off,
+			 struct ocitree_error **err);
+
 /* At the end of the declared bytes: the digest first, then the size. */
 static ssize_t blob_reader_end(struct ocitree_blob_reader *r, bool extra, struct ocitree_error **err)
 {
 	char got[OCITREE_DIGEST_MAX];
 	ocitree_hasher_final(r->hasher, got);
+	if (blob_mismatch(r, got, extra, r->off, err) < 0)
+		return -1;
+	r->done = true;
+	return 0;
+}
+
+static int blob_mismatch(const struct ocitree_blob_reader *r, const char *got, bool extra, int64_t off,
+			 struct ocitree_error **err)
+{
 	if (strcmp(got, r->digest) != 0)
 		return ocitree_error_setk(err, OCITREE_ERROR_DIGEST,
 					  "blob %s does not match its digest (content is %s): verified reader digest mismatch",
@@ -467,12 +497,11 @@ static ssize_t blob_reader_end(struct ocitree_blob_reader *r, bool extra, struct
 		return ocitree_error_setk(err, OCITREE_ERROR_DIGEST,
 					  "blob %s is larger than its declared size %jd: verified reader size mismatch",
 					  r->digest, (intmax_t)r->size);
-	if (r->size >= 0 && r->off != r->size)
+	if (r->size >= 0 && off != r->size)
 		return ocitree_error_setk(
 			err, OCITREE_ERROR_DIGEST,
 			"blob %s is %jd bytes, smaller than its declared size %jd: verified reader size mismatch", r->digest,
-			(intmax_t)r->off, (intmax_t)r->size);
-	r->done = true;
+			(intmax_t)off, (intmax_t)r->size);
 	return 0;
 }
 
@@ -485,27 +514,48 @@ static ssize_t blob_reader_end(struct ocitree_blob_reader *r, bool extra, struct
  * in the inflater.  Blobs are written once and renamed into place: only
  * a truncation in place by another process, between that call and the
  * inflater's reading of the range, could still raise one. */
+static bool blob_reader_map(struct ocitree_blob_reader *r)
+{
+	if (r->map)
+		return true;
+	/* the declared size bounds what is hashed, as in the read form; a
+	 * blob shorter than declared is read, for the read form's error */
+	if (r->map_failed || r->off != 0 || !(r->map = blob_map(r->fd, r->size, MADV_SEQUENTIAL, &r->map_len))) {
+		r->map_failed = true;
+		return false;
+	}
+	if (r->size >= 0 && r->map_len < (uint64_t)r->size) {
+		munmap((void *)r->map, r->map_len);
+		r->map = NULL;
+		r->map_failed = true;
+		return false;
+	}
+	return true;
+}
+
+static int blob_populate(const struct ocitree_blob_reader *r, const uint8_t *p, size_t n, struct ocitree_error **err)
+{
+#ifdef MADV_POPULATE_READ
+	if (madvise((void *)p, n, MADV_POPULATE_READ) < 0 && errno != EINVAL && errno != EAGAIN && errno != EINTR)
+		return ocitree_error_set(err, errno == EFAULT ? EIO : errno, "read blob %s (did it shrink?)",
+					 r->digest);
+#else
+	(void)r, (void)p, (void)n, (void)err;
+#endif
+	return 0;
+}
+
 ssize_t blob_reader_map_next(struct ocitree_blob_reader *r, const void **data, size_t len,
 			     struct ocitree_error **err)
 {
 	if (r->done)
 		return 0;
-	if (!r->map) {
-		struct stat st;
-		if (r->map_failed || r->off != 0 || fstat(r->fd, &st) < 0 || st.st_size <= 0 ||
-		    (r->size >= 0 && st.st_size < r->size) || (uint64_t)st.st_size > SIZE_MAX) {
-			r->map_failed = true;
-			return -2;
-		}
-		/* the declared size bounds what is hashed, as in the read form */
-		r->map_len = r->size >= 0 ? (size_t)r->size : (size_t)st.st_size;
-		void *m = r->map_len ? mmap(NULL, r->map_len, PROT_READ, MAP_SHARED, r->fd, 0) : MAP_FAILED;
-		if (m == MAP_FAILED) {
-			r->map_failed = true;
-			return -2;
-		}
-		(void)madvise(m, r->map_len, MADV_SEQUENTIAL);
-		r->map = m;
+	if (!blob_reader_map(r))
+		return -2;
+	if ((size_t)r->off >= r->map_len && r->outside) {
+		/* blob_reader_check_outside() checks the end */
+		r->done = true;
+		return 0;
 	}
 	if ((size_t)r->off >= r->map_len) {
 		/* one byte more than declared is an error, as in the read form */
@@ -521,16 +571,49 @@ ssize_t blob_reader_map_next(struct ocitree_blob_reader *r, const void **data, s
 	size_t n = r->map_len - (size_t)r->off;
 	if (n > len)
 		n = len;
-	uint8_t *p = r->map + r->off;
-#ifdef MADV_POPULATE_READ
-	if (madvise(p, n, MADV_POPULATE_READ) < 0 && errno != EINVAL && errno != EAGAIN && errno != EINTR)
-		return ocitree_error_set(err, errno == EFAULT ? EIO : errno, "read blob %s (did it shrink?)",
-					 r->digest);
-#endif
-	ocitree_hasher_update(r->hasher, p, n);
+	const uint8_t *p = r->map + r->off;
+	if (blob_populate(r, p, n, err) < 0)
+		return -1;
+	if (!r->outside)
+		ocitree_hasher_update(r->hasher, p, n);
 	r->off += (int64_t)n;
 	*data = p;
 	return (ssize_t)n;
+}
+
+const uint8_t *blob_reader_hash_outside(struct ocitree_blob_reader *r, size_t *len)
+{
+	if (strncmp(r->digest, "sha256:", 7) != 0 || !blob_reader_map(r))
+		return NULL;
+	r->outside = true;
+	*len = r->map_len;
+	return r->map;
+}
+
+int blob_reader_check_outside(struct ocitree_blob_reader *r, struct sha256p *s, size_t hashed,
+			      struct ocitree_error **err)
+{
+	/* what the caller has not hashed (nothing, normally) */
+	if (hashed < r->map_len) {
+		if (blob_populate(r, r->map + hashed, r->map_len - hashed, err) < 0)
+			return -1;
+		sha256p_update(s, r->map + hashed, r->map_len - hashed);
+	}
+	uint8_t d[32];
+	sha256p_final(s, d);
+	char got[OCITREE_DIGEST_MAX];
+	char *o = got + snprintf(got, sizeof(got), "sha256:");
+	for (size_t i = 0; i < sizeof(d); i++)
+		o += snprintf(o, 3, "%02x", d[i]);
+	/* one byte more than declared is an error, as in the read form */
+	char one;
+	ssize_t n;
+	do
+		n = pread(r->fd, &one, 1, (off_t)r->map_len);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return ocitree_error_set(err, errno, "read blob %s", r->digest);
+	return blob_mismatch(r, got, r->size >= 0 && n > 0, (int64_t)r->map_len, err);
 }
 
 void blob_reader_unmap(struct ocitree_blob_reader *r, const void *data, size_t len)
@@ -550,7 +633,7 @@ OCITREE_EXPORT void ocitree_blob_reader_free(struct ocitree_blob_reader *r)
 	if (!r)
 		return;
 	if (r->map)
-		munmap(r->map, r->map_len);
+		munmap((void *)r->map, r->map_len);
 	close(r->fd);
 	ocitree_hasher_free(r->hasher);
 	free(r);

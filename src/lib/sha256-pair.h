@@ -33,6 +33,14 @@ void sha256p_update(struct sha256p *s, const void *data, size_t len);
 /* The same bytes into a and b: in one pass while the two are at the same
  * offset modulo 64 (else one after the other). */
 void sha256p_update2(struct sha256p *a, struct sha256p *b, const void *data, size_t len);
+/* sha256p_update2(a, b, data, len), and in the same pass as many whole
+ * blocks of cdata (at most cmax bytes) into c as it has whole blocks for
+ * a and b, while c is at a block boundary: a third digest, of other
+ * bytes (an unpack's blob, beside its content), for much less than a pass
+ * of its own.  Returns the bytes c took, a multiple of 64 (c may be
+ * NULL). */
+size_t sha256p_update2_and(struct sha256p *a, struct sha256p *b, const void *data, size_t len, struct sha256p *c,
+                           const void *cdata, size_t cmax);
 /* The digest; s must be initialised again before further use. */
 void sha256p_final(struct sha256p *s, uint8_t out[32]);
 

@@ -517,8 +517,10 @@ static void test_layer_round_trip(struct ocitree_layout *l, enum ocitree_compres
 		tr = ocitree_tar_reader_new(r, &err);
 		while ((rr = ocitree_tar_reader_next(tr, &e, &err)) == 1)
 			;
-		ok(rr < 0 && err && err->kind == OCITREE_ERROR_DIGEST && strstr(err->msg, d.digest),
-		   "%s: a changed blob is a digest error (%s)", name, err ? err->msg : "none");
+		ok(rr < 0 && err && err->kind == OCITREE_ERROR_DIGEST && strstr(err->msg, d.digest) &&
+			   strstr(err->msg, "does not match its digest"),
+		   "%s: a changed blob is a digest error, the blob's before the diff_id's (%s)", name,
+		   err ? err->msg : "none");
 		ocitree_tar_reader_free(tr);
 		ocitree_layer_reader_free(r);
 		ocitree_error_free(err);
@@ -532,12 +534,24 @@ static void test_layer_round_trip(struct ocitree_layout *l, enum ocitree_compres
 		struct ocitree_descriptor d3 = {0};
 		char diff_id3[OCITREE_DIGEST_MAX];
 		write_test_layer(l, comp, &d3, diff_id3);
+		/* the gzip header's mtime changed: the same content, only the
+		 * blob's digest tells */
+		_cleanup_free_ char *p = xasprintf("blobs/sha256/%s", ocitree_digest_hex(d3.digest));
+		int fd = openat(ocitree_layout_dirfd(l), p, O_RDWR);
+		char c = 0;
+		ok(fd >= 0 && pread(fd, &c, 1, 4) == 1, "%s: the gzip header read", name);
+		c ^= 1;
+		pwrite(fd, &c, 1, 4);
+		expect_digest_error(l, &d3, diff_id3, "does not match its digest",
+		                    "a blob changed where it still decompresses is a digest error", name);
+		c ^= 1;
+		pwrite(fd, &c, 1, 4);
+		close(fd);
 		d3.size++;
 		expect_digest_error(l, &d3, diff_id3, "smaller than its declared size",
 		                    "a blob shorter than declared is a digest error", name);
 		d3.size--;
-		_cleanup_free_ char *p = xasprintf("blobs/sha256/%s", ocitree_digest_hex(d3.digest));
-		int fd = openat(ocitree_layout_dirfd(l), p, O_WRONLY | O_APPEND);
+		fd = openat(ocitree_layout_dirfd(l), p, O_WRONLY | O_APPEND);
 		ok(fd >= 0 && write(fd, "x", 1) == 1, "%s: a byte appended to the blob", name);
 		close(fd);
 		expect_digest_error(l, &d3, diff_id3, "larger than its declared size",
@@ -711,7 +725,10 @@ static void ref_sha256(const void *a, size_t alen, const void *b, size_t blen, u
 /* Two digests of the same bytes in one pass, after different prefixes:
  * aligned as file data in a tar stream (a 512-byte multiple), at the same
  * offset modulo 64 but with different partial blocks, and not aligned;
- * fed in pieces of every size. */
+ * fed in pieces of every size.  A third digest, of other bytes, goes
+ * along in some of those passes (sha256p_update2_and, as an unpack's
+ * blob), in pieces of its own between them that leave it off a block
+ * boundary at times. */
 static void test_sha256_pair(void)
 {
 	const size_t len = 1100000;
@@ -721,13 +738,17 @@ static void test_sha256_pair(void)
 	const size_t pieces[] = {1, 63, 64, 65, 4096, 131072, 1000000};
 	uint64_t x = 1;
 	int bad = 0, runs = 0;
+	size_t taken_all = 0;
 	for (size_t i = 0; i < ARRAY_SIZE(prefix_a); i++)
 		for (size_t j = 0; j < ARRAY_SIZE(pieces); j++) {
 			/* the prefixes come from the end of data: different bytes */
 			size_t n = pieces[j] < 100 ? 20000 : len;
-			struct sha256p a, b;
+			struct sha256p a, b, c;
 			sha256p_init(&a);
 			sha256p_init(&b);
+			sha256p_init(&c);
+			const uint8_t *cdata = data + 4321;
+			size_t cn = len - 4321, coff = 0, taken = 0;
 			sha256p_update(&a, data + len - prefix_a[i], prefix_a[i]);
 			sha256p_update(&b, data + len - 200 - prefix_b[i], prefix_b[i]);
 			for (size_t off = 0; off < n;) {
@@ -735,24 +756,45 @@ static void test_sha256_pair(void)
 				size_t k = pieces[j] > 64 ? pieces[j] - x % 64 : pieces[j];
 				if (k > n - off)
 					k = n - off;
-				if (x & 256) {
+				if ((x & 768) == 768) {
+					size_t cmax = x & 1024 ? cn - coff : (size_t)(x >> 11) % 4096;
+					if (cmax > cn - coff)
+						cmax = cn - coff;
+					size_t t = sha256p_update2_and(&a, &b, data + off, k, &c, cdata + coff, cmax);
+					bad += t > cmax || t % 64 != 0;
+					coff += t;
+					taken += t;
+				} else if (x & 256) {
 					sha256p_update2(&a, &b, data + off, k);
 				} else {
+					if (x & 1024) {
+						size_t t = (size_t)(x >> 11) % 100;
+						if (t > cn - coff)
+							t = cn - coff;
+						sha256p_update(&c, cdata + coff, t);
+						coff += t;
+					}
 					sha256p_update(&a, data + off, k);
 					sha256p_update(&b, data + off, k);
 				}
 				off += k;
 			}
-			uint8_t ga[32], gb[32], wa[32], wb[32];
+			sha256p_update(&c, cdata + coff, cn - coff);
+			uint8_t ga[32], gb[32], gc[32], wa[32], wb[32], wc[32];
 			sha256p_final(&a, ga);
 			sha256p_final(&b, gb);
+			sha256p_final(&c, gc);
+			ref_sha256(cdata, cn, "", 0, wc);
+			bad += memcmp(gc, wc, 32) != 0;
+			taken_all += taken;
 			ref_sha256(data + len - prefix_a[i], prefix_a[i], data, n, wa);
 			ref_sha256(data + len - 200 - prefix_b[i], prefix_b[i], data, n, wb);
 			bad += memcmp(ga, wa, 32) != 0 || memcmp(gb, wb, 32) != 0;
 			runs++;
 		}
-	is_int(bad, 0, "sha256 pair: both digests match Nettle's in %d runs (SHA extensions: %s)", runs,
+	is_int(bad, 0, "sha256 pair: the three digests match Nettle's in %d runs (SHA extensions: %s)", runs,
 	       sha256p_available() ? "yes" : "no");
+	ok(taken_all >= 65536, "sha256 pair: the third digest took %zu bytes beside the pair", taken_all);
 	struct sha256p e;
 	uint8_t ge[32], we[32];
 	sha256p_init(&e);
