@@ -232,7 +232,7 @@ static void test_index(const char *comp, int members, const char *inflate)
 	struct ocitree_chunk_cache *cc = ocitree_chunk_cache_new(4u << 20);
 	const char *what = inflate ? inflate : "default";
 
-	_cleanup_free_ char *f = xasprintf("%s/index-v1/sha256/%s", cache, ocitree_digest_hex(d.digest));
+	_cleanup_free_ char *f = xasprintf("%s/index-v2/sha256/%s", cache, ocitree_digest_hex(d.digest));
 	struct ocitree_layer_index *idx = open_idx(&d, diff_id, cache, cc);
 	ok(idx != NULL, "%s x%d (%s): index built", comp, members, what);
 	if (!idx)
@@ -423,7 +423,7 @@ static void test_chunk_cache(void)
 	unsigned char *want[2] = {gen("one", 6u << 20), gen("two", 5u << 20)};
 	struct chunk_cache_stats st;
 
-	/* a cache of 4 chunks: read-ahead is bounded to one chunk */
+	/* a cache of 16 chunks: read-ahead is bounded to four */
 	struct ocitree_chunk_cache *cc = ocitree_chunk_cache_new(4u << 20);
 	struct ocitree_layer_index *idx = open_idx(&d, diff_id, cache, cc);
 	ok(idx != NULL, "chunk cache: layer indexed");
@@ -435,7 +435,10 @@ static void test_chunk_cache(void)
 	chunk_cache_stats(cc, &st);
 	ok(st.readahead > 0 && st.readahead_used > 0, "chunk cache: read-ahead decoded chunks the reader used (%ju of %ju)",
 	   (uintmax_t)st.readahead_used, (uintmax_t)st.readahead);
-	ok(st.decodes <= 7, "chunk cache: no chunk decoded twice by a sequential reader (%ju decodes)",
+	/* the 6 MiB file spans 25 chunks of 256 KiB; read-ahead goes on
+	 * past its end */
+	ok(st.decodes <= (6u << 20) / CHUNK_CACHE_CHUNK + 1 + chunk_cache_readahead(cc),
+	   "chunk cache: no chunk decoded twice by a sequential reader (%ju decodes)",
 	   (uintmax_t)st.decodes);
 
 	/* sequential readers of two files, and random readers, at once */
@@ -450,17 +453,20 @@ static void test_chunk_cache(void)
 	ok(run_readers(mix, ARRAY_SIZE(mix)), "chunk cache: interleaved sequential, random and pinned readers agree");
 	settle(cc);
 	chunk_cache_stats(cc, &st);
-	/* six threads may each hold up to 4 pinned chunks beyond the bound,
-	 * one being decoded each, and the read-ahead thread one */
-	ok(st.peak_bytes <= (4u << 20) + (6 * 5 + 1) * (1280u << 10),
+	/* six threads may each hold up to OCITREE_LAYER_PIN_MAX pinned chunks
+	 * beyond the bound, one being decoded each, and the read-ahead thread
+	 * one (zlib's chunks may be a part of a deflate block longer) */
+	ok(st.peak_bytes <= (4u << 20) + (6 * (OCITREE_LAYER_PIN_MAX + 1) + 1) * (CHUNK_CACHE_CHUNK + (256u << 10)),
 	   "chunk cache: memory stays near its bound (peak %zu KiB)", st.peak_bytes >> 10);
 	ok(st.bytes <= 4u << 20, "chunk cache: back within its bound when readers are done (%zu KiB)", st.bytes >> 10);
 
-	/* pinned chunks stay valid while other reads go through the cache */
+	/* pinned chunks stay valid while other reads go through the cache: a
+	 * read of FUSE's largest (1 MiB, 5 chunks when not aligned) */
 	struct ocitree_layer_pin pin;
-	ssize_t n = ocitree_layer_index_pin(idx, e[0]->data_off + 1000, 2u << 20, &pin, NULL);
+	ssize_t n = ocitree_layer_index_pin(idx, e[0]->data_off + 1000, 1u << 20, &pin, NULL);
+	size_t pinned = pin.n;
 	struct reader_job other = {.idx = idx, .e = e[1], .want = want[1], .step = 1u << 20};
-	bool good = n == 2u << 20 && run_readers(&other, 1);
+	bool good = n == 1u << 20 && run_readers(&other, 1);
 	size_t at = 0;
 	for (size_t i = 0; good && i < pin.n; i++) {
 		good = memcmp(pin.iov[i].iov_base, want[0] + 1000 + at, pin.iov[i].iov_len) == 0;
@@ -468,7 +474,8 @@ static void test_chunk_cache(void)
 	}
 	if (n > 0)
 		ocitree_layer_index_unpin(&pin);
-	ok(good && at == 2u << 20, "chunk cache: pinned data outlives evictions");
+	ok(good && at == 1u << 20 && pinned == 5, "chunk cache: pinned data outlives evictions (%zd bytes in %zu)", n,
+	   pinned);
 	ok(ocitree_layer_index_pin(idx, e[0]->data_off, 6u << 20, &pin, NULL) == 0,
 	   "chunk cache: a read over more chunks than a pin holds is not pinned");
 
@@ -647,8 +654,8 @@ static void test_readahead_live(void)
 		bool good = run_readers(&jobs[0], 1) && run_readers(&jobs[1], 1);
 		struct chunk_cache_stats st;
 		chunk_cache_stats(cc, &st);
-		/* a and z touch 7 or 8 chunks; hidden alone 7 more */
-		ok(good && st.decodes <= 9, "read-ahead: the hidden file's chunks are not decoded (%ju decodes)",
+		/* a and z touch 25 or 26 chunks; hidden alone 31 more */
+		ok(good && st.decodes <= 2 * ((3u << 20) / CHUNK_CACHE_CHUNK + 1) + 1, "read-ahead: the hidden file's chunks are not decoded (%ju decodes)",
 		   (uintmax_t)st.decodes);
 		free(want[0]);
 		free(want[1]);
