@@ -92,9 +92,11 @@ uint32_t layer_index_crc(uint32_t crc, const void *p, size_t n)
 	return crc;
 }
 
-/* Append src raw-deflated (fast, level 1) to dst; *len gets its size. */
+/* Append src raw-deflated (fast: ISA-L's level 0, zlib's 1) to dst; *len
+ * gets its size. */
 void layer_index_pack_window(struct buf *dst, const void *src, size_t n, uint32_t *len, uint32_t *crc, void **scratch)
 {
+	(void)scratch; /* no compressor keeps work space now */
 	size_t bound = n + n / 8 + 1024;
 	buf_reserve(dst, bound);
 	unsigned char *out = (unsigned char *)dst->data + dst->len;
@@ -103,13 +105,9 @@ void layer_index_pack_window(struct buf *dst, const void *src, size_t n, uint32_
 	if (layer_index_use_isal()) {
 		struct isal_zstream zs;
 		isal_deflate_stateless_init(&zs);
-		/* the level buffer is larger than the mmap threshold: one per
-		 * call was an mmap, page faults and an munmap per checkpoint */
-		if (!*scratch)
-			*scratch = xmalloc(ISAL_DEF_LVL1_DEFAULT);
-		zs.level = 1;
-		zs.level_buf = *scratch;
-		zs.level_buf_size = ISAL_DEF_LVL1_DEFAULT;
+		/* level 0: a third faster than level 1 and 12% bigger; it needs
+		 * no level buffer */
+		zs.level = 0;
 		zs.gzip_flag = 0;
 		zs.end_of_stream = 1;
 		zs.flush = NO_FLUSH;
@@ -137,8 +135,10 @@ void layer_index_pack_window(struct buf *dst, const void *src, size_t n, uint32_
 	dst->len += got;
 }
 
-/* Inflate what layer_index_pack_window() made into out (of exactly n bytes). */
-int layer_index_unpack_window(const unsigned char *in, size_t in_len, uint32_t crc, void *out, size_t n, struct ocitree_error **err)
+/* Inflate what layer_index_pack_window() made into out (of exactly n bytes,
+ * or of up to n when got is set, which gets the count). */
+int layer_index_unpack_window(const unsigned char *in, size_t in_len, uint32_t crc, void *out, size_t n, size_t *got_n,
+			      struct ocitree_error **err)
 {
 	if (layer_index_crc(0, in, in_len) != crc)
 		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "index checkpoint data checksum mismatch");
@@ -153,8 +153,11 @@ int layer_index_unpack_window(const unsigned char *in, size_t in_len, uint32_t c
 		st->next_out = out;
 		st->avail_out = (uint32_t)n;
 		st->crc_flag = ISAL_DEFLATE;
-		if (isal_inflate_stateless(st) == ISAL_DECOMP_OK && st->total_out == n)
+		if (isal_inflate_stateless(st) == ISAL_DECOMP_OK && (st->total_out == n || (got_n && st->total_out < n))) {
+			if (got_n)
+				*got_n = st->total_out;
 			return 0;
+		}
 		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "index checkpoint data is corrupt");
 	}
 #endif
@@ -167,8 +170,10 @@ int layer_index_unpack_window(const unsigned char *in, size_t in_len, uint32_t c
 	int r = inflate(&zs, Z_FINISH);
 	size_t got = zs.total_out;
 	inflateEnd(&zs);
-	if (r != Z_STREAM_END || got != n)
+	if (r != Z_STREAM_END || (got_n ? got > n : got != n))
 		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "index checkpoint data is corrupt");
+	if (got_n)
+		*got_n = got;
 	return 0;
 }
 

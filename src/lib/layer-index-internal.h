@@ -67,9 +67,11 @@ void layer_index_image_seal(void *img, size_t len);
 #define CHECKPOINT_SPAN (256u << 10)
 /* A resumable checkpoint (a window or an ISA-L state) every this many
  * chunks; the others only split the output for its checks (CP_CONT).
- * Packing an ISA-L state costs ~0.1 ms and ~18 KiB of index: one per 1 MiB
- * is what the index pass could afford before, and stays so. */
-#define RESTORE_CHUNKS 4u
+ * Packing an ISA-L state (its history and Huffman tables) costs ~0.1 ms and
+ * ~20 KiB of index: one per 1 MiB was what the index pass paid before;
+ * one per 512 KiB, packed faster (level 0, without the stale output),
+ * costs about as much. */
+#define RESTORE_CHUNKS 2u
 /* How far a chunk may end past its resumable checkpoint (a check on index
  * files: the pass puts them RESTORE_CHUNKS spans apart, zlib a deflate
  * block more; what one chunk could span before CP_CONT) */
@@ -178,8 +180,9 @@ uint32_t layer_index_crc(uint32_t crc, const void *p, size_t n);
 void layer_index_pack_window(struct buf *dst, const void *src, size_t n, uint32_t *len, uint32_t *crc,
 			     void **scratch);
 /* Inflate what layer_index_pack_window() made into out (of exactly n
- * bytes), checking crc first. */
-int layer_index_unpack_window(const unsigned char *in, size_t in_len, uint32_t crc, void *out, size_t n,
+ * bytes, or up to n when got is set: it gets the count), checking crc
+ * first. */
+int layer_index_unpack_window(const unsigned char *in, size_t in_len, uint32_t crc, void *out, size_t n, size_t *got,
 			      struct ocitree_error **err);
 
 struct tar_scan;

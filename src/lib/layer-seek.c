@@ -35,7 +35,7 @@ static int window_of(const struct ocitree_layer_index *idx, const struct idx_che
 		return 0;
 	/* a window is 32 KiB but at the start of a stream */
 	size_t n = cp->out_off < WINDOW_SIZE ? (size_t)cp->out_off : WINDOW_SIZE;
-	if (layer_index_unpack_window(window_bytes(idx, cp), cp->window_len, cp->window_crc, win, n, err) < 0)
+	if (layer_index_unpack_window(window_bytes(idx, cp), cp->window_len, cp->window_crc, win, n, NULL, err) < 0)
 		return -1;
 	*win_len = n;
 	return 0;
@@ -54,9 +54,11 @@ static int inflate_start(struct inflater *f, enum inflate_engine engine, const s
 		void *st = inflater_state(f, &n);
 		if (!st)
 			return ocitree_error_setk(err, OCITREE_ERROR_UNSUPPORTED, "checkpoint needs ISA-L");
-		if (layer_index_unpack_window(win, win_len, cp->window_crc, st, n, err) < 0)
+		size_t got;
+		if (layer_index_unpack_window(win, win_len, cp->window_crc, st, n, &got, err) < 0)
 			return -1;
-		inflater_resume_state(f);
+		if (inflater_resume_state(f, got) < 0)
+			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "index checkpoint data is corrupt");
 	} else if (cp->kind == CP_ZLIB) {
 		if (!io->in_len)
 			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "gzip stream ends early");
