@@ -139,8 +139,26 @@ struct seek_stream {
 	uint64_t next;  /* atomic: the chunk it goes on with, or is decoding the one before */
 	bool ok;        /* f is running, at chunk next, its input at blob byte in_pos */
 	uint64_t in_pos;
+	uint64_t kept;  /* the blob from here to in_pos may still be mapped (see stream_release) */
 	struct inflater f;
 };
+
+/* The input a stream went through is unmapped (blob_release) in steps of
+ * this many bytes: a DONTNEED is a TLB flush on every CPU the daemon's
+ * threads ran on, which per 256 KiB chunk was 7% of a full read's CPU. */
+#define RELEASE_STEP (2u << 20)
+
+static void blob_release(const struct ocitree_layer_index *idx, uint64_t start, uint64_t end);
+
+/* Unmap what st went through, if it is RELEASE_STEP or more (or anything,
+ * when all). */
+static void stream_release(const struct ocitree_layer_index *idx, struct seek_stream *st, bool all)
+{
+	if (st->in_pos > st->kept && (all || st->in_pos - st->kept >= RELEASE_STEP)) {
+		blob_release(idx, st->kept, st->in_pos);
+		st->kept = st->in_pos;
+	}
+}
 
 void layer_seek_free(struct ocitree_layer_index *idx)
 {
@@ -344,12 +362,13 @@ static int stream_go_on(struct ocitree_layer_index *idx, struct seek_stream *st,
 	blob_prefetch(idx, from, in_end, true);
 	int r = inflate_produce(&st->f, &io, out, out_len, &e);
 	ocitree_error_free(e);
-	blob_release(idx, from, in_end);
+	st->in_pos = (uint64_t)(io.in - idx->blob_map);
 	if (r == 0 && layer_index_crc(0, out, out_len) == cp->chunk_crc) {
-		st->in_pos = (uint64_t)(io.in - idx->blob_map);
+		stream_release(idx, st, false);
 		return 0;
 	}
 	/* whatever went wrong, decoding from the checkpoint says it best */
+	stream_release(idx, st, true);
 	inflater_end(&st->f);
 	st->ok = false;
 	return -1;
@@ -413,8 +432,10 @@ static int decode_from(struct ocitree_layer_index *idx, struct seek_stream *st, 
 		       struct ocitree_error **err)
 {
 	const struct idx_checkpoint *cp = &idx->cps[no], *rp = &idx->cps[rno];
-	if (st && st->ok)
+	if (st && st->ok) {
+		stream_release(idx, st, true);
 		inflater_end(&st->f);
+	}
 	if (st)
 		st->ok = false;
 	size_t in_len = (size_t)(in_end - in_start);
@@ -463,12 +484,16 @@ static int decode_from(struct ocitree_layer_index *idx, struct seek_stream *st, 
 		else if (r < 0)
 			r = ocitree_error_prefix(err, "blob %s at offset %ju", idx->digest, (uintmax_t)rp->in_off);
 	}
-	if (idx->blob_map)
-		blob_release(idx, in_start, in_end);
 	if (r == 0 && st) {
+		/* what it read stays mapped while the stream may go on */
 		st->ok = true;
 		st->in_pos = in_start + used;
-	} else {
+		st->kept = in_start;
+		stream_release(idx, st, false);
+	} else if (idx->blob_map) {
+		blob_release(idx, in_start, in_end);
+	}
+	if (r != 0 || !st) {
 		/* started, or not (then nothing is held but its state) */
 		inflater_end(f);
 	}
