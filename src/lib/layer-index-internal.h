@@ -266,6 +266,10 @@ struct ocitree_layer_index *layer_index_build(struct ocitree_layout *l, const st
  * file) chunks are read with pread.  Unmapped by ocitree_layer_index_free. */
 void layer_index_map_blob(struct ocitree_layer_index *idx);
 
+/* States restored so far (decodes not going on from the chunk before), for
+ * the tests; atomic. */
+extern uint64_t layer_seek_restores;
+
 /* Free what decoding kept in idx (ocitree_layer_index_free). */
 void layer_seek_free(struct ocitree_layer_index *idx);
 

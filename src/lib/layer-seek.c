@@ -378,6 +378,8 @@ static int decode_from(struct ocitree_layer_index *idx, struct seek_stream *st, 
 		       uint64_t in_start, uint64_t in_end, unsigned char *out, size_t out_len,
 		       struct ocitree_error **err);
 
+uint64_t layer_seek_restores;
+
 int layer_index_decode_chunk(void *userdata, struct ocitree_chunk_cache *cache, uint64_t no, struct chunk_data *outd,
 			     struct ocitree_error **err)
 {
@@ -432,6 +434,7 @@ static int decode_from(struct ocitree_layer_index *idx, struct seek_stream *st, 
 		       struct ocitree_error **err)
 {
 	const struct idx_checkpoint *cp = &idx->cps[no], *rp = &idx->cps[rno];
+	__atomic_fetch_add(&layer_seek_restores, 1, __ATOMIC_RELAXED);
 	if (st && st->ok) {
 		stream_release(idx, st, true);
 		inflater_end(&st->f);

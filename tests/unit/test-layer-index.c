@@ -17,6 +17,7 @@
 #include <zlib.h>
 
 #include "chunk-cache.h"
+#include "layer-index-internal.h"
 #include "ring.h"
 #include "ocitree/ocitree.h"
 #include "tap.h"
@@ -623,6 +624,68 @@ static void test_evict_readahead_last(void)
 	ocitree_chunk_cache_free(cc);
 }
 
+/* Chunks between restore points (CP_CONT) are decoded from the restore
+ * point before them; a reader going forward goes on with the inflate of the
+ * chunk before, restoring one state for the whole layer; any other order
+ * still decodes every chunk right. */
+static void test_seek_stream(const char *inflate)
+{
+	if (inflate)
+		setenv("OCITREE_INFLATE", inflate, 1);
+	else
+		unsetenv("OCITREE_INFLATE");
+	const char *what = inflate ? inflate : "default";
+	uint32_t span = layer_index_checkpoint_span;
+	layer_index_checkpoint_span = 16384;
+	const struct ent ents[] = {{"a", 'f', NULL, 3u << 20, NULL}};
+	struct ocitree_descriptor d;
+	char diff_id[OCITREE_DIGEST_MAX];
+	put_layer(ents, ARRAY_SIZE(ents), "gzip", 1, &d, diff_id);
+	_cleanup_free_ char *cache = xasprintf("%s/cache-stream-%s", tmpdir, what);
+	struct ocitree_layer_index *idx = open_idx(&d, diff_id, cache, NULL);
+	layer_index_checkpoint_span = span;
+	size_t cont = 0, resumable = 0;
+	for (size_t k = 0; idx && k < idx->n_cps; k++) {
+		if (idx->cps[k].kind == CP_CONT)
+			cont++;
+		else
+			resumable++;
+	}
+	/* zlib resumes at the first deflate block boundary past two chunks:
+	 * its blocks are long */
+	ok(idx && cont > 80 && resumable > (inflate ? 4u : 80u) && idx->blob_map,
+	   "stream (%s): %zu chunks, %zu resumable", what, idx ? idx->n_cps : 0, resumable);
+	if (!idx)
+		goto out;
+	bool good = true;
+	uint64_t before = __atomic_load_n(&layer_seek_restores, __ATOMIC_RELAXED);
+	for (size_t k = 0; k < idx->n_cps && good; k++) {
+		struct chunk_data c = {0};
+		good = layer_index_decode_chunk(idx, NULL, k, &c, NULL) == 0 &&
+		       c.len == idx_chunk_end(idx, k) - idx->cps[k].out_off;
+		free(c.data);
+	}
+	uint64_t restores = __atomic_load_n(&layer_seek_restores, __ATOMIC_RELAXED) - before;
+	ok(good && restores == 1, "stream (%s): a sequential decode restores one state (%ju)", what,
+	   (uintmax_t)restores);
+	/* backwards: every chunk from its restore point */
+	before = __atomic_load_n(&layer_seek_restores, __ATOMIC_RELAXED);
+	for (size_t k = idx->n_cps; k-- > 0 && good;) {
+		struct chunk_data c = {0};
+		good = layer_index_decode_chunk(idx, NULL, k, &c, NULL) == 0;
+		free(c.data);
+	}
+	restores = __atomic_load_n(&layer_seek_restores, __ATOMIC_RELAXED) - before;
+	ok(good && restores == idx->n_cps, "stream (%s): backwards, each chunk from its restore point", what);
+	ok(check_file(idx, "a", 3u << 20), "stream (%s): every byte right, read in any order", what);
+out:
+	ocitree_layer_index_free(idx);
+	ocitree_descriptor_clear(&d);
+	unsetenv("OCITREE_INFLATE");
+	if (forced_inflate)
+		setenv("OCITREE_INFLATE", forced_inflate, 1);
+}
+
 /* Read-ahead skips the data of files a tree hides. */
 static void test_readahead_live(void)
 {
@@ -655,7 +718,8 @@ static void test_readahead_live(void)
 		struct chunk_cache_stats st;
 		chunk_cache_stats(cc, &st);
 		/* a and z touch 25 or 26 chunks; hidden alone 31 more */
-		ok(good && st.decodes <= 2 * ((3u << 20) / CHUNK_CACHE_CHUNK + 1) + 1, "read-ahead: the hidden file's chunks are not decoded (%ju decodes)",
+		ok(good && st.decodes <= 2 * ((3u << 20) / CHUNK_CACHE_CHUNK + 1) + 1,
+		   "read-ahead: the hidden file's chunks are not decoded (%ju decodes)",
 		   (uintmax_t)st.decodes);
 		free(want[0]);
 		free(want[1]);
@@ -1088,6 +1152,8 @@ int main(void)
 	test_index("none", 1, NULL);
 	test_truncated_blob();
 	test_chunk_cache();
+	test_seek_stream(NULL);
+	test_seek_stream("zlib");
 	test_evict_readahead_last();
 	test_readahead_live();
 	test_thread_failure();
