@@ -477,7 +477,7 @@ static int decode_from(struct ocitree_layer_index *idx, struct seek_stream *st, 
 		 * (concatenated gzip files), which zlib handles */
 		if (r == 1) {
 			inflater_end(f);
-			r = inflate_chunk(f, INFLATE_ZLIB, rp, in, in_len, win, win_len, skip, out, out_len, &used,
+			r = inflate_chunk(f, INFLATE_ZLIB, rp, in, in_len, w, win_len, skip, out, out_len, &used,
 					  err);
 		}
 		if (r == 0 && layer_index_crc(0, out, out_len) != cp->chunk_crc)
