@@ -145,7 +145,7 @@ ssize_t ocitree_layer_index_pread(struct ocitree_layer_index *idx, void *buf, si
 				  struct ocitree_error **err);
 
 /* A read served in place from the chunk cache, for replies without a copy. */
-#define OCITREE_LAYER_PIN_MAX 4
+#define OCITREE_LAYER_PIN_MAX 8
 struct ocitree_layer_pin {
 	struct iovec iov[OCITREE_LAYER_PIN_MAX]; /* the data, in order */
 	size_t n;                                /* iovecs in use */

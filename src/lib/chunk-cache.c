@@ -30,9 +30,11 @@
 /* read-ahead requests waiting at most; more are dropped */
 #define QUEUE_MAX 64u
 /* buffers are sized in these steps, so a buffer taken over from an evicted
- * chunk fits the next one (gzip chunks are 1 MiB, a little more with zlib) */
-#define ALLOC_STEP (256u << 10)
-#define DEFAULT_READAHEAD 4u
+ * chunk fits the next one (gzip chunks are CHUNK_CACHE_CHUNK, some a
+ * deflate block more with zlib) */
+#define ALLOC_STEP (64u << 10)
+/* 4 MiB ahead of a sequential reader */
+#define DEFAULT_READAHEAD 16u
 
 enum chunk_state {
 	CHUNK_QUEUED,
@@ -104,7 +106,7 @@ unsigned chunk_cache_readahead(const struct ocitree_chunk_cache *c)
 {
 	/* a relaxed read: the setting changes before reads start, if ever */
 	unsigned n = __atomic_load_n(&c->readahead, __ATOMIC_RELAXED);
-	size_t quarter = c->max_bytes / 4 / (1u << 20);
+	size_t quarter = c->max_bytes / 4 / CHUNK_CACHE_CHUNK;
 	return n < quarter ? n : (unsigned)quarter;
 }
 

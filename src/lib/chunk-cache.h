@@ -6,6 +6,10 @@
 #include "ocitree/layer-index.h"
 #include "util.h"
 
+/* The size of most chunks (gzip ones: CHECKPOINT_SPAN), what read-ahead
+ * depths are counted in against the cache's size. */
+#define CHUNK_CACHE_CHUNK (256u << 10)
+
 struct chunk_data {
 	unsigned char *data; /* from chunk_cache_alloc(), owned by the cache once decoded */
 	size_t len;          /* decoded bytes */
@@ -41,7 +45,7 @@ void chunk_cache_prefetch(struct ocitree_chunk_cache *c, const void *owner, uint
  * bounded by a quarter of the cache so read-ahead cannot evict what readers
  * are using. */
 unsigned chunk_cache_readahead(const struct ocitree_chunk_cache *c);
-/* Chunks of read-ahead per reading stream (default 4); 0 turns it off.  For
+/* Chunks of read-ahead per reading stream (default 16); 0 turns it off.  For
  * tests; set it before reads start. */
 void chunk_cache_set_readahead(struct ocitree_chunk_cache *c, unsigned chunks);
 

@@ -102,11 +102,12 @@ int inflater_resume_block(struct inflater *f, unsigned bits, uint8_t byte, const
  * inflater_resume_state().  Its size goes to *len. */
 void *inflater_state(struct inflater *f, size_t *len);
 /* inflater_state() of a running inflater, for saving: what ISA-L holds but
- * never reads again (stale output and input) is zeroed first, so that it
- * packs small. */
+ * never reads again is zeroed first (stale input) or left out (stale
+ * output: *len is what is worth saving, from the start). */
 void *inflater_state_snapshot(struct inflater *f, size_t *len);
-/* Go on from the state just written into inflater_state(). */
-void inflater_resume_state(struct inflater *f);
+/* Go on from the state whose first len bytes, as a snapshot gave them, were
+ * just written into inflater_state(); -1 when len does not fit the state. */
+int inflater_resume_state(struct inflater *f, size_t len);
 
 /* Inside a gzip member (ISA-L checkpoints are only taken there). */
 static inline bool inflater_in_member(const struct inflater *f)

@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <zlib.h>
 
+#include "bundle-internal.h"
 #include "inflater.h"
 #include "layer-index-internal.h"
 #include "ring.h"
@@ -341,16 +342,23 @@ static int pass_error(const struct inflater *f, enum ocitree_compression comp, u
 	}
 }
 
-/* The pass over a compressed blob.  Gzip gets checkpoints, one at least
- * every layer_index_checkpoint_span of output:
+/* The pass over a compressed blob.  Gzip gets checkpoints, one every
+ * layer_index_checkpoint_span of output (a step's output ends there): a
+ * first read inflates and checks no more than that after its restore point.
+ * Restore points, where inflating resumes, are every RESTORE_CHUNKS spans:
  *
  * - with zlib, at the first deflate block boundary (INFLATE_BLOCKS) past
- *   the span, with the 32 KiB of output before it as the window;
+ *   that, with the 32 KiB of output before it as the window;
  * - with ISA-L, which cannot stop at block boundaries but inflates 3-4x
- *   faster, a copy of its whole inflate state at exactly every span of
- *   output (the output of a step ends there);
+ *   faster, a copy of its whole inflate state at exactly every
+ *   RESTORE_CHUNKS spans of output;
  * - at a gzip member that starts a quarter span or more after the last
  *   checkpoint: a new member refers to nothing before it.
+ *
+ * The checkpoints between them (CP_CONT) hold no state: packing one costs
+ * as much as a quarter of a chunk's inflating, so a chunk after one is
+ * inflated from the restore point before (or from the chunk before, by
+ * a reader going forward: see layer-seek.c).
  *
  * zlib keeps its window in front of the output, which is hashed here;
  * otherwise the output goes through the hash pipe's buffers, hashed (and
@@ -376,8 +384,11 @@ static int build_stream(struct builder *b, struct source *src, enum ocitree_comp
 	struct inflater f;
 	inflater_init(&f, comp, isal ? INFLATE_ISAL : INFLATE_ZLIB, INFLATE_MEMBERS | (zlib_cps ? INFLATE_BLOCKS : 0));
 	b->isal = isal_cps;
-	uint64_t span = layer_index_checkpoint_span;
-	uint64_t in_total = 0, next_cp = span, last_cp_out = 0;
+	uint64_t span = layer_index_checkpoint_span, rspan = span * RESTORE_CHUNKS;
+	/* next_cp: the next ISA-L state; next_cont: the next checkpoint of any
+	 * kind; last_cp_out: the last checkpoint, last_rp_out: the last
+	 * restore point */
+	uint64_t in_total = 0, next_cp = rspan, next_cont = span, last_cp_out = 0, last_rp_out = 0;
 	struct inflate_io io = {0};
 	int ret = 0;
 	if (gzip)
@@ -409,6 +420,8 @@ static int build_stream(struct builder *b, struct source *src, enum ocitree_comp
 			if (isal_cps && next_cp - b->out < io.out_len)
 				io.out_len = (size_t)(next_cp - b->out);
 		}
+		if (gzip && next_cont - b->out < io.out_len)
+			io.out_len = (size_t)(next_cont - b->out);
 		io.out = out;
 		int ev = inflater_step(&f, &io, err);
 		if (ev < 0) {
@@ -427,35 +440,45 @@ static int build_stream(struct builder *b, struct source *src, enum ocitree_comp
 			ret = 0;
 			break;
 		}
+		if (!gzip)
+			continue;
 		uint64_t at = in_total - io.in_len;
 		if (ev == INFLATE_MEMBER && b->out - last_cp_out >= span / 4) {
 			/* no window needed, no bits */
 			ret = add_checkpoint(b, at, 0, CP_MEMBER, NULL, 0, err);
-			last_cp_out = b->out;
-			next_cp = b->out + span;
-		} else if (ev == INFLATE_BLOCK && b->out - last_cp_out >= span) {
+			last_cp_out = last_rp_out = b->out;
+			next_cp = b->out + rspan;
+		} else if (ev == INFLATE_BLOCK && b->out - last_rp_out >= rspan) {
 			size_t wl = kept < WINDOW_SIZE ? kept : WINDOW_SIZE;
 			ret = add_checkpoint(b, at, (int)f.bits, CP_ZLIB, own_out + kept - wl, wl, err);
-			last_cp_out = b->out;
+			last_cp_out = last_rp_out = b->out;
 		}
-		if (isal_cps && b->out == next_cp) {
+		if (ret == 0 && isal_cps && b->out == next_cp) {
 			/* a state between members has nothing to resume */
 			if (inflater_in_member(&f)) {
 				size_t len;
 				const unsigned char *st = inflater_state_snapshot(&f, &len);
 				ret = add_checkpoint(b, at, 0, CP_ISAL, st, len, err);
-				last_cp_out = b->out;
+				last_cp_out = last_rp_out = b->out;
 			}
-			next_cp += span;
+			next_cp += rspan;
+		}
+		if (last_cp_out == b->out) {
+			next_cont = b->out + span;
+		} else if (ret == 0 && b->out == next_cont) {
+			ret = add_checkpoint(b, at, 0, CP_CONT, NULL, 0, err);
+			last_cp_out = b->out;
+			next_cont += span;
 		}
 	}
 	inflater_end(&f);
 	if (ret < 0 || !gzip)
 		return ret;
-	/* an ISA-L checkpoint at the very end has nothing to resume */
-	while (isal_cps && b->n_cps > 1 && b->cps[b->n_cps - 1].out_off == b->out)
-		b->n_cps--;
 	b->cps[b->n_cps - 1].chunk_crc = b->chunk_crc;
+	/* a checkpoint at the very end has nothing to resume or check (the
+	 * chunk before it got its CRC-32 when it was added) */
+	while (b->n_cps > 1 && b->cps[b->n_cps - 1].out_off == b->out)
+		b->n_cps--;
 	return 0;
 }
 
@@ -486,6 +509,24 @@ static void builder_free(struct builder *b)
 		close(b->win_fd);
 	if (b->tar_fd >= 0)
 		close(b->tar_fd);
+}
+
+/* The indexes of an older format in the cache are never read again, and
+ * a program of that format finds its own missing and builds them (no
+ * program has both): the first index this process writes to the cache
+ * removes them.  A build is rare, and seconds long already; a mount that
+ * finds its indexes does not look. */
+static void prune_old_indexes(const char *cache_dir)
+{
+	static bool done;
+	if (__atomic_exchange_n(&done, true, __ATOMIC_RELAXED))
+		return;
+	_cleanup_close_ int fd = open(cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct ocitree_error *e = NULL;
+	if (fd >= 0 && rm_rf_at(fd, IDX_DIR_OLD, &e) < 0) {
+		log_warn("cannot remove the old indexes in %s: %s", cache_dir, e->msg);
+		ocitree_error_free(e);
+	}
 }
 
 struct ocitree_layer_index *layer_index_build(struct ocitree_layout *l, const struct ocitree_descriptor *d,
@@ -596,6 +637,7 @@ struct ocitree_layer_index *layer_index_build(struct ocitree_layout *l, const st
 		tar_tmp = NULL;
 	}
 	if (!opts->no_write && idx_dirfd >= 0) {
+		prune_old_indexes(opts->cache_dir);
 		struct ocitree_error *werr = NULL;
 		if (layer_index_write_file(idx_dirfd, hex, &img, &idx_fd, &werr) < 0) {
 			/* a read-only cache costs speed next time, not this mount */

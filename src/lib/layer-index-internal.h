@@ -32,8 +32,10 @@
 void layer_index_mark_live(struct ocitree_layer_index *idx, const uint8_t *entries);
 
 /* Uncompressed bytes between two gzip checkpoints of an index being built
- * (1 MiB).  Tests and fuzzers lower it to get many checkpoints out of small
- * layers; set it before building, never while an index is being built. */
+ * (256 KiB: a chunk, decoded and checked as one); every RESTORE_CHUNKS-th
+ * one is a place to resume inflating.  Tests and fuzzers lower it to get
+ * many checkpoints out of small layers; set it before building, never while
+ * an index is being built. */
 extern uint32_t layer_index_checkpoint_span;
 
 /* An index from the image of an index file (len bytes at img, copied), with
@@ -56,10 +58,24 @@ void layer_index_image_seal(void *img, size_t len);
 
 /* ---- within the library only ---- */
 
-#define IDX_DIR "index-v1"
+#define IDX_DIR "index-v2"
+/* what older programs cached, pruned by the index pass (layer-index-build.c) */
+#define IDX_DIR_OLD "index-v1"
 #define TAR_DIR "tar"
-/* output between two gzip checkpoints (layer_index_checkpoint_span's default) */
-#define CHECKPOINT_SPAN (1u << 20)
+/* output between two gzip checkpoints (layer_index_checkpoint_span's
+ * default): the chunk a first read inflates and checks before it is served */
+#define CHECKPOINT_SPAN (256u << 10)
+/* A resumable checkpoint (a window or an ISA-L state) every this many
+ * chunks; the others only split the output for its checks (CP_CONT).
+ * Packing an ISA-L state (its history and Huffman tables) costs ~0.1 ms and
+ * ~20 KiB of index: one per 1 MiB was what the index pass paid before;
+ * one per 512 KiB, packed faster (level 0, without the stale output),
+ * costs about as much. */
+#define RESTORE_CHUNKS 2u
+/* How far a chunk may end past its resumable checkpoint (a check on index
+ * files: the pass puts them RESTORE_CHUNKS spans apart, zlib a deflate
+ * block more; what one chunk could span before CP_CONT) */
+#define RESTORE_MAX_DIST (64u << 20)
 /* the deflate history a zlib checkpoint keeps */
 #define WINDOW_SIZE 32768u
 
@@ -81,6 +97,8 @@ enum cp_kind {
 	CP_ZLIB = 0,   /* a block boundary: bits and window */
 	CP_MEMBER = 1, /* in_off is the start of a gzip member (header included) */
 	CP_ISAL = 2,   /* in_off is where ISA-L's saved state resumes reading */
+	CP_CONT = 3,   /* no window: decoded from the resumable checkpoint before it; in_off is
+			* where the pass had read to (the input the chunk before needs) */
 };
 
 struct ocitree_layer_index {
@@ -112,6 +130,7 @@ struct ocitree_layer_index {
 	uint64_t ra_next;  /* atomic: the chunk after the last one read-ahead was asked for */
 	uint8_t *live;     /* atomic: bitmap of the chunks holding data a tree shows (bits only added); NULL: all */
 	uint32_t meta_crc; /* the index file's checksum of its metadata: names these entries */
+	struct seek_stream *stream; /* layer-seek.c: the inflate after the last chunk decoded, or NULL */
 };
 
 /* The checkpoint whose chunk holds tar offset off (gzip), and where chunk i
@@ -161,8 +180,9 @@ uint32_t layer_index_crc(uint32_t crc, const void *p, size_t n);
 void layer_index_pack_window(struct buf *dst, const void *src, size_t n, uint32_t *len, uint32_t *crc,
 			     void **scratch);
 /* Inflate what layer_index_pack_window() made into out (of exactly n
- * bytes), checking crc first. */
-int layer_index_unpack_window(const unsigned char *in, size_t in_len, uint32_t crc, void *out, size_t n,
+ * bytes, or up to n when got is set: it gets the count), checking crc
+ * first. */
+int layer_index_unpack_window(const unsigned char *in, size_t in_len, uint32_t crc, void *out, size_t n, size_t *got,
 			      struct ocitree_error **err);
 
 struct tar_scan;
@@ -245,6 +265,13 @@ struct ocitree_layer_index *layer_index_build(struct ocitree_layout *l, const st
  * idx->blob_size known); without a mapping (mmap failed, not a regular
  * file) chunks are read with pread.  Unmapped by ocitree_layer_index_free. */
 void layer_index_map_blob(struct ocitree_layer_index *idx);
+
+/* States restored so far (decodes not going on from the chunk before), for
+ * the tests; atomic. */
+extern uint64_t layer_seek_restores;
+
+/* Free what decoding kept in idx (ocitree_layer_index_free). */
+void layer_seek_free(struct ocitree_layer_index *idx);
 
 /* The chunk_decode_fn of gzip layers (userdata: the index): chunk no, from
  * its checkpoint to the next, checked against its CRC-32. */

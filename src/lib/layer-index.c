@@ -266,6 +266,7 @@ OCITREE_EXPORT void ocitree_layer_index_free(struct ocitree_layer_index *idx)
 	if (!idx)
 		return;
 	chunk_cache_forget_owner(idx->chunks, idx);
+	layer_seek_free(idx);
 	free(idx->live);
 	if (idx->map)
 		munmap(idx->map, idx->map_len);

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Random access into gzip layers: decoding the chunk of uncompressed tar
- * between two checkpoints of an index, resuming the inflate there.
+ * between two checkpoints of an index, resuming the inflate at the
+ * resumable checkpoint before it, or going on with the inflate that
+ * decoded the chunk before.
  */
 #include "config.h"
 
@@ -34,59 +36,165 @@ static int window_of(const struct ocitree_layer_index *idx, const struct idx_che
 		return 0;
 	/* a window is 32 KiB but at the start of a stream */
 	size_t n = cp->out_off < WINDOW_SIZE ? (size_t)cp->out_off : WINDOW_SIZE;
-	if (layer_index_unpack_window(window_bytes(idx, cp), cp->window_len, cp->window_crc, win, n, err) < 0)
+	if (layer_index_unpack_window(window_bytes(idx, cp), cp->window_len, cp->window_crc, win, n, NULL, err) < 0)
 		return -1;
 	*win_len = n;
 	return 0;
 }
 
-/* Inflate the out_len bytes of the chunk after cp from in (its compressed
- * bytes from cp->in_off, or from the byte before when cp->bits), with win
- * the window of a zlib checkpoint or the packed state of an ISA-L one.
- * Returns 1 when ISA-L cannot finish the chunk (INFLATE_NEED_ZLIB). */
-static int inflate_chunk(enum inflate_engine engine, const struct idx_checkpoint *cp, const unsigned char *in,
-			 size_t in_len, const unsigned char *win, size_t win_len, unsigned char *out, size_t out_len,
-			 struct ocitree_error **err)
+/* Start f at the resumable checkpoint cp, io->in at its compressed bytes
+ * (from cp->in_off, or from the byte before when cp->bits), with win the
+ * window of a zlib checkpoint or the packed state of an ISA-L one. */
+static int inflate_start(struct inflater *f, enum inflate_engine engine, const struct idx_checkpoint *cp,
+			 struct inflate_io *io, const unsigned char *win, size_t win_len, struct ocitree_error **err)
 {
-	struct inflater f;
 	/* an ISA-L checkpoint's saved state replaces the engine's whole */
-	inflater_init(&f, OCITREE_COMPRESSION_GZIP, engine, cp->kind == CP_ISAL ? INFLATE_STATE_LOADED : 0);
-	/* the chunk's input is all there is: running out is an early end */
-	struct inflate_io io = {.in = in, .in_len = in_len, .eof = true, .out = out, .out_len = out_len};
-	int ret = 0;
+	inflater_init(f, OCITREE_COMPRESSION_GZIP, engine, cp->kind == CP_ISAL ? INFLATE_STATE_LOADED : 0);
 	if (cp->kind == CP_ISAL) {
 		size_t n;
-		void *st = inflater_state(&f, &n);
+		void *st = inflater_state(f, &n);
 		if (!st)
-			ret = ocitree_error_setk(err, OCITREE_ERROR_UNSUPPORTED, "checkpoint needs ISA-L");
-		else if (layer_index_unpack_window(win, win_len, cp->window_crc, st, n, err) < 0)
-			ret = -1;
-		else
-			inflater_resume_state(&f);
+			return ocitree_error_setk(err, OCITREE_ERROR_UNSUPPORTED, "checkpoint needs ISA-L");
+		size_t got;
+		if (layer_index_unpack_window(win, win_len, cp->window_crc, st, n, &got, err) < 0)
+			return -1;
+		if (inflater_resume_state(f, got) < 0)
+			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "index checkpoint data is corrupt");
 	} else if (cp->kind == CP_ZLIB) {
-		ret = inflater_resume_block(&f, cp->bits, cp->bits ? in[0] : 0, win, win_len, err);
+		if (!io->in_len)
+			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "gzip stream ends early");
+		if (inflater_resume_block(f, cp->bits, cp->bits ? io->in[0] : 0, win, win_len, err) < 0)
+			return -1;
 		if (cp->bits) {
-			io.in++;
-			io.in_len--;
+			io->in++;
+			io->in_len--;
 		}
 	}
 	/* else a gzip member starts at in */
-	while (ret == 0 && io.out_len) {
-		int ev = inflater_step(&f, &io, err);
+	return 0;
+}
+
+/* Inflate exactly n bytes into out from io's input (all there is: running
+ * out is an early end).  Returns 1 when ISA-L cannot go on
+ * (INFLATE_NEED_ZLIB). */
+static int inflate_produce(struct inflater *f, struct inflate_io *io, unsigned char *out, size_t n,
+			   struct ocitree_error **err)
+{
+	io->out = out;
+	io->out_len = n;
+	while (io->out_len) {
+		int ev = inflater_step(f, io, err);
 		/* worded as before the inflater was shared */
-		if (ev < 0 && f.failure == INFLATE_FAIL_CORRUPT)
-			ret = ocitree_error_setk(err, OCITREE_ERROR_INVALID, "corrupt gzip stream: %s", f.detail);
-		else if (ev < 0 && f.failure == INFLATE_FAIL_TRUNCATED)
-			ret = ocitree_error_setk(err, OCITREE_ERROR_INVALID, "gzip stream ends early");
-		else if (ev < 0)
-			ret = -1;
-		else if (ev == INFLATE_NEED_ZLIB)
-			ret = 1;
-		else if (ev == INFLATE_END)
-			ret = ocitree_error_setk(err, OCITREE_ERROR_INVALID, "gzip stream ends early");
+		if (ev < 0 && f->failure == INFLATE_FAIL_CORRUPT)
+			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "corrupt gzip stream: %s", f->detail);
+		if (ev < 0 && f->failure == INFLATE_FAIL_TRUNCATED)
+			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "gzip stream ends early");
+		if (ev < 0)
+			return -1;
+		if (ev == INFLATE_NEED_ZLIB)
+			return 1;
+		if (ev == INFLATE_END)
+			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "gzip stream ends early");
 	}
-	inflater_end(&f);
+	return 0;
+}
+
+/* Output skipped between a resumable checkpoint and the chunk wanted goes
+ * through a buffer of this size at least (the chunk's own, if as big). */
+#define SKIP_BUF (64u << 10)
+
+/* Decode into out (out_len bytes) the chunk that starts skip bytes after the
+ * resumable checkpoint cp, with in[0, in_len) from the checkpoint's first
+ * byte on: f is started there and left running (the caller ends it); *used
+ * gets the input it read.  Returns 1 for INFLATE_NEED_ZLIB. */
+static int inflate_chunk(struct inflater *f, enum inflate_engine engine, const struct idx_checkpoint *cp,
+			 const unsigned char *in, size_t in_len, const unsigned char *win, size_t win_len,
+			 uint64_t skip, unsigned char *out, size_t out_len, size_t *used, struct ocitree_error **err)
+{
+	struct inflate_io io = {.in = in, .in_len = in_len, .eof = true};
+	int ret = inflate_start(f, engine, cp, &io, win, win_len, err);
+	_cleanup_free_ unsigned char *own = NULL;
+	unsigned char *sink = out;
+	size_t sink_len = out_len;
+	if (ret == 0 && skip && out_len < SKIP_BUF) {
+		sink = own = xmalloc(SKIP_BUF);
+		sink_len = SKIP_BUF;
+	}
+	while (ret == 0 && skip) {
+		size_t n = skip < sink_len ? (size_t)skip : sink_len;
+		ret = inflate_produce(f, &io, sink, n, err);
+		skip -= n;
+	}
+	if (ret == 0)
+		ret = inflate_produce(f, &io, out, out_len, err);
+	*used = (size_t)(io.in - in);
 	return ret;
+}
+
+/* The inflate that decoded the last chunk, kept in the index to go on with
+ * the next: a reader going forward (the read-ahead thread above all) then
+ * inflates every byte once, restoring no state at checkpoints.  One per
+ * index: a decode of another chunk takes it over when it is free. */
+struct seek_stream {
+	pthread_mutex_t lock;
+	uint64_t next;  /* atomic: the chunk it goes on with, or is decoding the one before */
+	bool ok;        /* f is running, at chunk next, its input at blob byte in_pos */
+	uint64_t in_pos;
+	uint64_t kept;  /* the blob from here to in_pos may still be mapped (see stream_release) */
+	struct inflater f;
+};
+
+/* The input a stream went through is unmapped (blob_release) in steps of
+ * this many bytes: a DONTNEED is a TLB flush on every CPU the daemon's
+ * threads ran on, which per 256 KiB chunk was 7% of a full read's CPU. */
+#define RELEASE_STEP (2u << 20)
+
+static void blob_release(const struct ocitree_layer_index *idx, uint64_t start, uint64_t end);
+
+/* Unmap what st went through, if it is RELEASE_STEP or more (or anything,
+ * when all). */
+static void stream_release(const struct ocitree_layer_index *idx, struct seek_stream *st, bool all)
+{
+	if (st->in_pos > st->kept && (all || st->in_pos - st->kept >= RELEASE_STEP)) {
+		blob_release(idx, st->kept, st->in_pos);
+		st->kept = st->in_pos;
+	}
+}
+
+void layer_seek_free(struct ocitree_layer_index *idx)
+{
+	struct seek_stream *st = idx->stream;
+	if (!st)
+		return;
+	if (st->ok)
+		inflater_end(&st->f);
+	pthread_mutex_destroy(&st->lock);
+	free(st);
+	idx->stream = NULL;
+}
+
+/* The index's stream, locked, for decoding chunk no, or NULL when another
+ * thread is decoding with it (one going on from chunk no - 1 is waited
+ * for: it will be at chunk no). */
+static struct seek_stream *stream_take(struct ocitree_layer_index *idx, uint64_t no)
+{
+	struct seek_stream *st = __atomic_load_n(&idx->stream, __ATOMIC_ACQUIRE);
+	if (!st) {
+		struct seek_stream *fresh = xcalloc(1, sizeof(*fresh));
+		pthread_mutex_init(&fresh->lock, NULL);
+		fresh->next = UINT64_MAX;
+		if (__atomic_compare_exchange_n(&idx->stream, &st, fresh, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+			st = fresh;
+		} else {
+			pthread_mutex_destroy(&fresh->lock);
+			free(fresh);
+		}
+	}
+	if (__atomic_load_n(&st->next, __ATOMIC_RELAXED) == no)
+		pthread_mutex_lock(&st->lock);
+	else if (pthread_mutex_trylock(&st->lock) != 0)
+		return NULL;
+	return st;
 }
 
 /* Without a mapping of the blob (see layer_index_map_blob), the
@@ -195,20 +303,35 @@ static void blob_release(const struct ocitree_layer_index *idx, uint64_t start, 
 		(void)madvise((void *)from, to - from, MADV_DONTNEED);
 }
 
-/* Where chunk no's compressed input lies in the blob: [*start, *end). */
-static int chunk_input(const struct ocitree_layer_index *idx, uint64_t no, uint64_t out_len, uint64_t *start,
-		       uint64_t *end)
+/* Where the compressed input of chunk no ends: a little past the next
+ * checkpoint (decoders may want lookahead). */
+static uint64_t input_end(const struct ocitree_layer_index *idx, size_t no)
 {
-	const struct idx_checkpoint *cp = &idx->cps[no];
+	uint64_t end = no + 1 < idx->n_cps ? idx->cps[no + 1].in_off + 64 : idx->blob_size;
+	return end < idx->blob_size ? end : idx->blob_size;
+}
+
+/* The resumable checkpoint chunk no is decoded from (attach() checked that
+ * it is not far). */
+static size_t restore_point(const struct ocitree_layer_index *idx, size_t no)
+{
+	while (no && idx->cps[no].kind == CP_CONT)
+		no--;
+	return no;
+}
+
+/* Where the compressed input of chunks r to no (r resumable) lies in the
+ * blob: [*start, *end). */
+static int chunk_input(const struct ocitree_layer_index *idx, size_t r, size_t no, uint64_t *start, uint64_t *end)
+{
+	const struct idx_checkpoint *cp = &idx->cps[r];
 	uint64_t in_start = cp->bits ? cp->in_off - 1 : cp->in_off;
-	/* a little past the next checkpoint: decoders may want lookahead */
-	uint64_t in_end = no + 1 < idx->n_cps ? idx->cps[no + 1].in_off + 64 : idx->blob_size;
-	if (in_end > idx->blob_size)
-		in_end = idx->blob_size;
-	if (in_end <= in_start || out_len > (64u << 20))
+	uint64_t in_end = input_end(idx, no);
+	uint64_t out_len = idx_chunk_end(idx, no) - cp->out_off;
+	if (in_end <= in_start || out_len > RESTORE_MAX_DIST)
 		return -1;
-	/* a chunk's input is never much more than its output (deflate adds a
-	 * few bytes per stored block, fixed Huffman codes an eighth; member
+	/* the input is never much more than the output (deflate adds a few
+	 * bytes per stored block, fixed Huffman codes an eighth; member
 	 * headers a little): read no more, whatever the checkpoints say, and a
 	 * stream that needs more ends early */
 	uint64_t in_max = out_len + out_len / 8 + (1u << 20);
@@ -219,29 +342,101 @@ static int chunk_input(const struct ocitree_layer_index *idx, uint64_t no, uint6
 	return 0;
 }
 
+/* Go on with the stream at chunk no (its input up to in_end): 0 when out
+ * holds the chunk, checked; else the stream is ended. */
+static int stream_go_on(struct ocitree_layer_index *idx, struct seek_stream *st, const struct idx_checkpoint *cp,
+			uint64_t in_end, unsigned char *out, size_t out_len)
+{
+	uint64_t from = st->in_pos;
+	struct inflate_io io = {.in = idx->blob_map + from, .in_len = (size_t)(in_end - from), .eof = true};
+	struct ocitree_error *e = NULL;
+	blob_prefetch(idx, from, in_end, true);
+	int r = inflate_produce(&st->f, &io, out, out_len, &e);
+	ocitree_error_free(e);
+	st->in_pos = (uint64_t)(io.in - idx->blob_map);
+	if (r == 0 && layer_index_crc(0, out, out_len) == cp->chunk_crc) {
+		stream_release(idx, st, false);
+		return 0;
+	}
+	/* whatever went wrong, decoding from the checkpoint says it best */
+	stream_release(idx, st, true);
+	inflater_end(&st->f);
+	st->ok = false;
+	return -1;
+}
+
+static int decode_from(struct ocitree_layer_index *idx, struct seek_stream *st, size_t rno, size_t no,
+		       uint64_t in_start, uint64_t in_end, unsigned char *out, size_t out_len,
+		       struct ocitree_error **err);
+
+uint64_t layer_seek_restores;
+
 int layer_index_decode_chunk(void *userdata, struct ocitree_chunk_cache *cache, uint64_t no, struct chunk_data *outd,
 			     struct ocitree_error **err)
 {
 	struct ocitree_layer_index *idx = userdata;
+	size_t rno = restore_point(idx, (size_t)no);
 	const struct idx_checkpoint *cp = &idx->cps[no];
 	uint64_t out_len = idx_chunk_end(idx, (size_t)no) - cp->out_off;
 	uint64_t in_start, in_end;
-	if (chunk_input(idx, no, out_len, &in_start, &in_end) < 0)
+	if (chunk_input(idx, rno, (size_t)no, &in_start, &in_end) < 0)
 		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "bad checkpoint %ju", (uintmax_t)no);
+	if (idx->blob_map && in_end > idx->blob_map_len)
+		return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "blob %s is truncated", idx->digest);
+	unsigned char *out;
+	_cleanup_free_ unsigned char *own = NULL;
+	if (cache) {
+		/* the cache frees it if decoding fails */
+		chunk_cache_alloc(cache, (size_t)out_len, outd);
+		out = outd->data;
+	} else {
+		out = own = xmalloc(out_len ? out_len : 1);
+	}
+	if (idx->blob_map && no + 1 < idx->n_cps) {
+		/* a reader going forward wants the next chunk's input soon:
+		 * its reading overlaps this chunk's inflating */
+		blob_prefetch(idx, input_end(idx, (size_t)no), input_end(idx, (size_t)no + 1), false);
+	}
+	/* with a mapping, the stream of the chunk before goes on, or this
+	 * decode becomes the stream */
+	struct seek_stream *st = idx->blob_map ? stream_take(idx, no) : NULL;
+	int r = 0;
+	if (st) {
+		bool go_on = st->ok && __atomic_load_n(&st->next, __ATOMIC_RELAXED) == no && st->in_pos < in_end;
+		__atomic_store_n(&st->next, no + 1, __ATOMIC_RELAXED);
+		if (!go_on || stream_go_on(idx, st, cp, in_end, out, (size_t)out_len) < 0)
+			r = decode_from(idx, st, rno, (size_t)no, in_start, in_end, out, (size_t)out_len, err);
+		pthread_mutex_unlock(&st->lock);
+	} else {
+		r = decode_from(idx, NULL, rno, (size_t)no, in_start, in_end, out, (size_t)out_len, err);
+	}
+	if (r < 0)
+		return -1;
+	if (!cache)
+		outd->data = steal_pointer(&own);
+	outd->len = out_len;
+	return 0;
+}
+
+/* Decode chunk no into out from its resumable checkpoint rno, the input
+ * [in_start, in_end); the inflate becomes st's when st is set. */
+static int decode_from(struct ocitree_layer_index *idx, struct seek_stream *st, size_t rno, size_t no,
+		       uint64_t in_start, uint64_t in_end, unsigned char *out, size_t out_len,
+		       struct ocitree_error **err)
+{
+	const struct idx_checkpoint *cp = &idx->cps[no], *rp = &idx->cps[rno];
+	__atomic_fetch_add(&layer_seek_restores, 1, __ATOMIC_RELAXED);
+	if (st && st->ok) {
+		stream_release(idx, st, true);
+		inflater_end(&st->f);
+	}
+	if (st)
+		st->ok = false;
 	size_t in_len = (size_t)(in_end - in_start);
 	_cleanup_free_ unsigned char *own_in = NULL;
 	const unsigned char *in;
 	if (idx->blob_map) {
-		if (in_end > idx->blob_map_len)
-			return ocitree_error_setk(err, OCITREE_ERROR_INVALID, "blob %s is truncated", idx->digest);
 		blob_prefetch(idx, in_start, in_end, true);
-		/* a reader going forward wants the next chunk's input soon:
-		 * its reading overlaps this chunk's inflating */
-		uint64_t next_start, next_end;
-		if (no + 1 < idx->n_cps &&
-		    chunk_input(idx, no + 1, idx_chunk_end(idx, (size_t)no + 1) - idx->cps[no + 1].out_off,
-				&next_start, &next_end) == 0)
-			blob_prefetch(idx, next_start, next_end, false);
 		in = idx->blob_map + in_start;
 	} else {
 		unsigned char *buf = in_len <= SCRATCH_MAX ? scratch_input(in_len) : (own_in = xmalloc(in_len));
@@ -254,38 +449,47 @@ int layer_index_decode_chunk(void *userdata, struct ocitree_chunk_cache *cache, 
 	}
 	unsigned char win[WINDOW_SIZE];
 	size_t win_len = 0;
-	if (cp->kind != CP_ISAL && window_of(idx, cp, win, &win_len, err) < 0)
-		return -1;
-	unsigned char *out;
-	_cleanup_free_ unsigned char *own = NULL;
-	if (cache) {
-		/* the cache frees it if decoding fails */
-		chunk_cache_alloc(cache, (size_t)out_len, outd);
-		out = outd->data;
+	const unsigned char *w = win;
+	int r = 0;
+	if (rp->kind == CP_ISAL) {
+		w = window_bytes(idx, rp);
+		win_len = rp->window_len;
 	} else {
-		out = own = xmalloc(out_len ? out_len : 1);
+		r = window_of(idx, rp, win, &win_len, err);
 	}
-	int r;
-	if (cp->kind == CP_ISAL)
-		r = inflate_chunk(INFLATE_ISAL, cp, in, in_len, window_bytes(idx, cp), cp->window_len, out, out_len,
-				  err);
-	else
-		r = inflate_chunk(layer_index_use_isal() ? INFLATE_ISAL : INFLATE_ZLIB, cp, in, in_len, win, win_len,
-				  out, out_len, err);
-	/* a raw resume that crosses the end of a gzip member (concatenated
-	 * gzip files), which zlib handles */
-	if (r == 1)
-		r = inflate_chunk(INFLATE_ZLIB, cp, in, in_len, win, win_len, out, out_len, err);
-	if (idx->blob_map)
+	struct inflater local = {0};
+	struct inflater *f = st ? &st->f : &local;
+	uint64_t skip = cp->out_off - rp->out_off;
+	size_t used = 0;
+	if (r == 0) {
+		enum inflate_engine engine = rp->kind == CP_ISAL || layer_index_use_isal() ? INFLATE_ISAL : INFLATE_ZLIB;
+		r = inflate_chunk(f, engine, rp, in, in_len, w, win_len, skip, out, out_len, &used, err);
+		/* a raw resume that crosses the end of a gzip member
+		 * (concatenated gzip files), which zlib handles */
+		if (r == 1) {
+			inflater_end(f);
+			r = inflate_chunk(f, INFLATE_ZLIB, rp, in, in_len, w, win_len, skip, out, out_len, &used,
+					  err);
+		}
+		if (r == 0 && layer_index_crc(0, out, out_len) != cp->chunk_crc)
+			r = ocitree_error_setk(err, OCITREE_ERROR_INVALID,
+					       "blob %s: data at offset %ju does not match its checksum", idx->digest,
+					       (uintmax_t)cp->in_off);
+		else if (r < 0)
+			r = ocitree_error_prefix(err, "blob %s at offset %ju", idx->digest, (uintmax_t)rp->in_off);
+	}
+	if (r == 0 && st) {
+		/* what it read stays mapped while the stream may go on */
+		st->ok = true;
+		st->in_pos = in_start + used;
+		st->kept = in_start;
+		stream_release(idx, st, false);
+	} else if (idx->blob_map) {
 		blob_release(idx, in_start, in_end);
-	if (r < 0)
-		return ocitree_error_prefix(err, "blob %s at offset %ju", idx->digest, (uintmax_t)cp->in_off);
-	if (layer_index_crc(0, out, out_len) != cp->chunk_crc)
-		return ocitree_error_setk(err, OCITREE_ERROR_INVALID,
-					  "blob %s: data at offset %ju does not match its checksum", idx->digest,
-					  (uintmax_t)cp->in_off);
-	if (!cache)
-		outd->data = steal_pointer(&own);
-	outd->len = out_len;
-	return 0;
+	}
+	if (r != 0 || !st) {
+		/* started, or not (then nothing is held but its state) */
+		inflater_end(f);
+	}
+	return r == 0 ? 0 : -1;
 }

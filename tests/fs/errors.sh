@@ -31,7 +31,7 @@ fails 1 "busy" "a busy mountpoint is refused" "$OCITREE" mount --image "$T/l:img
 ok "unmount" do_umount "$M"
 
 # a corrupt cached index is rebuilt, and the mount is right
-idx=$(ls "$OCITREE_CACHE_DIR"/index-v1/sha256/*)
+idx=$(ls "$OCITREE_CACHE_DIR"/index-v2/sha256/*)
 printf 'garbage' | dd of="$idx" bs=1 seek=300 conv=notrunc 2>/dev/null
 ok "mount with a corrupt cached index" do_mount "$M" --image "$T/l:img"
 is "the index was rebuilt" "$(sha "$M/big")" "$($MKIMAGE --content random:7:8000000 | sha256sum | cut -d' ' -f1)"

@@ -32,7 +32,7 @@ _mounts+=("$mp")
 ok "mount -t fuse.ocitree" mount -t fuse.ocitree "$L:app" "$mp" -o allow_other,cache_dir="$T/cache1"
 is "the image is there" "$(cat "$mp/etc/motd")" "hello from a helper"
 is "findmnt shows its source and type" "$(findmnt -n -o SOURCE,FSTYPE -M "$mp" | tr -s ' ')" "$L:app fuse.ocitree"
-check "the helper's own option went to ocitree (cache_dir)" '[ -d "$T/cache1/index-v1" ]'
+check "the helper's own option went to ocitree (cache_dir)" '[ -d "$T/cache1/index-v2" ]'
 check "allow_other reached FUSE" 'findmnt -n -o OPTIONS -M "$mp" | grep -q allow_other'
 ok "umount" umount "$mp"
 

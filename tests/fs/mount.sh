@@ -58,7 +58,10 @@ SPEC
 
 spec gzip zstd none | $MKIMAGE "$T/l" mixed >"$T/layers" || { echo "Bail out! mkimage failed"; exit 1; }
 M=$T/mnt
+# indexes of the format before are dead weight: the first build removes them
+mkdir -p "$OCITREE_CACHE_DIR/index-v1/sha256" && echo old >"$OCITREE_CACHE_DIR/index-v1/sha256/0123"
 ok "mount a gzip+zstd+uncompressed image" do_mount "$M" --image "$T/l:mixed"
+check "the index build removed the old format's indexes" '[ ! -e "$OCITREE_CACHE_DIR/index-v1" ]'
 check "it is mounted" is_mounted "$M"
 is "findmnt shows the source and type" "$(findmnt -n -o SOURCE,FSTYPE "$M" | tr -s ' ')" "$T/l:mixed fuse.ocitree"
 is "upper layer content wins" "$(cat "$M/etc/hosts")" "changed"
@@ -119,7 +122,7 @@ ok "mount again with the cached index" do_mount "$M" --image "$T/l:mixed" -o fsn
 is "fsname and subtype are honoured" "$(findmnt -n -o SOURCE,FSTYPE "$M" | tr -s ' ')" "mine fuse.other"
 is "content from the cached index" "$(sha "$M/big")" "$(sha "$T/big.ref")"
 ok "unmount" do_umount "$M"
-check "index files are cached by digest" '[ "$(ls "$OCITREE_CACHE_DIR/index-v1/sha256" | wc -l)" -ge 3 ]'
+check "index files are cached by digest" '[ "$(ls "$OCITREE_CACHE_DIR/index-v2/sha256" | wc -l)" -ge 3 ]'
 
 # layer inspection
 l2=$(sed -n 2p "$T/layers")

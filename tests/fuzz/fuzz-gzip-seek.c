@@ -283,7 +283,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ocitree_error_free(err);
 	ocitree_chunk_cache_free(cache);
 	free(cache_dir);
-	layer_index_checkpoint_span = 1u << 20;
+	layer_index_checkpoint_span = CHECKPOINT_SPAN;
 	/* blobs do not pile up */
 	char *blob = xasprintf("%s/layout/blobs/sha256/%s", dir, ocitree_digest_hex(desc.digest));
 	unlink(blob);

@@ -147,7 +147,7 @@ static void list_files(const char *dir, struct strset *set)
 	closedir(d);
 }
 
-static const char *const blob_dirs[] = {"layout/blobs/sha256", "cache/index-v1/sha256", "cache/tar/sha256"};
+static const char *const blob_dirs[] = {"layout/blobs/sha256", "cache/index-v2/sha256", "cache/tar/sha256"};
 
 /* Back to the base image: index.json as it was, no other blob or cache
  * file. */

@@ -58,7 +58,7 @@ int main(int argc, char **argv)
 	if (!idx)
 		die("index", err);
 	ocitree_layer_index_free(idx);
-	char *ip = xasprintf("%s/index-v1/sha256/%s", cache, ocitree_digest_hex(d.digest));
+	char *ip = xasprintf("%s/index-v2/sha256/%s", cache, ocitree_digest_hex(d.digest));
 	slurp(ip, &img);
 	if (comp == OCITREE_COMPRESSION_ZSTD) {
 		char *tp = xasprintf("%s/tar/sha256/%s", cache, ocitree_digest_hex(d.digest));
