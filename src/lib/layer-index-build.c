@@ -347,8 +347,10 @@ static int pass_error(const struct inflater *f, enum ocitree_compression comp, u
  * first read inflates and checks no more than that after its restore point.
  * Restore points, where inflating resumes, are every RESTORE_CHUNKS spans:
  *
- * - with zlib, at the first deflate block boundary (INFLATE_BLOCKS) past
- *   that, with the 32 KiB of output before it as the window;
+ * - with zlib, at the first deflate block boundary (INFLATE_BLOCKS) a span
+ *   or more after the last one, with the 32 KiB of output before it as the
+ *   window: such a window costs little to pack, so every checkpoint is a
+ *   restore point (and a chunk may run past a span to its block's end);
  * - with ISA-L, which cannot stop at block boundaries but inflates 3-4x
  *   faster, a copy of its whole inflate state at exactly every
  *   RESTORE_CHUNKS spans of output;
@@ -420,7 +422,7 @@ static int build_stream(struct builder *b, struct source *src, enum ocitree_comp
 			if (isal_cps && next_cp - b->out < io.out_len)
 				io.out_len = (size_t)(next_cp - b->out);
 		}
-		if (gzip && next_cont - b->out < io.out_len)
+		if (isal_cps && next_cont - b->out < io.out_len)
 			io.out_len = (size_t)(next_cont - b->out);
 		io.out = out;
 		int ev = inflater_step(&f, &io, err);
@@ -448,7 +450,7 @@ static int build_stream(struct builder *b, struct source *src, enum ocitree_comp
 			ret = add_checkpoint(b, at, 0, CP_MEMBER, NULL, 0, err);
 			last_cp_out = last_rp_out = b->out;
 			next_cp = b->out + rspan;
-		} else if (ev == INFLATE_BLOCK && b->out - last_rp_out >= rspan) {
+		} else if (ev == INFLATE_BLOCK && b->out - last_rp_out >= span) {
 			size_t wl = kept < WINDOW_SIZE ? kept : WINDOW_SIZE;
 			ret = add_checkpoint(b, at, (int)f.bits, CP_ZLIB, own_out + kept - wl, wl, err);
 			last_cp_out = last_rp_out = b->out;
@@ -465,7 +467,7 @@ static int build_stream(struct builder *b, struct source *src, enum ocitree_comp
 		}
 		if (last_cp_out == b->out) {
 			next_cont = b->out + span;
-		} else if (ret == 0 && b->out == next_cont) {
+		} else if (ret == 0 && isal_cps && b->out == next_cont) {
 			ret = add_checkpoint(b, at, 0, CP_CONT, NULL, 0, err);
 			last_cp_out = b->out;
 			next_cont += span;

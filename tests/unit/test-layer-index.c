@@ -465,7 +465,10 @@ static void test_chunk_cache(void)
 	 * read of FUSE's largest (1 MiB, 5 chunks when not aligned) */
 	struct ocitree_layer_pin pin;
 	ssize_t n = ocitree_layer_index_pin(idx, e[0]->data_off + 1000, 1u << 20, &pin, NULL);
-	size_t pinned = pin.n;
+	size_t pinned = pin.n, spanned = 0; /* zlib's chunks end at deflate blocks: count them */
+	for (size_t k = 0; k < idx->n_cps; k++)
+		spanned += idx->cps[k].out_off < e[0]->data_off + 1000 + (1u << 20) &&
+		           idx_chunk_end(idx, k) > e[0]->data_off + 1000;
 	struct reader_job other = {.idx = idx, .e = e[1], .want = want[1], .step = 1u << 20};
 	bool good = n == 1u << 20 && run_readers(&other, 1);
 	size_t at = 0;
@@ -475,8 +478,8 @@ static void test_chunk_cache(void)
 	}
 	if (n > 0)
 		ocitree_layer_index_unpin(&pin);
-	ok(good && at == 1u << 20 && pinned == 5, "chunk cache: pinned data outlives evictions (%zd bytes in %zu)", n,
-	   pinned);
+	ok(good && at == 1u << 20 && pinned == spanned && (forced_inflate || pinned == 5),
+	   "chunk cache: pinned data outlives evictions (%zd bytes in %zu)", n, pinned);
 	ok(ocitree_layer_index_pin(idx, e[0]->data_off, 6u << 20, &pin, NULL) == 0,
 	   "chunk cache: a read over more chunks than a pin holds is not pinned");
 
@@ -651,9 +654,11 @@ static void test_seek_stream(const char *inflate)
 		else
 			resumable++;
 	}
-	/* zlib resumes at the first deflate block boundary past two chunks:
-	 * its blocks are long */
-	ok(idx && cont > 80 && resumable > (inflate ? 4u : 80u) && idx->blob_map,
+	/* ISA-L saves a state every second chunk; zlib's checkpoints are all
+	 * resumable, each at the first deflate block boundary a span past the
+	 * one before (its blocks are long: fewer of them) */
+	bool zlib = inflate && strcmp(inflate, "zlib") == 0;
+	ok(idx && (zlib ? cont == 0 && resumable > 4 : cont > 80 && resumable > 80) && idx->blob_map,
 	   "stream (%s): %zu chunks, %zu resumable", what, idx ? idx->n_cps : 0, resumable);
 	if (!idx)
 		goto out;
