@@ -113,16 +113,7 @@ static int skopeo_copy(struct build *b, const char *skopeo, const struct ocitree
 static int docker_base(struct build *b, const struct ocitree_recipe_image *ri, const char *tmp,
                        struct ocitree_descriptor *out, struct ocitree_error **err)
 {
-	_cleanup_free_ char *skopeo = NULL;
-	const char *path = getenv("PATH");
-	_cleanup_free_ char *p = xstrdup(path ? path : "/usr/bin:/bin");
-	for (char *save = NULL, *d = strtok_r(p, ":", &save); d && !skopeo; d = strtok_r(NULL, ":", &save)) {
-		char *c = xasprintf("%s/skopeo", d);
-		if (access(c, X_OK) == 0)
-			skopeo = c;
-		else
-			free(c);
-	}
+	_cleanup_free_ char *skopeo = find_program("skopeo");
 	if (!skopeo)
 		return ocitree_error_setk(err, OCITREE_ERROR_UNSUPPORTED,
 		                          "image '%s': from docker '%s' needs skopeo, which is not installed", ri->name,

@@ -174,6 +174,10 @@ struct stat;
 int open_stat_at(int dirfd, const char *name, int flags, struct stat *st);
 /* mkdir(2) path and every missing parent with mode; 0, or -1 with errno. */
 int mkdir_p(const char *path, mode_t mode);
+/* name itself when it has a slash, else the first regular file of that
+ * name in PATH (or the default path when PATH is unset or empty) that may
+ * be executed; NULL when none.  The caller frees it. */
+char *find_program(const char *name);
 
 /* ---- string set ----
  * Open addressing; owns copies of its strings. */

@@ -38,15 +38,7 @@ int layer_index_cache_subdir(const char *cache_dir, const char *sub, const char 
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd >= 0 || !create)
 		return fd >= 0 ? fd : ocitree_error_set(err, errno, "open cache directory '%s'", path);
-	for (char *p = path + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(path, 0700) < 0 && errno != EEXIST)
-			return ocitree_error_set(err, errno, "create cache directory '%s'", path);
-		*p = '/';
-	}
-	if (mkdir(path, 0700) < 0 && errno != EEXIST)
+	if (mkdir_p(path, 0700) < 0)
 		return ocitree_error_set(err, errno, "create cache directory '%s'", path);
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
