@@ -89,7 +89,7 @@ for entry in "${commands[@]}"; do
 				unreached=$((unreached + 1))
 			fi
 			if ! $OCITREE fsck --full --layout "$L" >"$T/fsck.out" 2>&1; then
-				bad="$bad $sc#$k(fsck: $(grep -m1 problem "$T/fsck.out"))"
+				bad="$bad $sc#$k(fsck: $(grep -m1 problem "$T/fsck.out" || tail -1 "$T/fsck.out"))"
 				continue
 			fi
 			for t in $keep; do
