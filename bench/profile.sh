@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # bench/profile.sh [OCITREE] [CORPUS]: where the wall time of issue #15's
 # four cases goes, against their floors.  Root (drops the page cache,
-# reads tracefs, runs perf).  About 5 minutes with RUNS=3 on 2 cores (4 3/4
-# minutes at a load of 3-5).
+# reads tracefs, runs perf).  About 5 minutes with RUNS=3 on 2 cores
+# (4 3/4 to 7 1/2 minutes at a load of 3 to 7).
 #
 #   sudo RUNS=3 bench/profile.sh _build/ocitree /var/tmp/ocitree-corpus
 #   sudo CASES="warm" PERF=0 bench/profile.sh ...
@@ -14,7 +14,7 @@
 #             /etc/os-release; floor: igzip -dc of slim's layers, cold
 #   fullread  index cached, page cache dropped, fresh mount (not timed):
 #             find | xargs cat of every file; floor: igzip -dc, cold; and
-#             (info) the same read a second time, the reader's own cost
+#             (info) the same read a second time through the same mount
 #   warm      index cached, page cache dropped: mount + read os-release;
 #             floors: a cold `cat --version`, a cold `OCITREE --version`
 #   unpack    ocitree unpack of slim onto a brand-new ext4 (a loop device,
@@ -290,8 +290,11 @@ measure() {
 		trace_parse "$CONN"
 	} | sed "s/^/$run /" >>"$W/m/$v"
 }
-# med VARIANT KEY: the median of KEY over the runs of VARIANT (0 if absent)
-med() { awk -v k="$2" '$2 == k {print $3}' "$W/m/$1" | median | awk '{print} END {if (!NR) print 0}'; }
+# med VARIANT KEY: the median of KEY over the runs of VARIANT (0 in a run without it)
+med() {
+	awk -v k="$2" '$2 == "wall" {r[$1] = 0} $2 == k {r[$1] = $3} END {for (i in r) print r[i]}' "$W/m/$1" |
+		median | awk '{print} END {if (!NR) print 0}'
+}
 is0() { awk -v x="$1" 'BEGIN {exit !(x + 0 == 0)}'; }
 keys() { awk -v p="$2" 'index($2, p) == 1 {print $2}' "$W/m/$1" | sort -u; }
 fsum() { awk '{for (i = 1; i <= NF; i++) s += $i} END {printf "%.3f", s}'; }
@@ -505,7 +508,8 @@ io_cell() { # VARIANT: reads/writes per disk with busy time
 		is0 "$(med "$v" blk.$d.rd.n)" && is0 "$(med "$v" blk.$d.wr.n)" && continue
 		out+="$d r $(med "$v" blk.$d.rd.n)/$(med "$v" blk.$d.rd.mib) MiB w $(med "$v" blk.$d.wr.n)/$(med "$v" blk.$d.wr.mib) MiB busy $(med "$v" blk.$d.busy_ms) ms; "
 	done
-	echo "${out%; }"
+	out=${out%; }
+	echo "${out:--}"
 }
 # verdict CASEVAR FLOORVAR: the gap, the extra CPU and the categories
 # (perf) that grew most from the floor to the case, the disk and FUSE busy
@@ -611,9 +615,9 @@ for c in $CASES; do
 		"$OCITREE" mount --image "$CORPUS/oci:slim" "$MP" && umnt "$MP" # the index cached
 		run_case fullread case:full_setup:full_read:unmount:"full read of slim, fresh mount, cold" \
 			floor:warm_setup:floor_igzip:nop:"igzip -dc of slim's layers, cold" \
-			reread:reread_setup:full_read:unmount:"the same read again, info: the reader's own cost"
+			reread:reread_setup:full_read:unmount:"the same read again through the same mount, info"
 		summary fullread case floor "full read, fresh mount, cold" "<= 1.5" \
-			"the same read again (pages cached): $(med fullread.reread wall) s, $(cpu_split fullread.reread), FUSE $(med fullread.reread fuse.n) requests"
+			"the same read again through the same mount: $(med fullread.reread wall) s, $(cpu_split fullread.reread), FUSE $(med fullread.reread fuse.n) requests"
 		;;
 	warm)
 		"$OCITREE" mount --image "$CORPUS/oci:slim" "$MP" && umnt "$MP" # the index cached
