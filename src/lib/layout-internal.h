@@ -46,10 +46,9 @@ const uint8_t *blob_map(int fd, int64_t size, int advice, size_t *len);
  * read, when the blob cannot be mapped: read it instead. */
 ssize_t blob_reader_map_next(struct ocitree_blob_reader *r, const void **data, size_t len,
 			     struct ocitree_error **err);
-/* Up to len bytes of the blob at off, read again (a reader hashing them
- * outside, beside the one consuming them): the count, or -1 with *err. */
-ssize_t blob_reader_pread(const struct ocitree_blob_reader *r, void *buf, size_t len, uint64_t off,
-			  struct ocitree_error **err);
+/* The reader's file descriptor (to check that another one is the same
+ * file). */
+int blob_reader_fd(const struct ocitree_blob_reader *r);
 /* Done with [data, data + len) of the mapping: its pages leave the
  * process (they stay in the page cache). */
 void blob_reader_unmap(struct ocitree_blob_reader *r, const void *data, size_t len);

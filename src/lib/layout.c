@@ -640,16 +640,9 @@ int blob_reader_check_outside(struct ocitree_blob_reader *r, struct sha256p *s, 
 	return blob_mismatch(r, got, r->size >= 0 && n > 0, (int64_t)r->map_len, err);
 }
 
-ssize_t blob_reader_pread(const struct ocitree_blob_reader *r, void *buf, size_t len, uint64_t off,
-			  struct ocitree_error **err)
+int blob_reader_fd(const struct ocitree_blob_reader *r)
 {
-	ssize_t n;
-	do
-		n = pread(r->fd, buf, len, (off_t)off);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return ocitree_error_set(err, errno, "read blob %s", r->digest);
-	return n;
+	return r->fd;
 }
 
 void blob_reader_unmap(struct ocitree_blob_reader *r, const void *data, size_t len)
