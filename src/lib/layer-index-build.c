@@ -15,14 +15,86 @@
 #include "bundle-internal.h"
 #include "inflater.h"
 #include "layer-index-internal.h"
+#include "layout-internal.h"
 #include "ring.h"
+#include "sha256-pair.h"
 #include "tar-scan.h"
 
 uint32_t layer_index_checkpoint_span = CHECKPOINT_SPAN;
 
+/* The blob's digest and the diff_id in one pass of two chains of the SHA
+ * extensions (sha256-pair.h), where both are sha256: on the hash pipe's
+ * thread, beside the uncompressed stream, the blob's bytes as far as the
+ * inflater has consumed them, read again (from the page cache) into a
+ * buffer of the thread's, through a file description of its own: reads a
+ * megabyte behind the reader's leave its read-ahead state alone (a cold
+ * mount of slim took 0.95 of the time of reading through the reader's).
+ * Hashed apart, the two digests took 0.71 s of CPU of a cold mount of
+ * slim, paired 0.55 s (perf).  Read from a mapping of the blob instead,
+ * the pair was as slow as two passes (4 KiB pages walked in two streams);
+ * and the inflater reading the mapping instead of its buffers inflated a
+ * quarter slower. */
+struct pair_hash {
+	struct sha256p diff, blob;
+	int fd;             /* the blob again, a file description of its own */
+	unsigned char *buf; /* PAIR_BUF bytes: the blob at start, len of them */
+	uint64_t start;
+	size_t len;
+	uint64_t hashed; /* blob bytes in blob */
+	bool failed;     /* a read failed: the rest is left to
+			  * blob_reader_check_outside(), which says why */
+};
+
+#define PAIR_BUF (1u << 20)
+
+/* n bytes of the stream, and beside them blob bytes up to avail. */
+static void pair_update(struct pair_hash *ph, const void *p, size_t n, uint64_t avail)
+{
+	uint64_t h = ph->hashed;
+	if (ph->failed || avail <= h) {
+		sha256p_update(&ph->diff, p, n);
+		return;
+	}
+	/* what is hashed goes, the rest moves to the front, and the buffer
+	 * is filled up to what the inflater has consumed */
+	size_t done = (size_t)(h - ph->start);
+	memmove(ph->buf, ph->buf + done, ph->len - done);
+	ph->len -= done;
+	ph->start = h;
+	uint64_t end = avail - h < PAIR_BUF ? avail : h + PAIR_BUF;
+	while (ph->start + ph->len < end) {
+		ssize_t k = pread(ph->fd, ph->buf + ph->len, (size_t)(end - ph->start - ph->len),
+				  (off_t)(ph->start + ph->len));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			ph->failed = true;
+			break;
+		}
+		ph->len += (size_t)k;
+	}
+	size_t took = sha256p_update_and(&ph->diff, p, n, &ph->blob, ph->buf, ph->len);
+	/* stored blocks inflate as fast as they come: the blob's bytes then
+	 * outrun the stream's, and are hashed alone rather than at the end */
+	if (ph->len - took > PAIR_BUF / 2) {
+		size_t k = (ph->len - took - PAIR_BUF / 4) & ~(size_t)63;
+		sha256p_update(&ph->blob, ph->buf + took, k);
+		took += k;
+	}
+	ph->hashed = h + took;
+}
+
+/* A window packed on the hash pipe's thread, for checkpoint cp. */
+struct packed {
+	size_t cp;
+	uint32_t len, crc;
+};
+
 struct builder {
 	struct tar_scan tar;
 	struct ocitree_hasher *diff_hasher; /* NULL when no diff_id is checked */
+	struct pair_hash *pair;             /* or the diff_id hashed there */
+	uint64_t consumed;                  /* pair: blob bytes the inflater has consumed */
 	uint64_t out;                       /* uncompressed bytes so far */
 	/* gzip */
 	struct idx_checkpoint *cps;
@@ -33,6 +105,12 @@ struct builder {
 	void *pack_scratch; /* layer_index_pack_window()'s */
 	uint32_t chunk_crc;
 	bool crc; /* chunk_crc is kept (gzip: the chunks are checked by it) */
+	/* ISA-L states packed by the hash pipe's thread (windows, win_fd,
+	 * win_len and pack_scratch are its own while it runs): */
+	struct packed *packed; /* per checkpoint packed there, in order */
+	size_t n_packed, cap_packed;
+	int pack_errno; /* the thread's first error reading the windows back */
+	bool pack_in_pipe; /* the states go there (ISA-L with a hash pipe) */
 	/* zstd: the tar cache file being written */
 	int tar_fd;
 	bool isal; /* gzip checkpoints are ISA-L states */
@@ -56,6 +134,12 @@ struct hash_pipe {
 	pthread_t thread;
 	struct ring ring;
 	struct ocitree_hasher *hasher;   /* used by the thread only; may be NULL */
+	struct pair_hash *pair;          /* likewise, instead of hasher */
+	uint64_t bavail[PIPE_SLOTS];     /* pair: the blob bytes consumed by then */
+	/* a slot holds output, or (state_cp[k] != SIZE_MAX) the ISA-L state
+	 * of that checkpoint, to pack into the windows of b */
+	size_t state_cp[PIPE_SLOTS];
+	struct builder *b;
 	int fd;                          /* the thread writes the stream there, or -1 */
 	int write_errno;                 /* the thread's first write error (read after the join) */
 	uint64_t written, synced;        /* the thread's */
@@ -64,12 +148,21 @@ struct hash_pipe {
 	size_t cur; /* producer: the slot pipe_buffer() gave */
 };
 
+static void pack_state(struct builder *b, size_t cp, const unsigned char *st, size_t len);
+
 static void *pipe_thread(void *arg)
 {
 	struct hash_pipe *p = arg;
 	size_t k;
 	while (ring_take(&p->ring, &k, NULL) > 0) {
-		if (p->hasher)
+		if (p->state_cp[k] != SIZE_MAX) {
+			pack_state(p->b, p->state_cp[k], p->bufs[k], p->len[k]);
+			ring_release(&p->ring);
+			continue;
+		}
+		if (p->pair)
+			pair_update(p->pair, p->bufs[k], p->len[k], p->bavail[k]);
+		else if (p->hasher)
 			ocitree_hasher_update(p->hasher, p->bufs[k], p->len[k]);
 		if (p->fd >= 0 && !p->write_errno) {
 			if (write_all(p->fd, p->bufs[k], p->len[k]) < 0)
@@ -97,11 +190,14 @@ static void pipe_free(struct hash_pipe *p)
 }
 
 /* NULL when no thread can be started: then the caller hashes and writes. */
-static struct hash_pipe *pipe_start(struct ocitree_hasher *h, int fd, size_t buf_size)
+static struct hash_pipe *pipe_start(struct builder *b, struct ocitree_hasher *h, struct pair_hash *pair, int fd,
+				     size_t buf_size)
 {
 	struct hash_pipe *p = xcalloc(1, sizeof(*p));
 	ring_init(&p->ring, PIPE_SLOTS);
+	p->b = b;
 	p->hasher = h;
+	p->pair = pair;
 	p->fd = fd;
 	for (size_t i = 0; i < PIPE_SLOTS; i++)
 		p->bufs[i] = xcalloc(1, buf_size);
@@ -120,10 +216,13 @@ static unsigned char *pipe_buffer(struct hash_pipe *p)
 	return p->bufs[p->cur];
 }
 
-/* Hand the buffer pipe_buffer() gave, holding len bytes, to the hasher. */
-static void pipe_submit(struct hash_pipe *p, size_t len)
+/* Hand the buffer pipe_buffer() gave, holding len bytes, to the hasher
+ * (with the blob bytes consumed so far, for a pair). */
+static void pipe_submit(struct hash_pipe *p, size_t len, uint64_t bavail)
 {
 	p->len[p->cur] = len;
+	p->bavail[p->cur] = bavail;
+	p->state_cp[p->cur] = SIZE_MAX;
 	ring_push(&p->ring);
 }
 
@@ -141,6 +240,7 @@ static int pipe_stop(struct hash_pipe *p)
 }
 
 #define IN_CHUNK (256u << 10)
+#define OUT_CHUNK (256u << 10)
 
 /* The compressed blob, read and hashed (its digest) ahead of the inflater
  * by a thread of its own when one can be started: on 2 cores the inflater
@@ -236,6 +336,8 @@ static int builder_output(struct builder *b, const unsigned char *p, size_t n, s
 		return 0;
 	if (b->diff_hasher && !b->pipe)
 		ocitree_hasher_update(b->diff_hasher, p, n);
+	if (b->pair && !b->pipe)
+		pair_update(b->pair, p, n, b->consumed);
 	if (b->crc)
 		b->chunk_crc = layer_index_crc(b->chunk_crc, p, n);
 	b->out += n;
@@ -276,6 +378,77 @@ static int spill_read(int fd, void *p, uint64_t len)
 	return 0;
 }
 
+/* Pack a window (or ISA-L state) at the end of b's windows: *off, *len
+ * and *crc get where it is.  An errno when the windows written so far
+ * cannot be read back (after the cache filled up), else 0. */
+static int pack_window(struct builder *b, const unsigned char *win, size_t win_len, uint64_t *off, uint32_t *len,
+		       uint32_t *crc)
+{
+	if (b->win_fd >= 0)
+		buf_reset(&b->windows);
+	*off = b->win_fd >= 0 ? b->win_len : b->windows.len;
+	layer_index_pack_window(&b->windows, win, win_len, len, crc, &b->pack_scratch);
+	if (b->win_fd < 0)
+		return 0;
+	if (write_all(b->win_fd, b->windows.data, b->windows.len) == 0) {
+		b->win_len += b->windows.len;
+		return 0;
+	}
+	/* a full cache: the windows so far come back to memory, where the
+	 * rest go (the index is written elsewhere or not at all) */
+	struct buf all = BUF_INIT;
+	buf_reserve(&all, b->win_len + b->windows.len);
+	if (spill_read(b->win_fd, all.data, b->win_len) < 0) {
+		int e = errno ? errno : EIO;
+		buf_free(&all);
+		return e;
+	}
+	memcpy(all.data + b->win_len, b->windows.data, b->windows.len);
+	all.len = b->win_len + b->windows.len;
+	buf_free(&b->windows);
+	b->windows = all;
+	close(b->win_fd);
+	b->win_fd = -1;
+	return 0;
+}
+
+/* On the hash pipe's thread: checkpoint cp's state, packed as
+ * add_checkpoint() would have (fix_packed() puts it in place). */
+static void pack_state(struct builder *b, size_t cp, const unsigned char *st, size_t len)
+{
+	GROW(b->packed, b->cap_packed, b->n_packed + 1);
+	struct packed *pk = &b->packed[b->n_packed++];
+	pk->cp = cp;
+	uint64_t off;
+	int e = pack_window(b, st, len, &off, &pk->len, &pk->crc);
+	if (e && !b->pack_errno)
+		b->pack_errno = e;
+}
+
+/* Once the pipe has stopped: the windows it packed into their checkpoints,
+ * and every checkpoint's window_off as add_checkpoint() sets it (the
+ * windows before it, in order). */
+static int fix_packed(struct builder *b, struct ocitree_error **err)
+{
+	if (!b->pack_in_pipe)
+		return 0;
+	if (b->pack_errno)
+		return ocitree_error_set(err, b->pack_errno, "read back index windows");
+	uint64_t off = 0;
+	size_t j = 0;
+	for (size_t i = 0; i < b->n_cps; i++) {
+		struct idx_checkpoint *cp = &b->cps[i];
+		cp->window_off = off;
+		if (j < b->n_packed && b->packed[j].cp == i) {
+			cp->window_len = b->packed[j].len;
+			cp->window_crc = b->packed[j].crc;
+			j++;
+		}
+		off += cp->window_len;
+	}
+	return 0;
+}
+
 static int add_checkpoint(struct builder *b, uint64_t in_off, int bits, enum cp_kind kind, const unsigned char *win,
 			  size_t win_len, struct ocitree_error **err)
 {
@@ -289,36 +462,36 @@ static int add_checkpoint(struct builder *b, uint64_t in_off, int bits, enum cp_
 	cp->in_off = in_off;
 	cp->bits = (uint8_t)bits;
 	cp->kind = (uint8_t)kind;
-	if (b->win_fd >= 0)
-		buf_reset(&b->windows);
-	cp->window_off = b->win_fd >= 0 ? b->win_len : b->windows.len;
-	if (!win_len)
-		return 0;
-	layer_index_pack_window(&b->windows, win, win_len, &cp->window_len, &cp->window_crc, &b->pack_scratch);
-	if (b->win_fd < 0)
-		return 0;
-	if (write_all(b->win_fd, b->windows.data, b->windows.len) == 0) {
-		b->win_len += b->windows.len;
+	if (b->pack_in_pipe) {
+		/* packing a state costs a fifth of inflating its chunks: the
+		 * hash pipe's thread does it, in turn with the output (the
+		 * inflater, alone on the largest layer at the end, is the
+		 * pass's critical path); the windows are its own until it
+		 * stops, and fix_packed() sets every window_off then */
+		if (!win_len)
+			return 0;
+		if (win_len > OUT_CHUNK)
+			return ocitree_error_setk(err, OCITREE_ERROR_UNSUPPORTED, "ISA-L state of %zu bytes", win_len);
+		unsigned char *slot = pipe_buffer(b->pipe);
+		memcpy(slot, win, win_len);
+		b->pipe->len[b->pipe->cur] = win_len;
+		b->pipe->state_cp[b->pipe->cur] = b->n_cps - 1;
+		ring_push(&b->pipe->ring);
 		return 0;
 	}
-	/* a full cache: the windows so far come back to memory, where the
-	 * rest go (the index is written elsewhere or not at all) */
-	struct buf all = BUF_INIT;
-	buf_reserve(&all, b->win_len + b->windows.len);
-	if (spill_read(b->win_fd, all.data, b->win_len) < 0) {
-		buf_free(&all);
-		return ocitree_error_set(err, errno, "read back index windows");
+	uint64_t off;
+	if (!win_len) {
+		if (b->win_fd >= 0)
+			buf_reset(&b->windows);
+		cp->window_off = b->win_fd >= 0 ? b->win_len : b->windows.len;
+		return 0;
 	}
-	memcpy(all.data + b->win_len, b->windows.data, b->windows.len);
-	all.len = b->win_len + b->windows.len;
-	buf_free(&b->windows);
-	b->windows = all;
-	close(b->win_fd);
-	b->win_fd = -1;
+	int e = pack_window(b, win, win_len, &off, &cp->window_len, &cp->window_crc);
+	cp->window_off = off;
+	if (e)
+		return ocitree_error_set(err, e, "read back index windows");
 	return 0;
 }
-
-#define OUT_CHUNK (256u << 10)
 
 /* The index pass words a bad stream as it did before it shared the inflater
  * with unpack (scripts and tests match these). */
@@ -378,14 +551,15 @@ static int build_stream(struct builder *b, struct source *src, enum ocitree_comp
 	if (zlib_cps) {
 		own_out = xmalloc(WINDOW_SIZE + OUT_CHUNK);
 	} else {
-		if (b->diff_hasher || b->tar_fd >= 0)
-			b->pipe = pipe_start(b->diff_hasher, b->tar_fd, OUT_CHUNK);
+		if (b->diff_hasher || b->pair || b->tar_fd >= 0)
+			b->pipe = pipe_start(b, b->diff_hasher, b->pair, b->tar_fd, OUT_CHUNK);
 		if (!b->pipe)
 			own_out = xcalloc(1, OUT_CHUNK);
 	}
 	struct inflater f;
 	inflater_init(&f, comp, isal ? INFLATE_ISAL : INFLATE_ZLIB, INFLATE_MEMBERS | (zlib_cps ? INFLATE_BLOCKS : 0));
 	b->isal = isal_cps;
+	b->pack_in_pipe = isal_cps && b->pipe;
 	uint64_t span = layer_index_checkpoint_span, rspan = span * RESTORE_CHUNKS;
 	/* next_cp: the next ISA-L state; next_cont: the next checkpoint of any
 	 * kind; last_cp_out: the last checkpoint, last_rp_out: the last
@@ -431,12 +605,13 @@ static int build_stream(struct builder *b, struct source *src, enum ocitree_comp
 			break;
 		}
 		size_t produced = (size_t)(io.out - out);
+		b->consumed = in_total - io.in_len;
 		if (builder_output(b, out, produced, err) < 0) {
 			ret = -1;
 			break;
 		}
 		if (b->pipe && produced)
-			pipe_submit(b->pipe, produced);
+			pipe_submit(b->pipe, produced, b->consumed);
 		kept += produced;
 		if (ev == INFLATE_END) {
 			ret = 0;
@@ -505,6 +680,7 @@ static void builder_free(struct builder *b)
 	tar_scan_free(&b->tar);
 	ocitree_hasher_free(b->diff_hasher);
 	free(b->cps);
+	free(b->packed);
 	buf_free(&b->windows);
 	free(b->pack_scratch);
 	if (b->win_fd >= 0)
@@ -539,6 +715,7 @@ struct ocitree_layer_index *layer_index_build(struct ocitree_layout *l, const st
 	_cleanup_free_ char *alg = layer_index_digest_alg(d->digest);
 	const char *hex = ocitree_digest_hex(d->digest);
 	struct builder b = {.opts = opts};
+	struct pair_hash pair = {.fd = -1};
 	b.tar_fd = -1;
 	b.win_fd = -1;
 	/* The windows of a gzip layer are most of its index (12 MiB of
@@ -573,13 +750,41 @@ struct ocitree_layer_index *layer_index_build(struct ocitree_layout *l, const st
 	struct ocitree_blob_reader *rd = ocitree_blob_reader_open(l, d->digest, d->size, err);
 	if (!rd)
 		goto out;
+	/* the two digests paired where the stream goes through the hash
+	 * pipe (not zlib's checkpoints, which hash in front of their window) */
+	bool isal = comp == OCITREE_COMPRESSION_GZIP && layer_index_use_isal();
+	size_t map_len;
+	if (b.diff_hasher && (isal || comp == OCITREE_COMPRESSION_ZSTD) && strncmp(diff_id, "sha256:", 7) == 0 &&
+	    sha256p_available()) {
+		/* the same file (the same bytes as the reader's, not another
+		 * blob renamed over it since) */
+		struct stat s1, s2;
+		pair.fd = ocitree_blob_open_fd(l, d->digest, NULL);
+		if (pair.fd >= 0 && (fstat(pair.fd, &s1) < 0 || fstat(blob_reader_fd(rd), &s2) < 0 ||
+				     s1.st_dev != s2.st_dev || s1.st_ino != s2.st_ino)) {
+			close(pair.fd);
+			pair.fd = -1;
+		}
+	}
+	/* (mapped for blob_reader_check_outside(), which reads the end) */
+	if (pair.fd >= 0 && blob_reader_hash_outside(rd, &map_len)) {
+		sha256p_init(&pair.diff);
+		sha256p_init(&pair.blob);
+		pair.buf = xmalloc(PAIR_BUF);
+		pair.start = pair.hashed = 0;
+		pair.len = 0;
+		pair.failed = false;
+		b.pair = &pair;
+		ocitree_hasher_free(b.diff_hasher);
+		b.diff_hasher = NULL;
+	}
 	struct source src;
 	/* an uncompressed layer is only hashed and scanned: no thread */
 	source_init(&src, rd, comp != OCITREE_COMPRESSION_NONE);
 	if (comp == OCITREE_COMPRESSION_NONE)
 		r = build_none(&b, &src, err);
 	else
-		r = build_stream(&b, &src, comp, comp == OCITREE_COMPRESSION_GZIP && layer_index_use_isal(), err);
+		r = build_stream(&b, &src, comp, isal, err);
 	/* read to the verified end even if the tar ended early; and when the
 	 * stream was bad, a digest mismatch is the better explanation */
 	if (r == 0 || (err && *err && (*err)->kind == OCITREE_ERROR_INVALID)) {
@@ -598,18 +803,41 @@ struct ocitree_layer_index *layer_index_build(struct ocitree_layout *l, const st
 		ocitree_error_free(rerr);
 	}
 	source_end(&src);
-	ocitree_blob_reader_free(rd);
-	if (r == 0)
-		r = tar_scan_finish(&b.tar, err);
 	/* the pipe's thread must have seen everything before the digest,
 	 * and written everything before the tar is synced */
 	int pipe_errno = pipe_stop(b.pipe);
 	b.pipe = NULL;
+	if (b.pair && (r == 0 || (err && *err && (*err)->kind == OCITREE_ERROR_INVALID))) {
+		/* the blob's end: its digest (the rest hashed there), its size */
+		struct ocitree_error *rerr = NULL;
+		if (blob_reader_check_outside(rd, &pair.blob, (size_t)pair.hashed, &rerr) < 0 &&
+		    (r == 0 || rerr->kind == OCITREE_ERROR_DIGEST)) {
+			r = -1;
+			if (err) {
+				ocitree_error_free(*err);
+				*err = steal_pointer(&rerr);
+			}
+		}
+		ocitree_error_free(rerr);
+	}
+	ocitree_blob_reader_free(rd);
+	if (r == 0)
+		r = tar_scan_finish(&b.tar, err);
 	if (r == 0 && pipe_errno)
 		r = ocitree_error_set(err, pipe_errno, "write uncompressed layer cache");
-	if (r == 0 && b.diff_hasher) {
+	if (r == 0)
+		r = fix_packed(&b, err);
+	if (r == 0 && (b.diff_hasher || b.pair)) {
 		char got[OCITREE_DIGEST_MAX];
-		ocitree_hasher_final(b.diff_hasher, got);
+		if (b.pair) {
+			uint8_t md[32];
+			sha256p_final(&pair.diff, md);
+			char *o = got + snprintf(got, sizeof(got), "sha256:");
+			for (size_t i = 0; i < sizeof(md); i++)
+				o += snprintf(o, 3, "%02x", md[i]);
+		} else {
+			ocitree_hasher_final(b.diff_hasher, got);
+		}
 		if (strcmp(got, diff_id) != 0)
 			r = ocitree_error_setk(err, OCITREE_ERROR_DIGEST,
 					       "uncompressed content does not match diff_id %s (it is %s)", diff_id,
@@ -682,5 +910,9 @@ out:
 	if (tar_tmp)
 		unlinkat(tar_dirfd, tar_tmp, 0);
 	builder_free(&b);
+	if (b.pair)
+		free(pair.buf);
+	if (pair.fd >= 0)
+		close(pair.fd);
 	return r == 0 ? idx : NULL;
 }

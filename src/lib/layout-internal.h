@@ -46,14 +46,18 @@ const uint8_t *blob_map(int fd, int64_t size, int advice, size_t *len);
  * read, when the blob cannot be mapped: read it instead. */
 ssize_t blob_reader_map_next(struct ocitree_blob_reader *r, const void **data, size_t len,
 			     struct ocitree_error **err);
+/* The reader's file descriptor (to check that another one is the same
+ * file). */
+int blob_reader_fd(const struct ocitree_blob_reader *r);
 /* Done with [data, data + len) of the mapping: its pages leave the
  * process (they stay in the page cache). */
 void blob_reader_unmap(struct ocitree_blob_reader *r, const void *data, size_t len);
 
 /* The blob's digest taken by the caller instead (an unpack hashes it
  * beside the content, sha256-pair.h): maps the blob, and from then on
- * blob_reader_map_next() hands out the bytes without hashing them, nor
- * checking anything at their end: blob_reader_check_outside() must.  NULL
+ * blob_reader_map_next() and ocitree_blob_reader_read() hand out the bytes
+ * without hashing them, nor checking anything at their end:
+ * blob_reader_check_outside() must.  NULL
  * (and nothing changed) when the blob is not sha256 or cannot be mapped
  * whole. */
 struct sha256p;

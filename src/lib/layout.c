@@ -439,6 +439,30 @@ OCITREE_EXPORT ssize_t ocitree_blob_reader_read(struct ocitree_blob_reader *r, v
 {
 	if (r->done)
 		return 0;
+	if (r->outside) {
+		/* hashed by the caller, and blob_reader_check_outside()
+		 * checks the end */
+		size_t left = r->map_len - (size_t)r->off;
+		if (!left) {
+			r->done = true;
+			return 0;
+		}
+		if (len > left)
+			len = left;
+		ssize_t k;
+		do
+			k = pread(r->fd, buf, len, r->off);
+		while (k < 0 && errno == EINTR);
+		if (k < 0)
+			return ocitree_error_set(err, errno, "read blob %s", r->digest);
+		if (k == 0)
+			return ocitree_error_setk(err, OCITREE_ERROR_DIGEST,
+						  "blob %s is %jd bytes, smaller than its declared size %jd: verified "
+						  "reader size mismatch",
+						  r->digest, (intmax_t)r->off, (intmax_t)r->size);
+		r->off += k;
+		return k;
+	}
 	/* Like umoci's verified reader (pkg/hardening/verified_reader.go):
 	 * hash at most the declared size, then look for one byte more; at the
 	 * end the digest is checked first and the length after, so a blob
@@ -614,6 +638,11 @@ int blob_reader_check_outside(struct ocitree_blob_reader *r, struct sha256p *s, 
 	if (n < 0)
 		return ocitree_error_set(err, errno, "read blob %s", r->digest);
 	return blob_mismatch(r, got, r->size >= 0 && n > 0, (int64_t)r->map_len, err);
+}
+
+int blob_reader_fd(const struct ocitree_blob_reader *r)
+{
+	return r->fd;
 }
 
 void blob_reader_unmap(struct ocitree_blob_reader *r, const void *data, size_t len)

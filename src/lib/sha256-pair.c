@@ -130,7 +130,7 @@ NI static void blocks_ni(uint32_t h[8], const uint8_t *p, size_t n)
 
 /* Schedule words j+1 (4j+4..4j+7) from those of j-3..j, held in w[] by
  * their number modulo 4: the slot of j-3 takes them. */
-NI static inline __m128i ni_next(const __m128i w[4], int j)
+NI static inline __attribute__((always_inline)) __m128i ni_next(const __m128i w[4], int j)
 {
 	__m128i x = _mm_sha256msg1_epu32(w[(j + 1) & 3], w[(j + 2) & 3]);
 	x = _mm_add_epi32(x, _mm_alignr_epi8(w[j & 3], w[(j + 3) & 3], 4));
@@ -218,6 +218,47 @@ NI static void blocks3_ni(uint32_t ha[8], uint32_t hb[8], const uint8_t *p, uint
 	ni_store(hb, b0, b1);
 	ni_store(hc, c0, c1);
 }
+
+/* Two digests of different blocks, p into ha and q into hb, each with a
+ * schedule of their own: two chains keep the rounds unit busy where one
+ * waits on its latency (an index pass hashes its blob beside the
+ * uncompressed stream this way). */
+NI static void blocks_two_ni(uint32_t ha[8], const uint8_t *p, uint32_t hb[8], const uint8_t *q, size_t n)
+{
+	const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+	__m128i a0, a1, c0, c1;
+	ni_load(ha, &a0, &a1);
+	ni_load(hb, &c0, &c1);
+	for (; n; n--, p += 64, q += 64) {
+		__m128i w[4], v[4];
+		for (int j = 0; j < 4; j++) {
+			w[j] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(const void *)(p + 16 * j)), bswap);
+			v[j] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(const void *)(q + 16 * j)), bswap);
+		}
+		__m128i sa0 = a0, sa1 = a1, sc0 = c0, sc1 = c1;
+#pragma GCC unroll 16
+		for (int j = 0; j < 16; j++) {
+			__m128i k = _mm_load_si128((const __m128i *)(const void *)&K[4 * j]);
+			__m128i wk = _mm_add_epi32(w[j & 3], k), vk = _mm_add_epi32(v[j & 3], k);
+			a1 = _mm_sha256rnds2_epu32(a1, a0, wk);
+			c1 = _mm_sha256rnds2_epu32(c1, c0, vk);
+			if (j >= 3 && j < 15) {
+				w[(j + 1) & 3] = ni_next(w, j);
+				v[(j + 1) & 3] = ni_next(v, j);
+			}
+			wk = _mm_shuffle_epi32(wk, 0x0E);
+			vk = _mm_shuffle_epi32(vk, 0x0E);
+			a0 = _mm_sha256rnds2_epu32(a0, a1, wk);
+			c0 = _mm_sha256rnds2_epu32(c0, c1, vk);
+		}
+		a0 = _mm_add_epi32(a0, sa0);
+		a1 = _mm_add_epi32(a1, sa1);
+		c0 = _mm_add_epi32(c0, sc0);
+		c1 = _mm_add_epi32(c1, sc1);
+	}
+	ni_store(ha, a0, a1);
+	ni_store(hb, c0, c1);
+}
 #endif
 
 bool sha256p_available(void)
@@ -234,7 +275,25 @@ bool sha256p_available(void)
 #endif
 }
 
-static int use_ni = -1;
+static int use_ni = -1, use_vzeroupper = -1;
+
+#ifdef HAVE_SHA_NI
+/* The SHA extensions are legacy SSE: after AVX code that left the upper
+ * halves of the vector registers dirty (ISA-L's deflate packing an index
+ * pass's states on the same thread), each such instruction paid for them,
+ * and the digests took two to three times as long.  A vzeroupper first
+ * (on CPUs with AVX). */
+__attribute__((target("avx"))) static void clear_upper(void)
+{
+	int v = __atomic_load_n(&use_vzeroupper, __ATOMIC_RELAXED);
+	if (v < 0) {
+		v = __builtin_cpu_supports("avx");
+		__atomic_store_n(&use_vzeroupper, v, __ATOMIC_RELAXED);
+	}
+	if (v)
+		_mm256_zeroupper();
+}
+#endif
 
 /* Whether to use the SHA extensions: decided once (every thread decides
  * the same). */
@@ -284,6 +343,18 @@ static void blocks3(uint32_t ha[8], uint32_t hb[8], const uint8_t *p, uint32_t h
 	blocks_c(hc, q, n);
 }
 
+static void blocks_two(uint32_t ha[8], const uint8_t *p, uint32_t hb[8], const uint8_t *q, size_t n)
+{
+#ifdef HAVE_SHA_NI
+	if (ni()) {
+		blocks_two_ni(ha, p, hb, q, n);
+		return;
+	}
+#endif
+	blocks_c(ha, p, n);
+	blocks_c(hb, q, n);
+}
+
 void sha256p_init(struct sha256p *s)
 {
 	static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
@@ -308,9 +379,9 @@ static size_t fill(struct sha256p *s, const uint8_t *p, size_t len)
 
 /* The bytes into a, and into b as well unless b is NULL (b at the same
  * offset modulo 64 as a): the partial block topped up, the whole blocks
- * in one pass, the tail kept for the next call.  With c (a and b given,
- * c at a block boundary), up to cmax bytes of q go into c beside the
- * whole blocks, a block for a block: returns the bytes c took. */
+ * in one pass, the tail kept for the next call.  With c (at a block
+ * boundary), up to cmax bytes of q go into c beside the whole blocks, a
+ * block for a block: returns the bytes c took. */
 static size_t update(struct sha256p *a, struct sha256p *b, const uint8_t *p, size_t len, struct sha256p *c,
                      const uint8_t *q, size_t cmax)
 {
@@ -326,8 +397,14 @@ static size_t update(struct sha256p *a, struct sha256p *b, const uint8_t *p, siz
 	size_t n = len / 64, nc = c ? cmax / 64 : 0;
 	if (nc > n)
 		nc = n;
-	if (nc)
+#ifdef HAVE_SHA_NI
+	if (n && ni())
+		clear_upper();
+#endif
+	if (nc && b)
 		blocks3(a->h, b->h, p, c->h, q, nc);
+	else if (nc)
+		blocks_two(a->h, p, c->h, q, nc);
 	if (n > nc && b)
 		blocks2(a->h, b->h, p + 64 * nc, n - nc);
 	else if (n > nc)
@@ -346,6 +423,14 @@ static size_t update(struct sha256p *a, struct sha256p *b, const uint8_t *p, siz
 void sha256p_update(struct sha256p *s, const void *data, size_t len)
 {
 	update(s, NULL, data, len, NULL, NULL, 0);
+}
+
+size_t sha256p_update_and(struct sha256p *a, const void *data, size_t len, struct sha256p *c, const void *cdata,
+                          size_t cmax)
+{
+	if (c && c->len % 64)
+		c = NULL;
+	return update(a, NULL, data, len, c, cdata, cmax);
 }
 
 void sha256p_update2(struct sha256p *a, struct sha256p *b, const void *data, size_t len)

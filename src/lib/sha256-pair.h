@@ -41,6 +41,13 @@ void sha256p_update2(struct sha256p *a, struct sha256p *b, const void *data, siz
  * NULL). */
 size_t sha256p_update2_and(struct sha256p *a, struct sha256p *b, const void *data, size_t len, struct sha256p *c,
                            const void *cdata, size_t cmax);
+/* The bytes into a, and beside its whole blocks as many whole blocks of
+ * cdata (at most cmax bytes) into c, while c is at a block boundary: two
+ * digests of different bytes (an index pass's uncompressed stream and
+ * its blob) in about the time of one.  Returns the bytes c took, a
+ * multiple of 64. */
+size_t sha256p_update_and(struct sha256p *a, const void *data, size_t len, struct sha256p *c, const void *cdata,
+                          size_t cmax);
 /* The digest; s must be initialised again before further use. */
 void sha256p_final(struct sha256p *s, uint8_t out[32]);
 

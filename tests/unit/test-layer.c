@@ -738,7 +738,7 @@ static void test_sha256_pair(void)
 	const size_t pieces[] = {1, 63, 64, 65, 4096, 131072, 1000000};
 	uint64_t x = 1;
 	int bad = 0, runs = 0;
-	size_t taken_all = 0;
+	size_t taken_all = 0, taken_one = 0;
 	for (size_t i = 0; i < ARRAY_SIZE(prefix_a); i++)
 		for (size_t j = 0; j < ARRAY_SIZE(pieces); j++) {
 			/* the prefixes come from the end of data: different bytes */
@@ -766,6 +766,16 @@ static void test_sha256_pair(void)
 					taken += t;
 				} else if (x & 256) {
 					sha256p_update2(&a, &b, data + off, k);
+				} else if (x & 512) {
+					/* c beside a alone (an index pass's blob) */
+					size_t cmax = x & 1024 ? cn - coff : (size_t)(x >> 11) % 4096;
+					if (cmax > cn - coff)
+						cmax = cn - coff;
+					size_t t = sha256p_update_and(&a, data + off, k, &c, cdata + coff, cmax);
+					bad += t > cmax || t % 64 != 0;
+					coff += t;
+					taken_one += t;
+					sha256p_update(&b, data + off, k);
 				} else {
 					if (x & 1024) {
 						size_t t = (size_t)(x >> 11) % 100;
@@ -795,6 +805,7 @@ static void test_sha256_pair(void)
 	is_int(bad, 0, "sha256 pair: the three digests match Nettle's in %d runs (SHA extensions: %s)", runs,
 	       sha256p_available() ? "yes" : "no");
 	ok(taken_all >= 65536, "sha256 pair: the third digest took %zu bytes beside the pair", taken_all);
+	ok(taken_one >= 65536, "sha256 pair: another digest took %zu bytes beside one (sha256p_update_and)", taken_one);
 	struct sha256p e;
 	uint8_t ge[32], we[32];
 	sha256p_init(&e);
