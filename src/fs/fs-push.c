@@ -312,6 +312,7 @@ static int push_file(struct fs_push *p, uint32_t ino, size_t size)
 static void *push_thread(void *arg)
 {
 	struct fs_push *p = arg;
+	(void)pthread_setname_np(pthread_self(), "ocitree-push");
 	pthread_mutex_lock(&p->lock);
 	while (!p->stop) {
 		if (p->want_order && !p->pos_of) {

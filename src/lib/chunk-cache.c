@@ -442,6 +442,8 @@ void chunk_cache_put(struct ocitree_chunk_cache *c, const struct chunk_data *d)
 static void *readahead_thread(void *arg)
 {
 	struct ocitree_chunk_cache *c = arg;
+	/* a name of its own, for top -H, perf and /proc/PID/task */
+	(void)pthread_setname_np(pthread_self(), "ocitree-ahead");
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		while (!c->stop && !c->qhead)
