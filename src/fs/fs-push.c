@@ -22,8 +22,9 @@
  * progress is learnt from the files left out on purpose: every
  * SENTINEL_EVERY-th one, and the next one after SENTINEL_BYTES were
  * pushed.  Pushing stays at most AHEAD_FILES files and
- * AHEAD_BYTES bytes ahead of the last file the reader was seen at, and
- * stops when the reads leave the order.  A push the kernel refuses (the
+ * AHEAD_BYTES bytes ahead of the last file the reader was seen at (more
+ * on the read-only mount, see AHEAD_BYTES_RO), and stops when the reads
+ * leave the order.  A push the kernel refuses (the
  * inode not looked up yet: ENOENT) only costs the reader its round trip.
  *
  * On the read-only mount a sentinel is pushed but for its last page, which
@@ -62,6 +63,14 @@
  * the page cache, not in the chunk cache, and each chunk is decoded once
  * as the pushes go through it */
 #define AHEAD_BYTES (16u << 20)
+/* ... and on the read-only mount, whose sentinels' last pages the pusher
+ * keeps (so that the reader, far behind, never asks the chunk cache for
+ * what it dropped): the decoder runs on while the reader goes through runs
+ * of small files (a cat per 256 of them, an open and a close each), so
+ * that it is ahead when the reader comes to big files.  A walk that stops
+ * in the middle costs at most this much decoding for nothing. */
+#define AHEAD_FILES_RO 1024u
+#define AHEAD_BYTES_RO (64u << 20)
 /* one pushed file in this many is left for the reader to ask for */
 #define SENTINEL_EVERY 24u
 /* ... and the next one after this many bytes were pushed: in a run of big
@@ -92,6 +101,8 @@ struct fs_push {
 	const struct ocitree_tree *tree;
 	const struct fs_push_driver *drv; /* NULL: node ids are the tree's inodes, which never change */
 	void *drv_data;
+	unsigned ahead_files; /* AHEAD_FILES or AHEAD_FILES_RO */
+	uint64_t ahead_bytes;
 	struct fuse_session *se;
 	pthread_t thread;
 	bool started;
@@ -134,6 +145,8 @@ struct fs_push *fs_push_new(const struct ocitree_tree *tree, const struct fs_pus
 	p->tree = tree;
 	p->drv = drv;
 	p->drv_data = data;
+	p->ahead_files = drv ? AHEAD_FILES : AHEAD_FILES_RO;
+	p->ahead_bytes = drv ? AHEAD_BYTES : AHEAD_BYTES_RO;
 	const char *e = getenv("OCITREE_TEST_PUSH_DELAY_US");
 	if (e)
 		p->test_delay_us = (unsigned)strtoul(e, NULL, 10);
@@ -408,8 +421,8 @@ static void *push_thread(void *arg)
 			p->pos_of = pos_of;
 			continue;
 		}
-		if (!p->active || p->next >= p->n || p->next > p->reader + AHEAD_FILES ||
-		    p->cum[p->next] - p->cum[p->reader + 1] > AHEAD_BYTES) {
+		if (!p->active || p->next >= p->n || p->next > p->reader + p->ahead_files ||
+		    p->cum[p->next] - p->cum[p->reader + 1] > p->ahead_bytes) {
 			pthread_cond_wait(&p->wake, &p->lock);
 			continue;
 		}
