@@ -87,7 +87,6 @@
 /* last pages of sentinels kept at most (the oldest goes first: its reader
  * then reads it through the tree) */
 #define HELD_MAX 64u
-#define PAGE 4096u
 
 /* The last page of a sentinel, kept for the reader's READ of it. */
 struct held {
@@ -445,8 +444,10 @@ static void *push_thread(void *arg)
 		pthread_mutex_unlock(&p->lock);
 		int r;
 		if (sentinel) {
-			/* all but its last page, which waits for the reader here */
-			size_t last = (size - 1) & ~(size_t)(PAGE - 1);
+			/* all but its last page (the kernel's), which waits for
+			 * the reader here */
+			size_t page = (size_t)sysconf(_SC_PAGESIZE);
+			size_t last = (size - 1) & ~(page - 1);
 			r = store_file(p, ino, ino, NULL, last);
 			if (r == 0)
 				hold_page(p, ino, last, size - last);
