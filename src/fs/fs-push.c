@@ -48,6 +48,7 @@
 
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -406,6 +407,10 @@ static void *push_thread(void *arg)
 {
 	struct fs_push *p = arg;
 	(void)pthread_setname_np(pthread_self(), "ocitree-push");
+	/* work ahead of the reader, as the chunk cache's read-ahead thread:
+	 * it does not preempt the reader when it wakes up */
+	struct sched_param sp = {0};
+	(void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
 	pthread_mutex_lock(&p->lock);
 	while (!p->stop) {
 		if (p->want_order && !p->pos_of) {
