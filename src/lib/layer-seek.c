@@ -143,6 +143,7 @@ struct seek_stream {
 	uint64_t kept;  /* the blob from here to in_pos may still be mapped (see stream_release) */
 	uint64_t populated; /* the blob is mapped up to here (see stream_prefetch) */
 	uint64_t asked;     /* and asked for (WILLNEED) up to here */
+	uint64_t window;    /* how far ahead it asks, doubling up to STREAM_AHEAD */
 	struct inflater f;
 };
 
@@ -291,8 +292,11 @@ static void blob_prefetch(const struct ocitree_layer_index *idx, uint64_t start,
 }
 
 /* A stream going on (a reader going forward through the layer) asks for
- * the blob far ahead, STREAM_AHEAD at a time once it is within half of it
- * of where it asked up to, and maps its input POPULATE_STEP at a time: per
+ * the blob far ahead, a window at a time once it is within half of it of
+ * where it asked up to (the window doubles each time from 1 MiB up to
+ * STREAM_AHEAD, so that a stream that soon jumps, over chunks of files an
+ * upper layer hides, has not asked for much for nothing), and maps its
+ * input POPULATE_STEP at a time: per
  * chunk, a WILLNEED of the next chunk's input and a populate of its own
  * were three system calls, and reads of 128-256 KiB from the disk where
  * gzip -d reads 8 MiB ahead (slim's full read: 2200 reads of the device,
@@ -300,12 +304,15 @@ static void blob_prefetch(const struct ocitree_layer_index *idx, uint64_t start,
  * (a random read) still asks for its own input and the next chunk's
  * alone. */
 #define STREAM_AHEAD (8u << 20)
+#define STREAM_AHEAD_FIRST (512u << 10) /* doubled before its first use */
 #define POPULATE_STEP (1u << 20)
 static void stream_prefetch(const struct ocitree_layer_index *idx, struct seek_stream *st, uint64_t in_end)
 {
-	if (st->asked < in_end + STREAM_AHEAD / 2) {
+	if (st->asked < in_end + st->window / 2) {
 		uint64_t from = st->asked > st->in_pos ? st->asked : st->in_pos;
-		st->asked = in_end + STREAM_AHEAD;
+		if (st->window < STREAM_AHEAD)
+			st->window *= 2;
+		st->asked = in_end + st->window;
 		blob_prefetch_as(idx, from, st->asked, true, false);
 	}
 	if (st->populated < in_end) {
@@ -522,6 +529,7 @@ static int decode_from(struct ocitree_layer_index *idx, struct seek_stream *st, 
 		st->kept = in_start;
 		st->populated = in_end;
 		st->asked = no + 1 < idx->n_cps ? input_end(idx, no + 1) : in_end;
+		st->window = STREAM_AHEAD_FIRST;
 		stream_release(idx, st, false);
 	} else if (idx->blob_map) {
 		blob_release(idx, in_start, in_end);
