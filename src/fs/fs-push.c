@@ -22,9 +22,20 @@
  * progress is learnt from the files left out on purpose: every
  * SENTINEL_EVERY-th one, and the next one after SENTINEL_BYTES were
  * pushed.  Pushing stays at most AHEAD_FILES files and
- * AHEAD_BYTES bytes ahead of the last file the reader was seen at, and
- * stops when the reads leave the order.  A push the kernel refuses (the
+ * AHEAD_BYTES bytes ahead of the last file the reader was seen at (more
+ * on the read-only mount, see AHEAD_BYTES_RO), and stops when the reads
+ * leave the order.  A push the kernel refuses (the
  * inode not looked up yet: ENOENT) only costs the reader its round trip.
+ *
+ * On the read-only mount a sentinel is pushed but for its last page, which
+ * the pusher keeps (HELD_MAX of them at most): the reader's READ of that
+ * page is answered from it, so a sentinel costs the reader one short round
+ * trip, never a wait for a decode, and the reader's position, far behind
+ * the pusher's, never asks the chunk cache for chunks it dropped since (a
+ * big file left out whole was read through READs waiting for decodes, and
+ * a sentinel's chunks decoded again when the window was wider than the
+ * cache).  The writable mount leaves its sentinels out whole: their data
+ * can change under the pusher.
  *
  * On the writable mount a file may stop being the image's while it is
  * pushed: the driver (struct fs_push_driver, fs-rw-nodes.c) claims each
@@ -37,6 +48,7 @@
 
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -52,6 +64,14 @@
  * the page cache, not in the chunk cache, and each chunk is decoded once
  * as the pushes go through it */
 #define AHEAD_BYTES (16u << 20)
+/* ... and on the read-only mount, whose sentinels' last pages the pusher
+ * keeps (so that the reader, far behind, never asks the chunk cache for
+ * what it dropped): the decoder runs on while the reader goes through runs
+ * of small files (a cat per 256 of them, an open and a close each), so
+ * that it is ahead when the reader comes to big files.  A walk that stops
+ * in the middle costs at most this much decoding for nothing. */
+#define AHEAD_FILES_RO 1024u
+#define AHEAD_BYTES_RO (64u << 20)
 /* one pushed file in this many is left for the reader to ask for */
 #define SENTINEL_EVERY 24u
 /* ... and the next one after this many bytes were pushed: in a run of big
@@ -65,11 +85,24 @@
 #define GAP 8u
 /* reads in order before pushing starts */
 #define STREAK 2u
+/* last pages of sentinels kept at most (the oldest goes first: its reader
+ * then reads it through the tree) */
+#define HELD_MAX 64u
+
+/* The last page of a sentinel, kept for the reader's READ of it. */
+struct held {
+	uint32_t ino; /* 0: free */
+	uint64_t off; /* where the page starts in the file */
+	size_t len;   /* up to the end of the file */
+	unsigned char *data;
+};
 
 struct fs_push {
 	const struct ocitree_tree *tree;
 	const struct fs_push_driver *drv; /* NULL: node ids are the tree's inodes, which never change */
 	void *drv_data;
+	unsigned ahead_files; /* AHEAD_FILES or AHEAD_FILES_RO */
+	uint64_t ahead_bytes;
 	struct fuse_session *se;
 	pthread_t thread;
 	bool started;
@@ -97,6 +130,9 @@ struct fs_push {
 	uint64_t pushed;  /* files pushed, for the log */
 	uint64_t refused; /* pushes the kernel or the driver did not take */
 	uint64_t dropped; /* pushes dropped again: the file changed under them */
+	struct held held[HELD_MAX]; /* lock: a ring, the oldest at held_next */
+	unsigned held_next;
+	uint64_t held_used; /* sentinel pages the reader got from held */
 	/* OCITREE_TEST_PUSH_DELAY_US: a wait between decoding a file and
 	 * storing it, so that tests/fs/writable-push.sh can make writes meet
 	 * pushes under way (otherwise a window of microseconds) */
@@ -109,6 +145,8 @@ struct fs_push *fs_push_new(const struct ocitree_tree *tree, const struct fs_pus
 	p->tree = tree;
 	p->drv = drv;
 	p->drv_data = data;
+	p->ahead_files = drv ? AHEAD_FILES : AHEAD_FILES_RO;
+	p->ahead_bytes = drv ? AHEAD_BYTES : AHEAD_BYTES_RO;
 	const char *e = getenv("OCITREE_TEST_PUSH_DELAY_US");
 	if (e)
 		p->test_delay_us = (unsigned)strtoul(e, NULL, 10);
@@ -288,6 +326,62 @@ static int store_file(struct fs_push *p, uint32_t ino, uint64_t nodeid, void *to
 }
 
 
+/* Keep bytes [off, off + len) of tree inode ino (its last page) for the
+ * reader's READ of them.  Lock not held. */
+static void hold_page(struct fs_push *p, uint32_t ino, uint64_t off, size_t len)
+{
+	_cleanup_error_ struct ocitree_error *err = NULL;
+	struct ocitree_tree_data d;
+	if (ocitree_tree_read(p->tree, ino, off, len, &d, &err) < 0)
+		return; /* the reader will be told by its own read */
+	unsigned char *data = xmalloc(len ? len : 1);
+	size_t at = 0;
+	if (d.fd >= 0) {
+		ssize_t n = pread_full(d.fd, data, d.size, (off_t)d.pos);
+		at = n > 0 ? (size_t)n : 0;
+	} else {
+		for (size_t k = 0; k < d.n_iov && at < len; k++) {
+			size_t c = d.iov[k].iov_len < len - at ? d.iov[k].iov_len : len - at;
+			memcpy(data + at, d.iov[k].iov_base, c);
+			at += c;
+		}
+	}
+	ocitree_tree_data_release(&d);
+	if (at != len) {
+		free(data);
+		return;
+	}
+	pthread_mutex_lock(&p->lock);
+	struct held *h = &p->held[p->held_next];
+	p->held_next = (p->held_next + 1) % HELD_MAX;
+	free(h->data);
+	*h = (struct held){.ino = ino, .off = off, .len = len, .data = data};
+	pthread_mutex_unlock(&p->lock);
+}
+
+bool fs_push_reply_held(struct fs_push *p, fuse_req_t req, uint32_t ino, uint64_t off, size_t size)
+{
+	if (!p || !ino)
+		return false;
+	struct held h = {0};
+	pthread_mutex_lock(&p->lock);
+	for (unsigned k = 0; k < HELD_MAX; k++) {
+		if (p->held[k].ino == ino && p->held[k].off == off) {
+			h = p->held[k];
+			p->held[k] = (struct held){0};
+			p->held_used++;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (!h.ino)
+		return false;
+	/* the page, up to the end of the file: all a READ from its start asks */
+	fuse_reply_buf(req, (const char *)h.data, size < h.len ? size : h.len);
+	free(h.data);
+	return true;
+}
+
 /* Push tree inode ino (size bytes) through the driver's claim, if there is
  * a driver: what store_file returns, or PUSH_SKIPPED. */
 static int push_file(struct fs_push *p, uint32_t ino, size_t size)
@@ -312,6 +406,11 @@ static int push_file(struct fs_push *p, uint32_t ino, size_t size)
 static void *push_thread(void *arg)
 {
 	struct fs_push *p = arg;
+	(void)pthread_setname_np(pthread_self(), "ocitree-push");
+	/* work ahead of the reader, as the chunk cache's read-ahead thread:
+	 * it does not preempt the reader when it wakes up */
+	struct sched_param sp = {0};
+	(void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
 	pthread_mutex_lock(&p->lock);
 	while (!p->stop) {
 		if (p->want_order && !p->pos_of) {
@@ -326,8 +425,8 @@ static void *push_thread(void *arg)
 			p->pos_of = pos_of;
 			continue;
 		}
-		if (!p->active || p->next >= p->n || p->next > p->reader + AHEAD_FILES ||
-		    p->cum[p->next] - p->cum[p->reader + 1] > AHEAD_BYTES) {
+		if (!p->active || p->next >= p->n || p->next > p->reader + p->ahead_files ||
+		    p->cum[p->next] - p->cum[p->reader + 1] > p->ahead_bytes) {
 			pthread_cond_wait(&p->wake, &p->lock);
 			continue;
 		}
@@ -336,15 +435,30 @@ static void *push_thread(void *arg)
 		struct stat st;
 		if (ocitree_tree_stat(p->tree, ino, &st) < 0 || st.st_size == 0)
 			continue;
-		if (p->since >= SENTINEL_EVERY || p->since_bytes >= SENTINEL_BYTES) {
+		size_t size = (size_t)st.st_size;
+		bool sentinel = p->since >= SENTINEL_EVERY || p->since_bytes >= SENTINEL_BYTES;
+		if (sentinel) {
 			p->since = 0; /* left for the reader */
 			p->since_bytes = 0;
-			continue;
+			if (p->drv)
+				continue;
+		} else {
+			p->since++;
+			p->since_bytes += (uint64_t)st.st_size;
 		}
-		p->since++;
-		p->since_bytes += (uint64_t)st.st_size;
 		pthread_mutex_unlock(&p->lock);
-		int r = push_file(p, ino, (size_t)st.st_size);
+		int r;
+		if (sentinel) {
+			/* all but its last page (the kernel's), which waits for
+			 * the reader here */
+			size_t page = (size_t)sysconf(_SC_PAGESIZE);
+			size_t last = (size - 1) & ~(page - 1);
+			r = store_file(p, ino, ino, NULL, last);
+			if (r == 0)
+				hold_page(p, ino, last, size - last);
+		} else {
+			r = push_file(p, ino, size);
+		}
 		pthread_mutex_lock(&p->lock);
 		if (r == 0)
 			p->pushed++;
@@ -400,8 +514,11 @@ void fs_push_free(struct fs_push *p)
 			fuse_session_process_buf(p->se, &fbuf);
 		free(fbuf.mem);
 	}
-	log_debug("pushed %ju files into the page cache (%ju refused or skipped, %ju dropped again)",
-	          (uintmax_t)p->pushed, (uintmax_t)p->refused, (uintmax_t)p->dropped);
+	log_debug("pushed %ju files into the page cache (%ju refused or skipped, %ju dropped again); "
+	          "%ju sentinel pages answered from the pusher",
+	          (uintmax_t)p->pushed, (uintmax_t)p->refused, (uintmax_t)p->dropped, (uintmax_t)p->held_used);
+	for (unsigned k = 0; k < HELD_MAX; k++)
+		free(p->held[k].data);
 	free(p->order);
 	free(p->cum);
 	free(p->pos_of);

@@ -53,6 +53,12 @@ int fs_push_start(struct fs_push *p, struct fuse_session *se);
  * cheap (one mutex), from any worker. */
 void fs_push_saw_read(struct fs_push *p, uint32_t ino);
 
+/* Answer req, a READ of tree inode ino at off (size bytes at most), with
+ * the last page of a sentinel the pusher kept back for it (read-only
+ * mount): true when it did (the page is given once), false when the read
+ * is the driver's to answer. */
+bool fs_push_reply_held(struct fs_push *p, fuse_req_t req, uint32_t ino, uint64_t off, size_t size);
+
 /* Stop and join the thread (before the session goes away), and free p.
  * Accepts NULL. */
 void fs_push_free(struct fs_push *p);

@@ -188,6 +188,8 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 	}
 	/* told before the reply: a reader's next read cannot be told first */
 	fs_push_saw_read(fs->push, (uint32_t)ino);
+	if (fs_push_reply_held(fs->push, req, (uint32_t)ino, (uint64_t)off, size))
+		return;
 	_cleanup_error_ struct ocitree_error *err = NULL;
 	struct ocitree_tree_data d;
 	if (ocitree_tree_read(fs->tree, (uint32_t)ino, (uint64_t)off, size, &d, &err) < 0) {

@@ -23,6 +23,7 @@
 #include "config.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <sys/mman.h>
 
 #include "chunk-cache.h"
@@ -442,6 +443,13 @@ void chunk_cache_put(struct ocitree_chunk_cache *c, const struct chunk_data *d)
 static void *readahead_thread(void *arg)
 {
 	struct ocitree_chunk_cache *c = arg;
+	/* a name of its own, for top -H, perf and /proc/PID/task */
+	(void)pthread_setname_np(pthread_self(), "ocitree-ahead");
+	/* work ahead of readers: when it wakes up it takes a CPU as it comes
+	 * free, rather than preempting a reader (or the FUSE worker that
+	 * answers one) */
+	struct sched_param sp = {0};
+	(void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		while (!c->stop && !c->qhead)

@@ -3,8 +3,9 @@
 # A read-only mount read in listing order (find | xargs): the daemon pushes
 # the next files into the page cache (src/fs/fs-push.c).  What a reader gets
 # must be what an unpack writes, whichever way each file came (pushed, a
-# READ, a big file read by the kernel's read-ahead, files of a gzip layer
-# across chunk boundaries and of a zstd one); a reader out of order gets nothing pushed.
+# READ, the last page of a sentinel kept back by the pusher, a big file read
+# by the kernel's read-ahead, files of a gzip layer across chunk boundaries
+# and of a zstd one); a reader out of order gets nothing pushed.
 . "$top_srcdir/tests/fs/lib-fs.sh"
 . "$top_srcdir/tests/fs/lib-push.sh"
 need_fuse
@@ -31,6 +32,11 @@ walk cat "$T/inorder.log"
 ok "a walk in listing order reads every file as unpacked" cmp "$T/ref.sums" "$T/mnt.sums"
 pushed=$(sed -n 's/.*pushed \([0-9]*\) files.*/\1/p' "$T/inorder.log")
 ok "the daemon pushed files ahead of that walk ($pushed)" test "${pushed:-0}" -gt 100
+# a sentinel (a file the pusher leaves for the reader to ask for, to learn
+# where it is) is pushed but for its last page, which the daemon answers
+# from what it kept back: the walk above compared those bytes too
+held=$(sed -n 's/.* \([0-9]*\) sentinel pages answered.*/\1/p' "$T/inorder.log")
+ok "sentinels' last pages were answered from the pusher ($held)" test "${held:-0}" -gt 5
 
 walk "sort -rz" "$T/reverse.log"
 ok "a walk in reverse order reads every file as unpacked" cmp "$T/ref.sums" "$T/mnt.sums"
