@@ -829,15 +829,10 @@ struct ocitree_layer_index *layer_index_build(struct ocitree_layout *l, const st
 		r = fix_packed(&b, err);
 	if (r == 0 && (b.diff_hasher || b.pair)) {
 		char got[OCITREE_DIGEST_MAX];
-		if (b.pair) {
-			uint8_t md[32];
-			sha256p_final(&pair.diff, md);
-			char *o = got + snprintf(got, sizeof(got), "sha256:");
-			for (size_t i = 0; i < sizeof(md); i++)
-				o += snprintf(o, 3, "%02x", md[i]);
-		} else {
+		if (b.pair)
+			sha256p_final_digest(&pair.diff, got);
+		else
 			ocitree_hasher_final(b.diff_hasher, got);
-		}
 		if (strcmp(got, diff_id) != 0)
 			r = ocitree_error_setk(err, OCITREE_ERROR_DIGEST,
 					       "uncompressed content does not match diff_id %s (it is %s)", diff_id,

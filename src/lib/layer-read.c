@@ -521,11 +521,7 @@ static void diff_id_final(struct ocitree_layer_reader *r)
 		ocitree_hasher_final(r->hasher, r->diff_id);
 		return;
 	}
-	uint8_t d[32];
-	sha256p_final(&r->diff, d);
-	char *o = r->diff_id + snprintf(r->diff_id, sizeof(r->diff_id), "sha256:");
-	for (size_t i = 0; i < sizeof(d); i++)
-		o += snprintf(o, 3, "%02x", d[i]);
+	sha256p_final_digest(&r->diff, r->diff_id);
 }
 
 /* Consumer: the stream is over; wait for the hashing thread to finish. */

@@ -449,10 +449,7 @@ OCITREE_EXPORT ssize_t ocitree_blob_reader_read(struct ocitree_blob_reader *r, v
 		}
 		if (len > left)
 			len = left;
-		ssize_t k;
-		do
-			k = pread(r->fd, buf, len, r->off);
-		while (k < 0 && errno == EINTR);
+		ssize_t k = pread_full(r->fd, buf, len, (off_t)r->off);
 		if (k < 0)
 			return ocitree_error_set(err, errno, "read blob %s", r->digest);
 		if (k == 0)
@@ -623,12 +620,8 @@ int blob_reader_check_outside(struct ocitree_blob_reader *r, struct sha256p *s, 
 			return -1;
 		sha256p_update(s, r->map + hashed, r->map_len - hashed);
 	}
-	uint8_t d[32];
-	sha256p_final(s, d);
 	char got[OCITREE_DIGEST_MAX];
-	char *o = got + snprintf(got, sizeof(got), "sha256:");
-	for (size_t i = 0; i < sizeof(d); i++)
-		o += snprintf(o, 3, "%02x", d[i]);
+	sha256p_final_digest(s, got);
 	/* one byte more than declared is an error, as in the read form */
 	char one;
 	ssize_t n;

@@ -7,6 +7,7 @@
  */
 #include "config.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "sha256-pair.h"
@@ -471,4 +472,13 @@ void sha256p_final(struct sha256p *s, uint8_t out[32])
 		out[4 * i + 2] = (uint8_t)(s->h[i] >> 8);
 		out[4 * i + 3] = (uint8_t)s->h[i];
 	}
+}
+
+void sha256p_final_digest(struct sha256p *s, char out[72])
+{
+	uint8_t d[32];
+	sha256p_final(s, d);
+	char *o = out + snprintf(out, 72, "sha256:");
+	for (size_t i = 0; i < sizeof(d); i++)
+		o += snprintf(o, 3, "%02x", d[i]);
 }

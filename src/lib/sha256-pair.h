@@ -50,5 +50,8 @@ size_t sha256p_update_and(struct sha256p *a, const void *data, size_t len, struc
                           size_t cmax);
 /* The digest; s must be initialised again before further use. */
 void sha256p_final(struct sha256p *s, uint8_t out[32]);
+/* The same, as a digest string "sha256:<64 hex digits>" (71 bytes with
+ * its NUL; OCITREE_DIGEST_MAX holds it). */
+void sha256p_final_digest(struct sha256p *s, char out[72]);
 
 #endif
