@@ -771,9 +771,6 @@ struct ocitree_layer_index *layer_index_build(struct ocitree_layout *l, const st
 		sha256p_init(&pair.diff);
 		sha256p_init(&pair.blob);
 		pair.buf = xmalloc(PAIR_BUF);
-		pair.start = pair.hashed = 0;
-		pair.len = 0;
-		pair.failed = false;
 		b.pair = &pair;
 		ocitree_hasher_free(b.diff_hasher);
 		b.diff_hasher = NULL;
@@ -905,8 +902,7 @@ out:
 	if (tar_tmp)
 		unlinkat(tar_dirfd, tar_tmp, 0);
 	builder_free(&b);
-	if (b.pair)
-		free(pair.buf);
+	free(pair.buf);
 	if (pair.fd >= 0)
 		close(pair.fd);
 	return r == 0 ? idx : NULL;
